@@ -1,0 +1,36 @@
+# Everything installs from nothing into .venv; every target is safe to re-run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.installed
+
+.PHONY: install lint test demo bench simulator clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade uv
+	$(UV) pip install --quiet --python $(PY) -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench
+	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench
+	$(VENV)/bin/mypy airflow_provider_revox
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+demo: install
+	$(PY) -m airflow_provider_revox.demo
+
+bench: install
+	$(PY) bench/run_all.py
+
+simulator: install
+	$(VENV)/bin/revox-simulator --port 8089 --speed 600 --calls 20
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

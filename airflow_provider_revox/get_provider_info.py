@@ -1,0 +1,61 @@
+"""Provider metadata read by Airflow's ProvidersManager through the entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_revox import __version__
+
+DEFAULT_BASE_URL = "https://www.getrevox.com/api"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description Airflow discovers (no Airflow imports: it runs at discovery)."""
+    return {
+        "package-name": "airflow-provider-revox",
+        "name": "Revox",
+        "description": "Revox AI phone calls: wait for call orders and move transcripts and "
+        "structured_output into your warehouse.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Revox",
+                "external-doc-url": "https://www.getrevox.com",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "Revox", "python-modules": ["airflow_provider_revox.hooks.revox"]}],
+        "sensors": [
+            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.sensors.revox"]}
+        ],
+        "operators": [
+            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.operators.revox"]}
+        ],
+        "triggers": [
+            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.triggers.revox"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "revox",
+                "hook-class-name": "airflow_provider_revox.hooks.revox.RevoxHook",
+                "hook-name": "Revox",
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 60},
+                        "description": "Per-request timeout in seconds.",
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "schema": {"type": ["integer", "null"], "default": 5},
+                        "description": "Retries on 429, 5xx, timeouts and dropped connections.",
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "port"],
+                    "relabeling": {"password": "API key", "host": "Base URL"},
+                    "placeholders": {"host": DEFAULT_BASE_URL, "password": "Your Revox API key"},
+                },
+            }
+        ],
+    }

@@ -1,0 +1,445 @@
+"""Typed, tolerant models of a Revox call order.
+
+The API has drifted from its reference page and keeps drifting, so the models
+follow three rules:
+
+* enums are plain strings: a status nobody has seen yet never raises;
+* null, ``{}`` placeholders and empty strings in timestamps become ``None``;
+* every field the models do not name is kept (``extra="allow"``), so
+  ``model_dump(mode="json")`` gives back what the API sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, time, timezone
+from functools import lru_cache
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pendulum
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from airflow_provider_revox import statuses
+
+DEFAULT_WINDOW_START = time(10, 0)
+DEFAULT_WINDOW_END = time(18, 0)
+DEFAULT_RETRY_DELAY_SECONDS = 7200.0
+DEFAULT_MAX_RETRY_ATTEMPTS = 3
+DEFAULT_ALLOWED_DAYS: frozenset[int] = frozenset(range(5))  # Monday to Friday
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    """Read an API timestamp: ISO 8601 text or epoch seconds; placeholders become None."""
+    if value is None or value == {} or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, int | float):
+        # Epoch milliseconds are 13 digits today; seconds are 10.
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = pendulum.parse(value.strip(), tz="UTC")
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            return None
+        if isinstance(parsed, datetime):
+            return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc)
+    return None
+
+
+Timestamp = Annotated[datetime | None, BeforeValidator(_to_datetime)]
+
+
+def _none_to_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _none_to_dict(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _to_str(value: Any) -> Any:
+    """Keep enum-like fields as text, whatever the API sends."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+Text = Annotated[str | None, BeforeValidator(_to_str)]
+
+
+class RevoxModel(BaseModel):
+    """Base of every Revox model: tolerant of extra fields, which are kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, arbitrary_types_allowed=True)
+
+
+class TranscriptTurn(RevoxModel):
+    """One turn of a call transcript."""
+
+    role: Text = None
+    content: Text = None
+    tool_name: Text = None
+    tool_arguments: dict[str, Any] | list[Any] | str | None = None
+    tool_is_error: bool | None = None
+    tool_output: Any = None
+
+
+Turns = Annotated[list[TranscriptTurn], BeforeValidator(_none_to_list)]
+
+
+class CallAttempt(RevoxModel):
+    """A single dial of the recipient's number."""
+
+    id: str
+    status: Text = None
+    result: Text = None
+    dial_error: Text = None
+    end_reason: Text = None
+    ended_by: Text = None
+    phone_number: Text = None
+    recording_url: Text = None
+    started_at: Timestamp = None
+    answered_at: Timestamp = None
+    ended_at: Timestamp = None
+    transcript: Turns = Field(default_factory=list)
+    post_call_transcript: list[TranscriptTurn] | None = None
+    structured_output: dict[str, Any] | None = None
+
+    @property
+    def is_live(self) -> bool:
+        """True while the attempt is queued, ringing or ongoing."""
+        return self.status in statuses.ATTEMPT_LIVE
+
+    @property
+    def reached_human(self) -> bool:
+        """True when a person answered this attempt."""
+        return self.result == statuses.RESULT_HUMAN
+
+
+class CallingWindow(RevoxModel):
+    """A calling window as the API sends it (times are kept as text)."""
+
+    calling_window_start_time: Text = None
+    calling_window_end_time: Text = None
+    retry_delay_seconds: float | None = None
+
+
+class CallRetryConfig(RevoxModel):
+    """Retry configuration in any of the three shapes the API has used.
+
+    1. flat: window times and delay at the top level (older docs);
+    2. ``calling_windows`` list (reference page);
+    3. shape 2 plus ``allowed_days`` and ``call_twice_in_a_row`` (current spec).
+    """
+
+    calling_windows: Annotated[list[CallingWindow], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
+    )
+    calling_window_start_time: Text = None
+    calling_window_end_time: Text = None
+    retry_delay_seconds: float | None = None
+    max_retry_attempts: int | None = None
+    timezone: Text = None
+    allowed_days: list[str] | None = None
+    call_twice_in_a_row: bool | None = None
+
+    @field_validator("max_retry_attempts", mode="before")
+    @classmethod
+    def _whole_attempts(cls, value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+
+class StructuredOutputField(RevoxModel):
+    """One field the analysis of a call extracts into ``structured_output``."""
+
+    name: str
+    type: Text = "string"
+    required: bool = False
+    description: Text = None
+    enum_options: list[str] | None = None
+
+
+class Assistant(RevoxModel):
+    """The AI agent that places the calls."""
+
+    id: Text = None
+    name: Text = None
+    call_retry_config: CallRetryConfig | None = None
+    structured_output_config: Annotated[list[StructuredOutputField], BeforeValidator(_none_to_list)] = (
+        Field(default_factory=list)
+    )
+    max_call_duration_secs: float | None = None
+    llm_model: dict[str, Any] | None = None
+    created_at: Timestamp = None
+    updated_at: Timestamp = None
+
+
+_TIME_24 = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::\d{2})?\s*$")
+_TIME_12 = re.compile(r"^\s*(\d{1,2})(?::(\d{2}))?\s*([ap])\.?\s*m\.?\s*$", re.IGNORECASE)
+
+
+def parse_window_time(value: str | None) -> time | None:
+    """Parse ``'17:00'``, ``'9:30'``, ``'6pm'`` or ``'6:30 PM'``; None when it is not a time."""
+    if not value:
+        return None
+    if match := _TIME_24.match(value):
+        hour, minute = int(match.group(1)), int(match.group(2))
+    elif match := _TIME_12.match(value):
+        hour, minute = int(match.group(1)) % 12, int(match.group(2) or 0)
+        if not 1 <= int(match.group(1)) <= 12:
+            return None
+        if match.group(3).lower() == "p":
+            hour += 12
+    else:
+        return None
+    if hour == 24 and minute == 0:
+        return time(23, 59, 59)
+    if hour > 23 or minute > 59:
+        return None
+    return time(hour, minute)
+
+
+class Window(BaseModel):
+    """A normalised daily calling window in the recipient's local time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: time = DEFAULT_WINDOW_START
+    end: time = DEFAULT_WINDOW_END
+
+    def contains(self, moment: time) -> bool:
+        """True when a local wall-clock time lies inside the window."""
+        return self.start <= moment < self.end
+
+
+class RetryPolicy(BaseModel):
+    """The one retry policy every shape of ``call_retry_config`` normalises to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    windows: tuple[Window, ...] = (Window(),)
+    allowed_days: frozenset[int] = DEFAULT_ALLOWED_DAYS
+    retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS
+    max_retry_attempts: int = DEFAULT_MAX_RETRY_ATTEMPTS
+    call_twice_in_a_row: bool = False
+    timezone: str | None = None
+
+    @classmethod
+    def from_config(cls, config: CallRetryConfig | None) -> RetryPolicy:
+        """Normalise any retry-config shape; absent or unreadable parts take the documented defaults."""
+        if config is None:
+            return cls()
+        raw_windows: list[tuple[str | None, str | None, float | None]] = [
+            (w.calling_window_start_time, w.calling_window_end_time, w.retry_delay_seconds)
+            for w in config.calling_windows
+        ]
+        if not raw_windows and (
+            config.calling_window_start_time or config.calling_window_end_time or config.retry_delay_seconds
+        ):
+            raw_windows = [
+                (config.calling_window_start_time, config.calling_window_end_time, config.retry_delay_seconds)
+            ]
+        windows = []
+        for start_text, end_text, _ in raw_windows:
+            start = parse_window_time(start_text) or DEFAULT_WINDOW_START
+            end = parse_window_time(end_text) or DEFAULT_WINDOW_END
+            if start < end:
+                windows.append(Window(start=start, end=end))
+        delays = [d for _, _, d in raw_windows if d is not None and d >= 0]
+        if not delays and config.retry_delay_seconds is not None and config.retry_delay_seconds >= 0:
+            delays = [config.retry_delay_seconds]
+        attempts = config.max_retry_attempts
+        return cls(
+            windows=tuple(sorted(windows, key=lambda w: w.start)) or (Window(),),
+            allowed_days=_parse_days(config.allowed_days),
+            retry_delay_seconds=delays[0] if delays else DEFAULT_RETRY_DELAY_SECONDS,
+            max_retry_attempts=attempts if attempts and attempts > 0 else DEFAULT_MAX_RETRY_ATTEMPTS,
+            call_twice_in_a_row=bool(config.call_twice_in_a_row),
+            timezone=config.timezone if config.timezone and _zone(config.timezone) else None,
+        )
+
+    def zone_for(self, phone_number: str | None) -> ZoneInfo:
+        """The recipient's timezone: explicit, else from the phone number, else UTC."""
+        if self.timezone and (zone := _zone(self.timezone)):
+            return zone
+        if phone_number and (name := timezone_for_number(phone_number)):
+            return ZoneInfo(name)
+        return ZoneInfo("UTC")
+
+
+def _parse_days(days: list[str] | None) -> frozenset[int]:
+    if not days:
+        return DEFAULT_ALLOWED_DAYS
+    parsed = set()
+    for day in days:
+        text = str(day).strip().lower()
+        for index, name in enumerate(WEEKDAYS):
+            if text and name.startswith(text[:3]):
+                parsed.add(index)
+    return frozenset(parsed) or DEFAULT_ALLOWED_DAYS
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=4096)
+def timezone_for_number(phone_number: str) -> str | None:
+    """IANA timezone of an E.164 number (the first phonenumbers gives), or None."""
+    try:
+        parsed = phonenumbers.parse(phone_number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    for name in phone_timezone.time_zones_for_number(parsed):
+        if _zone(name):
+            return str(name)
+    return None
+
+
+class Call(RevoxModel):
+    """A call order: one request to reach a person, over one or more attempts."""
+
+    id: str
+    status: Annotated[str, BeforeValidator(lambda v: "" if v is None else str(v))] = ""
+    calls_count: int = 0
+    call_attempts: Annotated[list[CallAttempt], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+    last_call_attempt: CallAttempt | None = None
+    call_retry_config: CallRetryConfig | None = None
+    assistant: Assistant | None = None
+    to_phone_number: Text = None
+    from_phone_number: Text = None
+    direction: Text = None
+    outcome: Text = None
+    outcome_summary: Text = None
+    metadata: Annotated[dict[str, Any], BeforeValidator(_none_to_dict)] = Field(default_factory=dict)
+    structured_output: dict[str, Any] | None = None
+    llm_model: dict[str, Any] | None = None
+    created_at: Timestamp = None
+    scheduled_at: Timestamp = None
+    updated_at: Timestamp = None
+    next_call_at: Timestamp = None
+
+    @field_validator("calls_count", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        if value is None:
+            return 0
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    @classmethod
+    def from_response(cls, payload: Any) -> Call:
+        """Build a call from a ``GET /call/{id}`` body, with or without its ``{"call": ...}`` envelope."""
+        if isinstance(payload, dict) and isinstance(payload.get("call"), dict):
+            payload = payload["call"]
+        return cls.model_validate(payload)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True only for ``completed``, ``cancelled`` and ``errored``."""
+        return statuses.is_terminal(self.status)
+
+    @property
+    def is_known_status(self) -> bool:
+        """False for a status value the current API spec does not document."""
+        return statuses.is_known(self.status)
+
+    @property
+    def last_attempt(self) -> CallAttempt | None:
+        """The most recent attempt, or None before the first dial."""
+        if self.last_call_attempt is not None:
+            return self.last_call_attempt
+        return self.call_attempts[0] if self.call_attempts else None
+
+    @property
+    def attempts_made(self) -> int:
+        """Attempts made so far, from ``calls_count`` or the attempts listed."""
+        return max(self.calls_count, len(self.call_attempts))
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The effective retry policy: the order's own config wins over its assistant's."""
+        config = self.call_retry_config
+        if config is None and self.assistant is not None:
+            config = self.assistant.call_retry_config
+        return RetryPolicy.from_config(config)
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When the order's last attempt ended, if the order is terminal."""
+        if not self.is_terminal:
+            return None
+        last = self.last_attempt
+        return (last.ended_at if last else None) or self.updated_at
+
+    @property
+    def result_structured_output(self) -> dict[str, Any]:
+        """The order's ``structured_output``: its own, else the newest attempt's."""
+        if self.structured_output:
+            return self.structured_output
+        for attempt in self.attempts_newest_first():
+            if attempt.structured_output:
+                return attempt.structured_output
+        return {}
+
+    @property
+    def structured_output_config(self) -> list[StructuredOutputField]:
+        """The assistant's structured-output fields, or an empty list."""
+        return self.assistant.structured_output_config if self.assistant else []
+
+    def attempts_newest_first(self) -> list[CallAttempt]:
+        """Every known attempt, most recent first, without duplicates."""
+        attempts = list(self.call_attempts)
+        last = self.last_call_attempt
+        if last is not None and all(a.id != last.id for a in attempts):
+            attempts.insert(0, last)
+        return attempts
+
+    def iter_turns(self, source: str = "best") -> Iterator[tuple[CallAttempt, int, TranscriptTurn]]:
+        """Yield ``(attempt, turn_index, turn)`` in call order, oldest attempt first.
+
+        Args:
+            source: ``"best"`` takes each attempt's ``post_call_transcript`` when present, else its
+                live ``transcript``; ``"live"`` and ``"post_call"`` take only that one.
+        """
+        if source not in ("best", "live", "post_call"):
+            raise ValueError(f"transcript source must be 'best', 'live' or 'post_call', not {source!r}")
+        for attempt in reversed(self.attempts_newest_first()):
+            if source == "live":
+                turns = attempt.transcript
+            elif source == "post_call":
+                turns = attempt.post_call_transcript or []
+            else:
+                turns = attempt.post_call_transcript or attempt.transcript
+            for index, turn in enumerate(turns):
+                yield attempt, index, turn
+
+
+__all__ = [
+    "Assistant",
+    "Call",
+    "CallAttempt",
+    "CallRetryConfig",
+    "CallingWindow",
+    "RetryPolicy",
+    "StructuredOutputField",
+    "TranscriptTurn",
+    "Window",
+    "parse_window_time",
+    "timezone_for_number",
+]

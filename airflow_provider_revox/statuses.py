@@ -1,0 +1,68 @@
+"""The one table of call-order and attempt statuses used across the package.
+
+The API keeps adding statuses, so nothing here is an Enum that would reject a
+value nobody has seen yet: unknown values are plain strings that are simply not
+terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+INITIALIZING: Final = "initializing"
+SCHEDULED: Final = "scheduled"
+QUEUED_FOR_CALLING: Final = "queued_for_calling"
+CALLING: Final = "calling"
+POST_PROCESSING: Final = "post_processing"
+PAUSED: Final = "paused"
+NOT_LAUNCHED: Final = "not_launched"
+COMPLETED: Final = "completed"
+CANCELLED: Final = "cancelled"
+ERRORED: Final = "errored"
+
+#: Statuses after which an order never changes again.
+TERMINAL: Final = frozenset({COMPLETED, CANCELLED, ERRORED})
+
+#: Every order status the current API spec documents.
+KNOWN: Final = frozenset(
+    {
+        INITIALIZING,
+        SCHEDULED,
+        QUEUED_FOR_CALLING,
+        CALLING,
+        POST_PROCESSING,
+        PAUSED,
+        NOT_LAUNCHED,
+        COMPLETED,
+        CANCELLED,
+        ERRORED,
+    }
+)
+
+#: Statuses in which the order waits for its next dial (first one or a retry).
+WAITING_TO_DIAL: Final = frozenset({INITIALIZING, SCHEDULED, QUEUED_FOR_CALLING, NOT_LAUNCHED})
+
+#: Statuses in which the next change can come at any moment.
+ACTIVE: Final = frozenset({CALLING, POST_PROCESSING})
+
+#: Attempt statuses.
+ATTEMPT_QUEUED: Final = "queued"
+ATTEMPT_RINGING: Final = "ringing"
+ATTEMPT_ONGOING: Final = "ongoing"
+ATTEMPT_COMPLETED: Final = "completed"
+ATTEMPT_ERROR: Final = "error"
+ATTEMPT_LIVE: Final = frozenset({ATTEMPT_QUEUED, ATTEMPT_RINGING, ATTEMPT_ONGOING})
+ATTEMPT_ENDED: Final = frozenset({ATTEMPT_COMPLETED, ATTEMPT_ERROR})
+
+#: Attempt result meaning a person answered.
+RESULT_HUMAN: Final = "human"
+
+
+def is_terminal(status: str | None) -> bool:
+    """Return True when an order in ``status`` can never change again."""
+    return status in TERMINAL
+
+
+def is_known(status: str | None) -> bool:
+    """Return True when ``status`` is one the current API spec documents."""
+    return status in KNOWN
