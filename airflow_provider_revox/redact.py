@@ -35,6 +35,7 @@ _TOOL_SECRET_CONTAINERS = frozenset({"headers", "query_params", "queryparams", "
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 _URL_QUERY_SECRET = re.compile(r"(?P<key>[?&][^=&#\s]+)=(?P<value>[^&#\s]*)")
+_URL_SECRET_PARAMS = frozenset({"key", "sig", "code", "k"})
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 
 
@@ -58,9 +59,13 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
             text = text.replace(secret, MASK)
     text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
     text = _URL_QUERY_SECRET.sub(
-        lambda m: f"{m.group('key')}={MASK}" if is_secret_key(m.group("key")[1:]) else m.group(0), text
+        lambda m: f"{m.group('key')}={MASK}" if _is_secret_param(m.group("key")[1:]) else m.group(0), text
     )
     return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+
+
+def _is_secret_param(name: str) -> bool:
+    return name.lower() in _URL_SECRET_PARAMS or is_secret_key(name)
 
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
