@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pendulum
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from airflow_provider_revox import statuses
 
@@ -333,6 +333,8 @@ class Call(RevoxModel):
     updated_at: Timestamp = None
     next_call_at: Timestamp = None
 
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
     @field_validator("calls_count", mode="before")
     @classmethod
     def _count(cls, value: Any) -> Any:
@@ -347,7 +349,14 @@ class Call(RevoxModel):
         """Build a call from a ``GET /call/{id}`` body, with or without its ``{"call": ...}`` envelope."""
         if isinstance(payload, dict) and isinstance(payload.get("call"), dict):
             payload = payload["call"]
-        return cls.model_validate(payload)
+        call = cls.model_validate(payload)
+        call._raw = payload
+        return call
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The call exactly as the API returned it (not redacted: redact before it leaves)."""
+        return self._raw or self.model_dump(mode="json")
 
     @property
     def is_terminal(self) -> bool:
