@@ -7,6 +7,7 @@ terminal.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from typing import Final
 
 INITIALIZING: Final = "initializing"
@@ -66,3 +67,41 @@ def is_terminal(status: str | None) -> bool:
 def is_known(status: str | None) -> bool:
     """Return True when ``status`` is one the current API spec documents."""
     return status in KNOWN
+
+
+SUCCESS: Final = "success"
+FAILED: Final = "failed"
+WAITING: Final = "waiting"
+
+#: What ``fail_on_statuses`` defaults to for every sensor.
+DEFAULT_FAIL_ON: Final = (ERRORED, CANCELLED)
+
+
+def verdict(status: str | None, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> str:
+    """Decide what a waiting task does with an order in ``status``.
+
+    Returns:
+        ``"failed"`` for a status in ``fail_on``; ``"success"`` for ``completed`` and for any
+        other terminal status the caller chose not to fail on; ``"waiting"`` otherwise
+        (``post_processing``, ``paused`` and statuses nobody has seen yet included).
+    """
+    if status in fail_on:
+        return FAILED
+    if status in TERMINAL:
+        return SUCCESS
+    return WAITING
+
+
+def validate_fail_on(fail_on: Iterable[str]) -> tuple[str, ...]:
+    """Check ``fail_on_statuses``: every entry must be a status the API documents."""
+    if isinstance(fail_on, str):
+        fail_on = (fail_on,)
+    values = tuple(fail_on)
+    unknown = sorted(set(values) - KNOWN)
+    if unknown:
+        raise ValueError(
+            f"fail_on_statuses has unknown status(es) {unknown}; known statuses are {sorted(KNOWN)}"
+        )
+    if COMPLETED in values:
+        raise ValueError("fail_on_statuses cannot contain 'completed': that is the success status")
+    return values
