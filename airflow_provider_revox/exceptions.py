@@ -1,0 +1,126 @@
+"""Errors a user can act on, one class per cause, all under :class:`RevoxError`.
+
+Every message is built from data already cleaned by the hook: response excerpts are
+redacted and the connection's API key is masked before they reach these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+
+def _rebuild(cls: type[RevoxError], message: str, details: dict[str, Any]) -> RevoxError:
+    return cls(message, **details)
+
+
+class RevoxError(AirflowException):
+    """Base class of every error raised by the Revox provider.
+
+    Args:
+        message: the full, human-readable message (already free of secrets).
+        status_code: the HTTP status code the API answered, when there was one.
+    """
+
+    status_code: int | None  # type: ignore[assignment]  # AirflowException declares an HTTPStatus
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    def _details(self) -> dict[str, Any]:
+        return {"status_code": self.status_code}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only details would be lost by the default Exception pickling.
+        return (_rebuild, (type(self), str(self), self._details()))
+
+    def serialize(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        """Return what Airflow needs to rebuild this error in another process."""
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__name__}", (str(self),), self._details()
+
+
+class RevoxAuthError(RevoxError):
+    """The API rejected the connection's API key (401 or 403), or the connection has none.
+
+    Args:
+        message: the full message; it names the connection id.
+        conn_id: the Airflow connection whose key was rejected.
+        status_code: 401 or 403, or None when the key is missing.
+    """
+
+    def __init__(self, message: str, *, conn_id: str | None = None, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.conn_id = conn_id
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "conn_id": self.conn_id}
+
+
+class RevoxNotFoundError(RevoxError):
+    """The call order (or recording) does not exist for this API key (404).
+
+    Args:
+        message: the full message; it names the call id.
+        call_id: the call order that was not found, if the request was about one.
+        status_code: normally 404.
+    """
+
+    def __init__(self, message: str, *, call_id: str | None = None, status_code: int | None = 404) -> None:
+        super().__init__(message, status_code=status_code)
+        self.call_id = call_id
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "call_id": self.call_id}
+
+
+class RevoxResponseError(RevoxError):
+    """The API answered with a body that is not JSON, or not the object expected.
+
+    Args:
+        message: the full message, with the status code and a redacted excerpt of the body.
+        status_code: the HTTP status of the response.
+    """
+
+
+class RevoxApiError(RevoxError):
+    """Any other 4xx/5xx answer that retrying will not fix.
+
+    Args:
+        message: the full message, with the status code and a redacted excerpt of the body.
+        status_code: the HTTP status of the response.
+    """
+
+
+class RevoxRetriesExhaustedError(RevoxError):
+    """Every try failed with a retryable status or a transport error.
+
+    Args:
+        message: the full message, with the number of tries and the last status or error.
+        attempts: how many requests were sent.
+        status_code: the last status code, or None when the last try failed in transport.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.attempts = attempts
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "attempts": self.attempts}
+
+
+class RevoxInsecureConnectionError(RevoxError):
+    """The connection would send the API key over plain ``http://`` to a host that is not loopback."""
+
+
+__all__ = [
+    "RevoxApiError",
+    "RevoxAuthError",
+    "RevoxError",
+    "RevoxInsecureConnectionError",
+    "RevoxNotFoundError",
+    "RevoxResponseError",
+    "RevoxRetriesExhaustedError",
+]
