@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import logging
 import math
 import random
 import re
@@ -68,6 +69,9 @@ _TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.RemoteProtocolError,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# A plain stdlib logger: Airflow routes it into task and triggerer logs, and tests can capture it.
+log = logging.getLogger(__name__)
 
 
 def retry_sleep(seconds: float) -> None:
@@ -326,6 +330,8 @@ class RevoxHook(BaseHook):
             ``allow_insecure_http``.
         timeout: seconds per request (connect: at most 5 s); overrides the connection's extra.
         max_retries: retries on 429, 5xx, timeouts and dropped connections; overrides the extra.
+        transport: an httpx transport to use instead of the network (``httpx.MockTransport`` in
+            unit tests); a transport that is both sync and async serves both clients.
         logger_name: name of the logger, as for any Airflow hook.
     """
 
@@ -340,6 +346,7 @@ class RevoxHook(BaseHook):
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         logger_name: str | None = None,
     ) -> None:
         super().__init__(logger_name=logger_name)
@@ -350,6 +357,7 @@ class RevoxHook(BaseHook):
         self.revox_conn_id = revox_conn_id
         self._timeout = timeout
         self._max_retries = max_retries
+        self._transport = transport
         self._settings: RevoxSettings | None = None
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
@@ -376,9 +384,7 @@ class RevoxHook(BaseHook):
             except Exception as error:
                 # ``dag.test()`` runs without a supervisor, so the async lookup cannot see
                 # connections stored only in the metadata database; the sync one can.
-                self.log.debug(
-                    "Async lookup of %r failed (%s); using the sync one", self.revox_conn_id, error
-                )
+                log.debug("Async lookup of %r failed (%s); using the sync one", self.revox_conn_id, error)
                 conn = await asyncio.to_thread(self.get_connection, self.revox_conn_id)
             self._settings = settings_from_connection(
                 conn, timeout=self._timeout, max_retries=self._max_retries
@@ -403,7 +409,8 @@ class RevoxHook(BaseHook):
     def get_conn(self) -> httpx.Client:
         """The hook's one ``httpx.Client``, created on first use and reused."""
         if self._client is None or self._client.is_closed:
-            self._client = httpx.Client(**self._client_options(self._resolve()))
+            transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
+            self._client = httpx.Client(transport=transport, **self._client_options(self._resolve()))
         return self._client
 
     async def aget_conn(self) -> httpx.AsyncClient:
@@ -413,7 +420,8 @@ class RevoxHook(BaseHook):
         if client is None or client.is_closed or self._async_loop is not loop:
             # A client's connections belong to the loop that opened them; a new loop needs a new one.
             settings = await self._aresolve()
-            self._async_client = httpx.AsyncClient(**self._client_options(settings))
+            transport = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
+            self._async_client = httpx.AsyncClient(transport=transport, **self._client_options(settings))
             self._async_loop = loop
         return self._async_client  # type: ignore[return-value]
 
@@ -462,7 +470,7 @@ class RevoxHook(BaseHook):
         else:
             reason = "no outcome"
         total = (self._settings.max_retries if self._settings else 0) + 1
-        self.log.warning(
+        log.warning(
             "Revox request failed (%s); attempt %d of %d, retrying in %.2f s",
             reason,
             retry_state.attempt_number,
@@ -512,6 +520,8 @@ class RevoxHook(BaseHook):
             )
         except tenacity.RetryError as error:
             raise self._exhausted(error) from None
+        except httpx.HTTPError as error:
+            raise self._transport_failed(request, error) from error
         return response
 
     async def _arequest(
@@ -525,7 +535,16 @@ class RevoxHook(BaseHook):
             )
         except tenacity.RetryError as error:
             raise self._exhausted(error) from None
+        except httpx.HTTPError as error:
+            raise self._transport_failed(request, error) from error
         return response
+
+    def _transport_failed(self, request: httpx.Request, error: httpx.HTTPError) -> RevoxError:
+        # Not retried: a POST that may have reached the server, or an error retrying cannot fix.
+        return RevoxError(
+            f"Revox request {request.method} {self._clean(request.url.path)} failed and was not retried "
+            f"({type(error).__name__}: {self._clean(str(error))})"
+        )
 
     def _clean(self, text: str) -> str:
         secrets = (self._settings.api_key,) if self._settings else ()
