@@ -34,6 +34,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.triggers.revox"]}
         ],
+        "extra-links": ["airflow_provider_revox.links.RevoxCallLink"],
         "connection-types": [
             {
                 "connection-type": "revox",
