@@ -1,0 +1,518 @@
+"""The simulator's lifecycle engine, usable without HTTP.
+
+Build one, place orders, move its clock, read orders::
+
+    engine = SimulatorEngine(seed=1)                 # manual VirtualClock by default
+    call = engine.place_call(phone_number="+33612345678", assistant_id="asst_reminder")
+    engine.clock.set(engine.terminal_at(call["id"]))
+    engine.get_call(call["id"])["status"]            # "completed", "errored", ...
+
+Status conventions (shared with the package's polling code):
+
+* ``scheduled`` while waiting for a future ``scheduled_at``, a calling window, an allowed
+  day or a retry delay, with ``next_call_at`` set to the planned dial time;
+* ``queued_for_calling`` for a few seconds once a dial is due (waiting for a line);
+* ``calling`` only while an attempt is ``queued``, ``ringing`` or ``ongoing``;
+* ``post_processing`` after the last attempt until results are ready;
+* then ``completed`` (a person, a voicemail or an IVR answered at least once; ``outcome`` and
+  ``structured_output`` are null when no person was reached), ``errored`` (every attempt
+  failed to dial) or ``cancelled``; ``paused`` between :meth:`SimulatorEngine.pause` and
+  :meth:`SimulatorEngine.resume`.
+
+Each order's future is computed at placement, so :meth:`SimulatorEngine.get_call` is a pure
+function of time, cached per phase: reading an order at any moment costs a bisection and a
+dictionary copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from bisect import bisect_right
+from datetime import datetime
+from typing import Any
+
+import phonenumbers
+from pydantic import TypeAdapter, ValidationError
+
+from airflow_provider_revox import statuses
+from airflow_provider_revox.models import Assistant, Call, CallRetryConfig, RetryPolicy, Timestamp
+from airflow_provider_revox.simulator.clock import Clock, VirtualClock, as_utc
+from airflow_provider_revox.simulator.profile import Profile
+from airflow_provider_revox.simulator.render import render_call, status_at
+from airflow_provider_revox.simulator.timeline import (
+    MAX_LOOKAHEAD_DAYS,
+    AttemptPlan,
+    OrderPlan,
+    OrderScript,
+    OrderSpec,
+    cut_plan,
+    finish,
+    initial_plan,
+    next_dial_time,
+    plan_attempts,
+)
+
+#: Where recording links point before a server tells the engine its address.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8089/api"
+
+_TIMESTAMP: TypeAdapter[datetime | None] = TypeAdapter(Timestamp)
+
+
+class SimulatorError(Exception):
+    """Base of the engine's errors; ``http_status`` is what the server answers."""
+
+    http_status = 400
+
+
+class InvalidOrder(SimulatorError, ValueError):
+    """An order was placed with bad input (the message names the field)."""
+
+    http_status = 422
+
+
+class UnknownCall(SimulatorError, KeyError):
+    """No order has this id (or it did not exist yet at the moment asked)."""
+
+    http_status = 404
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown call"
+
+
+class Conflict(SimulatorError):
+    """The action does not apply in the order's current status (e.g. cancelling a completed order)."""
+
+    http_status = 409
+
+
+def default_assistant(assistant_id: str) -> dict[str, Any]:
+    """The assistant an order placed with only ``assistant_id`` gets: a realistic reminder agent."""
+    return {
+        "id": assistant_id,
+        "name": "Appointment reminder",
+        "organization_id": "org_simulator",
+        "prompt": "You call customers to confirm their upcoming appointment.",
+        "first_sentence": "Hello, this is Revox calling about your appointment.",
+        "first_sentence_mode": "static",
+        "first_sentence_delay_ms": 400,
+        "end_of_call_sentence": "Thank you, goodbye.",
+        "voicemail_message": "Hello, this is Revox about your appointment. Please call us back.",
+        "background_sound": "audio/office.ogg",
+        "ivr_navigation_enabled": False,
+        "max_call_duration_secs": 600,
+        "llm_model": {"name": "gpt-4.1", "type": "dedicated-instance"},
+        "voice": {"id": "sim-voice-1", "provider": "cartesia", "speed": 1.0},
+        "call_retry_config": None,
+        "structured_output_config": [
+            {
+                "name": "confirmed",
+                "type": "boolean",
+                "required": True,
+                "description": "Appointment confirmed",
+            },
+            {"name": "contact_name", "type": "string", "required": True},
+            {"name": "email", "type": "string", "required": False},
+            {"name": "party_size", "type": "number", "required": False},
+            {
+                "name": "interest_level",
+                "type": "enum",
+                "required": True,
+                "enum_options": ["low", "medium", "high"],
+            },
+            {"name": "new_date", "type": "date", "required": False},
+            {"name": "callback_at", "type": "datetime", "required": False},
+        ],
+        "created_at": "2025-01-06T09:00:00.000Z",
+        "updated_at": "2025-01-06T09:00:00.000Z",
+    }
+
+
+class SimulatorEngine:
+    """Deterministic Revox order lifecycles driven by a clock.
+
+    Args:
+        seed: fixes every random choice (ids, outcomes, durations, content).
+        clock: the time source; a manual :class:`VirtualClock` by default.
+        profile: outcome and duration distributions; realistic defaults.
+        public_url: base URL recording links point at (the server sets its own address).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        clock: Clock | None = None,
+        profile: Profile | None = None,
+        public_url: str = DEFAULT_PUBLIC_URL,
+    ) -> None:
+        self.seed = seed
+        self.clock: Clock = clock if clock is not None else VirtualClock()
+        self.profile = profile if profile is not None else Profile()
+        self._public_url = public_url.rstrip("/")
+        self._signing_key = hashlib.sha256(f"revox-simulator/{seed}/recordings".encode()).digest()
+        self._plans: dict[str, OrderPlan] = {}
+        self._attempt_owner: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._placed = 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def call_ids(self) -> list[str]:
+        """Ids of every order placed, oldest first."""
+        return list(self._plans)
+
+    def get_call(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
+        """The call object at ``at`` (default: the clock's now), as ``GET /call/{id}`` shows it.
+
+        The top-level dict is a fresh copy; nested values are shared with the cache, so copy
+        them (``copy.deepcopy``) before changing them.
+
+        Raises:
+            UnknownCall: no order has this id, or it was placed after ``at``.
+        """
+        plan, phase = self._phase(call_id, at)
+        cached = plan.render_cache.get(phase)
+        if cached is None:
+            cached = render_call(plan, plan.events[phase - 1], self.recording_url)
+            plan.render_cache[phase] = cached
+        return dict(cached)
+
+    def get_call_json(self, call_id: str, at: datetime | None = None) -> bytes:
+        """The ``{"call": ...}`` response body at ``at``, as UTF-8 JSON (cached per phase)."""
+        plan, phase = self._phase(call_id, at)
+        body = plan.json_cache.get(phase)
+        if body is None:
+            body = json.dumps({"call": self.get_call(call_id, at)}, separators=(",", ":")).encode()
+            plan.json_cache[phase] = body
+        return body
+
+    def status(self, call_id: str, at: datetime | None = None) -> str:
+        """The order status at ``at`` (default: now)."""
+        plan = self._plan(call_id)
+        return status_at(plan, self._moment(at))
+
+    def terminal_at(self, call_id: str) -> datetime | None:
+        """When the order reaches (or reached) its terminal status; None while none is planned (paused)."""
+        return self._plan(call_id).terminal_at
+
+    def next_change_at(self, call_id: str, at: datetime | None = None) -> datetime | None:
+        """The first moment after ``at`` (default: now) when the order's state changes, or None."""
+        plan = self._plan(call_id)
+        phase = bisect_right(plan.events, self._moment(at))
+        return plan.events[phase] if phase < len(plan.events) else None
+
+    def attempt(self, attempt_id: str) -> tuple[str, AttemptPlan] | None:
+        """The owning call id and plan of an attempt, or None for an unknown attempt id."""
+        call_id = self._attempt_owner.get(attempt_id)
+        if call_id is None:
+            return None
+        for attempt in self._plans[call_id].attempts:
+            if attempt.id == attempt_id:
+                return call_id, attempt
+        return None
+
+    # -- recordings ------------------------------------------------------------------------
+
+    @property
+    def public_url(self) -> str:
+        """Base URL of the API that recording links point at."""
+        return self._public_url
+
+    def set_public_url(self, url: str) -> None:
+        """Point recording links at ``url`` (done by the server once it knows its port)."""
+        with self._lock:
+            self._public_url = url.rstrip("/")
+            for plan in self._plans.values():
+                plan.render_cache.clear()
+                plan.json_cache.clear()
+
+    def recording_signature(self, attempt_id: str) -> str:
+        """The ``sig`` that authorises downloading an attempt's recording."""
+        return hmac.new(self._signing_key, attempt_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def recording_url(self, attempt_id: str) -> str:
+        """The presigned URL of an attempt's recording."""
+        sig = self.recording_signature(attempt_id)
+        return f"{self._public_url}/_simulator/recordings/{attempt_id}.wav?sig={sig}"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def place_call(
+        self,
+        *,
+        phone_number: Any,
+        assistant: Any = None,
+        assistant_id: Any = None,
+        scheduled_at: Any = None,
+        metadata: Any = None,
+        prompt_variables: Any = None,
+        call_retry_config: Any = None,
+        call_id: str | None = None,
+        script: OrderScript | None = None,
+    ) -> dict[str, Any]:
+        """Place a call order now and return it as ``POST /call`` does.
+
+        Args:
+            phone_number: the recipient, E.164 (``+33612345678``).
+            assistant: a full assistant object, echoed back as given.
+            assistant_id: used when ``assistant`` is absent: gives :func:`default_assistant`.
+            scheduled_at: do not dial before this moment (ISO 8601 text or aware datetime).
+            metadata: free key/value map stored with the order.
+            prompt_variables: variables for the assistant's prompt.
+            call_retry_config: the order's own retry config; wins over the assistant's.
+            call_id: a fixed id (scenarios); generated from the seed otherwise.
+            script: a scripted lifecycle replacing the random draws.
+
+        Raises:
+            InvalidOrder: bad input; the message names the field and the problem.
+        """
+        number = _valid_phone(phone_number)
+        assistant_obj = _valid_assistant(assistant, assistant_id)
+        when = _valid_time(scheduled_at)
+        meta = _valid_map("metadata", metadata)
+        variables = _valid_map("prompt_variables", prompt_variables)
+        retry = _valid_retry_config(call_retry_config)
+        probe = Call.model_validate({"id": "probe", "call_retry_config": retry, "assistant": assistant_obj})
+        policy = probe.retry_policy
+        assistant_model = probe.assistant or Assistant()
+        with self._lock:
+            self._placed += 1
+            new_id = call_id or self._new_call_id(self._placed)
+            if new_id in self._plans:
+                raise InvalidOrder(f"call id {new_id!r} already exists")
+            now = as_utc(self.clock.now())
+            spec = OrderSpec(
+                call_id=new_id,
+                seed=self.seed,
+                phone_number=number,
+                assistant=assistant_obj,
+                call_retry_config=retry,
+                metadata=meta,
+                prompt_variables=variables,
+                created_at=now,
+                scheduled_at=when,
+                policy=policy,
+                zone=policy.zone_for(number),
+                max_call_duration_secs=assistant_model.max_call_duration_secs,
+                output_fields=tuple(assistant_model.structured_output_config),
+                voicemail_message=assistant_obj.get("voicemail_message"),
+                script=script,
+            )
+            try:
+                next_dial_time(max(now, when or now), policy, spec.zone)
+            except ValueError as error:
+                raise InvalidOrder(f"call_retry_config: {error}") from None
+            plan = initial_plan(spec, self.profile)
+            self._install(plan)
+            return self.get_call(new_id, now)
+
+    def cancel(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
+        """Cancel an order at ``at`` (default: now); a live attempt is hung up at that moment.
+
+        Raises:
+            UnknownCall: no such order.
+            Conflict: the order is already terminal.
+        """
+        with self._lock:
+            plan = self._plan(call_id)
+            moment = self._moment(at)
+            current = status_at(plan, moment)
+            if statuses.is_terminal(current):
+                raise Conflict(f"call {call_id} is already {current} and cannot be cancelled")
+            pauses = tuple((start, end if end is not None else moment) for start, end in plan.pauses)
+            attempts = cut_plan(plan, moment, "cancelled")
+            self._install(
+                OrderPlan(
+                    spec=plan.spec,
+                    attempts=attempts,
+                    post_start=plan.post_start if plan.post_start and plan.post_start <= moment else None,
+                    final_at=moment,
+                    final_status=statuses.CANCELLED,
+                    pauses=pauses,
+                )
+            )
+            return self.get_call(call_id, moment)
+
+    def pause(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
+        """Pause an order's retry loop at ``at`` (default: now); a live attempt is hung up.
+
+        Raises:
+            UnknownCall: no such order.
+            Conflict: the order is paused, post-processing or terminal.
+        """
+        with self._lock:
+            plan = self._plan(call_id)
+            moment = self._moment(at)
+            current = status_at(plan, moment)
+            if current not in (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING, statuses.CALLING):
+                raise Conflict(f"call {call_id} is {current} and cannot be paused")
+            attempts = cut_plan(plan, moment, "paused")
+            self._install(
+                OrderPlan(
+                    spec=plan.spec,
+                    attempts=attempts,
+                    post_start=None,
+                    final_at=None,
+                    final_status=None,
+                    pauses=(*plan.pauses, (moment, None)),
+                )
+            )
+            return self.get_call(call_id, moment)
+
+    def resume(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
+        """Resume a paused order at ``at`` (default: now): remaining attempts are planned from then.
+
+        Raises:
+            UnknownCall: no such order.
+            Conflict: the order is not paused.
+        """
+        with self._lock:
+            plan = self._plan(call_id)
+            moment = self._moment(at)
+            current = status_at(plan, moment)
+            if current != statuses.PAUSED:
+                raise Conflict(f"call {call_id} is {current}, not paused")
+            pauses = (*plan.pauses[:-1], (plan.pauses[-1][0], moment))
+            spec = plan.spec
+            previous = plan.attempts[-1] if plan.attempts else None
+            start = max(moment, spec.scheduled_at or moment)
+            more = plan_attempts(spec, self.profile, start, len(plan.attempts) + 1, previous)
+            resumed = finish(spec, self.profile, (*plan.attempts, *more), pauses)
+            if resumed.post_start is not None and resumed.post_start < moment and resumed.final_at:
+                shift = moment - resumed.post_start
+                resumed = OrderPlan(
+                    spec=spec,
+                    attempts=resumed.attempts,
+                    post_start=moment,
+                    final_at=resumed.final_at + shift,
+                    final_status=resumed.final_status,
+                    outcome=resumed.outcome,
+                    structured_output=resumed.structured_output,
+                    pauses=pauses,
+                )
+            elif resumed.final_at is not None and resumed.final_at < moment:
+                resumed = OrderPlan(
+                    spec=spec,
+                    attempts=resumed.attempts,
+                    post_start=None,
+                    final_at=moment,
+                    final_status=resumed.final_status,
+                    pauses=pauses,
+                )
+            self._install(resumed)
+            return self.get_call(call_id, moment)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _install(self, plan: OrderPlan) -> None:
+        self._plans[plan.spec.call_id] = plan
+        for attempt in plan.attempts:
+            self._attempt_owner[attempt.id] = plan.spec.call_id
+
+    def _new_call_id(self, index: int) -> str:
+        digest = hashlib.sha256(f"revox-simulator/{self.seed}/call/{index}".encode()).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
+
+    def _plan(self, call_id: str) -> OrderPlan:
+        plan = self._plans.get(call_id)
+        if plan is None:
+            raise UnknownCall(f"no call with id {call_id!r}")
+        return plan
+
+    def _moment(self, at: datetime | None) -> datetime:
+        return self.clock.now() if at is None else as_utc(at)
+
+    def _phase(self, call_id: str, at: datetime | None) -> tuple[OrderPlan, int]:
+        plan = self._plan(call_id)
+        phase = bisect_right(plan.events, self._moment(at))
+        if phase == 0:
+            raise UnknownCall(f"call {call_id!r} did not exist yet at {self._moment(at).isoformat()}")
+        return plan, phase
+
+    def __repr__(self) -> str:
+        return f"SimulatorEngine(seed={self.seed}, calls={len(self._plans)}, clock={self.clock!r})"
+
+
+def _valid_phone(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOrder("phone_number is required: an E.164 number such as +33612345678")
+    text = value.strip()
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as error:
+        raise InvalidOrder(f"phone_number {text!r} is not an E.164 number: {error}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidOrder(f"phone_number {text!r} is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _valid_assistant(assistant: Any, assistant_id: Any) -> dict[str, Any]:
+    if assistant is None:
+        if not isinstance(assistant_id, str) or not assistant_id.strip():
+            raise InvalidOrder("either assistant (an object) or assistant_id (a string) is required")
+        return default_assistant(assistant_id.strip())
+    if not isinstance(assistant, dict):
+        raise InvalidOrder(f"assistant must be an object, not {type(assistant).__name__}")
+    try:
+        Assistant.model_validate(assistant)
+    except ValidationError as error:
+        raise InvalidOrder(f"assistant is invalid: {_first_error(error)}") from None
+    echoed = dict(assistant)
+    if not echoed.get("id"):
+        echoed["id"] = assistant_id if isinstance(assistant_id, str) and assistant_id else "asst_inline"
+    return echoed
+
+
+def _valid_time(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    parsed = _TIMESTAMP.validate_python(value)
+    if parsed is None:
+        raise InvalidOrder(f"scheduled_at {value!r} is not an ISO 8601 timestamp")
+    return parsed
+
+
+def _valid_map(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidOrder(f"{name} must be an object of key/value pairs, not {type(value).__name__}")
+    return dict(value)
+
+
+def _valid_retry_config(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidOrder(f"call_retry_config must be an object, not {type(value).__name__}")
+    try:
+        config = CallRetryConfig.model_validate(value)
+    except ValidationError as error:
+        raise InvalidOrder(f"call_retry_config is invalid: {_first_error(error)}") from None
+    if config.timezone and RetryPolicy.from_config(config).timezone is None:
+        raise InvalidOrder(f"call_retry_config.timezone {config.timezone!r} is not an IANA timezone")
+    if config.max_retry_attempts is not None and config.max_retry_attempts <= 0:
+        raise InvalidOrder("call_retry_config.max_retry_attempts must be a positive integer")
+    return dict(value)
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "value"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+__all__ = [
+    "DEFAULT_PUBLIC_URL",
+    "MAX_LOOKAHEAD_DAYS",
+    "Conflict",
+    "InvalidOrder",
+    "SimulatorEngine",
+    "SimulatorError",
+    "UnknownCall",
+    "default_assistant",
+]

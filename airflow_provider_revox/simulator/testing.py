@@ -1,0 +1,177 @@
+"""Run the simulator inside a test (or any Python program) on a background thread.
+
+::
+
+    from airflow_provider_revox.simulator.testing import running_simulator
+
+    with running_simulator(seed=7) as sim:
+        call = sim.place_call(phone_number="+33612345678", assistant_id="asst_demo")
+        sim.clock.advance(3600)                     # a manual clock by default
+        httpx.get(f"{sim.base_url}/call/{call['id']}", headers={"Authorization": f"Bearer {sim.api_key}"})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_revox.simulator.clock import Clock, ScaledClock, VirtualClock
+from airflow_provider_revox.simulator.engine import SimulatorEngine
+from airflow_provider_revox.simulator.faults import Faults
+from airflow_provider_revox.simulator.population import seed_population
+from airflow_provider_revox.simulator.scenario import apply_scenario, load_scenario
+from airflow_provider_revox.simulator.server import SimulatorServer
+
+
+def generate_api_key() -> str:
+    """A fresh random API key for a simulator run."""
+    return "sk_sim_" + secrets.token_urlsafe(24)
+
+
+class ServerThread:
+    """A :class:`SimulatorServer` running on its own event loop in a daemon thread."""
+
+    def __init__(self, server: SimulatorServer) -> None:
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="revox-simulator", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the loop and bind the server; returns once it accepts connections."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the server and its connections, then stop and close the loop."""
+        if not self._thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+
+class SimulatorHandle:
+    """What :func:`running_simulator` yields.
+
+    Attributes:
+        base_url: the API base URL (``http://127.0.0.1:PORT/api``).
+        api_key: the bearer token the simulator accepts (never shown in ``repr``).
+        engine: the lifecycle engine.
+        clock: the engine's clock (a :class:`VirtualClock` unless ``speed`` was given).
+        faults: the fault plan (``handle.faults.script(call_id, ["429", "ok"])``).
+        server: the HTTP server.
+    """
+
+    def __init__(self, server: SimulatorServer, api_key: str) -> None:
+        self.server = server
+        self.engine = server.engine
+        self.clock: Clock = server.engine.clock
+        self.faults = server.faults
+        self.api_key = api_key
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL."""
+        return self.server.base_url
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on."""
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        return self.server.port
+
+    def stats(self) -> dict[str, Any]:
+        """Requests served per status code, call id and endpoint (as ``GET /_simulator/stats``)."""
+        return self.server.stats()
+
+    def reset_stats(self) -> None:
+        """Zero the request counters."""
+        self.server.reset_stats()
+
+    def place_call(self, **kwargs: Any) -> dict[str, Any]:
+        """Place an order directly on the engine (see :meth:`SimulatorEngine.place_call`)."""
+        return self.engine.place_call(**kwargs)
+
+    def get_call(self, call_id: str) -> dict[str, Any]:
+        """The order as ``GET /call/{id}`` shows it now."""
+        return self.engine.get_call(call_id)
+
+    def advance(self, seconds: float) -> None:
+        """Move a virtual clock forward.
+
+        Raises:
+            TypeError: when the simulator runs on a real or scaled clock.
+        """
+        if not isinstance(self.clock, VirtualClock):
+            raise TypeError("advance() needs the manual VirtualClock; this simulator runs on real time")
+        self.clock.advance(seconds)
+
+    def __repr__(self) -> str:
+        return f"SimulatorHandle(base_url={self.base_url!r}, engine={self.engine!r})"
+
+
+@contextmanager
+def running_simulator(
+    *,
+    seed: int = 0,
+    api_key: str | None = None,
+    clock: Clock | None = None,
+    speed: float | None = None,
+    faults: Faults | str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **engine_options: Any,
+) -> Iterator[SimulatorHandle]:
+    """Start a simulator on a background thread; stop it cleanly on exit.
+
+    Args:
+        seed: fixes every random choice of the engine and the faults.
+        api_key: the accepted bearer token; a random one by default.
+        clock: the time source; default a manual :class:`VirtualClock` (advance it yourself).
+        speed: run on real time multiplied by ``speed`` instead (ignored when ``clock`` is given).
+        faults: a :class:`Faults` or a SPEC string such as ``"429=0.1,drop=0.01"``.
+        host: address to bind (loopback; pass ``allow_remote=True`` for anything else).
+        port: TCP port, 0 for a free one.
+        **engine_options: ``profile`` for the engine; ``scenario`` (a file path) and ``calls``
+            (a random population size) to pre-load orders; ``allow_remote`` for the server.
+
+    Yields:
+        A :class:`SimulatorHandle`.
+    """
+    scenario = engine_options.pop("scenario", None)
+    calls = int(engine_options.pop("calls", 0) or 0)
+    allow_remote = bool(engine_options.pop("allow_remote", False))
+    if clock is None:
+        clock = ScaledClock(speed) if speed is not None else VirtualClock()
+    engine = SimulatorEngine(seed=seed, clock=clock, **engine_options)
+    fault_plan = faults if isinstance(faults, Faults) else Faults(faults, seed=seed)
+    key = api_key or generate_api_key()
+    server = SimulatorServer(
+        engine, api_key=key, faults=fault_plan, host=host, port=port, allow_remote=allow_remote
+    )
+    if scenario is not None:
+        apply_scenario(load_scenario(Path(scenario)), engine, fault_plan)
+    if calls:
+        seed_population(engine, calls)
+    thread = ServerThread(server)
+    thread.start()
+    try:
+        yield SimulatorHandle(server, key)
+    finally:
+        thread.stop()
+
+
+__all__ = ["ServerThread", "SimulatorHandle", "generate_api_key", "running_simulator"]
