@@ -115,7 +115,12 @@ class RevoxInsecureConnectionError(RevoxError):
     """The connection would send the API key over plain ``http://`` to a host that is not loopback."""
 
 
+#: Errors that waiting can fix: the hook's own retries are spent, or a body came back garbled.
+#: Sensors and triggers wait these out until their deadline instead of failing.
+TRANSIENT_ERRORS: tuple[type[RevoxError], ...] = (RevoxRetriesExhaustedError, RevoxResponseError)
+
 __all__ = [
+    "TRANSIENT_ERRORS",
     "RevoxApiError",
     "RevoxAuthError",
     "RevoxError",

@@ -42,6 +42,7 @@ from airflow_provider_revox.exceptions import (
 from airflow_provider_revox.get_provider_info import DEFAULT_BASE_URL
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.redact import redact_text
+from airflow_provider_revox.servertime import ServerClock
 
 AUTH_STATUS_ENDPOINT = "auth-status"
 CALLS_ENDPOINT = "call"
@@ -362,6 +363,8 @@ class RevoxHook(BaseHook):
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        #: The API's clock; sensors and triggers schedule their waits on it.
+        self.server_clock = ServerClock()
 
     def __repr__(self) -> str:
         base = self._settings.base_url if self._settings else "unresolved"
@@ -494,6 +497,7 @@ class RevoxHook(BaseHook):
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send one request; every sync request of the hook passes here (the rate-limit point)."""
         response = self.get_conn().send(request, stream=stream, follow_redirects=stream)
+        self.server_clock.observe(response.headers)
         if stream and response.status_code >= 400:
             # Error bodies are small: read them now so the stream never leaks across retries.
             response.read()
@@ -504,6 +508,7 @@ class RevoxHook(BaseHook):
         """Send one request; every async request of the hook passes here (the rate-limit point)."""
         client = await self.aget_conn()
         response = await client.send(request, stream=stream, follow_redirects=stream)
+        self.server_clock.observe(response.headers)
         if stream and response.status_code >= 400:
             await response.aread()
             await response.aclose()

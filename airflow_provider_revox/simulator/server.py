@@ -143,6 +143,8 @@ class SimulatorServer:
         self._by_endpoint: Counter[str] = Counter()
         self._recordings = 0
         self._recording_bytes = 0
+        # A manual clock reports speed 0 ("stands still until moved"); real time is 1.
+        self._clock_speed = float(getattr(engine.clock, "speed", 0.0))
 
     @property
     def base_url(self) -> str:
@@ -281,6 +283,9 @@ class SimulatorServer:
             f"Content-Length: {len(reply.body)}",
             "Server: revox-simulator",
             "Connection: keep-alive" if keep_alive else "Connection: close",
+            # The simulator's clock may run fast or stand still: clients schedule their waits on it.
+            f"X-Revox-Simulator-Time: {self.engine.clock.now().isoformat()}",
+            f"X-Revox-Simulator-Speed: {self._clock_speed:g}",
         ]
         head += [f"{name}: {value}" for name, value in reply.extra_headers]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
