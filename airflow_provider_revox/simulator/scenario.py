@@ -256,7 +256,8 @@ def apply_scenario(scenario: Scenario, engine: SimulatorEngine, faults: Faults |
     placed = []
     for index, call in enumerate(scenario.calls):
         try:
-            created = engine.place_call(**call.order, call_id=call.order.get("id"), script=call.script)
+            order = {key: value for key, value in call.order.items() if key != "id"}
+            created = engine.place_call(**order, call_id=call.order.get("id"), script=call.script)
         except ValueError as error:
             raise ScenarioError(f"{scenario.source}: calls[{index}]: {error}") from None
         placed.append(created["id"])
