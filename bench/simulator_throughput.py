@@ -1,0 +1,127 @@
+"""How many ``GET /call/{id}`` per second the simulator serves on loopback.
+
+The server runs as the ``revox-simulator`` CLI in its own process; the load comes
+from separate client processes, each on one keep-alive connection, each sending
+a fixed number of requests over the seeded population, so the run stops by itself.
+The figure is merged into bench/results.json under ``simulator``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.results import merge_results
+
+API_KEY = "bench-simulator-key"
+CALLS = 200
+CLIENTS = 2
+REQUESTS_PER_CLIENT = 10_000
+WARMUP = 500
+
+
+def _client(
+    port: int,
+    ids: list[str],
+    count: int,
+    start: multiprocessing.synchronize.Event,
+    out: multiprocessing.Queue,
+) -> None:  # type: ignore[type-arg]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    for i in range(WARMUP):
+        connection.request("GET", f"/api/call/{ids[i % len(ids)]}", headers=headers)
+        connection.getresponse().read()
+    start.wait()
+    began = time.perf_counter()
+    errors = 0
+    for i in range(count):
+        connection.request("GET", f"/api/call/{ids[i % len(ids)]}", headers=headers)
+        response = connection.getresponse()
+        response.read()
+        errors += response.status != 200
+    out.put((began, time.perf_counter(), errors))
+    connection.close()
+
+
+def main() -> int:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_revox.simulator.cli",
+            "--port",
+            "0",
+            "--api-key",
+            API_KEY,
+            "--speed",
+            "60",
+            "--calls",
+            str(CALLS),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        base_url = server.stdout.readline().strip().rsplit(" ", 1)[-1]
+        port = int(base_url.split(":")[2].split("/")[0])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/_simulator/calls")
+        ids = json.loads(connection.getresponse().read())["call_ids"]
+        connection.close()
+
+        start = multiprocessing.Event()
+        results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+        workers = [
+            multiprocessing.Process(target=_client, args=(port, ids, REQUESTS_PER_CLIENT, start, results))
+            for _ in range(CLIENTS)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(1.0)  # let every client finish its warm-up before the timed run
+        start.set()
+        spans = [results.get(timeout=120) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/_simulator/stats")
+        stats = json.loads(connection.getresponse().read())
+        connection.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    total = CLIENTS * REQUESTS_PER_CLIENT
+    elapsed = max(end for _, end, _ in spans) - min(began for began, _, _ in spans)
+    errors = sum(e for _, _, e in spans)
+    rate = total / elapsed
+    served = stats["by_endpoint"].get("GET /call/{id}", 0)
+    print(
+        f"simulator: {rate:,.0f} GET /call/{{id}} per second "
+        f"({total} requests, {CLIENTS} keep-alive clients in separate processes, {elapsed:.2f} s, "
+        f"{errors} errors, {served} counted by the server)"
+    )
+    merge_results(
+        "simulator",
+        {
+            "gets_per_s": round(rate),
+            "requests": total,
+            "clients": CLIENTS,
+            "calls": CALLS,
+            "errors": errors,
+            "seconds": round(elapsed, 3),
+        },
+    )
+    return 0 if errors == 0 and served == total + CLIENTS * WARMUP else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
