@@ -26,8 +26,10 @@ RING_TIME = timedelta(minutes=2)
 POST_PROCESSING_GRACE = timedelta(minutes=30)
 #: How long past :func:`deadline` a sensor without an explicit timeout keeps waiting.
 DEADLINE_MARGIN = timedelta(hours=1)
-#: Longest single sleep, so a cancel or a pause during a long wait is noticed.
-DEFAULT_MAX_SLEEP = timedelta(hours=4)
+#: Longest single sleep, so a cancel or a pause during a long wait is noticed. Four polls a
+#: day cost next to nothing; a shorter cap notices a cancel sooner but adds a GET every few hours
+#: of every overnight or weekend wait (bench/polling_economy.py shows the effect).
+DEFAULT_MAX_SLEEP = timedelta(hours=6)
 #: Slowest cadence for a paused order: a person may resume it at any time.
 PAUSED_POLL_INTERVAL = timedelta(minutes=5)
 
