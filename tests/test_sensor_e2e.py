@@ -1,0 +1,202 @@
+"""RevoxCallSensor through a real Airflow (dag.test) against the simulator over loopback.
+
+The simulator runs at 600x real time and reports its clock, so an order with a few attempts
+resolves in seconds while the sensor schedules its polls exactly as it would in production.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_revox.simulator.scenario import apply_scenario, parse_scenario
+from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+
+pytestmark = pytest.mark.airflow
+
+SPEED = 600.0
+# Always inside a window, every day, retries 10 simulated minutes (1 real second) apart.
+OPEN_ALL_DAY = {
+    "calling_windows": [
+        {"calling_window_start_time": "00:00", "calling_window_end_time": "23:59", "retry_delay_seconds": 600}
+    ],
+    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+    "max_retry_attempts": 3,
+    "timezone": "Europe/Paris",
+}
+
+DAG_TEMPLATE = """
+import pendulum
+from airflow.sdk import dag
+from airflow_provider_revox.sensors.revox import RevoxCallSensor
+
+@dag(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
+def build():
+    RevoxCallSensor(task_id="wait", call_id={call_id!r}, retries=2, **{kwargs})
+
+build()
+"""
+
+
+@pytest.fixture
+def fast_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
+    """A simulator at 600x real time with ``revox_default`` pointing at it."""
+    with running_simulator(seed=11, speed=SPEED) as sim:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_REVOX_DEFAULT",
+            json.dumps({"conn_type": "revox", "host": sim.base_url, "password": sim.api_key}),
+        )
+        yield sim
+
+
+def place(sim: SimulatorHandle, call_id: str, attempts: list[dict[str, Any]], **extra: Any) -> str:
+    """Place one scripted order on the simulator and return its id."""
+    order = {
+        "id": call_id,
+        "phone_number": "+33612345678",
+        "assistant_id": "asst_test",
+        "call_retry_config": OPEN_ALL_DAY,
+        "attempts": attempts,
+        "post_processing_seconds": 60,
+        **extra,
+    }
+    return apply_scenario(parse_scenario({"calls": [order]}), sim.engine, sim.faults)[0]
+
+
+def run_sensor(run_dag: Callable[..., Any], dag_id: str, call_id: str, **kwargs: Any) -> tuple[str, Any, Any]:
+    """Run a one-sensor DAG; return the task state, its XCom and the task instance."""
+    dag_run = run_dag(DAG_TEMPLATE.format(dag_id=dag_id, call_id=call_id, kwargs=kwargs), dag_id)
+    (ti,) = dag_run.get_task_instances()
+    value = ti.xcom_pull(task_ids="wait") if ti.state == "success" else None
+    return ti.state, value, ti
+
+
+MODES = {
+    "poke": {"mode": "poke", "poke_interval": 15},
+    "reschedule": {"mode": "reschedule", "poke_interval": 15},
+    "deferrable": {"deferrable": True, "poke_interval": 15},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_completed_order_succeeds_with_summary(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    call_id = place(
+        fast_simulator,
+        f"call-ok-{mode}",
+        [{"result": "voicemail", "duration": 30}, {"result": "human", "duration": 90}],
+        outcome="interested",
+    )
+    state, summary, _ = run_sensor(run_dag, f"sensor_ok_{mode}", call_id, **MODES[mode])
+
+    truth = fast_simulator.get_call(call_id)
+    assert state == "success"
+    assert truth["status"] == "completed"
+    assert summary == {
+        "call_id": call_id,
+        "status": "completed",
+        "outcome": "interested",
+        "calls_count": 2,
+        "last_attempt_result": "human",
+        "last_attempt_end_reason": truth["last_call_attempt"]["end_reason"],
+        "last_attempt_dial_error": None,
+        "ended_at": summary["ended_at"],
+    }
+    assert summary["ended_at"] is not None
+    # Nothing else: no transcript, no assistant, no secret in the XCom.
+    assert "transcript" not in json.dumps(summary)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_errored_order_fails_without_retrying(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    call_id = place(
+        fast_simulator,
+        f"call-err-{mode}",
+        [{"dial_error": "number_non_attributed"}],
+        final_status="errored",
+    )
+    state, _, ti = run_sensor(run_dag, f"sensor_err_{mode}", call_id, **MODES[mode])
+
+    assert fast_simulator.get_call(call_id)["status"] == "errored"
+    assert state == "failed"
+    assert ti.try_number == 1  # AirflowFailException: retries=2 are not used on a dead order
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_cancelled_order_with_soft_fail_is_skipped(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    call_id = place(fast_simulator, f"call-cancel-{mode}", [{"result": "human", "duration": 600}])
+    fast_simulator.engine.cancel(call_id)
+    state, _, _ = run_sensor(run_dag, f"sensor_cancel_{mode}", call_id, soft_fail=True, **MODES[mode])
+
+    assert fast_simulator.get_call(call_id)["status"] == "cancelled"
+    assert state == "skipped"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_cancelled_is_success_when_not_in_fail_on_statuses(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    call_id = place(fast_simulator, f"call-cancel-ok-{mode}", [{"result": "human", "duration": 600}])
+    fast_simulator.engine.cancel(call_id)
+    state, summary, _ = run_sensor(
+        run_dag, f"sensor_cancel_ok_{mode}", call_id, fail_on_statuses=("errored",), **MODES[mode]
+    )
+    assert state == "success"
+    assert summary["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_unknown_status_keeps_waiting(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    call_id = place(fast_simulator, f"call-unknown-{mode}", [{"result": "human", "duration": 60}])
+    # The first answers carry a status nobody has documented; the sensor must not stop on them.
+    fast_simulator.faults.script(call_id, ["unknown_status", "unknown_status", "ok"])
+    state, summary, _ = run_sensor(run_dag, f"sensor_unknown_{mode}", call_id, **MODES[mode])
+
+    assert state == "success"
+    assert summary["status"] == "completed"
+    assert fast_simulator.stats()["by_call_id"][call_id] >= 3
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_paused_order_keeps_waiting_until_resumed(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    call_id = place(
+        fast_simulator, f"call-paused-{mode}", [{"result": "voicemail", "duration": 30}, {"result": "human"}]
+    )
+    fast_simulator.engine.pause(call_id)
+    resume = threading.Timer(3.0, fast_simulator.engine.resume, args=(call_id,))
+    resume.start()
+    try:
+        state, summary, _ = run_sensor(run_dag, f"sensor_paused_{mode}", call_id, **MODES[mode])
+    finally:
+        resume.cancel()
+    assert state == "success"
+    assert summary["status"] == "completed"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_explicit_timeout_fails_or_skips(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    # Paused and never resumed: nothing happens within the 3-second timeout.
+    call_id = place(fast_simulator, f"call-late-{mode}", [{"result": "human"}])
+    fast_simulator.engine.pause(call_id)
+    state, _, _ = run_sensor(run_dag, f"sensor_timeout_{mode}", call_id, timeout=3, **MODES[mode])
+    assert state == "failed"
+
+    state, _, _ = run_sensor(
+        run_dag, f"sensor_timeout_soft_{mode}", call_id, timeout=3, soft_fail=True, **MODES[mode]
+    )
+    assert state == "skipped"

@@ -1,0 +1,195 @@
+"""RevoxCallTrigger over real HTTP against the simulator, and the sensor's fail-closed event check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+from airflow_provider_revox.hooks import revox as hook_module
+from airflow_provider_revox.sensors.revox import RevoxCallSensor
+from airflow_provider_revox.simulator.scenario import apply_scenario, parse_scenario
+from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.triggers import revox as trigger_module
+from airflow_provider_revox.triggers.revox import RevoxCallTrigger
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
+    """A simulator on a manual clock; the hook retries once and never really sleeps."""
+    with running_simulator(seed=3) as handle:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_REVOX_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "revox",
+                    "host": handle.base_url,
+                    "password": handle.api_key,
+                    "extra": {"max_retries": 1},
+                }
+            ),
+        )
+        slept: list[float] = []
+
+        async def no_sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        monkeypatch.setattr(hook_module, "retry_asleep", no_sleep)
+        monkeypatch.setattr(trigger_module, "MIN_SLEEP_SECONDS", 0.01)
+        yield handle
+
+
+def finished_call(sim: SimulatorHandle, call_id: str, **extra: Any) -> str:
+    order = {
+        "id": call_id,
+        "phone_number": "+33612345678",
+        "assistant_id": "asst_test",
+        "attempts": [{"result": "human", "duration": 60}],
+        **extra,
+    }
+    apply_scenario(parse_scenario({"calls": [order]}), sim.engine, sim.faults)
+    terminal = sim.engine.terminal_at(call_id)
+    assert terminal is not None
+    sim.clock.set(terminal + timedelta(seconds=1))  # type: ignore[attr-defined]
+    return call_id
+
+
+async def collect(trigger: RevoxCallTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_serialisation_round_trip_is_json_only() -> None:
+    trigger = RevoxCallTrigger(
+        call_id="c-1",
+        revox_conn_id="revox_prod",
+        poke_interval=20,
+        fail_on_statuses=("errored",),
+        deadline_at="2026-01-02T03:04:05+00:00",
+        deadline_fixed=True,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_revox.triggers.revox.RevoxCallTrigger"
+    restored_kwargs = json.loads(json.dumps(kwargs))
+    assert restored_kwargs == kwargs
+    assert RevoxCallTrigger(**restored_kwargs).serialize() == (classpath, kwargs)
+    assert kwargs == {
+        "call_id": "c-1",
+        "revox_conn_id": "revox_prod",
+        "poke_interval": 20.0,
+        "fail_on_statuses": ["errored"],
+        "deadline_at": "2026-01-02T03:04:05+00:00",
+        "deadline_fixed": True,
+    }
+
+
+async def test_success_event_carries_the_summary(sim: SimulatorHandle) -> None:
+    call_id = finished_call(sim, "trig-ok", outcome="interested")
+    events = await collect(RevoxCallTrigger(call_id=call_id, poke_interval=0.05))
+    assert len(events) == 1
+    assert events[0]["status"] == "success"
+    assert events[0]["summary"]["status"] == "completed"
+    assert events[0]["summary"]["outcome"] == "interested"
+    assert events[0]["summary"]["calls_count"] == 1
+
+
+async def test_keeps_waiting_through_429_and_503(sim: SimulatorHandle) -> None:
+    call_id = finished_call(sim, "trig-flaky")
+    # max_retries=1: each poll makes two requests, so three polls fail before one succeeds.
+    sim.faults.script(call_id, ["429", "503", "503", "429", "429", "503", "ok"])
+    events = await collect(RevoxCallTrigger(call_id=call_id, poke_interval=0.05))
+    assert [e["status"] for e in events] == ["success"]
+    assert sim.stats()["by_call_id"][call_id] == 7
+    assert sim.stats()["by_status"]["429"] == 3
+    assert sim.stats()["by_status"]["503"] == 3
+
+
+async def test_one_http_client_for_the_triggers_life(
+    sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call_id = finished_call(sim, "trig-client")
+    sim.faults.script(call_id, ["503", "503", "503", "503", "ok"])
+    created: list[httpx.AsyncClient] = []
+    original = httpx.AsyncClient.__init__
+
+    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
+        created.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    events = await collect(RevoxCallTrigger(call_id=call_id, poke_interval=0.05))
+    assert events[0]["status"] == "success"
+    assert sim.stats()["by_call_id"][call_id] == 5  # three polls...
+    assert len(created) == 1  # ...one client
+    assert created[0].is_closed
+
+
+async def test_failed_status_sends_failed_event_with_reason(sim: SimulatorHandle) -> None:
+    call_id = finished_call(
+        sim, "trig-err", attempts=[{"dial_error": "number_non_attributed"}], final_status="errored"
+    )
+    events = await collect(RevoxCallTrigger(call_id=call_id, poke_interval=0.05))
+    assert events[0]["status"] == "failed"
+    assert "errored" in events[0]["message"]
+    assert "number_non_attributed" in events[0]["message"]
+
+
+async def test_unknown_call_sends_error_event(sim: SimulatorHandle) -> None:
+    events = await collect(RevoxCallTrigger(call_id="no-such-call", poke_interval=0.05))
+    assert [e["status"] for e in events] == ["error"]
+    assert "no-such-call" in events[0]["message"]
+
+
+async def test_fixed_deadline_in_the_past_sends_timeout(sim: SimulatorHandle) -> None:
+    placed = sim.place_call(phone_number="+33612345678", assistant_id="asst_test")
+    sim.engine.pause(placed["id"])
+    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    events = await collect(
+        RevoxCallTrigger(call_id=placed["id"], poke_interval=0.05, deadline_at=past, deadline_fixed=True)
+    )
+    assert [e["status"] for e in events] == ["timeout"]
+    assert events[0]["summary"]["status"] == "paused"
+
+
+def make_sensor(**kwargs: Any) -> RevoxCallSensor:
+    return RevoxCallSensor(task_id="wait", call_id="c-1", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, {}, {"status": "done"}, "success", {"status": "success", "summary": {"call_id": "other"}}],
+)
+def test_execute_complete_is_fail_closed(event: Any) -> None:
+    with pytest.raises(AirflowException, match=r"c-1|malformed"):
+        make_sensor().execute_complete(context={}, event=event)  # type: ignore[arg-type]
+
+
+def test_execute_complete_maps_each_event_kind() -> None:
+    summary = {"call_id": "c-1", "status": "completed"}
+    assert make_sensor().execute_complete({}, {"status": "success", "summary": summary}) == summary  # type: ignore[arg-type]
+    with pytest.raises(AirflowFailException, match="errored"):
+        make_sensor().execute_complete({}, {"status": "failed", "message": "call c-1 is 'errored'"})  # type: ignore[arg-type]
+    with pytest.raises(AirflowSkipException, match="errored"):
+        make_sensor(soft_fail=True).execute_complete(  # type: ignore[arg-type]
+            {}, {"status": "failed", "message": "call c-1 is 'errored'"}
+        )
+    with pytest.raises(AirflowSensorTimeout, match="did not finish"):
+        make_sensor().execute_complete({}, {"status": "timeout", "message": "did not finish"})  # type: ignore[arg-type]
+    with pytest.raises(AirflowException, match="key was rejected"):
+        make_sensor().execute_complete({}, {"status": "error", "message": "key was rejected"})  # type: ignore[arg-type]
+
+
+def test_bad_fail_on_statuses_is_rejected() -> None:
+    with pytest.raises(ValueError, match="erored"):
+        make_sensor(fail_on_statuses=("erored",))
+    with pytest.raises(ValueError, match="completed"):
+        make_sensor(fail_on_statuses=("completed",))
