@@ -1,0 +1,549 @@
+"""Results and storage operators through a real Airflow (``dag.test()``) against the simulator."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
+
+from airflow_provider_revox.links import RevoxCallLink, call_dashboard_url, dashboard_origin
+from airflow_provider_revox.models import Call
+from airflow_provider_revox.operators.revox import (
+    RevoxCallResultsOperator,
+    RevoxCallsToStorageOperator,
+    normalize_call_ids,
+    recording_extension,
+)
+from airflow_provider_revox.redact import MASK, redact
+from airflow_provider_revox.simulator.profile import AttemptDraw
+from airflow_provider_revox.simulator.timeline import OrderScript
+
+# -- pure parts ----------------------------------------------------------------------------
+
+
+def test_call_ids_from_every_upstream_shape_keep_order_without_duplicates() -> None:
+    assert normalize_call_ids("c1") == ["c1"]
+    assert normalize_call_ids(["c2", "c1", "c2"]) == ["c2", "c1"]
+    assert normalize_call_ids([{"call_id": "c1", "status": "completed"}, {"call_id": "c3"}]) == ["c1", "c3"]
+    assert normalize_call_ids({"completed": ["c1", "c2"], "failed": ["c3"], "timed_out": []}) == [
+        "c1",
+        "c2",
+        "c3",
+    ]
+    # A mapped sensor's results arrive as a lazy sequence, not a list.
+    assert normalize_call_ids({"call_id": c} for c in ("c5", "c4", "c5")) == ["c5", "c4"]
+    assert normalize_call_ids([]) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["ok", "bad/id"], "'bad/id'"),
+        ([{"call_id": 42}], "must be a string, not int"),
+        ([{"id": "c1"}], "needs 'call_id' or 'completed'/'failed'"),
+        (["ok", ""], "call_id is empty"),
+        (3.5, "must be a string, not float"),
+    ],
+)
+def test_a_bad_call_id_is_named(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match="call_ids") as raised:
+        normalize_call_ids(value)
+    assert message in str(raised.value)
+
+
+def test_recording_extension_from_url_then_content_then_default() -> None:
+    assert recording_extension("https://cdn.example/rec/a1.MP3?sig=x") == "mp3"
+    assert recording_extension("https://cdn.example/rec/a1", b"OggS\x00\x02") == "ogg"
+    assert recording_extension("https://cdn.example/rec/a1", b"\x00\x00\x00\x20ftypM4A ") == "m4a"
+    assert recording_extension("https://cdn.example/rec/a1", b"") == "wav"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "origin"),
+    [
+        ("https://www.getrevox.com/api", "https://www.getrevox.com"),
+        ("https://www.getrevox.com/api/", "https://www.getrevox.com"),
+        ("http://127.0.0.1:8089/api", "http://127.0.0.1:8089"),
+        ("https://user:pw@proxy.example/revox/api/v2", "https://proxy.example/revox"),
+        (None, "https://www.getrevox.com"),
+    ],
+)
+def test_dashboard_origin_drops_the_api_path(base_url: str | None, origin: str) -> None:
+    assert dashboard_origin(base_url) == origin
+
+
+def test_call_dashboard_url() -> None:
+    assert call_dashboard_url("abc-1") == "https://www.getrevox.com/dashboard/calls/abc-1"
+    assert RevoxCallLink().name == "Revox call"
+
+
+def test_bad_arguments_fail_when_the_dag_is_parsed() -> None:
+    with pytest.raises(ValueError, match="'a/b'"):
+        RevoxCallResultsOperator(task_id="t", call_id="a/b")
+    with pytest.raises(ValueError, match="'newest'"):
+        RevoxCallResultsOperator(task_id="t", call_id="c1", transcript_source="newest")
+    with pytest.raises(ValueError, match="'csv'"):
+        RevoxCallsToStorageOperator(task_id="t", call_ids=["c1"], destination="/tmp/x", file_format="csv")
+    with pytest.raises(ValueError, match="max_concurrency"):
+        RevoxCallsToStorageOperator(task_id="t", call_ids=["c1"], destination="/tmp/x", max_concurrency=0)
+    with pytest.raises(ValueError, match="'x y'"):
+        RevoxCallsToStorageOperator(task_id="t", call_ids=["c1", "x y"], destination="/tmp/x")
+    # Templated ids are checked when the task runs.
+    RevoxCallsToStorageOperator(task_id="t", call_ids=["{{ params.id }}"], destination="/tmp/x")
+
+
+def test_a_fixed_destination_declares_its_tables_as_assets() -> None:
+    op = RevoxCallsToStorageOperator(
+        task_id="t", call_ids=["c1"], destination="s3://aws_conn@bucket/revox/", file_format="parquet"
+    )
+    assert op.outlets == [
+        Asset(uri="s3://bucket/revox/transcripts.parquet"),
+        Asset(uri="s3://bucket/revox/structured_output.parquet"),
+    ]
+    local = RevoxCallsToStorageOperator(
+        task_id="t", call_ids=["c1"], destination=ObjectStoragePath("/data/x")
+    )
+    assert [a.uri for a in local.outlets] == [
+        "file:///data/x/transcripts.jsonl",
+        "file:///data/x/structured_output.jsonl",
+    ]
+    templated = RevoxCallsToStorageOperator(task_id="t", call_ids=["c1"], destination="/data/{{ ds }}")
+    assert templated.outlets == [AssetAlias(templated.asset_alias_name)]
+
+
+# -- through Airflow and the simulator -----------------------------------------------------
+
+PLANTED = {
+    "llm": "sk-planted-llm-key-0001",
+    "header": "planted-header-bearer-0002",
+    "query": "planted-query-param-0003",
+    "deep": "planted-deep-token-0004",
+    "password": "planted-password-0005",
+}
+FIELDS = [
+    {"name": "confirmed", "type": "boolean", "required": True},
+    {"name": "contact_name", "type": "string", "required": True},
+    {"name": "party_size", "type": "number"},
+    {"name": "interest_level", "type": "enum", "required": True, "enum_options": ["low", "medium", "high"]},
+    {"name": "new_date", "type": "date"},
+    {"name": "callback_at", "type": "datetime"},
+]
+
+
+def planted_assistant(fields: list[dict[str, Any]] = FIELDS) -> dict[str, Any]:
+    return {
+        "id": "asst_planted",
+        "name": "Planted",
+        "llm_model": {"type": "custom", "api_key": PLANTED["llm"], "api_url": "https://llm.example/v1"},
+        "custom_tools": [
+            {
+                "name": "crm",
+                "url": "https://crm.example/hook",
+                "headers": {"Authorization": f"Bearer {PLANTED['header']}"},
+                "query_params": {"key": PLANTED["query"]},
+                "config": {"nested": [{"session": {"token": PLANTED["deep"]}}]},
+            }
+        ],
+        "structured_output_config": fields,
+    }
+
+
+def place(
+    sim: Any, output: dict[str, Any], *, human: bool = True, fields: list[dict[str, Any]] = FIELDS
+) -> str:
+    """Place a scripted order (a missed dial, then a person) that ends with ``output``."""
+    attempts = (
+        AttemptDraw(kind="no_answer"),
+        AttemptDraw(kind="human" if human else "busy", talk_seconds=45),
+    )
+    call = sim.place_call(
+        phone_number="+33612345678",
+        assistant=planted_assistant(fields),
+        metadata={"crm": {"password": PLANTED["password"]}},
+        script=OrderScript(attempts=attempts, structured_output=output, outcome="interested"),
+    )
+    return str(call["id"])
+
+
+def finish(sim: Any, *call_ids: str) -> None:
+    """Advance the virtual clock past the last order's end."""
+    end = max(sim.engine.terminal_at(c) for c in call_ids)
+    sim.advance(max(0.0, (end - sim.clock.now()).total_seconds()) + 1)
+
+
+def xcoms(dag_run: Any, task_id: str) -> dict[str, Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_run.dag_id,
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == task_id,
+            )
+        ).all()
+        return {row.key: XComModel.deserialize_value(row) for row in rows}
+
+
+def task_state(dag_run: Any, task_id: str) -> str:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return str(
+            session.scalar(
+                select(TaskInstance.state).where(
+                    TaskInstance.dag_id == dag_run.dag_id,
+                    TaskInstance.run_id == dag_run.run_id,
+                    TaskInstance.task_id == task_id,
+                )
+            )
+        )
+
+
+def dag_source(dag_id: str, body: str) -> str:
+    return textwrap.dedent(
+        f"""
+            from datetime import datetime
+            from airflow.sdk import DAG, ObjectStoragePath
+            from airflow_provider_revox.operators.revox import (
+                RevoxCallResultsOperator,
+                RevoxCallsToStorageOperator,
+            )
+
+            with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2025, 1, 1), catchup=False):
+            """
+    ) + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+def assert_no_planted(text: str, api_key: str) -> None:
+    for name, value in PLANTED.items():
+        assert value not in text, f"planted {name} leaked"
+    assert api_key not in text, "the connection's API key leaked"
+
+
+GOOD_OUTPUT = {
+    "confirmed": True,
+    "contact_name": "Ann",
+    "party_size": 3,
+    "interest_level": "high",
+    "new_date": "2025-03-10",
+    "callback_at": "2025-03-04T09:30:00Z",
+    "notes": {"api_token": PLANTED["deep"]},
+}
+
+
+@pytest.mark.airflow
+def test_results_operator_pushes_redacted_transcript_and_output(
+    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT)
+    finish(sim, call_id)
+    dag_run = run_dag(
+        dag_source(
+            "revox_results",
+            """
+            RevoxCallResultsOperator(task_id="results", call_id="{{ dag_run.conf['call_id'] }}")
+            """,
+        ),
+        "revox_results",
+        conf={"call_id": call_id},
+    )
+    assert task_state(dag_run, "results") == "success"
+    pushed = xcoms(dag_run, "results")
+    engine_call = Call.from_response(sim.get_call(call_id))
+    expected_turns = [
+        (attempt.id, index, turn.role, turn.content) for attempt, index, turn in engine_call.iter_turns()
+    ]
+    assert expected_turns, "the scripted call should have a transcript"
+    assert [(t["attempt_id"], t["turn_index"], t["role"], t["content"]) for t in pushed["transcript"]] == (
+        expected_turns
+    )
+    assert pushed["structured_output"] == {**GOOD_OUTPUT, "notes": {"api_token": MASK}}
+    assert pushed["return_value"] == {
+        "call_id": call_id,
+        "status": "completed",
+        "outcome": "interested",
+        "structured_output": pushed["structured_output"],
+        "turns": len(expected_turns),
+    }
+    dashboard = f"{sim.base_url.removesuffix('/api')}/dashboard/calls/{call_id}"
+    assert pushed["revox_call_link"] == {"call_id": call_id, "url": dashboard}
+    # What the API server shows for the link, computed by the link when the task finished.
+    assert pushed[RevoxCallLink().xcom_key] == dashboard
+    logs = capsys.readouterr()
+    log_text = logs.out + logs.err + caplog.text
+    assert f"Revox call {call_id} is completed" in log_text
+    assert_no_planted(json.dumps(pushed) + log_text, sim.api_key)
+
+
+@pytest.mark.airflow
+def test_results_operator_fails_on_a_call_that_did_not_complete(
+    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT)  # not finished: still waiting for its first dial
+    dag_run = run_dag(
+        dag_source(
+            "revox_results_pending",
+            f"""
+            RevoxCallResultsOperator(task_id="results", call_id={call_id!r})
+            """,
+        ),
+        "revox_results_pending",
+    )
+    assert task_state(dag_run, "results") == "failed"
+    assert "transcript" not in xcoms(dag_run, "results")
+    logs = capsys.readouterr()
+    log_text = logs.out + logs.err + caplog.text
+    assert f"Revox call {call_id!r} is not completed (status 'scheduled')" in log_text
+    assert_no_planted(log_text, sim.api_key)
+
+
+def read_table(path: Path, file_format: str) -> list[dict[str, Any]]:
+    if file_format == "jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    if file_format == "json":
+        rows: list[dict[str, Any]] = json.loads(path.read_text())
+        return rows
+    table: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    return table
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.airflow
+@pytest.mark.parametrize("file_format", ["jsonl", "json", "parquet"])
+def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
+    file_format: str,
+    revox_conn: Any,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: Any,
+) -> None:
+    sim = revox_conn
+    bad_output = {"confirmed": "yes", "party_size": "three", "interest_level": "extreme", "stray": 1}
+    first = place(sim, GOOD_OUTPUT)
+    second = place(sim, bad_output)
+    other_fields = [{"name": "budget", "type": "number", "required": True}, FIELDS[0]]
+    third = place(sim, {"budget": 1200, "confirmed": False}, fields=other_fields)
+    finish(sim, first, second, third)
+    destination = tmp_path / "export"
+    dag_id = f"revox_export_{file_format}"
+    source = dag_source(
+        dag_id,
+        f"""
+        RevoxCallsToStorageOperator(
+            task_id="export",
+            call_ids=[{{"call_id": {second!r}}}, {first!r}, {{"completed": [{third!r}, {first!r}]}}],
+            destination={f"file://{destination}"!r},
+            file_format={file_format!r},
+            include_recordings=True,
+            max_concurrency=2,
+        )
+        """,
+    )
+    dag_run = run_dag(source, dag_id)
+    assert task_state(dag_run, "export") == "success"
+    order = [second, first, third]
+    engine_calls = {c: Call.from_response(sim.get_call(c)) for c in order}
+
+    # calls/<id>.json: the whole call, redacted.
+    for call_id in order:
+        document = json.loads((destination / "calls" / f"{call_id}.json").read_text())
+        assert document["id"] == call_id
+        assert document["assistant"]["llm_model"]["api_key"] == MASK
+        assert document == json.loads(json.dumps(redact(sim.get_call(call_id), (sim.api_key,))))
+        # Presigned recording links are credentials too.
+        assert all(
+            "sig=" + MASK in a["recording_url"] for a in document["call_attempts"] if a["recording_url"]
+        )
+
+    # transcripts: one row per turn, calls in input order, attempts oldest first.
+    transcripts = read_table(destination / f"transcripts.{file_format}", file_format)
+    expected = [
+        (call_id, attempt.id, index, turn.role, turn.content, turn.tool_name)
+        for call_id in order
+        for attempt, index, turn in engine_calls[call_id].iter_turns()
+    ]
+    assert len(expected) > 6
+    assert [
+        (r["call_id"], r["attempt_id"], r["turn_index"], r["role"], r["content"], r["tool_name"])
+        for r in transcripts
+    ] == expected
+    tool_rows = [r for r in transcripts if r["tool_name"]]
+    assert tool_rows and all(isinstance(json.loads(r["tool_arguments"]), dict) for r in tool_rows)
+
+    # structured_output: one typed row per call, problems listed, bad values nulled.
+    outputs = read_table(destination / f"structured_output.{file_format}", file_format)
+    assert list(outputs[0]) == [
+        "call_id",
+        "status",
+        "outcome",
+        "ended_at",
+        "confirmed",
+        "contact_name",
+        "party_size",
+        "interest_level",
+        "new_date",
+        "callback_at",
+        "budget",
+        "validation_errors",
+    ]
+    assert [r["call_id"] for r in outputs] == order
+    assert [r["status"] for r in outputs] == ["completed"] * 3
+    bad, good, other = outputs
+    assert bad["confirmed"] is None and bad["party_size"] is None and bad["interest_level"] is None
+    assert bad["validation_errors"] == [
+        'confirmed: expected boolean, got str "yes"',
+        "contact_name: missing required field",
+        'party_size: expected number, got str "three"',
+        "interest_level: \"extreme\" is not one of ['low', 'medium', 'high']",
+        "stray: not in structured_output_config",
+    ]
+    assert good["validation_errors"] == ["notes: not in structured_output_config"]
+    assert other["budget"] == 1200.0 and other["confirmed"] is False and other["validation_errors"] == []
+    ended = engine_calls[first].ended_at
+    assert ended is not None
+    if file_format == "parquet":
+        schema = pq.read_schema(destination / "structured_output.parquet")
+        assert schema.field("ended_at").type == pa.timestamp("us", tz="UTC")
+        assert schema.field("confirmed").type == pa.bool_()
+        assert schema.field("party_size").type == pa.float64()
+        assert schema.field("new_date").type == pa.date32()
+        assert schema.field("callback_at").type == pa.timestamp("us", tz="UTC")
+        assert schema.field("validation_errors").type == pa.list_(pa.string())
+        assert pq.read_schema(destination / "transcripts.parquet").field("turn_index").type == pa.int64()
+        assert good["ended_at"] == ended
+        assert good["new_date"] == date(2025, 3, 10)
+        assert good["callback_at"] == datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
+    else:
+        assert good["ended_at"] == ended.isoformat()
+        assert good["new_date"] == "2025-03-10"
+        assert good["callback_at"] == "2025-03-04T09:30:00+00:00"
+    assert good["party_size"] == 3.0 and good["confirmed"] is True and good["interest_level"] == "high"
+
+    # Recordings, streamed byte for byte.
+    recorded = [
+        (call_id, attempt)
+        for call_id in order
+        for attempt in reversed(engine_calls[call_id].attempts_newest_first())
+        if attempt.recording_url
+    ]
+    assert len(recorded) == 3
+    for call_id, attempt in recorded:
+        assert attempt.recording_url is not None
+        direct = httpx.get(attempt.recording_url).content
+        assert (destination / "recordings" / call_id / f"{attempt.id}.wav").read_bytes() == direct
+
+    # The returned URIs, and nothing else under the destination.
+    uris = xcoms(dag_run, "export")["return_value"]
+    relative = [u.removeprefix(f"file://{destination}/") for u in uris]
+    assert relative == [
+        f"transcripts.{file_format}",
+        f"structured_output.{file_format}",
+        *(f"calls/{c}.json" for c in order),
+        *(f"recordings/{c}/{a.id}.wav" for c, a in recorded),
+    ]
+    first_run = tree(destination)
+    assert sorted(first_run) == sorted(relative)
+
+    # Secrets: in no file and no log line.
+    logs = capsys.readouterr()
+    log_text = logs.out + logs.err + caplog.text
+    assert "Exporting 3 Revox call(s)" in log_text
+    text_files = b"".join(v for k, v in first_run.items() if not k.startswith("recordings/"))
+    assert_no_planted(text_files.decode("utf-8", "replace") + log_text, sim.api_key)
+
+    # A rerun gives the same files, byte for byte.
+    rerun = run_dag(source, dag_id)
+    assert task_state(rerun, "export") == "success"
+    assert tree(destination) == first_run
+
+
+@pytest.mark.airflow
+def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
+    revox_conn: Any,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: Any,
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT)
+    finish(sim, call_id)
+    destination = tmp_path / "export"
+
+    def source(ids: list[str]) -> str:
+        return dag_source(
+            "revox_export_failure",
+            f"""
+            RevoxCallsToStorageOperator(task_id="export", call_ids={ids!r}, destination={str(destination)!r})
+            """,
+        )
+
+    ok = run_dag(source([call_id]), "revox_export_failure")
+    assert task_state(ok, "export") == "success"
+    before = tree(destination)
+    assert "transcripts.jsonl" in before
+    capsys.readouterr()
+
+    failed = run_dag(source([call_id, "call-that-does-not-exist"]), "revox_export_failure")
+    assert task_state(failed, "export") == "failed"
+    assert tree(destination) == before  # no new, no half-written, no temporary file
+    logs = capsys.readouterr()
+    log_text = logs.out + logs.err + caplog.text
+    assert "Revox call 'call-that-does-not-exist' could not be fetched" in log_text
+    assert_no_planted(log_text, sim.api_key)
+
+
+@pytest.mark.airflow
+def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT)
+    finish(sim, call_id)
+    source = dag_source(
+        "revox_export_alias",
+        f"""
+        RevoxCallsToStorageOperator(
+            task_id="export",
+            call_ids=[{call_id!r}],
+            destination="{tmp_path}/{{{{ dag_run.conf['folder'] }}}}",
+        )
+        """,
+    )
+    dag_run = run_dag(source, "revox_export_alias", conf={"folder": "batch-7"})
+    assert task_state(dag_run, "export") == "success"
+    assert (tmp_path / "batch-7" / "transcripts.jsonl").exists()
+    with create_session() as session:
+        uris = session.scalars(
+            select(AssetModel.uri)
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_run_id == dag_run.run_id, AssetEvent.source_dag_id == dag_run.dag_id)
+        ).all()
+    assert sorted(uris) == [
+        f"file://{tmp_path}/batch-7/structured_output.jsonl",
+        f"file://{tmp_path}/batch-7/transcripts.jsonl",
+    ]
