@@ -572,3 +572,54 @@ def test_next_poll_at_rejects_bad_arguments(kwargs: dict[str, Any], message: str
 def test_deadline_rejects_naive_now() -> None:
     with pytest.raises(ValueError, match="now must be a timezone-aware"):
         deadline(make_call(), datetime(2026, 6, 10, 9, 0))
+
+
+# --------------------------------------------------------------------------- against the simulator
+
+
+def test_next_dial_at_agrees_with_the_simulator_timeline() -> None:
+    from airflow_provider_revox.simulator.timeline import next_dial_time
+
+    policy = make_call(call_retry_config=WINDOWS).retry_policy
+    moment = utc(2026, 3, 1)
+    for zone_name in ZONES:
+        zone = ZoneInfo(zone_name)
+        for step in range(120):  # every 7 h 13 min through March, across both DST changes
+            earliest = moment + timedelta(minutes=433 * step)
+            assert next_dial_at(policy, zone, earliest) == next_dial_time(earliest, policy, zone), earliest
+
+
+def test_simulated_orders_are_seen_within_one_poke_and_never_outlive_the_deadline() -> None:
+    """Follow real simulated orders over DST weeks: no oversleeping, no premature deadline."""
+    import random
+
+    from airflow_provider_revox.simulator.clock import VirtualClock
+    from airflow_provider_revox.simulator.engine import SimulatorEngine
+
+    start = utc(2026, 3, 2)  # Monday; New York and Paris change clocks in the following weeks
+    clock = VirtualClock(start)
+    engine = SimulatorEngine(seed=11, clock=clock)
+    rng = random.Random(11)
+    phones = [PARIS, NEW_YORK, TOKYO, SYDNEY]
+    created = sorted(start + timedelta(minutes=rng.randrange(28 * 24 * 60)) for _ in range(60))
+    ids = []
+    for index, moment in enumerate(created):
+        clock.set(moment)
+        ids.append(engine.place_call(phone_number=phones[index % 4], assistant_id="asst_poll")["id"])
+
+    poke, polls, fixed_polls = 15.0, 0, 0.0
+    for call_id, moment in zip(ids, created, strict=True):
+        ends = engine.terminal_at(call_id)
+        assert ends is not None
+        fixed_polls += (ends - moment).total_seconds() / 60
+        while True:
+            polls += 1
+            call = Call.from_response(engine.get_call(call_id, at=moment))
+            if call.is_terminal:
+                assert timedelta(0) <= moment - ends <= timedelta(seconds=poke), call_id
+                break
+            assert ends <= deadline(call, moment), (call_id, call.status, moment)
+            following = next_poll_at(call, moment, poke)
+            assert moment < following <= max(moment + timedelta(seconds=poke), ends), (call_id, call.status)
+            moment = following
+    assert polls < fixed_polls / 10
