@@ -34,8 +34,8 @@ DEFAULT_MAX_SLEEP = timedelta(hours=6)
 PAUSED_POLL_INTERVAL = timedelta(minutes=5)
 
 _UTC = timezone.utc
-# A policy whose allowed days and windows never match would loop forever; a week
-# always contains every weekday, two covers a window start lost in a DST gap.
+# Bounds the search for a window: a week holds every weekday, and a window swallowed
+# whole by a DST gap on its only allowed day reopens a week later.
 _SEARCH_DAYS = 15
 
 
@@ -94,7 +94,7 @@ def next_dial_at(policy: RetryPolicy, zone: ZoneInfo, earliest: datetime) -> dat
     _require_aware(earliest, "earliest")
     earliest = earliest.astimezone(_UTC)
     first_day = earliest.astimezone(zone).date()
-    for offset in range(-1, _SEARCH_DAYS):
+    for offset in range(_SEARCH_DAYS):
         day = first_day + timedelta(days=offset)
         if day.weekday() not in policy.allowed_days:
             continue

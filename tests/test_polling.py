@@ -147,6 +147,16 @@ NEXT_DIAL_CASES = [
         utc(2026, 11, 1, 5, 30),
         id="ny-repeated-hour-first-occurrence",
     ),
+    pytest.param(
+        {
+            "calling_windows": [{"calling_window_start_time": "02:10", "calling_window_end_time": "02:50"}],
+            "allowed_days": ["sunday"],
+        },
+        PARIS,
+        utc(2026, 3, 28, 12, 0),
+        utc(2026, 4, 5, 0, 10),
+        id="window-swallowed-by-dst-gap-waits-a-week",
+    ),
 ]
 
 
