@@ -197,7 +197,7 @@ def storage_uri(path: ObjectStoragePath) -> str:
     text = path.path
     if protocol == "file":
         return f"file://{text if text.startswith('/') else '/' + text}"
-    return f"{protocol}://{text}"
+    return f"{protocol}://{text.lstrip('/')}"
 
 
 def _is_local(destination: ObjectStoragePath) -> bool:
@@ -244,11 +244,6 @@ class Staging:
         if previous is not None:
             previous.unlink(missing_ok=True)
         return local
-
-    def rename(self, relative: str, new_relative: str) -> None:
-        """Publish a staged file under another relative path (known only once it is written)."""
-        with self._lock:
-            self._staged[new_relative] = self._staged.pop(relative)
 
     def commit(self) -> list[ObjectStoragePath]:
         """Publish every staged file, in staging order; return their destination paths."""

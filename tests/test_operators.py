@@ -547,3 +547,46 @@ def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
         f"file://{tmp_path}/batch-7/structured_output.jsonl",
         f"file://{tmp_path}/batch-7/transcripts.jsonl",
     ]
+
+
+@pytest.mark.airflow
+def test_export_of_mapped_upstream_results_to_an_object_store(
+    revox_conn: Any, run_dag: Callable[..., Any]
+) -> None:
+    from airflow.sdk.io.store import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    store = MemoryFileSystem()
+    attach("memory", fs=store)
+    store.store.clear()
+    sim = revox_conn
+    ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})]
+    finish(sim, *ids)
+    source = dag_source(
+        "revox_export_mapped",
+        f"""
+        from airflow.sdk import task
+
+        @task
+        def summary(call_id):
+            return {{"call_id": call_id, "status": "completed"}}
+
+        summaries = summary.expand(call_id={[*ids, ids[0]]!r})
+        RevoxCallsToStorageOperator(
+            task_id="export", call_ids=summaries, destination="memory://bucket/revox", file_format="parquet"
+        )
+        """,
+    )
+    dag_run = run_dag(source, "revox_export_mapped")
+    assert task_state(dag_run, "export") == "success"
+    assert sorted(store.store) == sorted(
+        [
+            "/bucket/revox/transcripts.parquet",
+            "/bucket/revox/structured_output.parquet",
+            *(f"/bucket/revox/calls/{c}.json" for c in ids),
+        ]
+    )
+    with store.open("/bucket/revox/structured_output.parquet", "rb") as file:
+        rows = pq.read_table(file).to_pylist()
+    assert [(r["call_id"], r["confirmed"]) for r in rows] == [(ids[0], True), (ids[1], False)]
+    assert xcoms(dag_run, "export")["return_value"][0] == "memory://bucket/revox/transcripts.parquet"

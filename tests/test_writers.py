@@ -175,8 +175,8 @@ def test_object_store_gets_one_put_per_file_only_on_commit(memory_store: MemoryF
         published = staging.commit()
         assert not staged.exists()
     assert [storage_uri(p) for p in published] == [
-        "memory:///bucket/export/transcripts.jsonl",
-        "memory:///bucket/export/recordings/c1/a1.wav",
+        "memory://bucket/export/transcripts.jsonl",
+        "memory://bucket/export/recordings/c1/a1.wav",
     ]
     assert memory_store.cat_file("/bucket/export/transcripts.jsonl") == b"new\n"
     assert memory_store.cat_file("/bucket/export/recordings/c1/a1.wav") == b"RIFF"
