@@ -41,6 +41,7 @@ from airflow_provider_revox.exceptions import (
 )
 from airflow_provider_revox.get_provider_info import DEFAULT_BASE_URL
 from airflow_provider_revox.models import Call
+from airflow_provider_revox.ratelimit import TokenBucket, bucket_for, parse_max_rate
 from airflow_provider_revox.redact import redact_text
 from airflow_provider_revox.servertime import ServerClock
 
@@ -220,6 +221,8 @@ class RevoxSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     allow_insecure_http: bool = False
+    #: Requests per second shared by every hook of this connection in the process; 0 = unlimited.
+    max_requests_per_second: float = 0.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -279,7 +282,7 @@ def settings_from_connection(
     Raises:
         RevoxAuthError: the connection has no API key.
         RevoxInsecureConnectionError: plain http to a host that is not loopback, not allowed.
-        ValueError: an unreadable base URL, timeout or max_retries.
+        ValueError: an unreadable base URL, timeout, max_retries or max_requests_per_second.
     """
     conn_id = conn.conn_id
     extra = conn.extra_dejson or {}
@@ -314,6 +317,7 @@ def settings_from_connection(
         timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
         max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
         allow_insecure_http=allow_insecure,
+        max_requests_per_second=parse_max_rate(conn_id, extra.get("max_requests_per_second")),
     )
 
 
@@ -327,8 +331,9 @@ class RevoxHook(BaseHook):
 
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
-            and, optionally, the base URL (host) and extras ``timeout``, ``max_retries`` and
-            ``allow_insecure_http``.
+            and, optionally, the base URL (host) and extras ``timeout``, ``max_retries``,
+            ``allow_insecure_http`` and ``max_requests_per_second`` (see
+            :mod:`airflow_provider_revox.ratelimit`).
         timeout: seconds per request (connect: at most 5 s); overrides the connection's extra.
         max_retries: retries on 429, 5xx, timeouts and dropped connections; overrides the extra.
         transport: an httpx transport to use instead of the network (``httpx.MockTransport`` in
@@ -363,6 +368,7 @@ class RevoxHook(BaseHook):
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._bucket: TokenBucket | None = None
         #: The API's clock; sensors and triggers schedule their waits on it.
         self.server_clock = ServerClock()
 
@@ -494,9 +500,31 @@ class RevoxHook(BaseHook):
             request.headers["Authorization"] = f"Bearer {settings.api_key}"
         return request
 
+    def _rate_bucket(self) -> TokenBucket | None:
+        """The connection's shared rate bucket, or None when the connection sets no limit."""
+        settings = self._settings
+        if settings is None or settings.max_requests_per_second <= 0:
+            return None
+        if self._bucket is None:
+            self._bucket = bucket_for(settings.conn_id, settings.base_url, settings.max_requests_per_second)
+        return self._bucket
+
+    @staticmethod
+    def _report(bucket: TokenBucket | None, response: httpx.Response) -> None:
+        if bucket is None:
+            return
+        if response.status_code == 429:
+            bucket.on_throttled(parse_retry_after(response.headers))
+        elif response.status_code < 500:
+            bucket.on_success()
+
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send one request; every sync request of the hook passes here (the rate-limit point)."""
+        bucket = self._rate_bucket()
+        if bucket is not None:
+            bucket.acquire()
         response = self.get_conn().send(request, stream=stream, follow_redirects=stream)
+        self._report(bucket, response)
         self.server_clock.observe(response.headers)
         if stream and response.status_code >= 400:
             # Error bodies are small: read them now so the stream never leaks across retries.
@@ -507,7 +535,11 @@ class RevoxHook(BaseHook):
     async def _asend(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send one request; every async request of the hook passes here (the rate-limit point)."""
         client = await self.aget_conn()
+        bucket = self._rate_bucket()
+        if bucket is not None:
+            await bucket.aacquire()
         response = await client.send(request, stream=stream, follow_redirects=stream)
+        self._report(bucket, response)
         self.server_clock.observe(response.headers)
         if stream and response.status_code >= 400:
             await response.aread()
