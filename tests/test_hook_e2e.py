@@ -170,3 +170,49 @@ def test_wrong_key_over_loopback(
         assert ok is False and "revox_default" in message
         with pytest.raises(RevoxAuthError):
             hook.get_call("call_7f3a9c")
+
+
+# -- the same path against the embedded simulator -------------------------------------------
+
+
+def _human_call(simulator: Any) -> str:
+    import random
+
+    from airflow_provider_revox.simulator import Profile
+    from airflow_provider_revox.simulator.profile import HUMAN
+    from airflow_provider_revox.simulator.timeline import OrderScript
+
+    script = OrderScript(attempts=(Profile().attempt_of_kind(HUMAN, random.Random(1)),))
+    placed = simulator.place_call(phone_number="+33612345678", assistant_id="asst", script=script)
+    return str(placed["id"])
+
+
+@pytest.mark.airflow
+def test_get_call_in_a_real_dag_against_the_simulator(run_dag: Callable[..., Any], revox_conn: Any) -> None:
+    call_id = _human_call(revox_conn)
+    revox_conn.advance(3 * 24 * 3600)
+    expected = revox_conn.get_call(call_id)
+
+    dag_run = run_dag(
+        DAG_SOURCE.replace("revox_hook_e2e", "revox_hook_sim"), "revox_hook_sim", {"call_id": call_id}
+    )
+
+    assert str(dag_run.state) == "success"
+    result = xcom_of(dag_run, "fetch")
+    assert result["id"] == call_id
+    assert result["status"] == expected["status"] == "completed"
+    assert result["terminal"] is True
+    assert result["attempts"] == expected["calls_count"] == 1
+
+
+async def test_aget_call_against_the_simulator(revox_conn: Any) -> None:
+    call_id = _human_call(revox_conn)
+    async with RevoxHook() as hook:
+        before = await hook.aget_call(call_id)
+        revox_conn.advance(3 * 24 * 3600)
+        after = await hook.aget_call(call_id)
+        ok, _ = await hook.atest_connection()
+    assert not before.is_terminal
+    assert after.status == "completed" and after.is_terminal
+    assert after.last_attempt is not None and after.last_attempt.reached_human
+    assert ok is True
