@@ -16,15 +16,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench
-	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench
+	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo
+	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo
 	$(VENV)/bin/mypy airflow_provider_revox
 
 test: lint
 	$(VENV)/bin/pytest -q
 
 demo: install
-	$(PY) -m airflow_provider_revox.demo
+	$(PY) demo/run_demo.py
 
 bench: install
 	$(PY) bench/run_all.py
