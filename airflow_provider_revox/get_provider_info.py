@@ -51,6 +51,12 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["integer", "null"], "default": 5},
                         "description": "Retries on 429, 5xx, timeouts and dropped connections.",
                     },
+                    "max_requests_per_second": {
+                        "label": "Max requests per second",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                        "description": "Shared by every task and trigger of this connection in one "
+                        "process; slowed down by 429 answers. Empty or 0: no limit.",
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema", "port"],
