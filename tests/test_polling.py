@@ -587,18 +587,6 @@ def test_deadline_rejects_naive_now() -> None:
 # --------------------------------------------------------------------------- against the simulator
 
 
-def test_next_dial_at_agrees_with_the_simulator_timeline() -> None:
-    from airflow_provider_revox.simulator.timeline import next_dial_time
-
-    policy = make_call(call_retry_config=WINDOWS).retry_policy
-    moment = utc(2026, 3, 1)
-    for zone_name in ZONES:
-        zone = ZoneInfo(zone_name)
-        for step in range(120):  # every 7 h 13 min through March, across both DST changes
-            earliest = moment + timedelta(minutes=433 * step)
-            assert next_dial_at(policy, zone, earliest) == next_dial_time(earliest, policy, zone), earliest
-
-
 def test_simulated_orders_are_seen_within_one_poke_and_never_outlive_the_deadline() -> None:
     """Follow real simulated orders over DST weeks: no oversleeping, no premature deadline."""
     import random

@@ -40,11 +40,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.models import Assistant, Call, CallRetryConfig, RetryPolicy, Timestamp
+from airflow_provider_revox.polling import next_dial_at
 from airflow_provider_revox.simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox.simulator.profile import Profile
 from airflow_provider_revox.simulator.render import render_call, status_at
 from airflow_provider_revox.simulator.timeline import (
-    MAX_LOOKAHEAD_DAYS,
     AttemptPlan,
     OrderPlan,
     OrderScript,
@@ -52,7 +52,6 @@ from airflow_provider_revox.simulator.timeline import (
     cut_plan,
     finish,
     initial_plan,
-    next_dial_time,
     plan_attempts,
 )
 
@@ -303,7 +302,7 @@ class SimulatorEngine:
                 script=script,
             )
             try:
-                next_dial_time(max(now, when or now), policy, spec.zone)
+                next_dial_at(policy, spec.zone, max(now, when or now))
             except ValueError as error:
                 raise InvalidOrder(f"call_retry_config: {error}") from None
             plan = initial_plan(spec, self.profile)
@@ -508,7 +507,6 @@ def _first_error(error: ValidationError) -> str:
 
 __all__ = [
     "DEFAULT_PUBLIC_URL",
-    "MAX_LOOKAHEAD_DAYS",
     "Conflict",
     "InvalidOrder",
     "SimulatorEngine",

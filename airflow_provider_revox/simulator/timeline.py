@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.models import RetryPolicy, StructuredOutputField
+from airflow_provider_revox.polling import next_dial_at
 from airflow_provider_revox.simulator.profile import (
     CONNECTED_KINDS,
     HUMAN,
@@ -27,30 +28,6 @@ from airflow_provider_revox.simulator.profile import (
 )
 
 #: How far ahead a dial is looked for before the policy is declared impossible to satisfy.
-MAX_LOOKAHEAD_DAYS = 14
-
-
-def next_dial_time(earliest: datetime, policy: RetryPolicy, zone: ZoneInfo) -> datetime:
-    """The first moment at or after ``earliest`` inside a calling window on an allowed day.
-
-    Windows and days are read in the recipient's zone, so daylight-saving changes
-    move the UTC time of a window as they do on a real phone network.
-
-    Raises:
-        ValueError: when no window opens within :data:`MAX_LOOKAHEAD_DAYS`.
-    """
-    earliest = earliest.astimezone(timezone.utc)
-    first_day = earliest.astimezone(zone).date()
-    for offset in range(MAX_LOOKAHEAD_DAYS + 1):
-        day = first_day + timedelta(days=offset)
-        if day.weekday() not in policy.allowed_days:
-            continue
-        for window in policy.windows:
-            opens = datetime.combine(day, window.start, zone).astimezone(timezone.utc)
-            closes = datetime.combine(day, window.end, zone).astimezone(timezone.utc)
-            if earliest < closes:
-                return max(earliest, opens)
-    raise ValueError(f"no calling window opens within {MAX_LOOKAHEAD_DAYS} days of {earliest.isoformat()}")
 
 
 @dataclass(frozen=True)
@@ -231,7 +208,7 @@ def plan_attempts(
             earliest = before.ended_at + timedelta(seconds=policy.retry_delay_seconds)
         rng = spec.rng("attempt", number)
         draw = _draw_for(spec, profile, number, rng)
-        planned.append(_place(spec, number, draw, next_dial_time(earliest, policy, spec.zone), rng))
+        planned.append(_place(spec, number, draw, next_dial_at(policy, spec.zone, earliest), rng))
     return planned
 
 
@@ -356,6 +333,5 @@ __all__ = [
     "cut_plan",
     "finish",
     "initial_plan",
-    "next_dial_time",
     "plan_attempts",
 ]
