@@ -27,8 +27,6 @@ from airflow_provider_revox.simulator.profile import (
     transcript_for,
 )
 
-#: How far ahead a dial is looked for before the policy is declared impossible to satisfy.
-
 
 @dataclass(frozen=True)
 class OrderScript:
