@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
+from airflow_provider_revox.hooks import revox as revox_hook_module
 from airflow_provider_revox.links import RevoxCallLink, call_dashboard_url, dashboard_origin
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import (
@@ -479,6 +480,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
 
 @pytest.mark.airflow
 def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
+    monkeypatch: pytest.MonkeyPatch,
     revox_conn: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
@@ -510,6 +512,19 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     logs = capsys.readouterr()
     log_text = logs.out + logs.err + caplog.text
     assert "Revox call 'call-that-does-not-exist' could not be fetched" in log_text
+    assert_no_planted(log_text, sim.api_key)
+
+    # A call the API keeps failing on: the hook retries (without sleeping here), then gives up.
+    flaky = place(sim, GOOD_OUTPUT)
+    finish(sim, flaky)
+    monkeypatch.setattr(revox_hook_module, "retry_sleep", lambda seconds: None)
+    sim.faults.script(flaky, ["503"] * 50)
+    failed = run_dag(source([call_id, flaky]), "revox_export_failure")
+    assert task_state(failed, "export") == "failed"
+    assert tree(destination) == before
+    logs = capsys.readouterr()
+    log_text = logs.out + logs.err + caplog.text
+    assert f"Revox call {flaky!r} could not be fetched: Revox API still failing after" in log_text
     assert_no_planted(log_text, sim.api_key)
 
 
