@@ -119,6 +119,9 @@ def test_a_fixed_destination_declares_its_tables_as_assets() -> None:
     ]
     templated = RevoxCallsToStorageOperator(task_id="t", call_ids=["c1"], destination="/data/{{ ds }}")
     assert templated.outlets == [AssetAlias(templated.asset_alias_name)]
+    path = ObjectStoragePath("s3://bucket/{{ ds }}")
+    templated_path = RevoxCallsToStorageOperator(task_id="t", call_ids=["c1"], destination=path)
+    assert templated_path.outlets == [AssetAlias(templated_path.asset_alias_name)]
 
 
 # -- through Airflow and the simulator -----------------------------------------------------

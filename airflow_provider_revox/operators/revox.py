@@ -293,7 +293,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.transcript_source = check_transcript_source(transcript_source)
         # Known destination: declare the tables. Templated: an alias the run fills in.
-        if isinstance(destination, ObjectStoragePath) or not _is_templated(destination):
+        if not _is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
             self.outlets = [*self.outlets, *self._table_assets(_plain_uri(destination))]
         else:
             self.outlets = [*self.outlets, AssetAlias(self.asset_alias_name)]
