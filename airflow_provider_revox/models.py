@@ -175,8 +175,8 @@ class Assistant(RevoxModel):
     id: Text = None
     name: Text = None
     call_retry_config: CallRetryConfig | None = None
-    structured_output_config: Annotated[list[StructuredOutputField], BeforeValidator(_none_to_list)] = (
-        Field(default_factory=list)
+    structured_output_config: Annotated[list[StructuredOutputField], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
     )
     max_call_duration_secs: float | None = None
     llm_model: dict[str, Any] | None = None
