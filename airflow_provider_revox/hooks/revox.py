@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import logging
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -84,6 +86,16 @@ def retry_sleep(seconds: float) -> None:
 async def retry_asleep(seconds: float) -> None:
     """Sleep between async retries (replaceable in tests)."""
     await asyncio.sleep(seconds)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one TLS context of every client in the process, built on first use.
+
+    Building a context loads the CA bundle: about 20 ms of CPU and 1 MB of memory each time, which
+    a triggerer running 1,000 triggers (one client each) would otherwise pay 1,000 times.
+    """
+    return httpx.create_ssl_context()
 
 
 def validate_call_id(call_id: Any) -> str:
@@ -413,6 +425,7 @@ class RevoxHook(BaseHook):
             ),
             "headers": {"Accept": "application/json", "User-Agent": f"airflow-provider-revox/{__version__}"},
             "follow_redirects": False,
+            "verify": shared_ssl_context(),
         }
 
     def get_conn(self) -> httpx.Client:
@@ -775,5 +788,6 @@ __all__ = [
     "retry_asleep",
     "retry_sleep",
     "settings_from_connection",
+    "shared_ssl_context",
     "validate_call_id",
 ]
