@@ -42,16 +42,27 @@ def _to_datetime(value: Any) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, int | float):
         # Epoch milliseconds are 13 digits today; seconds are 10.
-        seconds = value / 1000 if abs(value) > 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return _from_epoch(value, 1000 if abs(value) > 1e11 else 1)
     if isinstance(value, str):
         try:
             parsed = pendulum.parse(value.strip(), tz="UTC")
         except (ValueError, pendulum.parsing.exceptions.ParserError):
             return None
         if isinstance(parsed, datetime):
-            return datetime.fromtimestamp(parsed.timestamp(), tz=timezone.utc)
+            return _from_epoch(parsed.timestamp())
     return None
+
+
+def _from_epoch(value: float, per_second: int = 1) -> datetime | None:
+    """UTC time of ``value / per_second`` epoch seconds; None when no datetime can hold it.
+
+    Unreadable numbers (NaN, epoch microseconds, years past 9999 once in UTC) are treated like
+    unreadable text: one odd timestamp must not make the whole call unreadable.
+    """
+    try:
+        return datetime.fromtimestamp(value / per_second, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 Timestamp = Annotated[datetime | None, BeforeValidator(_to_datetime)]
@@ -87,7 +98,8 @@ class TranscriptTurn(RevoxModel):
     role: Text = None
     content: Text = None
     tool_name: Text = None
-    tool_arguments: dict[str, Any] | list[Any] | str | None = None
+    # Any JSON value: usually an object, sometimes text or an array, rarely a bare number.
+    tool_arguments: Any = None
     tool_is_error: bool | None = None
     tool_output: Any = None
 
