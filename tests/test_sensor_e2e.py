@@ -92,7 +92,7 @@ def test_completed_order_succeeds_with_summary(
         [{"result": "voicemail", "duration": 30}, {"result": "human", "duration": 90}],
         outcome="interested",
     )
-    state, summary, _ = run_sensor(run_dag, f"sensor_ok_{mode}", call_id, **MODES[mode])
+    state, summary, ti = run_sensor(run_dag, f"sensor_ok_{mode}", call_id, **MODES[mode])
 
     truth = fast_simulator.get_call(call_id)
     assert state == "success"
@@ -110,6 +110,11 @@ def test_completed_order_succeeds_with_summary(
     assert summary["ended_at"] is not None
     # Nothing else: no transcript, no assistant, no secret in the XCom.
     assert "transcript" not in json.dumps(summary)
+    link = ti.xcom_pull(task_ids="wait", key="revox_call_link")
+    assert link == {
+        "call_id": call_id,
+        "url": f"{fast_simulator.base_url.removesuffix('/api')}/dashboard/calls/{call_id}",
+    }
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -21,6 +21,7 @@ from airflow_provider_revox import polling, statuses
 from airflow_provider_revox.exceptions import TRANSIENT_ERRORS
 from airflow_provider_revox.fleet import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
+from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import normalize_call_ids
 from airflow_provider_revox.servertime import ServerClock
@@ -148,6 +149,7 @@ class RevoxCallSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("call_id", "revox_conn_id")
     ui_color = "#ffd6e7"
+    operator_extra_links = (RevoxCallLink(),)
 
     def __init__(
         self,
@@ -181,6 +183,7 @@ class RevoxCallSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or check once and defer."""
         validate_call_id(self.call_id)
+        RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
         try:
             if not self.deferrable:
                 return super().execute(context)
