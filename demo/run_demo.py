@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 AIRFLOW_HOME = DEMO / "airflow"
@@ -25,14 +27,6 @@ LOGS = DEMO / "logs"
 BIN = Path(sys.executable).parent
 SPEED = 600
 
-# Open every day so the demo runs whatever the weekday; retries 10 simulated minutes apart.
-RETRY_CONFIG = {
-    "calling_windows": [
-        {"calling_window_start_time": "00:00", "calling_window_end_time": "23:59", "retry_delay_seconds": 600}
-    ],
-    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
-    "max_retry_attempts": 3,
-}
 ASSISTANT = {
     "id": "asst_demo",
     "name": "Appointment confirmation",
@@ -48,7 +42,8 @@ ASSISTANT = {
         },
         {"name": "notes", "type": "string", "required": False},
     ],
-    "call_retry_config": RETRY_CONFIG,
+    # Open every day so the demo runs whatever the weekday; retries ten simulated minutes apart.
+    "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG,
 }
 RECIPIENTS = ["+33612345678", "+12125550123", "+442071838750", "+81312345678"]
 
@@ -130,7 +125,7 @@ def report(call_ids: list[str], export_dir: Path | None) -> list[dict[str, Any]]
                     "outcome": call.outcome or "-",
                     "attempts": call.attempts_made,
                     "turns": sum(1 for _ in call.iter_turns("best")),
-                    "files": str(export_dir / "calls" / f"{call.id}.json") if export_dir else "-",
+                    "call file": f"calls/{call.id}.json" if export_dir else "-",
                 }
             )
     headers = list(rows[0])
@@ -141,7 +136,7 @@ def report(call_ids: list[str], export_dir: Path | None) -> list[dict[str, Any]]
     for row in rows:
         print("  ".join(str(row[h]).ljust(widths[h]) for h in headers))
     if export_dir is not None:
-        print(f"\nAll files written under {export_dir}:")
+        print(f"\nFiles written under {export_dir}:")
         for path in sorted(p for p in export_dir.rglob("*") if p.is_file()):
             print(f"  {path.relative_to(export_dir)}  ({path.stat().st_size:,} bytes)")
     return rows
@@ -152,6 +147,7 @@ def main() -> int:
     for folder in (AIRFLOW_HOME, LOGS):
         folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(EXPORT, ignore_errors=True)
+    os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)  # the in-process hook reads Airflow's config too
     api_key = "sk_demo_" + secrets.token_hex(12)
     print("Revox provider demo")
     simulator, base_url = start_simulator(api_key)

@@ -69,3 +69,17 @@ def revox_conn(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         json.dumps({"conn_type": "revox", "host": simulator.base_url, "password": simulator.api_key}),
     )
     return simulator
+
+
+@pytest.fixture
+def fast_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A simulator at 600x real time with ``revox_default`` pointing at it.
+
+    It reports its clock in its responses and sensors schedule on it, so an order with a few
+    attempts resolves in seconds while the sensor polls exactly as it would in production.
+    """
+    from airflow_provider_revox.simulator.testing import running_simulator
+
+    with running_simulator(seed=11, speed=600) as sim:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
+        yield sim

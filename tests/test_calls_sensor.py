@@ -28,21 +28,10 @@ from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.sensors.revox import RevoxCallsSensor, batch_call_ids
 from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
-from airflow_provider_revox.simulator.scenario import apply_scenario, parse_scenario
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers import revox as trigger_module
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
 
-SPEED = 600.0
-# Always inside a window, every day, retries 10 simulated minutes apart.
-OPEN_ALL_DAY = {
-    "calling_windows": [
-        {"calling_window_start_time": "00:00", "calling_window_end_time": "23:59", "retry_delay_seconds": 600}
-    ],
-    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
-    "max_retry_attempts": 3,
-    "timezone": "Europe/Paris",
-}
 HUMAN = [{"result": "human", "duration": 60}]
 VOICEMAIL_THEN_HUMAN = [{"result": "voicemail", "duration": 30}, {"result": "human", "duration": 60}]
 DEAD_NUMBER = [{"dial_error": "number_non_attributed"}]
@@ -50,22 +39,12 @@ DEAD_NUMBER = [{"dial_error": "number_non_attributed"}]
 
 def connect(monkeypatch: pytest.MonkeyPatch, sim: SimulatorHandle, **extra: Any) -> None:
     """Point ``revox_default`` at ``sim``."""
-    conn = {"conn_type": "revox", "host": sim.base_url, "password": sim.api_key, "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(**extra))
 
 
 def place(sim: SimulatorHandle, call_id: str, attempts: list[dict[str, Any]], **extra: Any) -> str:
     """Place one scripted order on the simulator and return its id."""
-    order = {
-        "id": call_id,
-        "phone_number": "+33612345678",
-        "assistant_id": "asst_test",
-        "call_retry_config": OPEN_ALL_DAY,
-        "attempts": attempts,
-        "post_processing_seconds": 60,
-        **extra,
-    }
-    return apply_scenario(parse_scenario({"calls": [order]}), sim.engine, sim.faults)[0]
+    return sim.place_scripted(call_id, attempts, post_processing_seconds=60, **extra)
 
 
 def errored(sim: SimulatorHandle, call_id: str, **extra: Any) -> str:
@@ -116,14 +95,6 @@ MODES = {
 
 
 @pytest.fixture
-def fast_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
-    """A simulator at 600x real time with ``revox_default`` pointing at it."""
-    with running_simulator(seed=13, speed=SPEED) as sim:
-        connect(monkeypatch, sim)
-        yield sim
-
-
-@pytest.fixture
 def trigger_runs(monkeypatch: pytest.MonkeyPatch) -> list[RevoxCallsTrigger]:
     """Every RevoxCallsTrigger that ``dag.test()`` runs, so a test knows the wait was deferred."""
     runs: list[RevoxCallsTrigger] = []
@@ -138,7 +109,7 @@ def trigger_runs(monkeypatch: pytest.MonkeyPatch) -> list[RevoxCallsTrigger]:
 
 
 @pytest.fixture
-def held(fast_sim: SimulatorHandle) -> Iterator[Callable[[str], str]]:
+def held(fast_simulator: SimulatorHandle) -> Iterator[Callable[[str], str]]:
     """Pause an order until the sensor has looked at it once, so the first look never settles it.
 
     Without this, a slow task start could let every order end before the sensor's first look,
@@ -148,12 +119,12 @@ def held(fast_sim: SimulatorHandle) -> Iterator[Callable[[str], str]]:
     stop = threading.Event()
 
     def hold(call_id: str) -> str:
-        fast_sim.engine.pause(call_id)
+        fast_simulator.engine.pause(call_id)
 
         def resume_after_first_look() -> None:
             while not stop.is_set():
-                if fast_sim.stats()["by_call_id"].get(call_id, 0) >= 1:
-                    fast_sim.engine.resume(call_id)
+                if fast_simulator.stats()["by_call_id"].get(call_id, 0) >= 1:
+                    fast_simulator.engine.resume(call_id)
                     return
                 stop.wait(0.01)
 
@@ -191,22 +162,22 @@ def run_sensor(
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_all_completed_succeeds_with_exact_counts_and_ids(
     mode: str,
-    fast_sim: SimulatorHandle,
+    fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
     trigger_runs: list[RevoxCallsTrigger],
     held: Callable[[str], str],
 ) -> None:
     ids = [
-        place(fast_sim, f"all-a-{mode}", HUMAN),
-        held(place(fast_sim, f"all-b-{mode}", VOICEMAIL_THEN_HUMAN)),
-        place(fast_sim, f"all-c-{mode}", HUMAN),
+        place(fast_simulator, f"all-a-{mode}", HUMAN),
+        held(place(fast_simulator, f"all-b-{mode}", VOICEMAIL_THEN_HUMAN)),
+        place(fast_simulator, f"all-c-{mode}", HUMAN),
     ]
     # A repeated id is waited on once.
     state, result, _ = run_sensor(run_dag, f"calls_all_{mode}", [*ids, ids[0]], **MODES[mode])
 
     assert state == "success"
     assert deferred_as_expected(mode, trigger_runs)
-    assert [fast_sim.get_call(call_id)["status"] for call_id in ids] == ["completed"] * 3
+    assert [fast_simulator.get_call(call_id)["status"] for call_id in ids] == ["completed"] * 3
     assert result == {
         "total": 3,
         "counts": {"completed": 3},
@@ -220,16 +191,16 @@ def test_all_completed_succeeds_with_exact_counts_and_ids(
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_some_failed_within_ratio_succeeds_with_lists(
     mode: str,
-    fast_sim: SimulatorHandle,
+    fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
     trigger_runs: list[RevoxCallsTrigger],
     held: Callable[[str], str],
 ) -> None:
-    ok_1 = place(fast_sim, f"half-ok1-{mode}", VOICEMAIL_THEN_HUMAN)
-    dead = held(errored(fast_sim, f"half-dead-{mode}"))
-    ok_2 = place(fast_sim, f"half-ok2-{mode}", HUMAN)
-    gone = place(fast_sim, f"half-gone-{mode}", HUMAN)
-    fast_sim.engine.cancel(gone)
+    ok_1 = place(fast_simulator, f"half-ok1-{mode}", VOICEMAIL_THEN_HUMAN)
+    dead = held(errored(fast_simulator, f"half-dead-{mode}"))
+    ok_2 = place(fast_simulator, f"half-ok2-{mode}", HUMAN)
+    gone = place(fast_simulator, f"half-gone-{mode}", HUMAN)
+    fast_simulator.engine.cancel(gone)
 
     state, result, _ = run_sensor(
         run_dag, f"calls_half_{mode}", [ok_1, dead, ok_2, gone], min_completed_ratio=0.5, **MODES[mode]
@@ -250,16 +221,16 @@ def test_some_failed_within_ratio_succeeds_with_lists(
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_unreachable_ratio_fails_at_once_without_retries(
     mode: str,
-    fast_sim: SimulatorHandle,
+    fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
     trigger_runs: list[RevoxCallsTrigger],
     held: Callable[[str], str],
 ) -> None:
-    dead_1 = held(errored(fast_sim, f"lost-dead1-{mode}"))
-    dead_2 = errored(fast_sim, f"lost-dead2-{mode}")
-    ok = place(fast_sim, f"lost-ok-{mode}", HUMAN)
+    dead_1 = held(errored(fast_simulator, f"lost-dead1-{mode}"))
+    dead_2 = errored(fast_simulator, f"lost-dead2-{mode}")
+    ok = place(fast_simulator, f"lost-ok-{mode}", HUMAN)
     # Its first dial is two days away: the wait must not sit it out.
-    later = far_ahead(fast_sim, f"lost-later-{mode}", hours=48)
+    later = far_ahead(fast_simulator, f"lost-later-{mode}", hours=48)
 
     state, _, ti = run_sensor(
         run_dag, f"calls_lost_{mode}", [dead_1, dead_2, ok, later], min_completed_ratio=0.75, **MODES[mode]
@@ -268,21 +239,21 @@ def test_unreachable_ratio_fails_at_once_without_retries(
     assert state == "failed"
     assert deferred_as_expected(mode, trigger_runs)
     assert ti.try_number == 1  # AirflowFailException: retries=2 are not spent on a lost cause
-    assert fast_sim.get_call(later)["status"] == "scheduled"
-    assert fast_sim.stats()["by_call_id"][later] <= 2
+    assert fast_simulator.get_call(later)["status"] == "scheduled"
+    assert fast_simulator.stats()["by_call_id"][later] <= 2
 
 
 @pytest.mark.airflow
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_unreachable_ratio_with_soft_fail_is_skipped(
     mode: str,
-    fast_sim: SimulatorHandle,
+    fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
     trigger_runs: list[RevoxCallsTrigger],
     held: Callable[[str], str],
 ) -> None:
-    dead = held(errored(fast_sim, f"soft-dead-{mode}"))
-    ok = place(fast_sim, f"soft-ok-{mode}", HUMAN)
+    dead = held(errored(fast_simulator, f"soft-dead-{mode}"))
+    ok = place(fast_simulator, f"soft-ok-{mode}", HUMAN)
     state, _, _ = run_sensor(run_dag, f"calls_soft_{mode}", [dead, ok], soft_fail=True, **MODES[mode])
     assert state == "skipped"
     assert deferred_as_expected(mode, trigger_runs)
@@ -295,13 +266,16 @@ def test_unreachable_ratio_with_soft_fail_is_skipped(
 def test_ids_from_an_upstream_task(
     mode: str,
     as_dicts: bool,
-    fast_sim: SimulatorHandle,
+    fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
     trigger_runs: list[RevoxCallsTrigger],
     held: Callable[[str], str],
 ) -> None:
     suffix = f"{mode}-{'dicts' if as_dicts else 'ids'}"
-    ids = [held(place(fast_sim, f"xcom-a-{suffix}", HUMAN)), errored(fast_sim, f"xcom-b-{suffix}")]
+    ids = [
+        held(place(fast_simulator, f"xcom-a-{suffix}", HUMAN)),
+        errored(fast_simulator, f"xcom-b-{suffix}"),
+    ]
     upstream: list[Any] = (
         [{"call_id": call_id, "status": "scheduled"} for call_id in ids] if as_dicts else ids
     )

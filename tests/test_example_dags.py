@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,36 +10,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 
 pytestmark = pytest.mark.airflow
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
-OPEN_ALL_DAY = {
-    "calling_windows": [
-        {"calling_window_start_time": "00:00", "calling_window_end_time": "23:59", "retry_delay_seconds": 600}
-    ],
-    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
-    "max_retry_attempts": 3,
-}
 ASSISTANT = {
     "id": "asst_example",
     "structured_output_config": [
         {"name": "confirmed", "type": "boolean", "required": True},
         {"name": "notes", "type": "string", "required": False},
     ],
-    "call_retry_config": OPEN_ALL_DAY,
+    "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG,
 }
-
-
-@pytest.fixture
-def fast_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
-    with running_simulator(seed=5, speed=600) as sim:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_REVOX_DEFAULT",
-            json.dumps({"conn_type": "revox", "host": sim.base_url, "password": sim.api_key}),
-        )
-        yield sim
 
 
 def test_example_dags_import_without_errors(airflow_db: Path) -> None:

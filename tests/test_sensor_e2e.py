@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from airflow_provider_revox.simulator.scenario import apply_scenario, parse_scenario
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.simulator.testing import SimulatorHandle
 
 pytestmark = pytest.mark.airflow
-
-SPEED = 600.0
-# Always inside a window, every day, retries 10 simulated minutes (1 real second) apart.
-OPEN_ALL_DAY = {
-    "calling_windows": [
-        {"calling_window_start_time": "00:00", "calling_window_end_time": "23:59", "retry_delay_seconds": 600}
-    ],
-    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
-    "max_retry_attempts": 3,
-    "timezone": "Europe/Paris",
-}
 
 DAG_TEMPLATE = """
 import pendulum
@@ -42,29 +30,9 @@ build()
 """
 
 
-@pytest.fixture
-def fast_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
-    """A simulator at 600x real time with ``revox_default`` pointing at it."""
-    with running_simulator(seed=11, speed=SPEED) as sim:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_REVOX_DEFAULT",
-            json.dumps({"conn_type": "revox", "host": sim.base_url, "password": sim.api_key}),
-        )
-        yield sim
-
-
 def place(sim: SimulatorHandle, call_id: str, attempts: list[dict[str, Any]], **extra: Any) -> str:
     """Place one scripted order on the simulator and return its id."""
-    order = {
-        "id": call_id,
-        "phone_number": "+33612345678",
-        "assistant_id": "asst_test",
-        "call_retry_config": OPEN_ALL_DAY,
-        "attempts": attempts,
-        "post_processing_seconds": 60,
-        **extra,
-    }
-    return apply_scenario(parse_scenario({"calls": [order]}), sim.engine, sim.faults)[0]
+    return sim.place_scripted(call_id, attempts, post_processing_seconds=60, **extra)
 
 
 def run_sensor(run_dag: Callable[..., Any], dag_id: str, call_id: str, **kwargs: Any) -> tuple[str, Any, Any]:

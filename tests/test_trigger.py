@@ -18,7 +18,6 @@ from airflow.sdk.exceptions import (
 
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
-from airflow_provider_revox.simulator.scenario import apply_scenario, parse_scenario
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers import revox as trigger_module
 from airflow_provider_revox.triggers.revox import RevoxCallTrigger
@@ -28,17 +27,7 @@ from airflow_provider_revox.triggers.revox import RevoxCallTrigger
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
     """A simulator on a manual clock; the hook retries once and never really sleeps."""
     with running_simulator(seed=3) as handle:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_REVOX_DEFAULT",
-            json.dumps(
-                {
-                    "conn_type": "revox",
-                    "host": handle.base_url,
-                    "password": handle.api_key,
-                    "extra": {"max_retries": 1},
-                }
-            ),
-        )
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", handle.connection_json(max_retries=1))
         slept: list[float] = []
 
         async def no_sleep(seconds: float) -> None:
@@ -50,14 +39,8 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
 
 
 def finished_call(sim: SimulatorHandle, call_id: str, **extra: Any) -> str:
-    order = {
-        "id": call_id,
-        "phone_number": "+33612345678",
-        "assistant_id": "asst_test",
-        "attempts": [{"result": "human", "duration": 60}],
-        **extra,
-    }
-    apply_scenario(parse_scenario({"calls": [order]}), sim.engine, sim.faults)
+    extra.setdefault("attempts", [{"result": "human", "duration": 60}])
+    sim.place_scripted(call_id, **extra)
     terminal = sim.engine.terminal_at(call_id)
     assert terminal is not None
     sim.clock.set(terminal + timedelta(seconds=1))  # type: ignore[attr-defined]

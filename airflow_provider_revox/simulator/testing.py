@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from airflow_provider_revox.simulator.clock import Clock, ScaledClock, VirtualCl
 from airflow_provider_revox.simulator.engine import SimulatorEngine
 from airflow_provider_revox.simulator.faults import Faults
 from airflow_provider_revox.simulator.population import seed_population
-from airflow_provider_revox.simulator.scenario import apply_scenario, load_scenario
+from airflow_provider_revox.simulator.scenario import apply_scenario, load_scenario, parse_scenario
 from airflow_provider_revox.simulator.server import SimulatorServer
 
 
@@ -57,6 +58,16 @@ class ServerThread:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self._loop.close()
+
+
+#: A retry config for tests and demos: every day, all day, retries ten simulated minutes apart.
+ALWAYS_OPEN_RETRY_CONFIG: dict[str, Any] = {
+    "calling_windows": [
+        {"calling_window_start_time": "00:00", "calling_window_end_time": "23:59", "retry_delay_seconds": 600}
+    ],
+    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+    "max_retry_attempts": 3,
+}
 
 
 class SimulatorHandle:
@@ -104,6 +115,33 @@ class SimulatorHandle:
     def place_call(self, **kwargs: Any) -> dict[str, Any]:
         """Place an order directly on the engine (see :meth:`SimulatorEngine.place_call`)."""
         return self.engine.place_call(**kwargs)
+
+    def place_scripted(self, call_id: str, attempts: list[dict[str, Any]], **order: Any) -> str:
+        """Place an order with a scripted lifecycle, as one entry of a scenario file; return its id.
+
+        Args:
+            call_id: the order's fixed id.
+            attempts: the dials, e.g. ``[{"result": "voicemail"}, {"result": "human", "duration": 90}]``.
+            **order: any other scenario key (``phone_number``, ``assistant``, ``call_retry_config``,
+                ``final_status``, ``outcome``, ``faults``, ...); a French number, a default
+                assistant and :data:`ALWAYS_OPEN_RETRY_CONFIG` unless given.
+        """
+        entry = {
+            "id": call_id,
+            "phone_number": "+33612345678",
+            "assistant_id": "asst_test",
+            "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG,
+            "attempts": attempts,
+            **order,
+        }
+        return apply_scenario(parse_scenario({"calls": [entry]}), self.engine, self.faults)[0]
+
+    def connection_json(self, **extra: Any) -> str:
+        """A ``revox`` connection to this simulator as JSON, for ``AIRFLOW_CONN_<ID>`` variables."""
+        conn: dict[str, Any] = {"conn_type": "revox", "host": self.base_url, "password": self.api_key}
+        if extra:
+            conn["extra"] = extra
+        return json.dumps(conn)
 
     def get_call(self, call_id: str) -> dict[str, Any]:
         """The order as ``GET /call/{id}`` shows it now."""
@@ -174,4 +212,4 @@ def running_simulator(
         thread.stop()
 
 
-__all__ = ["ServerThread", "SimulatorHandle", "generate_api_key", "running_simulator"]
+__all__ = ["ALWAYS_OPEN_RETRY_CONFIG", "ServerThread", "SimulatorHandle", "generate_api_key", "running_simulator"]
