@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 MASK = "***"
@@ -39,6 +40,8 @@ _URL_SECRET_PARAMS = frozenset({"key", "sig", "code", "k"})
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 
 
+# Cached: a call repeats the same few hundred key names, and this runs for every key of every call.
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True when a mapping key names a credential (api_key, X-Api-Key, accessToken, password, ...)."""
     normalised = _CAMEL.sub("_", str(key)).lower().replace("-", "_").replace(" ", "_").replace(".", "_")
