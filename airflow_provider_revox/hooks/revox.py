@@ -54,6 +54,9 @@ CANCEL_CALL_ENDPOINT = "call/{call_id}/cancel"
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
+#: How long an idle connection is kept for reuse. httpx's default (5 s) is shorter than any poll
+#: interval, so every poll of a sensor or trigger paid a new TCP (and TLS) connection.
+KEEPALIVE_EXPIRY = 60.0
 DEFAULT_MAX_RETRIES = 5
 #: Longest wait honoured from a ``Retry-After`` header.
 RETRY_AFTER_CAP = 60.0
@@ -426,6 +429,7 @@ class RevoxHook(BaseHook):
             "headers": {"Accept": "application/json", "User-Agent": f"airflow-provider-revox/{__version__}"},
             "follow_redirects": False,
             "verify": shared_ssl_context(),
+            "limits": httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
         }
 
     def get_conn(self) -> httpx.Client:
