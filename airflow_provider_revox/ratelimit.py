@@ -11,8 +11,8 @@ was refused. Each success then adds back a twentieth of the configured rate (add
 increase, multiplicative decrease, as TCP does).
 
 Buckets are keyed by ``(connection id, base URL)``: two connection ids pointing at the same
-API get one bucket each. Different connections usually hold different API keys, and the API
-counts requests per key, so sharing one bucket would throttle one account for another's load.
+API get one bucket each. Different connections usually hold different API keys, each with its
+own quota, and sharing one bucket would throttle one account for another's load.
 
 Written here rather than taken from a library: ``aiolimiter`` and ``asynciolimiter`` are
 asyncio-only, ``pyrate-limiter`` and ``limits`` offer no feedback from a 429, and none lets
