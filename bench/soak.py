@@ -1,0 +1,409 @@
+"""Soak: 500 calls through RevoxCallsSensor and the storage export under 20% transient faults.
+
+A real Airflow run (``dag.test()`` in its own process, with its own AIRFLOW_HOME, SQLite
+database and dags folder) waits on 500 scripted orders with a deferrable
+``RevoxCallsSensor`` and exports them to Parquet with ``RevoxCallsToStorageOperator``,
+against the simulator (its own process, 600x real time) failing one request in five:
+``429=0.06,503=0.04,502=0.02,drop=0.04,slow=0.04:0.2``. Every order carries other people's
+credentials (a custom LLM's ``api_key``, a tool's ``Authorization`` header and ``api_key``
+query parameter), and the connection uses a known API key. Reported, all with target 0:
+
+* ``task_failures``: task tries that did not succeed (tasks run with ``retries=0``);
+* ``lost_rows`` / ``duplicate_rows``: transcript rows (one per turn of
+  ``Call.iter_turns("best")`` on the simulator's own view of each call) and structured rows
+  (one per call) missing from, or repeated in, the output;
+* ``leaked_secrets``: planted secrets or the API key found in any output file, any XCom
+  value, the Airflow process's console output (``dag.test()`` logs there), or any file under
+  AIRFLOW_HOME (task logs and the metadata database included);
+* crash and rerun: the export alone, in a fresh process, SIGKILLed once half the calls were
+  staged, then rerun to the same destination: ``published_after_kill`` (files visible at
+  the destination after the kill) and ``rerun_differing_files`` (published files whose bytes
+  differ from the undisturbed Airflow run's; compared byte for byte).
+
+Figures go to bench/results.json under ``soak``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._sim import OPEN_ALL_DAY, SimulatorProcess, write_scenario
+from bench.results import merge_results
+
+CALLS = 500
+SPEED = 600.0
+FAULTS = "429=0.06,503=0.04,502=0.02,drop=0.04,slow=0.04:0.2"
+API_KEY = "rvx_live_soak_connection_key_Hq71"
+# One request in six is refused or dropped: five retries leave a 0.16**6 = 1.7e-5 chance per
+# request of running out, about one call in a 500-call run at this seed; eight make it 7e-8.
+MAX_RETRIES = 8
+MARKER = "PLANTED"
+LEAK = re.compile(rf"{MARKER}|{re.escape(API_KEY)}".encode())
+CONCURRENCY = 16
+
+DAG = """
+import json
+import pendulum
+from airflow.sdk import dag
+from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+from airflow_provider_revox.sensors.revox import RevoxCallsSensor
+
+CALL_IDS = json.load(open({ids_path!r}))
+
+@dag(dag_id="revox_soak", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
+def build():
+    wait = RevoxCallsSensor(
+        task_id="wait",
+        call_ids=CALL_IDS,
+        deferrable=True,
+        poke_interval=5,
+        min_completed_ratio=0.9,
+        max_concurrency={concurrency},
+        retries=0,
+    )
+    RevoxCallsToStorageOperator(
+        task_id="export",
+        call_ids=wait.output,
+        destination={destination!r},
+        file_format="parquet",
+        max_concurrency={concurrency},
+        retries=0,
+    )
+
+build()
+"""
+
+
+def call_ids() -> list[str]:
+    """The ids of the scripted orders."""
+    return [f"soak-{i:04d}" for i in range(CALLS)]
+
+
+def planted(kind: str, index: int) -> str:
+    """A credential of someone else's, unique per order."""
+    return f"sk-live-{MARKER}-{kind}-{index:04d}-9fQ2"
+
+
+def order(index: int, call_id: str, start: datetime) -> dict[str, Any]:
+    """A scripted order: mostly reached at once or on a retry, one in twenty a dead number."""
+    kind = index % 20
+    if kind == 19:
+        attempts: list[dict[str, Any]] = [{"dial_error": "number_non_attributed"}]
+    elif kind >= 16:
+        attempts = [{"dial_error": "no_answer"}, {"dial_error": "busy"}, {"result": "human", "duration": 150}]
+    elif kind >= 12:
+        attempts = [{"result": "voicemail", "duration": 20}, {"result": "human", "duration": 90}]
+    else:
+        attempts = [{"result": "human", "duration": 60 + 10 * (index % 7)}]
+    entry: dict[str, Any] = {
+        "id": call_id,
+        "phone_number": "+33612345678",
+        "scheduled_at": (start + timedelta(seconds=90 * (index % 40))).isoformat(),
+        "call_retry_config": OPEN_ALL_DAY,
+        "attempts": attempts,
+        "post_processing_seconds": 30,
+        "assistant": {
+            "id": "asst_soak",
+            "llm_model": {
+                "type": "custom",
+                "api_key": planted("llm", index),
+                "api_url": "https://llm.example/v1",
+            },
+            "custom_tools": [
+                {
+                    "name": "crm_lookup",
+                    "url": "https://crm.example/lookup",
+                    "headers": {"Authorization": f"Bearer {planted('tool', index)}", "X-Team": "sales"},
+                    "query_params": {"api_key": planted("query", index)},
+                }
+            ],
+            "structured_output_config": [
+                {"name": "confirmed", "type": "boolean", "required": True},
+                {"name": "notes", "type": "string"},
+            ],
+        },
+    }
+    if kind == 19:
+        entry["final_status"] = "errored"
+    else:
+        entry["structured_output"] = {"confirmed": index % 3 != 0, "notes": f"order {index}"}
+    return entry
+
+
+# -- the Airflow process ------------------------------------------------------------------------
+
+
+def _airflow_env(home: Path) -> None:
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(home / "dags")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+
+
+def airflow_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the soak DAG with ``dag.test()``; return task states, failed tries and every XCom."""
+    home = Path(spec["home"])
+    _airflow_env(home)
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db
+
+    db.initdb()
+    bag = DagBag(str(home / "dags"))
+    if bag.import_errors:
+        raise RuntimeError(f"the soak DAG does not import: {bag.import_errors}")
+    dag = bag.get_dag("revox_soak")
+    assert dag is not None
+    dag_run = dag.test()
+
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        history = session.query(TaskInstanceHistory).filter_by(run_id=dag_run.run_id).all()
+        xcoms = session.query(XComModel).filter_by(run_id=dag_run.run_id).all()
+        xcom_values = {f"{x.task_id}.{x.key}": x.value for x in xcoms}
+    tis = dag_run.get_task_instances()
+    sensor_result = next(ti for ti in tis if ti.task_id == "wait").xcom_pull(task_ids="wait")
+    return {
+        "states": {ti.task_id: ti.state for ti in tis},
+        "earlier_tries": [(h.task_id, h.try_number, h.state) for h in history],
+        "xcoms": json.dumps(xcom_values, default=str),
+        "sensor_result": sensor_result,
+    }
+
+
+# -- the export alone, for the crash --------------------------------------------------------------
+
+
+def export_main(spec: dict[str, Any]) -> None:
+    """Run the export operator alone, as the Airflow task would."""
+    _airflow_env(Path(spec["home"]))
+    from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+
+    operator = RevoxCallsToStorageOperator(
+        task_id="export",
+        call_ids=spec["call_ids"],
+        destination=spec["destination"],
+        file_format="parquet",
+        max_concurrency=CONCURRENCY,
+    )
+    operator.execute({})  # type: ignore[arg-type]
+
+
+def run_export(
+    sim: SimulatorProcess, work: Path, name: str, ids: Any, destination: Path
+) -> subprocess.Popen[str]:
+    """Start a fresh process exporting ``ids`` to ``destination``."""
+    home = work / f"home-{name}"
+    home.mkdir()
+    spec = {"home": str(home), "call_ids": ids, "destination": destination.as_uri()}
+    return subprocess.Popen(
+        [sys.executable, __file__, "--export", json.dumps(spec)],
+        env={**os.environ, **sim.connection_env(max_retries=MAX_RETRIES)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def crash_and_rerun(sim: SimulatorProcess, work: Path, ids: Any) -> tuple[Path, dict[str, Any]]:
+    """SIGKILL an export once half the calls are staged, then rerun it to the same place."""
+    destination = work / "out-crash"
+    process = run_export(sim, work, "killed", ids, destination)
+    staged = 0
+    while process.poll() is None:
+        calls_dir = destination / "calls"
+        staged = sum(1 for _ in calls_dir.glob(".*.part")) if calls_dir.is_dir() else 0
+        if staged >= CALLS // 2:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    output, _ = process.communicate()
+    if process.returncode != -signal.SIGKILL:
+        raise RuntimeError(
+            f"the export ended before it could be killed ({process.returncode}):\n{output[-2000:]}"
+        )
+    published = [p for p in destination.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    stale = [p for p in destination.rglob(".*.part")]
+    rerun = run_export(sim, work, "rerun", ids, destination)
+    output, _ = rerun.communicate()
+    if rerun.returncode != 0:
+        raise RuntimeError(f"the rerun failed:\n{output[-3000:]}")
+    return destination, {
+        "staged_calls_at_kill": staged,
+        "published_after_kill": len(published),
+        "stale_staging_files_after_kill": len(stale),
+        "stale_staging_files_after_rerun": sum(1 for _ in destination.rglob(".*.part")),
+    }
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def published_files(root: Path) -> dict[str, bytes]:
+    """Every published (not hidden) file under ``root``, by relative path."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def truth(sim: SimulatorProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each order as the simulator serves it (asked again until a fault does not get in the way)."""
+
+    def fetch(call_id: str) -> dict[str, Any]:
+        for _ in range(50):
+            call = sim.get_call(call_id)
+            if call is not None:
+                return call
+        raise RuntimeError(f"could not read {call_id} from the simulator")
+
+    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        return dict(zip(ids, pool.map(fetch, ids), strict=True))
+
+
+def count_rows(root: Path, calls: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Lost and duplicate rows of both tables against the simulator's view of the calls."""
+    import pyarrow.parquet as pq
+
+    from airflow_provider_revox.models import Call
+
+    expected_turns: Counter[tuple[Any, ...]] = Counter()
+    for call_id, payload in calls.items():
+        for attempt, index, _ in Call.from_response(payload).iter_turns("best"):
+            expected_turns[(call_id, attempt.id, index)] += 1
+    rows = pq.read_table(root / "transcripts.parquet").to_pylist()
+    actual_turns = Counter((r["call_id"], r["attempt_id"], r["turn_index"]) for r in rows)
+    structured = pq.read_table(root / "structured_output.parquet", columns=["call_id"]).column("call_id")
+    actual_calls = Counter(structured.to_pylist())
+    expected_calls = Counter(list(calls))
+    return {
+        "transcript_rows_expected": sum(expected_turns.values()),
+        "transcript_rows_written": len(rows),
+        "lost_rows": sum((expected_turns - actual_turns).values())
+        + sum((expected_calls - actual_calls).values()),
+        "duplicate_rows": sum((actual_turns - expected_turns).values())
+        + sum((actual_calls - expected_calls).values()),
+    }
+
+
+def leaks(label: str, data: bytes, found: list[str]) -> None:
+    """Record every planted secret or API key occurrence in ``data``."""
+    for match in LEAK.finditer(data):
+        found.append(f"{label}: {data[max(0, match.start() - 40) : match.end() + 20]!r}")
+
+
+def main() -> int:
+    started = time.monotonic()
+    ids = call_ids()
+    with tempfile.TemporaryDirectory(prefix="revox-bench-soak-") as tmp:
+        work = Path(tmp)
+        home = work / "airflow-home"
+        (home / "dags").mkdir(parents=True)
+        ids_path = work / "call_ids.json"
+        ids_path.write_text(json.dumps(ids))
+        main_out = work / "out-main"
+        (home / "dags" / "revox_soak.py").write_text(
+            DAG.format(ids_path=str(ids_path), destination=main_out.as_uri(), concurrency=CONCURRENCY)
+        )
+        now = datetime.now(timezone.utc)
+        scenario = write_scenario(work / "scenario.json", [order(i, c, now) for i, c in enumerate(ids)])
+
+        with SimulatorProcess(api_key=API_KEY, speed=SPEED, seed=3, scenario=scenario, faults=FAULTS) as sim:
+            airflow = subprocess.run(
+                [sys.executable, __file__, "--airflow", json.dumps({"home": str(home)})],
+                env={**os.environ, **sim.connection_env(max_retries=MAX_RETRIES)},
+                capture_output=True,
+                check=False,
+            )
+            console = airflow.stdout + airflow.stderr
+            if airflow.returncode != 0:
+                raise RuntimeError(f"the Airflow run failed:\n{console[-4000:].decode(errors='replace')}")
+            run = json.loads(airflow.stdout.decode().strip().splitlines()[-1])
+            if set(run["states"].values()) != {"success"}:
+                first = max(console.find(b"Traceback"), 0)
+                tail = console[first : first + 6000].decode(errors="replace")
+                raise RuntimeError(f"the soak DAG run did not succeed: {run['states']}\n{tail}")
+            stats = sim.get("/_simulator/stats")
+            exported_ids = [*run["sensor_result"]["completed"], *run["sensor_result"]["failed"]]
+            calls = truth(sim, ids)
+            crash_dir, crash = crash_and_rerun(sim, work, run["sensor_result"])
+
+        rows = count_rows(main_out, {c: calls[c] for c in exported_ids})
+        reference, rerun = published_files(main_out), published_files(crash_dir)
+        differing = sorted(set(reference) ^ set(rerun)) + [
+            k for k in reference if k in rerun and reference[k] != rerun[k]
+        ]
+
+        found: list[str] = []
+        leaks("xcom", run["xcoms"].encode(), found)
+        leaks("airflow console", console, found)
+        for root in (home, main_out, crash_dir):
+            for path in root.rglob("*"):
+                if path.is_file():
+                    leaks(str(path.relative_to(work)), path.read_bytes(), found)
+        log_files = (
+            sum(1 for p in (home / "logs").rglob("*") if p.is_file()) if (home / "logs").exists() else 0
+        )
+
+    failures = sum(1 for state in run["states"].values() if state != "success") + len(run["earlier_tries"])
+    fault_responses = sum(v for k, v in stats["by_status"].items() if k != "200")
+    figures = {
+        "calls": CALLS,
+        "exported_calls": len(exported_ids),
+        "completed": len(run["sensor_result"]["completed"]),
+        "failed_orders": len(run["sensor_result"]["failed"]),
+        "task_states": run["states"],
+        "task_failures": failures,
+        **rows,
+        "leaked_secrets": len(found),
+        "leak_samples": found[:5],
+        "airflow_log_files_scanned": log_files,
+        "api_requests": stats["requests_total"],
+        "faulted_responses": fault_responses,
+        "faults": FAULTS,
+        "connection_max_retries": MAX_RETRIES,
+        **crash,
+        "rerun_compared_files": len(reference),
+        "rerun_differing_files": len(differing),
+        "rerun_comparison": "byte-equal published files (parquet tables and calls/*.json)",
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    merge_results("soak", figures)
+    print(json.dumps(figures, indent=2))
+    zero = (
+        "task_failures",
+        "lost_rows",
+        "duplicate_rows",
+        "leaked_secrets",
+        "published_after_kill",
+        "rerun_differing_files",
+    )
+    return 0 if all(figures[k] == 0 for k in zero) else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--airflow":
+        print(json.dumps(airflow_main(json.loads(sys.argv[2])), default=str))
+        sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] == "--export":
+        export_main(json.loads(sys.argv[2]))
+        sys.exit(0)
+    sys.exit(main())
