@@ -3,14 +3,16 @@
 Files are first written to a staging area, then published together once everything
 succeeded, so a failed export never leaves a half-written file over a good one:
 
-* on a local file system the staging files sit next to their targets and are renamed into
-  place (``os.replace`` is atomic on POSIX);
+* on a local file system the staging files sit in ``<destination>/.revox-staging/<run>/`` (the
+  same file system as their targets) and are renamed into place (``os.replace`` is atomic on
+  POSIX); what a killed run left there is swept away by the next export to that destination;
 * on object stores (s3://, gs://, ...) they are staged on local disk and uploaded with one
   ``put_file`` each: an object only becomes visible once its upload completes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 FILE_FORMATS = ("jsonl", "json", "parquet")
+#: Where a local export stages its files, under the destination, until it publishes them.
+STAGING_DIR = ".revox-staging"
 PARQUET_INSTALL_HINT = "pip install 'airflow-provider-revox[parquet]'"
 DEFAULT_BATCH_ROWS = 1024
 
@@ -221,7 +225,17 @@ class Staging:
         self._lock = threading.Lock()
         self._staged: dict[str, Path] = {}
         self._count = 0
-        self._tmpdir: Path | None = None if self._local else Path(tempfile.mkdtemp(prefix="revox-export-"))
+        self._tmpdir: Path | None
+        if self._local:
+            # One directory per run under the destination: renames stay on one file system, and
+            # a run killed before publishing leaves nothing next to the published files.
+            root = Path(destination.path, STAGING_DIR)
+            if root.is_dir():
+                shutil.rmtree(root, ignore_errors=True)  # leftovers of killed runs
+            self._tmpdir = root / self._token
+            self._tmpdir.mkdir(parents=True)
+        else:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix="revox-export-"))
 
     def stage(self, relative: str) -> Path:
         """Return a local path to write ``relative`` (such as ``calls/abc.json``) to before publishing.
@@ -233,12 +247,8 @@ class Staging:
             raise ValueError(f"not a relative file path inside the destination: {relative!r}")
         with self._lock:
             self._count += 1
-            if self._tmpdir is not None:
-                local = self._tmpdir / f"{self._count}-{parts[-1]}"
-            else:
-                final = Path(self.destination.path, *parts)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                local = final.with_name(f".{final.name}.{self._token}-{self._count}.part")
+            assert self._tmpdir is not None, "staging used after commit or discard"
+            local = self._tmpdir / f"{self._count}-{parts[-1]}"
             previous = self._staged.pop(relative, None)
             self._staged[relative] = local
         if previous is not None:
@@ -251,7 +261,9 @@ class Staging:
         for relative, local in list(self._staged.items()):
             target = self.destination.joinpath(*Path(relative).parts)
             if self._local:
-                os.replace(local, Path(target.path))
+                final = Path(target.path)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(local, final)
             else:
                 fs = target.fs
                 fs.makedirs(fs._parent(target.path), exist_ok=True)
@@ -271,6 +283,9 @@ class Staging:
     def _cleanup(self) -> None:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
+            if self._local:
+                with contextlib.suppress(OSError):  # not empty: another run is staging there
+                    self._tmpdir.parent.rmdir()
             self._tmpdir = None
 
     def __enter__(self) -> Staging:

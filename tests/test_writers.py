@@ -114,12 +114,24 @@ def test_local_staging_publishes_with_a_rename_and_leaves_no_temporary_files(tmp
     destination = ObjectStoragePath(f"file://{tmp_path}/out")
     with Staging(destination) as staging:
         local = staging.stage("calls/c1.json")
-        assert local.parent == tmp_path / "out" / "calls"
+        # Staged on the destination's file system, so publishing is a rename.
+        assert local.parent.parent == tmp_path / "out" / ".revox-staging"
         local.write_text("new")
         published = staging.commit()
     assert [storage_uri(p) for p in published] == [f"file://{tmp_path}/out/calls/c1.json"]
     assert (tmp_path / "out" / "calls" / "c1.json").read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["calls"]
     assert sorted(p.name for p in (tmp_path / "out" / "calls").iterdir()) == ["c1.json"]
+
+
+def test_a_killed_runs_staging_is_swept_by_the_next_export(tmp_path: Path) -> None:
+    leftover = tmp_path / ".revox-staging" / "0123456789ab" / "7-c9.json"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("half-written by a run that was killed")
+    with Staging(ObjectStoragePath(f"file://{tmp_path}")) as staging:
+        staging.stage("calls/c1.json").write_text("new")
+        staging.commit()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["calls", "calls/c1.json"]
 
 
 def test_a_failed_export_leaves_the_previous_file_intact(tmp_path: Path) -> None:
