@@ -527,8 +527,27 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert tree(destination) == before
     logs = capsys.readouterr()
     log_text = logs.out + logs.err + caplog.text
-    assert f"Revox call {flaky!r} could not be fetched: Revox API still failing after" in log_text
+    assert f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after" in log_text
     assert_no_planted(log_text, sim.api_key)
+    assert sim.stats()["by_call_id"][flaky] == 3 * 6  # three rounds of the hook's six tries
+
+
+def test_a_call_that_recovers_between_rounds_is_exported(
+    monkeypatch: pytest.MonkeyPatch, revox_conn: Any, tmp_path: Path
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT)
+    finish(sim, call_id)
+    pauses: list[float] = []
+    monkeypatch.setattr(revox_hook_module, "retry_sleep", pauses.append)
+    sim.faults.script(call_id, ["503"] * 6 + ["ok"])  # the hook's first six tries all fail
+    export = RevoxCallsToStorageOperator(
+        task_id="export", call_ids=[call_id], destination=str(tmp_path), file_format="jsonl"
+    )
+    written = export.execute(context={})  # type: ignore[arg-type]
+    assert str(tmp_path / "calls" / f"{call_id}.json") in written
+    assert sim.stats()["by_call_id"][call_id] == 7
+    assert 5.0 in pauses  # the pause between rounds
 
 
 @pytest.mark.airflow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from collections import deque
@@ -19,7 +20,12 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStorageP
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_revox import statuses
-from airflow_provider_revox.exceptions import RevoxAuthError, RevoxError, RevoxNotFoundError
+from airflow_provider_revox.exceptions import (
+    TRANSIENT_ERRORS,
+    RevoxAuthError,
+    RevoxError,
+    RevoxNotFoundError,
+)
 from airflow_provider_revox.export import (
     TRANSCRIPT_SCHEMA,
     StructuredOutputTable,
@@ -29,6 +35,7 @@ from airflow_provider_revox.export import (
     transcript_rows,
     transcript_turns,
 )
+from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook, settings_from_connection, validate_call_id
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call, CallAttempt
@@ -44,6 +51,11 @@ from airflow_provider_revox.writers import (
 )
 
 DEFAULT_RECORDING_EXTENSION = "wav"
+#: Rounds of the hook's own retries a call gets before an export gives up on it.
+FETCH_ROUNDS = 3
+#: Pause before the second round; the third waits twice as long.
+FETCH_ROUND_PAUSE_SECONDS = 5.0
+log = logging.getLogger(__name__)
 _EXTENSION = re.compile(r"^[a-z0-9]{2,5}$")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 # Leading bytes of the audio containers recordings come in, for URLs without a file extension.
@@ -116,13 +128,27 @@ def _api_secrets(hook: RevoxHook) -> tuple[str, ...]:
 
 
 def _fetch_call(hook: RevoxHook, call_id: str) -> Call:
-    """Fetch a call; a failure names the call (and fails for good when retrying cannot help)."""
-    try:
-        return hook.get_call(call_id)
-    except (RevoxNotFoundError, RevoxAuthError) as error:
-        raise AirflowFailException(f"Revox call {call_id!r} could not be fetched: {error}") from error
-    except RevoxError as error:
-        raise AirflowException(f"Revox call {call_id!r} could not be fetched: {error}") from error
+    """Fetch a call; a failure names the call (and fails for good when retrying cannot help).
+
+    The hook retries each request; a call that still fails transiently after that is asked
+    again a few rounds later, so one unlucky call does not fail a ten-thousand-call export.
+    """
+    for round_number in range(1, FETCH_ROUNDS + 1):
+        try:
+            return hook.get_call(call_id)
+        except (RevoxNotFoundError, RevoxAuthError) as error:
+            raise AirflowFailException(f"Revox call {call_id!r} could not be fetched: {error}") from error
+        except TRANSIENT_ERRORS as error:
+            if round_number == FETCH_ROUNDS:
+                raise AirflowException(
+                    f"Revox call {call_id!r} could not be fetched in {FETCH_ROUNDS} rounds: {error}"
+                ) from error
+            pause = FETCH_ROUND_PAUSE_SECONDS * round_number
+            log.warning("Revox call %s: %s; asking again in %.0f s", call_id, error, pause)
+            hook_module.retry_sleep(pause)
+        except RevoxError as error:
+            raise AirflowException(f"Revox call {call_id!r} could not be fetched: {error}") from error
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class RevoxCallResultsOperator(BaseOperator):
