@@ -113,7 +113,8 @@ class RevoxCallTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the order on its own schedule with one HTTP client; yield one event."""
         limit = datetime.fromisoformat(self.deadline_at) if self.deadline_at else None
-        last_call: Call | None = None
+        # Only the small summary outlives a poll: a triggerer runs a thousand of these at once.
+        last_summary: dict[str, Any] | None = None
         warned_unknown = False
         async with RevoxHook(revox_conn_id=self.revox_conn_id) as hook:
             clock = hook.server_clock
@@ -124,17 +125,17 @@ class RevoxCallTrigger(BaseTrigger):
                     self.log.warning("Call %s: %s; waiting it out", self.call_id, exc)
                     call = None
                 except (RevoxError, ValueError) as exc:  # a rejected key or an unknown call: final
-                    yield self._event(EVENT_ERROR, last_call, f"call {self.call_id}: {exc}")
+                    yield self._event(EVENT_ERROR, last_summary, f"call {self.call_id}: {exc}")
                     return
                 now = clock.now()
                 if call is not None:
-                    last_call = call
+                    last_summary = call_summary(call)
                     verdict = statuses.verdict(call.status, self.fail_on_statuses)
                     if verdict == statuses.SUCCESS:
-                        yield self._event(EVENT_SUCCESS, call, describe_end(call))
+                        yield self._event(EVENT_SUCCESS, last_summary, describe_end(call))
                         return
                     if verdict == statuses.FAILED:
-                        yield self._event(EVENT_FAILED, call, describe_end(call))
+                        yield self._event(EVENT_FAILED, last_summary, describe_end(call))
                         return
                     if not call.is_known_status and not warned_unknown:
                         warned_unknown = True
@@ -149,24 +150,25 @@ class RevoxCallTrigger(BaseTrigger):
                     if not self.deadline_fixed:
                         limit = polling.deadline(call, now) + polling.DEADLINE_MARGIN
                     wake = polling.next_poll_at(call, now, self.poke_interval)
+                    call = None
                 else:
                     wake = now + timedelta(seconds=self.poke_interval)
                 # An explicit timeout is real time; a derived deadline is on the server's clock.
                 limit_now = _utcnow() if self.deadline_fixed else now
                 if limit is not None and limit_now >= limit:
+                    last_status = f" (last status {last_summary['status']!r})" if last_summary else ""
                     yield self._event(
                         EVENT_TIMEOUT,
-                        last_call,
-                        f"call {self.call_id} did not finish by {limit.isoformat()}"
-                        + (f" (last status {last_call.status!r})" if last_call else ""),
+                        last_summary,
+                        f"call {self.call_id} did not finish by {limit.isoformat()}{last_status}",
                     )
                     return
                 await asyncio.sleep(
                     sleep_seconds(clock, now, wake, limit, limit_now, fixed=self.deadline_fixed)
                 )
 
-    def _event(self, kind: str, call: Call | None, message: str) -> TriggerEvent:
-        summary = call_summary(call) if call is not None else {"call_id": self.call_id}
+    def _event(self, kind: str, summary: dict[str, Any] | None, message: str) -> TriggerEvent:
+        summary = summary or {"call_id": self.call_id}
         payload = {"status": kind, "call_id": self.call_id, "summary": summary, "message": message}
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
