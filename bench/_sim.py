@@ -20,16 +20,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-#: Open every day, all day, in UTC: scripted orders dial at once and retry after ``retry_delay_seconds``.
-OPEN_ALL_DAY: dict[str, Any] = {
-    "timezone": "UTC",
-    "allowed_days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
-    "max_retry_attempts": 3,
-    "calling_windows": [
-        {"calling_window_start_time": "00:00", "calling_window_end_time": "24:00", "retry_delay_seconds": 600}
-    ],
-}
-
 
 def write_scenario(path: Path, calls: list[dict[str, Any]]) -> Path:
     """Write a scenario file (``{"calls": [...]}``) for ``--scenario`` and return its path."""

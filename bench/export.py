@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._sim import OPEN_ALL_DAY, SimulatorProcess, write_scenario
+from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
+from bench._sim import SimulatorProcess, write_scenario
 from bench.results import merge_results
 
 API_KEY = "bench-export-key"
@@ -67,7 +68,7 @@ def scenario_calls(count: int) -> list[dict[str, Any]]:
             "id": call_id,
             "phone_number": "+33612345678",
             "assistant": ASSISTANT,
-            "call_retry_config": OPEN_ALL_DAY,
+            "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG,
             "attempts": [{"dial_error": "no_answer"}, {"result": "human", "duration": 90}],
             "post_processing_seconds": 30,
             "outcome": "interested",

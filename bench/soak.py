@@ -41,8 +41,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
 from airflow_provider_revox.writers import STAGING_DIR
-from bench._sim import OPEN_ALL_DAY, SimulatorProcess, write_scenario
+from bench._sim import SimulatorProcess, write_scenario
 from bench.results import merge_results
 
 CALLS = 500
@@ -113,7 +114,7 @@ def order(index: int, call_id: str, start: datetime) -> dict[str, Any]:
         "id": call_id,
         "phone_number": "+33612345678",
         "scheduled_at": (start + timedelta(seconds=90 * (index % 40))).isoformat(),
-        "call_retry_config": OPEN_ALL_DAY,
+        "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG,
         "attempts": attempts,
         "post_processing_seconds": 30,
         "assistant": {

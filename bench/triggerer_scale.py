@@ -26,7 +26,6 @@ bench/results.json under ``triggerer_scale``; targets: CPU <= 10 % of one core a
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import resource
@@ -40,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._sim import SimulatorProcess
 from bench.results import merge_results
 
 API_KEY = "bench-triggerer-key"
@@ -93,60 +93,10 @@ def scenario(count: int) -> dict[str, Any]:
     }
 
 
-class Simulator:
-    """The ``revox-simulator`` CLI on a free loopback port, in real time."""
-
-    def __init__(self, scenario_path: Path) -> None:
-        self._path = scenario_path
-        self._process: subprocess.Popen[str] | None = None
-        self.base_url = ""
-        self.port = 0
-
-    def __enter__(self) -> Simulator:
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airflow_provider_revox.simulator.cli",
-                "--port",
-                "0",
-                "--api-key",
-                API_KEY,
-                "--speed",
-                "1",
-                "--scenario",
-                str(self._path),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        self.base_url = self._process.stdout.readline().strip().rsplit(" ", 1)[-1]
-        self.port = int(self.base_url.split(":")[2].split("/")[0])
-        return self
-
-    def get(self, path: str) -> Any:
-        """GET an unauthenticated simulator endpoint (``/_simulator/...``) and decode its JSON."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.request("GET", f"/api{path}")
-            return json.loads(connection.getresponse().read())
-        finally:
-            connection.close()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-
-
 def run_variant(variant: str, seconds: float, scenario_path: Path, count: int) -> dict[str, Any]:
     """Start a simulator and a triggerer process for one variant; return the triggerer's figures."""
-    with Simulator(scenario_path) as sim:
-        env = dict(os.environ)
-        env["AIRFLOW_CONN_REVOX_DEFAULT"] = json.dumps(
-            {"conn_type": "revox", "host": sim.base_url, "password": API_KEY}
-        )
+    with SimulatorProcess(api_key=API_KEY, scenario=scenario_path) as sim:
+        env = {**os.environ, **sim.connection_env()}
         child = subprocess.run(
             [sys.executable, __file__, "--triggerer", variant, str(seconds), str(count)],
             env=env,
