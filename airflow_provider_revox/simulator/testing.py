@@ -212,4 +212,10 @@ def running_simulator(
         thread.stop()
 
 
-__all__ = ["ALWAYS_OPEN_RETRY_CONFIG", "ServerThread", "SimulatorHandle", "generate_api_key", "running_simulator"]
+__all__ = [
+    "ALWAYS_OPEN_RETRY_CONFIG",
+    "ServerThread",
+    "SimulatorHandle",
+    "generate_api_key",
+    "running_simulator",
+]
