@@ -9,15 +9,14 @@ The figure is merged into bench/results.json under ``simulator``.
 from __future__ import annotations
 
 import http.client
-import json
 import multiprocessing
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._sim import SimulatorProcess
 from bench.results import merge_results
 
 API_KEY = "bench-simulator-key"
@@ -52,32 +51,9 @@ def _client(
 
 
 def main() -> int:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_revox.simulator.cli",
-            "--port",
-            "0",
-            "--api-key",
-            API_KEY,
-            "--speed",
-            "60",
-            "--calls",
-            str(CALLS),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip().rsplit(" ", 1)[-1]
-        port = int(base_url.split(":")[2].split("/")[0])
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        connection.request("GET", "/api/_simulator/calls")
-        ids = json.loads(connection.getresponse().read())["call_ids"]
-        connection.close()
-
+    with SimulatorProcess(api_key=API_KEY, speed=60, calls=CALLS) as sim:
+        port = sim.port
+        ids = sim.get("/_simulator/calls")["call_ids"]
         start = multiprocessing.Event()
         results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
         workers = [
@@ -91,13 +67,7 @@ def main() -> int:
         spans = [results.get(timeout=120) for _ in workers]
         for worker in workers:
             worker.join(timeout=30)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        connection.request("GET", "/api/_simulator/stats")
-        stats = json.loads(connection.getresponse().read())
-        connection.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stats = sim.get("/_simulator/stats")
 
     total = CLIENTS * REQUESTS_PER_CLIENT
     elapsed = max(end for _, end, _ in spans) - min(began for began, _, _ in spans)
