@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -86,6 +87,29 @@ def test_completed_order_succeeds_with_summary(
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
+def test_post_processing_is_not_success(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    # Dialled two simulated hours from now (12 real seconds), once the sensor is running; then
+    # half an hour of post-processing (3 real seconds) that the sensor sees and waits through.
+    dial_at = fast_simulator.clock.now() + timedelta(hours=2)
+    call_id = fast_simulator.place_scripted(
+        f"call-post-{mode}",
+        [{"result": "human", "duration": 30}],
+        post_processing_seconds=1800,
+        scheduled_at=dial_at.isoformat(),
+    )
+    state, summary, _ = run_sensor(run_dag, f"sensor_post_{mode}", call_id, **MODES[mode])
+
+    assert state == "success"
+    assert summary["status"] == "completed"
+    terminal = fast_simulator.engine.terminal_at(call_id)
+    assert terminal is not None
+    assert summary["ended_at"] is not None
+    assert fast_simulator.stats()["by_call_id"][call_id] >= 3  # polled through post_processing
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_errored_order_fails_without_retrying(
     mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
@@ -127,7 +151,7 @@ def test_cancelled_is_success_when_not_in_fail_on_statuses(
     assert summary["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_unknown_status_keeps_waiting(
     mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
@@ -141,7 +165,7 @@ def test_unknown_status_keeps_waiting(
     assert fast_simulator.stats()["by_call_id"][call_id] >= 3
 
 
-@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_paused_order_keeps_waiting_until_resumed(
     mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
