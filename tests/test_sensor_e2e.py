@@ -90,9 +90,9 @@ def test_completed_order_succeeds_with_summary(
 def test_post_processing_is_not_success(
     mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
-    # Dialled two simulated hours from now (12 real seconds), once the sensor is running; then
+    # Dialled three simulated hours from now (18 real seconds), once the sensor is running; then
     # half an hour of post-processing (3 real seconds) that the sensor sees and waits through.
-    dial_at = fast_simulator.clock.now() + timedelta(hours=2)
+    dial_at = fast_simulator.clock.now() + timedelta(hours=3)
     call_id = fast_simulator.place_scripted(
         f"call-post-{mode}",
         [{"result": "human", "duration": 30}],
