@@ -39,6 +39,7 @@ from airflow_provider_revox.triggers.revox import (
     describe_timeout,
     fleet_limit,
     poll_due,
+    warn_unknown_status,
 )
 
 _T = TypeVar("_T")
@@ -173,7 +174,7 @@ class RevoxCallSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.fail_on_statuses = statuses.validate_fail_on(fail_on_statuses)
         self._last_call: Call | None = None
-        self._warned_unknown = False
+        self._warned: set[str] = set()
 
     @cached_property
     def hook(self) -> RevoxHook:
@@ -270,14 +271,8 @@ class RevoxCallSensor(BaseSensorOperator):
     def _fetch(self) -> Call:
         call = self.hook.get_call(self.call_id)
         self._last_call = call
-        if not call.is_known_status and not self._warned_unknown:
-            self._warned_unknown = True
-            self.log.warning(
-                "Call %s has status %r, which this provider does not know; treating it as not finished",
-                self.call_id,
-                call.status,
-            )
-        elif call.status == statuses.PAUSED:
+        warn_unknown_status(self.log, self.call_id, call.status, self._warned)
+        if call.status == statuses.PAUSED:
             self.log.info("Call %s is paused; waiting for it to be resumed", self.call_id)
         return call
 

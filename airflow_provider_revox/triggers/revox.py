@@ -59,6 +59,22 @@ def sleep_seconds(
     return max(sleep, MIN_SLEEP_SECONDS)
 
 
+class _Log(Protocol):
+    def warning(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def warn_unknown_status(log: _Log, call_id: str, status: str, warned: set[str]) -> None:
+    """Warn once per status value the API spec does not document: the wait goes on regardless."""
+    if statuses.is_known(status) or status in warned:
+        return
+    warned.add(status)
+    log.warning(
+        "Call %s has status %r, which this provider does not know; treating it as not finished",
+        call_id,
+        status,
+    )
+
+
 class RevoxCallTrigger(BaseTrigger):
     """Wait, fully async, until a call order reaches a terminal status or its deadline passes.
 
@@ -115,7 +131,7 @@ class RevoxCallTrigger(BaseTrigger):
         limit = datetime.fromisoformat(self.deadline_at) if self.deadline_at else None
         # Only the small summary outlives a poll: a triggerer runs a thousand of these at once.
         last_summary: dict[str, Any] | None = None
-        warned_unknown = False
+        warned: set[str] = set()
         async with RevoxHook(revox_conn_id=self.revox_conn_id) as hook:
             clock = hook.server_clock
             while True:
@@ -137,15 +153,8 @@ class RevoxCallTrigger(BaseTrigger):
                     if verdict == statuses.FAILED:
                         yield self._event(EVENT_FAILED, last_summary, describe_end(call))
                         return
-                    if not call.is_known_status and not warned_unknown:
-                        warned_unknown = True
-                        self.log.warning(
-                            "Call %s has status %r, which this provider does not know; "
-                            "treating it as not finished",
-                            self.call_id,
-                            call.status,
-                        )
-                    elif call.status == statuses.PAUSED:
+                    warn_unknown_status(self.log, self.call_id, call.status, warned)
+                    if call.status == statuses.PAUSED:
                         self.log.info("Call %s is paused; waiting for it to be resumed", self.call_id)
                     if not self.deadline_fixed:
                         limit = polling.deadline(call, now) + polling.DEADLINE_MARGIN
@@ -171,10 +180,6 @@ class RevoxCallTrigger(BaseTrigger):
         summary = summary or {"call_id": self.call_id}
         payload = {"status": kind, "call_id": self.call_id, "summary": summary, "message": message}
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
-
-
-class _Log(Protocol):
-    def warning(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
 
 
 async def poll_due(
@@ -240,14 +245,7 @@ async def poll_due(
             if statuses.verdict(status, fleet.fail_on) != statuses.WAITING:
                 fleet.record(call_id, status, due=now.timestamp())
                 continue
-            if not call.is_known_status and status not in warned:
-                warned.add(status)
-                log.warning(
-                    "Call %s has status %r, which this provider does not know; treating it (and any "
-                    "other call in it) as not finished",
-                    call_id,
-                    status,
-                )
+            warn_unknown_status(log, call_id, status, warned)
             wake = polling.next_poll_at(call, now, poke_interval)
             limit = polling.deadline(call, now) + polling.DEADLINE_MARGIN
             fleet.record(call_id, status, due=wake.timestamp(), deadline=limit.timestamp())
