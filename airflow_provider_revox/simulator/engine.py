@@ -21,7 +21,8 @@ Status conventions (shared with the package's polling code):
 
 Each order's future is computed at placement, so :meth:`SimulatorEngine.get_call` is a pure
 function of time, cached per phase: reading an order at any moment costs a bisection and a
-dictionary copy.
+dictionary copy. :meth:`SimulatorEngine.search_calls` filters, sorts and pages orders as the
+API's ``POST /call/search`` does, all read at one moment.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import threading
 import uuid
 from bisect import bisect_right
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +45,7 @@ from airflow_provider_revox.models import Assistant, Call, CallRetryConfig, Retr
 from airflow_provider_revox.polling import next_dial_at
 from airflow_provider_revox.simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox.simulator.profile import Profile
-from airflow_provider_revox.simulator.render import render_call, status_at
+from airflow_provider_revox.simulator.render import FROM_PHONE_NUMBER, render_call, status_at
 from airflow_provider_revox.simulator.timeline import (
     AttemptPlan,
     OrderPlan,
@@ -59,6 +61,32 @@ from airflow_provider_revox.simulator.timeline import (
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8089/api"
 
 _TIMESTAMP: TypeAdapter[datetime | None] = TypeAdapter(Timestamp)
+
+#: The list filters of a call search, all required; an empty list does not filter.
+SEARCH_LIST_FIELDS = (
+    "assignee_ids",
+    "assistant_ids",
+    "campaign_ids",
+    "directions",
+    "from_phone_numbers",
+    "outcomes",
+    "results",
+    "statuses",
+)
+#: Every field a call search request must carry.
+SEARCH_REQUIRED_FIELDS = (*SEARCH_LIST_FIELDS, "page", "page_size")
+#: The fields a call search request may carry.
+SEARCH_OPTIONAL_FIELDS = ("call_ids", "query", "sort_by", "sort_direction", "to_phone_number")
+#: What a search can sort on; ``created_at`` by default.
+SEARCH_SORT_FIELDS = ("created_at", "id", "scheduled_at")
+SEARCH_DIRECTIONS = ("inbound", "outbound")
+MAX_SEARCH_PAGE_SIZE = 1000
+#: The filter value of ``outcomes`` and ``results`` that matches a null field.
+SEARCH_NONE = "none"
+
+# The envelope get_call_json wraps every call in: a search response splices the inner objects.
+_CALL_PREFIX = b'{"call":'
+_CALL_SUFFIX = b"}"
 
 
 class SimulatorError(Exception):
@@ -86,6 +114,46 @@ class Conflict(SimulatorError):
     """The action does not apply in the order's current status (e.g. cancelling a completed order)."""
 
     http_status = 409
+
+
+class InvalidSearch(SimulatorError, ValueError):
+    """A call search has a missing or invalid field (the message names the field)."""
+
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class CallSearch:
+    """One page of a call search.
+
+    Attributes:
+        call_ids: the ids on the page, in the requested order.
+        total_count: how many orders matched, over every page.
+        at: the moment the search was read at; the page's calls must be read at it too.
+    """
+
+    call_ids: tuple[str, ...]
+    total_count: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _SearchFilter:
+    call_ids: tuple[str, ...] | None
+    statuses: frozenset[str]
+    assistant_ids: frozenset[str]
+    directions: frozenset[str]
+    outcomes: frozenset[str]
+    results: frozenset[str]
+    campaign_ids: frozenset[str]
+    assignee_ids: frozenset[str]
+    from_phone_numbers: frozenset[str]
+    to_phone_number: str | None
+    query: str | None
+    sort_by: str
+    descending: bool
+    page: int
+    page_size: int
 
 
 def default_assistant(assistant_id: str) -> dict[str, Any]:
@@ -154,6 +222,8 @@ class SimulatorEngine:
         self._public_url = public_url.rstrip("/")
         self._signing_key = hashlib.sha256(f"revox-simulator/{seed}/recordings".encode()).digest()
         self._plans: dict[str, OrderPlan] = {}
+        # Placement rank of each id: breaks ties between orders created at the same instant.
+        self._rank: dict[str, int] = {}
         self._attempt_owner: dict[str, str] = {}
         self._lock = threading.RLock()
         self._placed = 0
@@ -174,11 +244,7 @@ class SimulatorEngine:
             UnknownCall: no order has this id, or it was placed after ``at``.
         """
         plan, phase = self._phase(call_id, at)
-        cached = plan.render_cache.get(phase)
-        if cached is None:
-            cached = render_call(plan, plan.events[phase - 1], self.recording_url)
-            plan.render_cache[phase] = cached
-        return dict(cached)
+        return dict(self._rendered(plan, phase))
 
     def get_call_json(self, call_id: str, at: datetime | None = None) -> bytes:
         """The ``{"call": ...}`` response body at ``at``, as UTF-8 JSON (cached per phase)."""
@@ -188,6 +254,109 @@ class SimulatorEngine:
             body = json.dumps({"call": self.get_call(call_id, at)}, separators=(",", ":")).encode()
             plan.json_cache[phase] = body
         return body
+
+    def search_calls(
+        self,
+        *,
+        call_ids: Any = None,
+        statuses: Any = (),
+        assistant_ids: Any = (),
+        directions: Any = (),
+        outcomes: Any = (),
+        results: Any = (),
+        campaign_ids: Any = (),
+        assignee_ids: Any = (),
+        from_phone_numbers: Any = (),
+        to_phone_number: Any = None,
+        query: Any = None,
+        sort_by: Any = None,
+        sort_direction: Any = None,
+        page: Any = 0,
+        page_size: Any = 100,
+        at: datetime | None = None,
+    ) -> CallSearch:
+        """Find orders as the API's ``POST /call/search`` does, every order read at one moment.
+
+        An empty (or None) filter does not filter. Orders placed after ``at`` do not exist yet.
+        Orders have no campaign and no assignee, so a non-empty ``campaign_ids`` or
+        ``assignee_ids`` matches nothing; every order is ``outbound`` from the simulated line.
+        Read the page with :meth:`search_json` (or :meth:`get_call` at :attr:`CallSearch.at`).
+
+        Args:
+            call_ids: only these ids; unknown ids are skipped, never an error.
+            statuses: order statuses at ``at`` (documented values only).
+            assistant_ids: the order's assistant id.
+            directions: ``inbound`` and/or ``outbound``.
+            outcomes: the order's ``outcome``; ``"none"`` matches a null outcome.
+            results: the last attempt's ``result``; ``"none"`` matches a null result or no attempt.
+            campaign_ids: the order's campaign id.
+            assignee_ids: the order's assignee id.
+            from_phone_numbers: the number the order is dialled from.
+            to_phone_number: a part of the recipient's number.
+            query: a part of the order id or of the recipient's number, case-insensitive.
+            sort_by: ``created_at`` (default), ``scheduled_at`` or ``id``.
+            sort_direction: ``desc`` (default, most recent first) or ``asc``.
+            page: 0-based page number.
+            page_size: calls per page, 1 to :data:`MAX_SEARCH_PAGE_SIZE`.
+            at: the moment to read at (default: the clock's now).
+
+        Raises:
+            InvalidSearch: a field has the wrong type or an unknown value; the message names it.
+        """
+        search = _valid_search(
+            call_ids=call_ids,
+            statuses=statuses,
+            assistant_ids=assistant_ids,
+            directions=directions,
+            outcomes=outcomes,
+            results=results,
+            campaign_ids=campaign_ids,
+            assignee_ids=assignee_ids,
+            from_phone_numbers=from_phone_numbers,
+            to_phone_number=to_phone_number,
+            query=query,
+            sort_by=sort_by,
+            sort_direction=sort_direction,
+            page=page,
+            page_size=page_size,
+        )
+        moment = self._moment(at)
+        with self._lock:
+            if search.call_ids is None:
+                candidates = list(self._plans.values())
+            else:
+                # Direct lookups: a batch of ids must not cost a scan of every order.
+                candidates = [plan for i in search.call_ids if (plan := self._plans.get(i)) is not None]
+        matched = [plan for plan in candidates if self._matches(plan, moment, search)]
+        rank = self._rank
+
+        def key(plan: OrderPlan) -> tuple[Any, ...]:
+            spec = plan.spec
+            if search.sort_by == "id":
+                return (spec.call_id,)
+            when = spec.created_at
+            if search.sort_by == "scheduled_at" and spec.scheduled_at is not None:
+                when = spec.scheduled_at
+            return (when, rank[spec.call_id])
+
+        matched.sort(key=key, reverse=search.descending)
+        start = search.page * search.page_size
+        page_ids = tuple(plan.spec.call_id for plan in matched[start : start + search.page_size])
+        return CallSearch(call_ids=page_ids, total_count=len(matched), at=moment)
+
+    def search_json(self, search: CallSearch) -> bytes:
+        """The ``POST /call/search`` response body of ``search`` as UTF-8 JSON.
+
+        Each call is byte-for-byte the object ``GET /call/{id}`` returns at :attr:`CallSearch.at`,
+        taken from the per-phase JSON cache rather than serialised again.
+        """
+        parts = []
+        for call_id in search.call_ids:
+            body = self.get_call_json(call_id, search.at)
+            parts.append(body[len(_CALL_PREFIX) : -len(_CALL_SUFFIX)])
+        return (
+            b'{"calls":[' + b",".join(parts) + b'],"total_count":' + str(search.total_count).encode() + b"}"
+        )
 
     def status(self, call_id: str, at: datetime | None = None) -> str:
         """The order status at ``at`` (default: now)."""
@@ -409,6 +578,7 @@ class SimulatorEngine:
 
     def _install(self, plan: OrderPlan) -> None:
         self._plans[plan.spec.call_id] = plan
+        self._rank.setdefault(plan.spec.call_id, len(self._rank))
         for attempt in plan.attempts:
             self._attempt_owner[attempt.id] = plan.spec.call_id
 
@@ -424,6 +594,45 @@ class SimulatorEngine:
 
     def _moment(self, at: datetime | None) -> datetime:
         return self.clock.now() if at is None else as_utc(at)
+
+    def _rendered(self, plan: OrderPlan, phase: int) -> dict[str, Any]:
+        cached = plan.render_cache.get(phase)
+        if cached is None:
+            cached = render_call(plan, plan.events[phase - 1], self.recording_url)
+            plan.render_cache[phase] = cached
+        return cached
+
+    def _matches(self, plan: OrderPlan, moment: datetime, search: _SearchFilter) -> bool:
+        # Cheapest tests first; rendering (cached per phase) only for outcome and result.
+        phase = bisect_right(plan.events, moment)
+        if phase == 0:
+            return False
+        spec = plan.spec
+        if search.statuses and status_at(plan, moment) not in search.statuses:
+            return False
+        if search.assistant_ids and spec.assistant.get("id") not in search.assistant_ids:
+            return False
+        # Every simulated order is outbound, from one line, with no campaign and no assignee.
+        if search.directions and "outbound" not in search.directions:
+            return False
+        if search.campaign_ids or search.assignee_ids:
+            return False
+        if search.from_phone_numbers and FROM_PHONE_NUMBER not in search.from_phone_numbers:
+            return False
+        if search.to_phone_number and search.to_phone_number not in spec.phone_number:
+            return False
+        if search.query and not (
+            search.query in spec.call_id.lower() or search.query in spec.phone_number.lower()
+        ):
+            return False
+        if search.outcomes or search.results:
+            call = self._rendered(plan, phase)
+            if search.outcomes and _or_none(call.get("outcome")) not in search.outcomes:
+                return False
+            last = call.get("last_call_attempt")
+            if search.results and _or_none(last.get("result") if last else None) not in search.results:
+                return False
+        return True
 
     def _phase(self, call_id: str, at: datetime | None) -> tuple[OrderPlan, int]:
         plan = self._plan(call_id)
@@ -499,6 +708,78 @@ def _valid_retry_config(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _or_none(value: Any) -> str:
+    return SEARCH_NONE if value is None else str(value)
+
+
+def _json_type(value: Any) -> str:
+    # Errors speak JSON: a client sent null or an object, not NoneType or dict.
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", list: "list"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _search_list(name: str, value: Any, allowed: frozenset[str] | None = None) -> frozenset[str]:
+    if not isinstance(value, (list, tuple)):
+        raise InvalidSearch(f"{name} must be a list of strings, not {_json_type(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidSearch(f"{name}[{index}] must be a string, not {_json_type(item)}")
+        if allowed is not None and item not in allowed:
+            raise InvalidSearch(f"{name}[{index}] {item!r} is not one of {', '.join(sorted(allowed))}")
+    return frozenset(value)
+
+
+def _search_text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidSearch(f"{name} must be a string, not {_json_type(value)}")
+    return value or None
+
+
+def _search_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    # bool is an int subclass in Python, but true is not a page number.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSearch(f"{name} must be an integer, not {_json_type(value)}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidSearch(f"{name} must be {bounds}, not {value}")
+    return value
+
+
+def _valid_search(**fields: Any) -> _SearchFilter:
+    call_ids = fields["call_ids"]
+    ids = None
+    if call_ids is not None:
+        _search_list("call_ids", call_ids)
+        # An empty list does not filter, like every other list of the search.
+        ids = tuple(dict.fromkeys(call_ids)) or None
+    sort_by = _search_text("sort_by", fields["sort_by"]) or "created_at"
+    if sort_by not in SEARCH_SORT_FIELDS:
+        raise InvalidSearch(f"sort_by {sort_by!r} is not one of {', '.join(SEARCH_SORT_FIELDS)}")
+    direction = _search_text("sort_direction", fields["sort_direction"]) or "desc"
+    if direction not in ("asc", "desc"):
+        raise InvalidSearch(f"sort_direction {direction!r} is not one of asc, desc")
+    query = _search_text("query", fields["query"])
+    return _SearchFilter(
+        call_ids=ids,
+        statuses=_search_list("statuses", fields["statuses"], statuses.KNOWN),
+        assistant_ids=_search_list("assistant_ids", fields["assistant_ids"]),
+        directions=_search_list("directions", fields["directions"], frozenset(SEARCH_DIRECTIONS)),
+        outcomes=_search_list("outcomes", fields["outcomes"]),
+        results=_search_list("results", fields["results"]),
+        campaign_ids=_search_list("campaign_ids", fields["campaign_ids"]),
+        assignee_ids=_search_list("assignee_ids", fields["assignee_ids"]),
+        from_phone_numbers=_search_list("from_phone_numbers", fields["from_phone_numbers"]),
+        to_phone_number=_search_text("to_phone_number", fields["to_phone_number"]),
+        query=query.lower() if query else None,
+        sort_by=sort_by,
+        descending=direction == "desc",
+        page=_search_int("page", fields["page"], 0),
+        page_size=_search_int("page_size", fields["page_size"], 1, MAX_SEARCH_PAGE_SIZE),
+    )
+
+
 def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ())) or "value"
@@ -507,8 +788,13 @@ def _first_error(error: ValidationError) -> str:
 
 __all__ = [
     "DEFAULT_PUBLIC_URL",
+    "MAX_SEARCH_PAGE_SIZE",
+    "SEARCH_OPTIONAL_FIELDS",
+    "SEARCH_REQUIRED_FIELDS",
+    "CallSearch",
     "Conflict",
     "InvalidOrder",
+    "InvalidSearch",
     "SimulatorEngine",
     "SimulatorError",
     "UnknownCall",

@@ -191,6 +191,8 @@ class Faults:
     def script(self, call_id: str, tokens: Iterable[str]) -> None:
         """Script the next API requests about ``call_id``, one token each (``["429", "ok"]``).
 
+        ``call_id`` may also name an endpoint about no single call, such as ``"POST /call/search"``.
+
         Raises:
             ValueError: for an unknown token.
         """
@@ -213,10 +215,9 @@ class Faults:
     def next_fault(self, target: str, call_id: str | None = None) -> Fault:
         """The faults of the next request to ``target`` (e.g. ``GET /call/{id}``) about ``call_id``."""
         with self._lock:
-            if call_id is not None:
-                script = self._scripts.get(call_id)
-                if script:
-                    return script.popleft()
+            script = self._scripts.get(call_id if call_id is not None else target)
+            if script:
+                return script.popleft()
             if not self.rates.rates:
                 return NO_FAULT
             self._counts[target] += 1

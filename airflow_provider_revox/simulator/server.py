@@ -4,7 +4,11 @@ Routes under ``/api`` (bearer auth, faults apply, counted in the stats):
 
 * ``GET /auth-status`` -> ``{"authenticated": bool}`` (200 even for a bad key);
 * ``GET /users/me``;
-* ``POST /call``, ``GET /call/{id}``, ``POST /call/{id}/cancel``, ``/pause``, ``/resume``.
+* ``POST /call``, ``GET /call/{id}``, ``POST /call/{id}/cancel``, ``/pause``, ``/resume``;
+* ``POST /call/search`` -> ``{"calls": [...], "total_count": int}``: filters (lists, an empty
+  one does not filter), ``page`` (0-based) and ``page_size`` (1-1000) are required; each call
+  is what ``GET /call/{id}`` shows at the same moment, and counts as a look at that call in
+  the stats' ``by_call_id``; a bad field is a 422 naming it.
 
 Routes under ``/api/_simulator`` (no auth, no faults, not counted):
 
@@ -26,7 +30,13 @@ from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from airflow_provider_revox.simulator.engine import SimulatorEngine, SimulatorError
+from airflow_provider_revox.simulator.engine import (
+    SEARCH_OPTIONAL_FIELDS,
+    SEARCH_REQUIRED_FIELDS,
+    InvalidSearch,
+    SimulatorEngine,
+    SimulatorError,
+)
 from airflow_provider_revox.simulator.faults import NO_FAULT, UNKNOWN_STATUS_VALUE, Fault, Faults
 from airflow_provider_revox.simulator.recordings import recording_chunks, recording_length
 
@@ -74,7 +84,17 @@ class _Request:
 
 
 class _Reply:
-    __slots__ = ("body", "call_id", "content_type", "extra_headers", "fault", "status", "wrap_call")
+    __slots__ = (
+        "body",
+        "call_id",
+        "content_type",
+        "extra_headers",
+        "fault",
+        "listed",
+        "status",
+        "wrap_call",
+        "wrap_calls",
+    )
 
     def __init__(
         self,
@@ -83,9 +103,15 @@ class _Reply:
         *,
         call_id: str | None = None,
         wrap_call: bool = False,
+        wrap_calls: bool = False,
+        listed: tuple[str, ...] = (),
         extra_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.status, self.body, self.call_id, self.wrap_call = status, body, call_id, wrap_call
+        # A {"calls": [...]} body (a search): body faults apply to every call in it.
+        self.wrap_calls = wrap_calls
+        #: The orders a search served: each counts as a look at that order in the stats.
+        self.listed = listed
         self.content_type = "application/json"
         self.extra_headers = extra_headers
         self.fault: Fault = NO_FAULT
@@ -194,12 +220,14 @@ class SimulatorServer:
             self._by_endpoint.clear()
             self._recordings = self._recording_bytes = 0
 
-    def _count(self, endpoint: str, status: str, call_id: str | None) -> None:
+    def _count(self, endpoint: str, status: str, call_id: str | None, listed: tuple[str, ...] = ()) -> None:
         with self._stats_lock:
             self._by_status[status] += 1
             self._by_endpoint[endpoint] += 1
             if call_id is not None:
                 self._by_call[call_id] += 1
+            for listed_id in listed:
+                self._by_call[listed_id] += 1
 
     # -- connection loop -------------------------------------------------------------------
 
@@ -327,7 +355,7 @@ class SimulatorServer:
         else:
             reply = self._handle_api(request, endpoint, call_id, action)
             reply = _apply_body_faults(reply, fault)
-        self._count(endpoint, str(reply.status), reply.call_id or call_id)
+        self._count(endpoint, str(reply.status), reply.call_id or call_id, reply.listed)
         await self._write(writer, reply, request.keep_alive)
         return True
 
@@ -343,6 +371,14 @@ class SimulatorServer:
             if endpoint == "GET /call/{id}":
                 assert call_id is not None
                 return _Reply(200, engine.get_call_json(call_id), call_id=call_id, wrap_call=True)
+            if endpoint == "POST /call/search":
+                payload = _json_body(request)
+                missing = [name for name in SEARCH_REQUIRED_FIELDS if name not in payload]
+                if missing:
+                    raise InvalidSearch(f"missing required field(s): {', '.join(missing)}")
+                fields = (*SEARCH_REQUIRED_FIELDS, *SEARCH_OPTIONAL_FIELDS)
+                found = engine.search_calls(**{name: payload[name] for name in fields if name in payload})
+                return _Reply(200, engine.search_json(found), wrap_calls=True, listed=found.call_ids)
             if endpoint == "POST /call":
                 payload = _json_body(request)
                 allowed = {
@@ -447,6 +483,9 @@ def _classify(method: str, route: str) -> tuple[str | None, str | None, str | No
         return "GET /users/me", None, None
     if route == "/call" and method == "POST":
         return "POST /call", None, None
+    # Before the id patterns, so "search" is never read as a call id.
+    if route == "/call/search" and method == "POST":
+        return "POST /call/search", None, None
     parts = route.split("/")
     if len(parts) == 3 and parts[1] == "call" and parts[2] and method == "GET":
         return "GET /call/{id}", parts[2], None
@@ -459,27 +498,36 @@ def _apply_body_faults(reply: _Reply, fault: Fault) -> _Reply:
     if fault is NO_FAULT or reply.status != 200:
         return reply
     body = reply.body
-    if reply.wrap_call and (fault.unknown_status or fault.extra_fields):
+    if (reply.wrap_call or reply.wrap_calls) and (fault.unknown_status or fault.extra_fields):
         payload = json.loads(body)
-        call = payload["call"]
-        if fault.unknown_status:
-            call["status"] = UNKNOWN_STATUS_VALUE
+        calls = payload["calls"] if reply.wrap_calls else [payload["call"]]
         if fault.extra_fields:
             payload["request_id"] = "req_simulated"
-            call["sentiment"] = {"label": "neutral", "score": 0.51}
-            call["x_billing"] = {"units": 3, "currency": "EUR"}
-            for attempt in call.get("call_attempts") or []:
-                attempt["carrier"] = {"name": "sim-telecom", "sip_code": 200}
-            if call.get("last_call_attempt"):
-                call["last_call_attempt"]["carrier"] = {"name": "sim-telecom", "sip_code": 200}
+        for call in calls:
+            _modify_call(call, fault)
         body = json.dumps(payload, separators=(",", ":")).encode()
     if fault.replace == "truncate":
         body = body[: max(1, len(body) // 2)]
     if body is reply.body:
         return reply
-    changed = _Reply(reply.status, body, call_id=reply.call_id, wrap_call=reply.wrap_call)
+    changed = _Reply(
+        reply.status, body, call_id=reply.call_id, wrap_call=reply.wrap_call, wrap_calls=reply.wrap_calls
+    )
     changed.extra_headers = reply.extra_headers
+    changed.listed = reply.listed
     return changed
+
+
+def _modify_call(call: dict[str, Any], fault: Fault) -> None:
+    if fault.unknown_status:
+        call["status"] = UNKNOWN_STATUS_VALUE
+    if fault.extra_fields:
+        call["sentiment"] = {"label": "neutral", "score": 0.51}
+        call["x_billing"] = {"units": 3, "currency": "EUR"}
+        for attempt in call.get("call_attempts") or []:
+            attempt["carrier"] = {"name": "sim-telecom", "sip_code": 200}
+        if call.get("last_call_attempt"):
+            call["last_call_attempt"]["carrier"] = {"name": "sim-telecom", "sip_code": 200}
 
 
 __all__ = ["SimulatorServer", "is_loopback"]
