@@ -57,6 +57,13 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Shared by every task and trigger of this connection in one "
                         "process; slowed down by 429 answers. Empty or 0: no limit.",
                     },
+                    "batch_polls": {
+                        "label": "Batch polls",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                        "description": "Fetch the call orders that waits poll at about the same moment "
+                        "with one POST /call/search instead of one GET each. Falls back to GETs by itself "
+                        "when the API has no usable search.",
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema", "port"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -22,7 +23,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_revox import statuses
+from airflow_provider_revox import batching, statuses
 from airflow_provider_revox.fleet import Fleet, list_ids
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook
@@ -430,9 +431,10 @@ async def test_restart_resumes_from_kwargs_and_repolls_pending_once(scaled_sim: 
     assert scaled_sim.stats()["by_call_id"][later] > before
 
 
-async def test_concurrency_bound_is_respected(
+async def test_concurrency_bound_is_respected_by_gets(
     manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    connect(monkeypatch, manual_sim, max_retries=1, batch_polls=False)
     ids = [place(manual_sim, f"many-{index:02d}", HUMAN) for index in range(24)]
     finish_all(manual_sim)
     in_flight = peak = 0
@@ -456,10 +458,46 @@ async def test_concurrency_bound_is_respected(
         assert events[0]["status"] == "success"
         assert len(events[0]["result"]["completed"]) == 24
         assert peak == bound
-        assert manual_sim.stats()["requests_total"] == 24
+        assert manual_sim.stats()["by_endpoint"] == {"GET /call/{id}": 24}
 
 
-async def test_transient_errors_are_waited_out_per_order(manual_sim: SimulatorHandle) -> None:
+async def test_searches_fetch_many_orders_each_within_the_concurrency_bound(
+    manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [place(manual_sim, f"many-{index:02d}", HUMAN) for index in range(24)]
+    finish_all(manual_sim)
+    monkeypatch.setattr(batching, "MAX_BATCH", 4)
+    in_flight = peak = 0
+    original = RevoxHook.asearch_calls
+
+    async def counting(self: RevoxHook, call_ids: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.002)
+            return await original(self, call_ids, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(RevoxHook, "asearch_calls", counting)
+    for bound in (1, 3):
+        peak = 0
+        manual_sim.reset_stats()
+        events = await collect(RevoxCallsTrigger(call_ids=ids, poke_interval=0.05, max_concurrency=bound))
+        assert events[0]["status"] == "success"
+        assert events[0]["result"]["completed"] == ids
+        assert peak == bound
+        served = manual_sim.stats()
+        # 24 orders, 4 per search: six requests, each order served once.
+        assert served["by_endpoint"] == {"POST /call/search": 6}
+        assert served["by_call_id"] == dict.fromkeys(ids, 1)
+
+
+async def test_transient_errors_are_waited_out_per_order(
+    manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect(monkeypatch, manual_sim, max_retries=1, batch_polls=False)
     flaky, steady = place(manual_sim, "flaky", HUMAN), place(manual_sim, "steady", HUMAN)
     finish_all(manual_sim)
     # max_retries=1: each fetch makes two requests, so two fetches fail before one succeeds.
@@ -474,6 +512,39 @@ async def test_transient_errors_are_waited_out_per_order(manual_sim: SimulatorHa
     assert served["by_status"]["429"] == 2
 
 
+async def test_a_failing_search_is_waited_out_then_asked_again(
+    manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = place(manual_sim, "search-a", HUMAN), place(manual_sim, "search-b", HUMAN)
+    finish_all(manual_sim)
+    # max_retries=1: the first round's search fails twice (503, 429); the next round's works.
+    manual_sim.faults.script("POST /call/search", ["503", "429", "ok"])
+    warned: list[str] = []
+
+    class Log:
+        def warning(self, msg: str, *args: Any) -> None:
+            warned.append(msg % args)
+
+        def info(self, msg: str, *args: Any) -> None:
+            pass
+
+    monkeypatch.setattr(RevoxCallsTrigger, "log", Log())
+    with caplog.at_level(logging.WARNING):
+        events = await collect(RevoxCallsTrigger(call_ids=[first, second], poke_interval=0.05))
+
+    assert [event["status"] for event in events] == ["success"]
+    assert events[0]["result"]["completed"] == [first, second]
+    served = manual_sim.stats()
+    # Two failed tries, then (a manual clock never lets the retry fall due) each later round
+    # fetches the earliest order alone.
+    assert served["by_endpoint"] == {"POST /call/search": 4}
+    assert served["by_status"] == {"503": 1, "429": 1, "200": 2}
+    assert served["by_call_id"] == {first: 1, second: 1}
+    # One warning for the two orders the failed search left unknown, and no switch to GETs.
+    assert len(warned) == 1 and warned[0].startswith("2 call order(s): Revox API still failing")
+    assert not any("with GET from now on" in r.getMessage() for r in caplog.records)
+
+
 async def test_unknown_ids_send_one_error_event_naming_them(manual_sim: SimulatorHandle) -> None:
     real = place(manual_sim, "real-one", HUMAN)
     finish_all(manual_sim)
@@ -485,19 +556,26 @@ async def test_unknown_ids_send_one_error_event_naming_them(manual_sim: Simulato
     assert real not in events[0]["message"]
 
 
+@pytest.mark.parametrize(("batch_polls", "refused"), [(True, 1), (False, 2)])
 async def test_rejected_key_stops_the_round(
-    manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+    manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch, batch_polls: bool, refused: int
 ) -> None:
     ids = [place(manual_sim, f"key-{index}", HUMAN) for index in range(10)]
     finish_all(manual_sim)
-    conn = {"conn_type": "revox", "host": manual_sim.base_url, "password": "sk_wrong_key_123"}
+    conn = {
+        "conn_type": "revox",
+        "host": manual_sim.base_url,
+        "password": "sk_wrong_key_123",
+        "extra": {"batch_polls": batch_polls},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(conn))
     events = await collect(RevoxCallsTrigger(call_ids=ids, poke_interval=0.05, max_concurrency=2))
 
     assert [event["status"] for event in events] == ["error"]
     assert "rejected the API key" in events[0]["message"]
     assert "sk_wrong_key_123" not in json.dumps(events)
-    assert manual_sim.stats()["by_status"]["401"] == 2  # the two in flight, then nothing more
+    # One search for all ten, or the two GETs in flight: then nothing more.
+    assert manual_sim.stats()["by_status"]["401"] == refused
 
 
 async def test_unreachable_ratio_sends_failed_event_before_the_rest_end(scaled_sim: SimulatorHandle) -> None:

@@ -157,12 +157,16 @@ def test_unknown_status_keeps_waiting(
 ) -> None:
     call_id = place(fast_simulator, f"call-unknown-{mode}", [{"result": "human", "duration": 60}])
     # The first answers carry a status nobody has documented; the sensor must not stop on them.
-    fast_simulator.faults.script(call_id, ["unknown_status", "unknown_status", "ok"])
+    # A sensor GETs the order; a trigger (deferrable mode) fetches it with the others by search.
+    for polled_by in (call_id, "POST /call/search"):
+        fast_simulator.faults.script(polled_by, ["unknown_status", "unknown_status", "ok"])
     state, summary, _ = run_sensor(run_dag, f"sensor_unknown_{mode}", call_id, **MODES[mode])
 
     assert state == "success"
     assert summary["status"] == "completed"
     assert fast_simulator.stats()["by_call_id"][call_id] >= 3
+    if mode == "deferrable":
+        assert fast_simulator.faults.pending("POST /call/search") == 0
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -85,22 +85,40 @@ async def test_success_event_carries_the_summary(sim: SimulatorHandle) -> None:
     assert events[0]["summary"]["calls_count"] == 1
 
 
-async def test_keeps_waiting_through_429_and_503(sim: SimulatorHandle) -> None:
+@pytest.fixture(params=["search", "get"])
+def polled_by(request: pytest.FixtureRequest, sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Poll by ``POST /call/search`` (the default) or by ``GET /call/{id}`` (``batch_polls`` off)."""
+    if request.param == "get":
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=1, batch_polls=False)
+        )
+    return str(request.param)
+
+
+def script_polls(sim: SimulatorHandle, polled_by: str, call_id: str, tokens: list[str]) -> str:
+    """Script the faults of the requests that poll ``call_id``; return their endpoint."""
+    if polled_by == "search":
+        sim.faults.script("POST /call/search", tokens)
+        return "POST /call/search"
+    sim.faults.script(call_id, tokens)
+    return "GET /call/{id}"
+
+
+async def test_keeps_waiting_through_429_and_503(sim: SimulatorHandle, polled_by: str) -> None:
     call_id = finished_call(sim, "trig-flaky")
     # max_retries=1: each poll makes two requests, so three polls fail before one succeeds.
-    sim.faults.script(call_id, ["429", "503", "503", "429", "429", "503", "ok"])
+    endpoint = script_polls(sim, polled_by, call_id, ["429", "503", "503", "429", "429", "503", "ok"])
     events = await collect(RevoxCallTrigger(call_id=call_id, poke_interval=0.05))
     assert [e["status"] for e in events] == ["success"]
-    assert sim.stats()["by_call_id"][call_id] == 7
-    assert sim.stats()["by_status"]["429"] == 3
-    assert sim.stats()["by_status"]["503"] == 3
+    assert sim.stats()["by_endpoint"] == {endpoint: 7}
+    assert sim.stats()["by_status"] == {"429": 3, "503": 3, "200": 1}
 
 
 async def test_one_http_client_for_the_triggers_life(
-    sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+    sim: SimulatorHandle, polled_by: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     call_id = finished_call(sim, "trig-client")
-    sim.faults.script(call_id, ["503", "503", "503", "503", "ok"])
+    endpoint = script_polls(sim, polled_by, call_id, ["503", "503", "503", "503", "ok"])
     created: list[httpx.AsyncClient] = []
     original = httpx.AsyncClient.__init__
 
@@ -111,7 +129,7 @@ async def test_one_http_client_for_the_triggers_life(
     monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
     events = await collect(RevoxCallTrigger(call_id=call_id, poke_interval=0.05))
     assert events[0]["status"] == "success"
-    assert sim.stats()["by_call_id"][call_id] == 5  # three polls...
+    assert sim.stats()["by_endpoint"] == {endpoint: 5}  # three polls...
     assert len(created) == 1  # ...one client
     assert created[0].is_closed
 

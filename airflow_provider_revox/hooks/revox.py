@@ -17,7 +17,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,6 +51,18 @@ AUTH_STATUS_ENDPOINT = "auth-status"
 CALLS_ENDPOINT = "call"
 CALL_ENDPOINT = "call/{call_id}"
 CANCEL_CALL_ENDPOINT = "call/{call_id}/cancel"
+SEARCH_CALLS_ENDPOINT = "call/search"
+#: The filter lists ``POST /call/search`` requires; an empty list does not filter.
+SEARCH_FILTERS = (
+    "assignee_ids",
+    "assistant_ids",
+    "campaign_ids",
+    "directions",
+    "from_phone_numbers",
+    "outcomes",
+    "results",
+    "statuses",
+)
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -238,6 +250,8 @@ class RevoxSettings:
     allow_insecure_http: bool = False
     #: Requests per second shared by every hook of this connection in the process; 0 = unlimited.
     max_requests_per_second: float = 0.0
+    #: Poll many call orders with one ``POST /call/search`` (see :mod:`airflow_provider_revox.batching`).
+    batch_polls: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -333,12 +347,28 @@ def settings_from_connection(
         max_retries=DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
         allow_insecure_http=allow_insecure,
         max_requests_per_second=parse_max_rate(conn_id, extra.get("max_requests_per_second")),
+        batch_polls=extra.get("batch_polls") in (None, "") or _truthy(extra["batch_polls"]),
     )
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     default_port = {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host, url.port or default_port
+
+
+@dataclass(frozen=True)
+class CallPage:
+    """One page of ``POST /call/search``: the call orders on it and how many match in all."""
+
+    calls: list[Call]
+    total_count: int
+
+
+def search_body(call_ids: Sequence[str], page: int, page_size: int) -> dict[str, Any]:
+    """The ``POST /call/search`` body that selects exactly ``call_ids`` (page numbers start at 0)."""
+    body: dict[str, Any] = {name: [] for name in SEARCH_FILTERS}
+    body.update(call_ids=list(call_ids), page=page, page_size=page_size)
+    return body
 
 
 class RevoxHook(BaseHook):
@@ -414,6 +444,14 @@ class RevoxHook(BaseHook):
                 conn, timeout=self._timeout, max_retries=self._max_retries
             )
         return self._settings
+
+    def connection_settings(self) -> RevoxSettings:
+        """What the hook read from its connection (read once, on first use)."""
+        return self._resolve()
+
+    async def aconnection_settings(self) -> RevoxSettings:
+        """Async twin of :meth:`connection_settings`."""
+        return await self._aresolve()
 
     @property
     def base_url(self) -> str:
@@ -673,6 +711,43 @@ class RevoxHook(BaseHook):
                 status_code=response.status_code,
             ) from None
 
+    def _page_from(self, response: httpx.Response) -> CallPage:
+        self._raise_for_status(response)
+        payload = self._json(response)
+        items = payload.get("calls") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise RevoxResponseError(
+                f"Revox API answered HTTP {response.status_code} to a call search with a body that has "
+                f"no 'calls' list: {self._excerpt(response)}",
+                status_code=response.status_code,
+            )
+        calls = []
+        for index, item in enumerate(items):
+            try:
+                calls.append(Call.from_response(item))
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "body"
+                raise RevoxResponseError(
+                    f"Revox API answered a call search with calls[{index}] that is not a call order "
+                    f"({where}: {first['msg']})",
+                    status_code=response.status_code,
+                ) from None
+        total = payload.get("total_count")
+        counted = isinstance(total, int | float) and not isinstance(total, bool)
+        total_count = int(total) if counted else len(calls)
+        return CallPage(calls=calls, total_count=total_count)
+
+    @staticmethod
+    def _search_args(call_ids: Sequence[str], page: int, page_size: int | None) -> dict[str, Any]:
+        ids = [validate_call_id(call_id) for call_id in call_ids]
+        size = page_size if page_size is not None else max(len(ids), 1)
+        if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+            raise ValueError(f"page must be 0 or more (pages start at 0), not {page!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"page_size must be at least 1, not {size!r}")
+        return {"json": search_body(ids, page, size)}
+
     # -- endpoints ------------------------------------------------------------------------
 
     def get_call(self, call_id: str) -> Call:
@@ -692,6 +767,37 @@ class RevoxHook(BaseHook):
         call_id = validate_call_id(call_id)
         response = await self._arequest("GET", CALL_ENDPOINT.format(call_id=call_id))
         return self._call_from(response, call_id=call_id)
+
+    def search_calls(
+        self, call_ids: Sequence[str], *, page: int = 0, page_size: int | None = None
+    ) -> CallPage:
+        """Fetch many call orders in one request (``POST /call/search`` filtered by ``call_ids``).
+
+        Ids the API does not know are simply absent from the page. The search only reads, so it
+        is retried like a GET.
+
+        Args:
+            call_ids: the orders to fetch.
+            page: the page, starting at 0.
+            page_size: orders per page; by default as many as ``call_ids``.
+
+        Raises:
+            ValueError: an unusable id, page or page size (nothing is sent).
+            RevoxAuthError: the API key was rejected.
+            RevoxApiError: the API refused the search (an API without it answers 404 or 405).
+            RevoxResponseError: the body is not a page of call orders.
+        """
+        kwargs = self._search_args(call_ids, page, page_size)
+        response = self._request("POST", SEARCH_CALLS_ENDPOINT, **kwargs)
+        return self._page_from(response)
+
+    async def asearch_calls(
+        self, call_ids: Sequence[str], *, page: int = 0, page_size: int | None = None
+    ) -> CallPage:
+        """Fetch many call orders in one request without blocking; see :meth:`search_calls`."""
+        kwargs = self._search_args(call_ids, page, page_size)
+        response = await self._arequest("POST", SEARCH_CALLS_ENDPOINT, **kwargs)
+        return self._page_from(response)
 
     def place_call(self, **payload: Any) -> Call:
         """Place a call order (``POST /call`` with ``payload`` as the JSON body).
@@ -784,6 +890,8 @@ __all__ = [
     "CALLS_ENDPOINT",
     "CALL_ENDPOINT",
     "CANCEL_CALL_ENDPOINT",
+    "SEARCH_CALLS_ENDPOINT",
+    "CallPage",
     "RequestRetryPolicy",
     "RevoxHook",
     "RevoxSettings",

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_revox import polling, statuses
+from airflow_provider_revox.batching import CallPoller
 from airflow_provider_revox.exceptions import TRANSIENT_ERRORS
 from airflow_provider_revox.fleet import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
@@ -328,11 +329,12 @@ class RevoxCallsSensor(BaseSensorOperator):
 
     Each order is polled on its own schedule (:func:`~airflow_provider_revox.polling.next_poll_at`)
     from one heap of due times, so an order waiting for tomorrow's calling window costs nothing
-    while others ring now; due orders are fetched concurrently, at most ``max_concurrency`` at
-    a time. An order in ``fail_on_statuses`` is *failed*: it counts against the completed
-    ratio but does not end the wait, unless ``min_completed_ratio`` can no longer be met: then
-    the task fails at once, without retries, naming the failed ids (``soft_fail=True`` skips
-    it instead). The wait succeeds when every order is settled and ``completed / total``
+    while others ring now; due orders are fetched a hundred per ``POST /call/search``, at most
+    ``max_concurrency`` requests at a time (see :mod:`airflow_provider_revox.batching`).
+    An order in ``fail_on_statuses`` is *failed*: it counts against the completed ratio but does
+    not end the wait, unless ``min_completed_ratio`` can no longer be met: then the task fails
+    at once, without retries, naming the failed ids (``soft_fail=True`` skips it instead). The
+    wait succeeds when every order is settled and ``completed / total``
     meets ``min_completed_ratio``, and returns a small result that
     :class:`~airflow_provider_revox.operators.revox.RevoxCallsToStorageOperator` takes as is::
 
@@ -513,9 +515,10 @@ class RevoxCallsSensor(BaseSensorOperator):
         hook = self.hook
 
         async def one_round() -> list[str]:
+            poller = CallPoller(hook)
             try:
                 return await poll_due(
-                    hook,
+                    poller,
                     fleet,
                     poke_interval=self.poke_interval,
                     max_concurrency=self.max_concurrency,
@@ -524,7 +527,7 @@ class RevoxCallsSensor(BaseSensorOperator):
                 )
             finally:
                 # The async client belongs to this round's event loop, which ends with it.
-                await hook.aclose()
+                await poller.aclose()
 
         errors = _run_async(one_round)
         if self._started_at is None:

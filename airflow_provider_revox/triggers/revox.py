@@ -11,7 +11,8 @@ from typing import Any, Protocol
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox import polling, statuses
-from airflow_provider_revox.exceptions import TRANSIENT_ERRORS, RevoxAuthError, RevoxError
+from airflow_provider_revox.batching import CallPoller, shared_poller
+from airflow_provider_revox.exceptions import TRANSIENT_ERRORS, RevoxError
 from airflow_provider_revox.fleet import MAX_LISTED_IDS, Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.models import Call
@@ -127,16 +128,18 @@ class RevoxCallTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll the order on its own schedule with one HTTP client; yield one event."""
+        """Poll the order on its own schedule; yield one event."""
         limit = datetime.fromisoformat(self.deadline_at) if self.deadline_at else None
         # Only the small summary outlives a poll: a triggerer runs a thousand of these at once.
         last_summary: dict[str, Any] | None = None
         warned: set[str] = set()
-        async with RevoxHook(revox_conn_id=self.revox_conn_id) as hook:
-            clock = hook.server_clock
+        # Every trigger of this connection in the triggerer shares one client, and the polls that
+        # fall due together share one request.
+        async with shared_poller(self.revox_conn_id) as poller:
+            clock = poller.clock
             while True:
                 try:
-                    call: Call | None = await hook.aget_call(self.call_id)
+                    call: Call | None = await poller.get_call(self.call_id)
                 except TRANSIENT_ERRORS as exc:
                     self.log.warning("Call %s: %s; waiting it out", self.call_id, exc)
                     call = None
@@ -183,7 +186,7 @@ class RevoxCallTrigger(BaseTrigger):
 
 
 async def poll_due(
-    hook: RevoxHook,
+    poller: CallPoller,
     fleet: Fleet,
     *,
     poke_interval: float,
@@ -191,7 +194,7 @@ async def poll_due(
     log: _Log,
     warned: set[str],
 ) -> list[str]:
-    """Fetch every order of ``fleet`` that is due, at most ``max_concurrency`` at a time.
+    """Fetch every order of ``fleet`` that is due, in searches of up to a hundred orders.
 
     Each fetched order is reduced to its status, its next due time
     (:func:`~airflow_provider_revox.polling.next_poll_at`) and its deadline, and dropped. An
@@ -200,7 +203,7 @@ async def poll_due(
     cannot drift apart.
 
     Args:
-        hook: the hook whose async client and server clock to use.
+        poller: fetches the orders (batched) and knows the server's clock.
         fleet: the wait's state; updated in place.
         poke_interval: seconds between polls while an order can change at any moment.
         max_concurrency: most requests in flight at once.
@@ -208,49 +211,39 @@ async def poll_due(
         warned: undocumented statuses already warned about (updated).
 
     Returns:
-        One message per order that cannot be fetched at all (unknown id, rejected key); a
-        rejected key stops the round at once, since every other fetch would fail the same way.
+        One message per order that cannot be fetched at all (unknown id, rejected key).
     """
-    clock = hook.server_clock
+    clock = poller.clock
     due = fleet.pop_due(clock.now().timestamp())
     if not due and clock.speed == 0:
         # A manual clock (a simulator under test) reads the same until a response says it moved,
         # so with nothing due the wait would never learn the time: fetch the earliest order.
         due = fleet.pop_next()
-    queue = iter(due)
+    if not due:
+        return []
+    outcomes = await poller.get_calls(due, concurrency=max_concurrency)
     errors: list[str] = []
-    stopped = False
-
-    async def worker() -> None:
-        nonlocal stopped
-        for call_id in queue:
-            if stopped:
-                fleet.retry_at(call_id, -math.inf)
-                continue
-            try:
-                call = await hook.aget_call(call_id)
-            except TRANSIENT_ERRORS as exc:
-                log.warning("Call %s: %s; will look again", call_id, exc)
-                retry = clock.now() + timedelta(seconds=poke_interval)
-                fleet.retry_at(call_id, retry.timestamp())
-                continue
-            except (RevoxError, ValueError) as exc:
-                # The hook's messages name the connection, never its key.
-                errors.append(f"call {call_id}: {exc}")
-                stopped = stopped or isinstance(exc, RevoxAuthError)
-                fleet.retry_at(call_id, -math.inf)
-                continue
-            now = clock.now()
-            status = call.status
-            if statuses.verdict(status, fleet.fail_on) != statuses.WAITING:
-                fleet.record(call_id, status, due=now.timestamp())
-                continue
-            warn_unknown_status(log, call_id, status, warned)
-            wake = polling.next_poll_at(call, now, poke_interval)
-            limit = polling.deadline(call, now) + polling.DEADLINE_MARGIN
-            fleet.record(call_id, status, due=wake.timestamp(), deadline=limit.timestamp())
-
-    await asyncio.gather(*(worker() for _ in range(min(max_concurrency, len(due)))))
+    transient: dict[str, int] = {}
+    now = clock.now()
+    for call_id in due:
+        outcome = outcomes[call_id]
+        if isinstance(outcome, TRANSIENT_ERRORS):
+            transient[str(outcome)] = transient.get(str(outcome), 0) + 1
+            fleet.retry_at(call_id, (now + timedelta(seconds=poke_interval)).timestamp())
+        elif isinstance(outcome, (RevoxError, ValueError)):
+            # The hook's messages name the connection, never its key.
+            errors.append(f"call {call_id}: {outcome}")
+            fleet.retry_at(call_id, -math.inf)
+        elif statuses.verdict(outcome.status, fleet.fail_on) != statuses.WAITING:
+            fleet.record(call_id, outcome.status, due=now.timestamp())
+        else:
+            warn_unknown_status(log, call_id, outcome.status, warned)
+            wake = polling.next_poll_at(outcome, now, poke_interval)
+            limit = polling.deadline(outcome, now) + polling.DEADLINE_MARGIN
+            fleet.record(call_id, outcome.status, due=wake.timestamp(), deadline=limit.timestamp())
+    for message, count in transient.items():
+        # One line per distinct failure: a failed search fails a hundred orders the same way.
+        log.warning("%d call order(s): %s; will look again", count, message)
     return errors
 
 
@@ -259,7 +252,8 @@ class RevoxCallsTrigger(BaseTrigger):
 
     Orders are polled on their own schedules through one heap of due times
     (:class:`~airflow_provider_revox.fleet.Fleet`), at most ``max_concurrency`` requests at a
-    time over one HTTP client; per order only its status, due time and deadline are kept.
+    time, in searches of up to a hundred orders; per order only its status, due time and
+    deadline are kept.
     Its whole state is its kwargs plus the API: after a triggerer restart it polls every order
     not in ``settled`` once, then carries on. It sends exactly one event, whose ``result`` is
     the fleet's result (counts by status, completed and failed ids, completed ratio):
@@ -324,7 +318,7 @@ class RevoxCallsTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll due orders with one HTTP client until the batch is decided; yield one event."""
+        """Poll due orders until the batch is decided; yield one event."""
         fleet = Fleet(
             self.call_ids,
             fail_on=self.fail_on_statuses,
@@ -333,11 +327,11 @@ class RevoxCallsTrigger(BaseTrigger):
         )
         fallback = datetime.fromisoformat(self.deadline_at) if self.deadline_at else None
         warned: set[str] = set()
-        async with RevoxHook(revox_conn_id=self.revox_conn_id) as hook:
-            clock = hook.server_clock
+        async with shared_poller(self.revox_conn_id) as poller:
+            clock = poller.clock
             while True:
                 errors = await poll_due(
-                    hook,
+                    poller,
                     fleet,
                     poke_interval=self.poke_interval,
                     max_concurrency=self.max_concurrency,
