@@ -7,15 +7,18 @@ process (the "triggerer") with the connection in ``AIRFLOW_CONN_REVOX_DEFAULT``;
 spread over the first poll interval, as tasks that deferred at different moments. A ticker task
 measures how late ``asyncio.sleep(0.1)`` wakes up (the event loop's lag).
 
-Two variants, one after the other, each with a fresh simulator and triggerer process:
+Three variants, one after the other, each with a fresh simulator and triggerer process:
 
-* ``shared_client``: the provider as shipped, one hook and one ``httpx.AsyncClient`` per trigger;
+* ``batched``: the provider as shipped; the triggers share one client, and the polls that fall
+  due within 0.2 s of each other share one ``POST /call/search``;
+* ``get_per_poll``: the same triggers with the connection extra ``batch_polls`` off: one
+  ``GET /call/{id}`` per poll, over the same shared client;
 * ``new_client_per_poll``: the reference, what Airflow's dbt Cloud trigger does, a new
-  ``httpx.AsyncClient`` (with httpx's defaults) for every poll. The triggerer process binds the
-  trigger module's hook class to :class:`NewClientPerPollHook`, so the trigger's own code runs
-  unchanged and only the client differs.
+  ``httpx.AsyncClient`` (with httpx's defaults) for every poll, one GET each. The triggerer
+  process binds the poller's hook class to :class:`NewClientPerPollHook`, so the trigger's own
+  code runs unchanged and only the client differs.
 
-A third run measures one ``RevoxCallsTrigger`` (what ``RevoxCallsSensor`` defers to) waiting on
+A fourth run measures one ``RevoxCallsTrigger`` (what ``RevoxCallsSensor`` defers to) waiting on
 10,000 such orders at the same 10-s cadence, with its default bounded concurrency.
 
 ``REVOX_BENCH_SECONDS`` sets the wall time of each variant (default 120). Figures are merged into
@@ -49,7 +52,14 @@ TICK = 0.1
 WARMUP_SECONDS = POKE_INTERVAL + 2.0
 CPU_TARGET = 0.10
 RSS_TARGET_MB = 150.0
-VARIANTS = ("shared_client", "new_client_per_poll")
+VARIANTS = ("batched", "get_per_poll", "new_client_per_poll")
+#: Connection extras of each variant.
+EXTRAS: dict[str, dict[str, Any]] = {
+    "batched": {},
+    "get_per_poll": {"batch_polls": False},
+    "new_client_per_poll": {"batch_polls": False},
+    "calls_trigger": {},
+}
 CALLS_TRIGGER_ORDERS = 10_000
 
 
@@ -96,7 +106,7 @@ def scenario(count: int) -> dict[str, Any]:
 def run_variant(variant: str, seconds: float, scenario_path: Path, count: int) -> dict[str, Any]:
     """Start a simulator and a triggerer process for one variant; return the triggerer's figures."""
     with SimulatorProcess(api_key=API_KEY, scenario=scenario_path) as sim:
-        env = {**os.environ, **sim.connection_env()}
+        env = {**os.environ, **sim.connection_env(**EXTRAS[variant])}
         child = subprocess.run(
             [sys.executable, __file__, "--triggerer", variant, str(seconds), str(count)],
             env=env,
@@ -109,6 +119,8 @@ def run_variant(variant: str, seconds: float, scenario_path: Path, count: int) -
         figures: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
         stats = sim.get("/_simulator/stats")
     figures["gets_served"] = stats["by_endpoint"].get("GET /call/{id}", 0)
+    figures["searches_served"] = stats["by_endpoint"].get("POST /call/search", 0)
+    figures["orders_served"] = sum(stats["by_call_id"].values())
     figures["non_200"] = {code: n for code, n in stats["by_status"].items() if code != "200"}
     return figures
 
@@ -157,10 +169,11 @@ async def _drive(trigger: Any, delay: float, events: list[dict[str, Any]]) -> No
 
 
 async def _triggerer(variant: str, seconds: float, count: int) -> dict[str, Any]:
+    from airflow_provider_revox import batching
     from airflow_provider_revox.triggers import revox as trigger_module
 
     if variant == "new_client_per_poll":
-        trigger_module.RevoxHook = _new_client_per_poll_hook()  # type: ignore[misc]
+        batching.RevoxHook = _new_client_per_poll_hook()  # type: ignore[misc]
     if variant == "calls_trigger":
         # One RevoxCallsSensor's trigger waiting on the whole batch.
         triggers = [trigger_module.RevoxCallsTrigger(call_ids=call_ids(count), poke_interval=POKE_INTERVAL)]
@@ -244,8 +257,9 @@ def main() -> int:
         runs["calls_trigger"] = run_variant("calls_trigger", seconds, path, CALLS_TRIGGER_ORDERS)
         print(f"calls_trigger: {json.dumps(runs['calls_trigger'])}", flush=True)
 
-    shipped, reference, batch = runs["shared_client"], runs["new_client_per_poll"], runs["calls_trigger"]
-    expected_gets = TRIGGERS * seconds / POKE_INTERVAL
+    shipped, per_poll, reference = runs["batched"], runs["get_per_poll"], runs["new_client_per_poll"]
+    batch = runs["calls_trigger"]
+    expected_polls = TRIGGERS * seconds / POKE_INTERVAL
     figures: dict[str, Any] = {
         "triggers": TRIGGERS,
         "poke_interval_s": POKE_INTERVAL,
@@ -253,13 +267,24 @@ def main() -> int:
         "cpu_fraction_1000_triggers": shipped["cpu_fraction"],
         "rss_mb_1000_triggers": shipped["rss_mb"],
         "loop_lag_p99_ms_1000_triggers": shipped["loop_lag_p99_ms"],
+        "requests_1000_triggers": shipped["searches_served"] + shipped["gets_served"],
+        "orders_served_1000_triggers": shipped["orders_served"],
+        "cpu_fraction_1000_triggers_get_per_poll": per_poll["cpu_fraction"],
+        "rss_mb_1000_triggers_get_per_poll": per_poll["rss_mb"],
+        "loop_lag_p99_ms_1000_triggers_get_per_poll": per_poll["loop_lag_p99_ms"],
         "cpu_fraction_1000_triggers_new_client_per_poll": reference["cpu_fraction"],
         "rss_mb_1000_triggers_new_client_per_poll": reference["rss_mb"],
         "loop_lag_p99_ms_1000_triggers_new_client_per_poll": reference["loop_lag_p99_ms"],
+        "cpu_ratio_batched_vs_get_per_poll": round(shipped["cpu_fraction"] / per_poll["cpu_fraction"], 3),
+        "cpu_ratio_batched_vs_new_client_per_poll": round(
+            shipped["cpu_fraction"] / reference["cpu_fraction"], 3
+        ),
         "calls_trigger_10000_cpu_fraction": batch["cpu_fraction"],
         "calls_trigger_10000_rss_mb": batch["rss_mb"],
         "calls_trigger_10000_loop_lag_p99_ms": batch["loop_lag_p99_ms"],
-        "gets_per_trigger_expected": round(expected_gets / TRIGGERS, 1),
+        "calls_trigger_10000_requests": batch["searches_served"] + batch["gets_served"],
+        "calls_trigger_10000_orders_served": batch["orders_served"],
+        "polls_per_trigger_expected": round(expected_polls / TRIGGERS, 1),
         "variants": runs,
         "meets_targets": shipped["cpu_fraction"] <= CPU_TARGET and shipped["rss_mb"] <= RSS_TARGET_MB,
     }
@@ -267,9 +292,11 @@ def main() -> int:
     print(
         f"1,000 triggers for {seconds:g} s at {POKE_INTERVAL:g}-s polls: "
         f"CPU {shipped['cpu_fraction']:.1%} of a core, peak RSS {shipped['rss_mb']:.0f} MB, "
-        f"loop lag p99 {shipped['loop_lag_p99_ms']:.1f} ms, {shipped['gets_served']} GETs "
-        f"(~{expected_gets:.0f} expected); new client per poll: CPU {reference['cpu_fraction']:.1%}, "
-        f"RSS {reference['rss_mb']:.0f} MB, lag p99 {reference['loop_lag_p99_ms']:.1f} ms"
+        f"loop lag p99 {shipped['loop_lag_p99_ms']:.1f} ms, {figures['requests_1000_triggers']} requests "
+        f"serving {shipped['orders_served']} orders (~{expected_polls:.0f} polls expected); "
+        f"one GET per poll: CPU {per_poll['cpu_fraction']:.1%}, RSS {per_poll['rss_mb']:.0f} MB; "
+        f"new client per poll: CPU {reference['cpu_fraction']:.1%}, RSS {reference['rss_mb']:.0f} MB, "
+        f"lag p99 {reference['loop_lag_p99_ms']:.1f} ms"
     )
     healthy = all(not run["failures"] and not run["events"] and not run["non_200"] for run in runs.values())
     return 0 if healthy and figures["meets_targets"] else 1
