@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -158,19 +158,28 @@ class CallPoller:
 
     # -- many orders at once ----------------------------------------------------------------
 
-    async def get_calls(self, call_ids: Sequence[str], *, concurrency: int = 1) -> dict[str, Outcome]:
+    async def get_calls(
+        self,
+        call_ids: Sequence[str],
+        *,
+        concurrency: int = 1,
+        on_outcome: Callable[[str, Outcome], None] | None = None,
+    ) -> dict[str, Outcome]:
         """Fetch every order of ``call_ids`` now, :attr:`max_batch` per search.
 
         Args:
             call_ids: the orders; repeats are fetched once.
             concurrency: most requests (searches, or GETs once searching is off) in flight.
+            on_outcome: called with each order's outcome as soon as it arrives; the outcomes
+                are then not kept, so a campaign's orders never sit in memory all at once.
 
         Returns:
             For each id, the order, or the error fetching it alone would raise (unknown id,
-            rejected key, API still failing after retries). Never raises for one order.
+            rejected key, API still failing after retries); empty when ``on_outcome`` is
+            given. Never raises for one order.
         """
         ids = list(dict.fromkeys(call_ids))
-        run = _Round(asyncio.Semaphore(max(1, concurrency)))
+        run = _Round(asyncio.Semaphore(max(1, concurrency)), sink=on_outcome)
         chunks = [ids[i : i + self.max_batch] for i in range(0, len(ids), self.max_batch)]
         await asyncio.gather(*(self._fetch_chunk(chunk, run) for chunk in chunks))
         return run.outcomes
@@ -189,13 +198,19 @@ class CallPoller:
                 # A rejected key, or an API still failing after retries: a GET would fare the same.
                 run.put_all(ids, error)
                 return
-        if found is not None:
-            run.outcomes.update(found)
-        missing = [call_id for call_id in ids if call_id not in run.outcomes]
+        missing = [call_id for call_id in ids if found is None or call_id not in found]
+        if found:
+            for call_id, call in found.items():
+                run.put(call_id, call)
+            found_any = True
+            # Hand the loop back between batches: other triggers wait while a page is handled.
+            await asyncio.sleep(0)
+        else:
+            found_any = False
         if not missing:
             return
-        await asyncio.gather(*(self._get_one(call_id, run) for call_id in missing))
-        if found is not None and not found and any(isinstance(run.outcomes[i], Call) for i in missing):
+        fetched = await asyncio.gather(*(self._get_one(call_id, run) for call_id in missing))
+        if found is not None and not found_any and any(fetched):
             self._useless(f"it returned none of {len(ids)} orders that GET /call/{{id}} found")
 
     async def _search_chunk(self, ids: list[str]) -> dict[str, Call] | None:
@@ -217,16 +232,19 @@ class CallPoller:
             self._useless_searches = 0
         return found
 
-    async def _get_one(self, call_id: str, run: _Round) -> None:
+    async def _get_one(self, call_id: str, run: _Round) -> bool:
+        """GET one order into ``run``; True when the API had it."""
         async with run.gate:
             if run.rejected is not None:
                 run.put(call_id, run.rejected)
-                return
+                return False
             self.gets += 1
             try:
                 run.put(call_id, await self.hook.aget_call(call_id))
             except (RevoxError, ValueError) as error:
                 run.put(call_id, error)
+                return False
+            return True
 
     def _useless(self, why: str) -> None:
         self._useless_searches += 1
@@ -265,13 +283,17 @@ class _Round:
     """One :meth:`CallPoller.get_calls`: its outcomes, its bound on requests, a rejected key."""
 
     gate: asyncio.Semaphore
+    sink: Callable[[str, Outcome], None] | None = None
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     rejected: RevoxAuthError | None = None
 
     def put(self, call_id: str, outcome: Outcome) -> None:
-        self.outcomes[call_id] = outcome
         if isinstance(outcome, RevoxAuthError):
             self.rejected = outcome
+        if self.sink is not None:
+            self.sink(call_id, outcome)
+        else:
+            self.outcomes[call_id] = outcome
 
     def put_all(self, call_ids: list[str], outcome: Outcome) -> None:
         for call_id in call_ids:

@@ -186,6 +186,9 @@ def test_all_completed_succeeds_with_exact_counts_and_ids(
         "failed": [],
         "completed_ratio": 1.0,
     }
+    # In every mode the orders are fetched together, by search, never one GET each.
+    served = fast_simulator.stats()["by_endpoint"]
+    assert served["POST /call/search"] >= 2 and "GET /call/{id}" not in served
 
 
 @pytest.mark.airflow

@@ -84,6 +84,10 @@ def test_completed_order_succeeds_with_summary(
         "call_id": call_id,
         "url": f"{fast_simulator.base_url.removesuffix('/api')}/dashboard/calls/{call_id}",
     }
+    # The sensor GETs its order; its trigger fetches it with the triggerer's other polls by search.
+    served = fast_simulator.stats()["by_endpoint"]
+    assert served["GET /call/{id}"] >= 1
+    assert ("POST /call/search" in served) == (mode == "deferrable")
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox import polling, statuses
-from airflow_provider_revox.batching import CallPoller, shared_poller
+from airflow_provider_revox.batching import CallPoller, Outcome, shared_poller
 from airflow_provider_revox.exceptions import TRANSIENT_ERRORS, RevoxError
 from airflow_provider_revox.fleet import MAX_LISTED_IDS, Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.hooks.revox import RevoxHook
@@ -221,12 +221,11 @@ async def poll_due(
         due = fleet.pop_next()
     if not due:
         return []
-    outcomes = await poller.get_calls(due, concurrency=max_concurrency)
     errors: list[str] = []
     transient: dict[str, int] = {}
-    now = clock.now()
-    for call_id in due:
-        outcome = outcomes[call_id]
+
+    def settle(call_id: str, outcome: Outcome) -> None:
+        now = clock.now()
         if isinstance(outcome, TRANSIENT_ERRORS):
             transient[str(outcome)] = transient.get(str(outcome), 0) + 1
             fleet.retry_at(call_id, (now + timedelta(seconds=poke_interval)).timestamp())
@@ -241,6 +240,9 @@ async def poll_due(
             wake = polling.next_poll_at(outcome, now, poke_interval)
             limit = polling.deadline(outcome, now) + polling.DEADLINE_MARGIN
             fleet.record(call_id, outcome.status, due=wake.timestamp(), deadline=limit.timestamp())
+
+    # Each order is reduced as it arrives, so a campaign's orders are never all held at once.
+    await poller.get_calls(due, concurrency=max_concurrency, on_outcome=settle)
     for message, count in transient.items():
         # One line per distinct failure: a failed search fails a hundred orders the same way.
         log.warning("%d call order(s): %s; will look again", count, message)
