@@ -7,7 +7,7 @@ fall due within :data:`GATHER_SECONDS` of each other into one search.
 
 Nothing depends on the search being there: an order the search does not return is fetched
 with ``GET /call/{id}`` (which also gives the precise error for an unknown id), and an API that
-refuses the search (404, 405, 400, 422, 501) or keeps answering it uselessly is polled with
+refuses the search (400, 404, 405, 410, 422, 501) or keeps answering it uselessly is polled with
 GETs from then on. The connection extra ``batch_polls: false`` turns batching off.
 """
 
@@ -26,7 +26,6 @@ from airflow_provider_revox.exceptions import (
     RevoxError,
     RevoxNotFoundError,
     RevoxResponseError,
-    RevoxRetriesExhaustedError,
 )
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 from airflow_provider_revox.models import Call
@@ -132,10 +131,19 @@ class CallPoller:
         task.add_done_callback(self._batches.discard)
 
     async def _deliver(self, batch: dict[str, list[asyncio.Future[Call]]]) -> None:
+        def settle(call_id: str, outcome: Outcome) -> None:
+            for future in batch[call_id]:
+                if future.done():  # its poll was cancelled meanwhile
+                    continue
+                if isinstance(outcome, Call):
+                    future.set_result(outcome)
+                else:
+                    future.set_exception(outcome)
+
         try:
-            outcomes = await self.get_calls(list(batch), concurrency=FALLBACK_CONCURRENCY)
+            await self.get_calls(list(batch), concurrency=FALLBACK_CONCURRENCY, on_outcome=settle)
         except BaseException as error:
-            # Whatever stopped the batch stops every poll waiting on it; none is left hanging.
+            # Whatever stopped the batch stops every poll still waiting on it; none is left hanging.
             for futures in batch.values():
                 for future in futures:
                     if not future.done():
@@ -145,16 +153,6 @@ class CallPoller:
                             future.set_exception(error)
             if not isinstance(error, Exception):
                 raise
-            return
-        for call_id, futures in batch.items():
-            outcome = outcomes[call_id]
-            for future in futures:
-                if future.done():  # its poll was cancelled meanwhile
-                    continue
-                if isinstance(outcome, Call):
-                    future.set_result(outcome)
-                else:
-                    future.set_exception(outcome)
 
     # -- many orders at once ----------------------------------------------------------------
 
@@ -202,15 +200,12 @@ class CallPoller:
         if found:
             for call_id, call in found.items():
                 run.put(call_id, call)
-            found_any = True
             # Hand the loop back between batches: other triggers wait while a page is handled.
             await asyncio.sleep(0)
-        else:
-            found_any = False
         if not missing:
             return
         fetched = await asyncio.gather(*(self._get_one(call_id, run) for call_id in missing))
-        if found is not None and not found_any and any(fetched):
+        if found == {} and any(fetched):
             self._useless(f"it returned none of {len(ids)} orders that GET /call/{{id}} found")
 
     async def _search_chunk(self, ids: list[str]) -> dict[str, Call] | None:
@@ -219,7 +214,7 @@ class CallPoller:
         try:
             page = await self.hook.asearch_calls(ids)
         except (RevoxNotFoundError, RevoxApiError) as error:
-            if isinstance(error, RevoxRetriesExhaustedError) or error.status_code not in NO_SEARCH_STATUSES:
+            if error.status_code not in NO_SEARCH_STATUSES:
                 raise
             self._stop_searching(f"the API answered HTTP {error.status_code} to POST /call/search")
             return None

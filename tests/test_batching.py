@@ -183,7 +183,7 @@ async def test_waits_share_one_poller_per_connection_and_loop(sim: SimulatorHand
 # -- error paths ------------------------------------------------------------------------------
 
 
-def search_body(request: httpx.Request) -> dict[str, Any]:
+def sent_body(request: httpx.Request) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(request.content)
     return body
 
@@ -213,7 +213,7 @@ def fake_conn(monkeypatch: pytest.MonkeyPatch, no_retry_wait: None) -> None:
 
 
 def found(request: httpx.Request) -> httpx.Response:
-    wanted = search_body(request)["call_ids"]
+    wanted = sent_body(request)["call_ids"]
     return httpx.Response(
         200, json={"calls": [{**CALL, "id": i} for i in wanted], "total_count": len(wanted)}
     )
@@ -228,7 +228,7 @@ async def test_the_search_body_selects_exactly_the_ids(fake_conn: None) -> None:
     request = api.requests[0]
     assert request.method == "POST" and request.url.path == "/api/call/search"
     assert request.headers["authorization"] == f"Bearer {KEY}"
-    assert search_body(request) == {
+    assert sent_body(request) == {
         **{name: [] for name in SEARCH_FILTERS},
         "call_ids": ["a", "b"],
         "page": 0,
@@ -268,7 +268,7 @@ def test_a_search_answer_that_is_not_a_page_is_named(
     assert KEY not in str(caught.value)
 
 
-@pytest.mark.parametrize("status", [400, 404, 405, 422, 501])
+@pytest.mark.parametrize("status", [400, 404, 405, 410, 422, 501])
 async def test_an_api_without_the_search_is_polled_with_gets(
     fake_conn: None, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:

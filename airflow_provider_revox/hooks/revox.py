@@ -356,6 +356,13 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or default_port
 
 
+def validation_problems(error: ValidationError, limit: int) -> str:
+    """The first ``limit`` problems of a validation error, as ``field.path: message`` pairs."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()[:limit]
+    )
+
+
 @dataclass(frozen=True)
 class CallPage:
     """One page of ``POST /call/search``: the call orders on it and how many match in all."""
@@ -702,9 +709,7 @@ class RevoxHook(BaseHook):
         try:
             return Call.from_response(payload)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()[:3]
-            )
+            problems = validation_problems(error, 3)
             raise RevoxResponseError(
                 f"Revox API answered HTTP {response.status_code} with a body that is not a call order "
                 f"({problems}): {self._excerpt(response)}",
@@ -726,11 +731,9 @@ class RevoxHook(BaseHook):
             try:
                 calls.append(Call.from_response(item))
             except ValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "body"
                 raise RevoxResponseError(
                     f"Revox API answered a call search with calls[{index}] that is not a call order "
-                    f"({where}: {first['msg']})",
+                    f"({validation_problems(error, 1)})",
                     status_code=response.status_code,
                 ) from None
         total = payload.get("total_count")
