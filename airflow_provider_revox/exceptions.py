@@ -25,6 +25,11 @@ class RevoxError(AirflowException):
 
     status_code: int | None  # type: ignore[assignment]  # AirflowException declares an HTTPStatus
 
+    #: Whether waiting can fix this error: a wait (sensor, trigger, export round) retries a
+    #: transient error until its deadline and ends at once on any other. Each class decides
+    #: here, so no caller keeps its own list.
+    transient: bool = False
+
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -79,10 +84,14 @@ class RevoxNotFoundError(RevoxError):
 class RevoxResponseError(RevoxError):
     """The API answered with a body that is not JSON, or not the object expected.
 
+    Transient: a garbled or truncated body is usually a passing fault.
+
     Args:
         message: the full message, with the status code and a redacted excerpt of the body.
         status_code: the HTTP status of the response.
     """
+
+    transient = True
 
 
 class RevoxApiError(RevoxError):
@@ -103,6 +112,8 @@ class RevoxRetriesExhaustedError(RevoxError):
         status_code: the last status code, or None when the last try failed in transport.
     """
 
+    transient = True
+
     def __init__(self, message: str, *, attempts: int = 0, status_code: int | None = None) -> None:
         super().__init__(message, status_code=status_code)
         self.attempts = attempts
@@ -115,17 +126,31 @@ class RevoxInsecureConnectionError(RevoxError):
     """The connection would send the API key over plain ``http://`` to a host that is not loopback."""
 
 
-#: Errors that waiting can fix: the hook's own retries are spent, or a body came back garbled.
-#: Sensors and triggers wait these out until their deadline instead of failing.
-TRANSIENT_ERRORS: tuple[type[RevoxError], ...] = (RevoxRetriesExhaustedError, RevoxResponseError)
+class RevoxInvalidCallIdError(RevoxError, ValueError):
+    """A call id that cannot be sent: not a string, empty, too long, or with a character that
+    would change the URL. Raised before any request; also a ``ValueError``.
+
+    Args:
+        message: the full message, naming the problem.
+    """
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether waiting can fix ``error``: the one answer every wait uses (see ``RevoxError.transient``)."""
+    return isinstance(error, RevoxError) and error.transient
+
 
 __all__ = [
-    "TRANSIENT_ERRORS",
     "RevoxApiError",
     "RevoxAuthError",
     "RevoxError",
     "RevoxInsecureConnectionError",
+    "RevoxInvalidCallIdError",
     "RevoxNotFoundError",
     "RevoxResponseError",
     "RevoxRetriesExhaustedError",
+    "is_transient",
 ]
+
+# Kept only until every wait asks ``is_transient``; not part of the public API.
+TRANSIENT_ERRORS: tuple[type[RevoxError], ...] = (RevoxRetriesExhaustedError, RevoxResponseError)

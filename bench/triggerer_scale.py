@@ -169,11 +169,11 @@ async def _drive(trigger: Any, delay: float, events: list[dict[str, Any]]) -> No
 
 
 async def _triggerer(variant: str, seconds: float, count: int) -> dict[str, Any]:
-    from airflow_provider_revox import batching
+    from airflow_provider_revox.client import poller as poller_module
     from airflow_provider_revox.triggers import revox as trigger_module
 
     if variant == "new_client_per_poll":
-        batching.RevoxHook = _new_client_per_poll_hook()  # type: ignore[misc]
+        poller_module.RevoxHook = _new_client_per_poll_hook()  # type: ignore[misc]
     if variant == "calls_trigger":
         # One RevoxCallsSensor's trigger waiting on the whole batch.
         triggers = [trigger_module.RevoxCallsTrigger(call_ids=call_ids(count), poke_interval=POKE_INTERVAL)]

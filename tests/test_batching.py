@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_revox import batching
-from airflow_provider_revox.batching import CallPoller, shared_poller
+from airflow_provider_revox.client import poller as poller_module
+from airflow_provider_revox.client.poller import CallPoller, shared_poller
 from airflow_provider_revox.exceptions import (
     RevoxAuthError,
     RevoxNotFoundError,
@@ -88,8 +88,8 @@ async def test_polls_due_together_share_one_search(sim: SimulatorHandle) -> None
 async def test_a_full_batch_goes_at_once_and_the_rest_later(
     sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batching, "MAX_BATCH", 12)
-    monkeypatch.setattr(batching, "GATHER_SECONDS", 30.0)
+    monkeypatch.setattr(poller_module, "MAX_BATCH", 12)
+    monkeypatch.setattr(poller_module, "GATHER_SECONDS", 30.0)
     poller = CallPoller(RevoxHook())
     try:
         # 30 polls, 12 per search: two full searches leave at once; the last 6 wait to gather.
@@ -146,7 +146,7 @@ async def test_a_rejected_key_sends_nothing_more(
 ) -> None:
     conn = {"conn_type": "revox", "host": sim.base_url, "password": "sk_wrong_key_000"}
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(conn))
-    monkeypatch.setattr(batching, "MAX_BATCH", 10)
+    monkeypatch.setattr(poller_module, "MAX_BATCH", 10)
     poller = CallPoller(RevoxHook())
     try:
         outcomes = await poller.get_calls(ids(30))
@@ -274,7 +274,7 @@ async def test_an_api_without_the_search_is_polled_with_gets(
 ) -> None:
     api = FakeApi(lambda request: httpx.Response(status, json={"error": "nope"}))
     poller = CallPoller(RevoxHook(transport=httpx.MockTransport(api)))
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_revox.batching"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_revox.client.poller"):
         first = await asyncio.gather(*(poller.get_call(c) for c in ("a", "b")))
         second = await asyncio.gather(*(poller.get_call(c) for c in ("a", "b")))
     await poller.aclose()
@@ -291,13 +291,13 @@ async def test_an_api_without_the_search_is_polled_with_gets(
 async def test_a_search_that_keeps_missing_what_get_finds_is_given_up(fake_conn: None) -> None:
     api = FakeApi(lambda request: httpx.Response(200, json={"calls": [], "total_count": 0}))
     poller = CallPoller(RevoxHook(transport=httpx.MockTransport(api)))
-    for _ in range(batching.USELESS_SEARCHES_LIMIT + 1):
+    for _ in range(poller_module.USELESS_SEARCHES_LIMIT + 1):
         assert (await poller.get_call("a")).id == "a"
     await poller.aclose()
 
     searches = api.paths().count("POST call/search")
-    assert searches == batching.USELESS_SEARCHES_LIMIT
-    assert api.paths().count("GET call/a") == batching.USELESS_SEARCHES_LIMIT + 1
+    assert searches == poller_module.USELESS_SEARCHES_LIMIT
+    assert api.paths().count("GET call/a") == poller_module.USELESS_SEARCHES_LIMIT + 1
     assert poller.searching is False
 
 

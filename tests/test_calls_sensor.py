@@ -23,8 +23,8 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_revox import batching, statuses
-from airflow_provider_revox.fleet import Fleet, list_ids
+from airflow_provider_revox import statuses
+from airflow_provider_revox.client import poller as poller_module
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.sensors.revox import RevoxCallsSensor, batch_call_ids
@@ -32,6 +32,7 @@ from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START, Scaled
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers import revox as trigger_module
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
+from airflow_provider_revox.waiting.batch import Fleet, list_ids
 
 HUMAN = [{"result": "human", "duration": 60}]
 VOICEMAIL_THEN_HUMAN = [{"result": "voicemail", "duration": 30}, {"result": "human", "duration": 60}]
@@ -469,7 +470,7 @@ async def test_searches_fetch_many_orders_each_within_the_concurrency_bound(
 ) -> None:
     ids = [place(manual_sim, f"many-{index:02d}", HUMAN) for index in range(24)]
     finish_all(manual_sim)
-    monkeypatch.setattr(batching, "MAX_BATCH", 4)
+    monkeypatch.setattr(poller_module, "MAX_BATCH", 4)
     in_flight = peak = 0
     original = RevoxHook.asearch_calls
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.export import (
+from airflow_provider_revox.export.tables import (
     TRANSCRIPT_SCHEMA,
     Column,
     StructuredOutputTable,

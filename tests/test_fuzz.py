@@ -31,15 +31,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from airflow_provider_revox import statuses
-from airflow_provider_revox.export import (
+from airflow_provider_revox.export.tables import (
     TRANSCRIPT_SCHEMA,
     StructuredOutputTable,
     call_document,
     structured_output_record,
     transcript_rows,
 )
+from airflow_provider_revox.export.writers import FILE_FORMATS, open_row_writer
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.writers import FILE_FORMATS, open_row_writer
 
 API_KEY = "rvx_live_fuzz_connection_key_7Q2w"
 # Every planted credential carries this marker, so one search finds any that survived.

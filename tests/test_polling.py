@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_revox.models import Call, RetryPolicy, Window
-from airflow_provider_revox.polling import (
+from airflow_provider_revox.waiting.schedule import (
     DEFAULT_MAX_SLEEP,
     PAUSED_POLL_INTERVAL,
     POST_PROCESSING_GRACE,

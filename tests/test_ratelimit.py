@@ -15,11 +15,11 @@ from airflow.sdk import Connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_revox import ratelimit
+from airflow_provider_revox.client import ratelimit
+from airflow_provider_revox.client.ratelimit import TokenBucket, bucket_for, parse_max_rate
 from airflow_provider_revox.exceptions import RevoxRetriesExhaustedError
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook, settings_from_connection
-from airflow_provider_revox.ratelimit import TokenBucket, bucket_for, parse_max_rate
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 
 EPSILON = 1e-9

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_revox.export import (
+from airflow_provider_revox.export.tables import (
     call_document,
     structured_output_record,
     transcript_rows,

@@ -15,8 +15,8 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.io.store import attach
 from fsspec.implementations.memory import MemoryFileSystem
 
-from airflow_provider_revox.export import Column
-from airflow_provider_revox.writers import (
+from airflow_provider_revox.export.tables import Column
+from airflow_provider_revox.export.writers import (
     PARQUET_INSTALL_HINT,
     Staging,
     check_file_format,

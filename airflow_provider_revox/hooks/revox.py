@@ -32,6 +32,8 @@ from airflow.sdk.log import mask_secret
 from pydantic import ValidationError
 
 from airflow_provider_revox import __version__
+from airflow_provider_revox.client.ratelimit import TokenBucket, bucket_for, parse_max_rate
+from airflow_provider_revox.client.servertime import ServerClock
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
     RevoxAuthError,
@@ -43,9 +45,7 @@ from airflow_provider_revox.exceptions import (
 )
 from airflow_provider_revox.get_provider_info import DEFAULT_BASE_URL
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.ratelimit import TokenBucket, bucket_for, parse_max_rate
 from airflow_provider_revox.redact import redact_text
-from airflow_provider_revox.servertime import ServerClock
 
 AUTH_STATUS_ENDPOINT = "auth-status"
 CALLS_ENDPOINT = "call"
@@ -250,7 +250,7 @@ class RevoxSettings:
     allow_insecure_http: bool = False
     #: Requests per second shared by every hook of this connection in the process; 0 = unlimited.
     max_requests_per_second: float = 0.0
-    #: Poll many call orders with one ``POST /call/search`` (see :mod:`airflow_provider_revox.batching`).
+    #: Poll many call orders with one ``POST /call/search`` (see :mod:`airflow_provider_revox.client.poller`).
     batch_polls: bool = True
 
 
@@ -385,7 +385,7 @@ class RevoxHook(BaseHook):
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
             and, optionally, the base URL (host) and extras ``timeout``, ``max_retries``,
             ``allow_insecure_http`` and ``max_requests_per_second`` (see
-            :mod:`airflow_provider_revox.ratelimit`).
+            :mod:`airflow_provider_revox.client.ratelimit`).
         timeout: seconds per request (connect: at most 5 s); overrides the connection's extra.
         max_retries: retries on 429, 5xx, timeouts and dropped connections; overrides the extra.
         transport: an httpx transport to use instead of the network (``httpx.MockTransport`` in

@@ -26,7 +26,7 @@ from airflow_provider_revox.exceptions import (
     RevoxError,
     RevoxNotFoundError,
 )
-from airflow_provider_revox.export import (
+from airflow_provider_revox.export.tables import (
     TRANSCRIPT_SCHEMA,
     StructuredOutputTable,
     call_document,
@@ -35,13 +35,7 @@ from airflow_provider_revox.export import (
     transcript_rows,
     transcript_turns,
 )
-from airflow_provider_revox.hooks import revox as hook_module
-from airflow_provider_revox.hooks.revox import RevoxHook, settings_from_connection, validate_call_id
-from airflow_provider_revox.links import RevoxCallLink
-from airflow_provider_revox.models import Call, CallAttempt
-from airflow_provider_revox.redact import redact, redact_text
-from airflow_provider_revox.summary import describe_end
-from airflow_provider_revox.writers import (
+from airflow_provider_revox.export.writers import (
     FILE_FORMATS,
     Staging,
     check_file_format,
@@ -49,6 +43,12 @@ from airflow_provider_revox.writers import (
     open_row_writer,
     storage_uri,
 )
+from airflow_provider_revox.hooks import revox as hook_module
+from airflow_provider_revox.hooks.revox import RevoxHook, settings_from_connection, validate_call_id
+from airflow_provider_revox.links import RevoxCallLink
+from airflow_provider_revox.models import Call, CallAttempt
+from airflow_provider_revox.redact import redact, redact_text
+from airflow_provider_revox.waiting.events import describe_end
 
 DEFAULT_RECORDING_EXTENSION = "wav"
 #: Rounds of the hook's own retries a call gets before an export gives up on it.

@@ -17,16 +17,14 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_revox import polling, statuses
-from airflow_provider_revox.batching import CallPoller
+from airflow_provider_revox import statuses
+from airflow_provider_revox.client.poller import CallPoller
+from airflow_provider_revox.client.servertime import ServerClock
 from airflow_provider_revox.exceptions import TRANSIENT_ERRORS
-from airflow_provider_revox.fleet import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import normalize_call_ids
-from airflow_provider_revox.servertime import ServerClock
-from airflow_provider_revox.summary import call_summary, describe_end
 from airflow_provider_revox.triggers.revox import (
     EVENT_FAILED,
     EVENT_KINDS,
@@ -42,6 +40,9 @@ from airflow_provider_revox.triggers.revox import (
     poll_due,
     warn_unknown_status,
 )
+from airflow_provider_revox.waiting import schedule
+from airflow_provider_revox.waiting.batch import Fleet, validate_concurrency, validate_ratio
+from airflow_provider_revox.waiting.events import call_summary, describe_end
 
 _T = TypeVar("_T")
 
@@ -258,7 +259,7 @@ class RevoxCallSensor(BaseSensorOperator):
             return super()._get_next_poke_interval(started_at, run_duration, poke_count)
         clock = self.hook.server_clock
         now = clock.now()
-        wake = polling.next_poll_at(call, now, self.poke_interval)
+        wake = schedule.next_poll_at(call, now, self.poke_interval)
         limit = None if self.explicit_timeout else self._limit(call)
         remaining = self.timeout - run_duration() if self.explicit_timeout else None
         interval = wait_seconds(clock, now, wake, limit, remaining)
@@ -267,7 +268,7 @@ class RevoxCallSensor(BaseSensorOperator):
 
     def _limit(self, call: Call) -> datetime:
         """The derived deadline, on the server's clock."""
-        return polling.deadline(call, self.hook.server_clock.now()) + polling.DEADLINE_MARGIN
+        return schedule.deadline(call, self.hook.server_clock.now()) + schedule.DEADLINE_MARGIN
 
     def _fetch(self) -> Call:
         call = self.hook.get_call(self.call_id)
@@ -327,10 +328,10 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 class RevoxCallsSensor(BaseSensorOperator):
     """Wait until every call order of a batch is settled, with enough of them completed.
 
-    Each order is polled on its own schedule (:func:`~airflow_provider_revox.polling.next_poll_at`)
+    Each order is polled on its own schedule (:func:`~airflow_provider_revox.waiting.schedule.next_poll_at`)
     from one heap of due times, so an order waiting for tomorrow's calling window costs nothing
     while others ring now; due orders are fetched a hundred per ``POST /call/search``, at most
-    ``max_concurrency`` requests at a time (see :mod:`airflow_provider_revox.batching`).
+    ``max_concurrency`` requests at a time (see :mod:`airflow_provider_revox.client.poller`).
     An order in ``fail_on_statuses`` is *failed*: it counts against the completed ratio but does
     not end the wait, unless ``min_completed_ratio`` can no longer be met: then the task fails
     at once, without retries, naming the failed ids (``soft_fail=True`` skips it instead). The
@@ -342,8 +343,8 @@ class RevoxCallsSensor(BaseSensorOperator):
          "failed": ["c3"], "completed_ratio": 0.667}
 
     With ``timeout=None`` the wait gives up at the latest deadline
-    (:func:`~airflow_provider_revox.polling.deadline` plus
-    :data:`~airflow_provider_revox.polling.DEADLINE_MARGIN`) among the pending orders,
+    (:func:`~airflow_provider_revox.waiting.schedule.deadline` plus
+    :data:`~airflow_provider_revox.waiting.schedule.DEADLINE_MARGIN`) among the pending orders,
     recomputed as they progress. An order whose fetch fails transiently (the hook's retries
     spent) is tried again ``poke_interval`` later; an unknown id or a rejected key fails the
     task, naming the ids.
@@ -549,8 +550,8 @@ class RevoxCallsSensor(BaseSensorOperator):
     def _limit(self, fleet: Fleet) -> datetime:
         """The derived deadline (server time); an hour after the first poll while no order answers."""
         started = self._started_at or self.hook.server_clock.now()
-        limit = fleet_limit(fleet, started + polling.DEADLINE_MARGIN, fixed=False)
-        return limit if limit is not None else started + polling.DEADLINE_MARGIN
+        limit = fleet_limit(fleet, started + schedule.DEADLINE_MARGIN, fixed=False)
+        return limit if limit is not None else started + schedule.DEADLINE_MARGIN
 
     def _fail(self, message: str) -> None:
         fail_or_skip(self.soft_fail, message)

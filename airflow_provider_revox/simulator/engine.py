@@ -42,7 +42,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.models import Assistant, Call, CallRetryConfig, RetryPolicy, Timestamp
-from airflow_provider_revox.polling import next_dial_at
 from airflow_provider_revox.simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox.simulator.profile import Profile
 from airflow_provider_revox.simulator.render import FROM_PHONE_NUMBER, render_call, status_at
@@ -56,6 +55,7 @@ from airflow_provider_revox.simulator.timeline import (
     initial_plan,
     plan_attempts,
 )
+from airflow_provider_revox.waiting.schedule import next_dial_at
 
 #: Where recording links point before a server tells the engine its address.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8089/api"

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.models import RetryPolicy, StructuredOutputField
-from airflow_provider_revox.polling import next_dial_at
 from airflow_provider_revox.simulator.profile import (
     CONNECTED_KINDS,
     HUMAN,
@@ -26,6 +25,7 @@ from airflow_provider_revox.simulator.profile import (
     structured_output_for,
     transcript_for,
 )
+from airflow_provider_revox.waiting.schedule import next_dial_at
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ from typing import Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_revox import polling, statuses
-from airflow_provider_revox.batching import CallPoller, Outcome, shared_poller
+from airflow_provider_revox import statuses
+from airflow_provider_revox.client.poller import CallPoller, Outcome, shared_poller
+from airflow_provider_revox.client.servertime import ServerClock
 from airflow_provider_revox.exceptions import TRANSIENT_ERRORS, RevoxError
-from airflow_provider_revox.fleet import MAX_LISTED_IDS, Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.servertime import ServerClock
-from airflow_provider_revox.summary import call_summary, describe_end
+from airflow_provider_revox.waiting import schedule
+from airflow_provider_revox.waiting.batch import MAX_LISTED_IDS, Fleet, validate_concurrency, validate_ratio
+from airflow_provider_revox.waiting.events import call_summary, describe_end
 
 #: Every kind of event the trigger sends; the sensor rejects anything else.
 EVENT_SUCCESS = "success"
@@ -79,7 +80,7 @@ def warn_unknown_status(log: _Log, call_id: str, status: str, warned: set[str]) 
 class RevoxCallTrigger(BaseTrigger):
     """Wait, fully async, until a call order reaches a terminal status or its deadline passes.
 
-    The poll schedule comes from :func:`airflow_provider_revox.polling.next_poll_at`: the trigger
+    The poll schedule comes from :func:`airflow_provider_revox.waiting.schedule.next_poll_at`: the trigger
     sleeps until the next dial can happen and polls at ``poke_interval`` only while an attempt
     is live or post-processing runs. Its whole state is its kwargs plus the API, so it resumes
     correctly after a triggerer restart. It sends exactly one event.
@@ -160,8 +161,8 @@ class RevoxCallTrigger(BaseTrigger):
                     if call.status == statuses.PAUSED:
                         self.log.info("Call %s is paused; waiting for it to be resumed", self.call_id)
                     if not self.deadline_fixed:
-                        limit = polling.deadline(call, now) + polling.DEADLINE_MARGIN
-                    wake = polling.next_poll_at(call, now, self.poke_interval)
+                        limit = schedule.deadline(call, now) + schedule.DEADLINE_MARGIN
+                    wake = schedule.next_poll_at(call, now, self.poke_interval)
                     call = None
                 else:
                     wake = now + timedelta(seconds=self.poke_interval)
@@ -197,7 +198,7 @@ async def poll_due(
     """Fetch every order of ``fleet`` that is due, in searches of up to a hundred orders.
 
     Each fetched order is reduced to its status, its next due time
-    (:func:`~airflow_provider_revox.polling.next_poll_at`) and its deadline, and dropped. An
+    (:func:`~airflow_provider_revox.waiting.schedule.next_poll_at`) and its deadline, and dropped. An
     order whose fetch fails transiently goes back in the heap ``poke_interval`` later. One
     poll round of both :class:`RevoxCallsTrigger` and the sensor's poke, so the two modes
     cannot drift apart.
@@ -237,8 +238,8 @@ async def poll_due(
             fleet.record(call_id, outcome.status, due=now.timestamp())
         else:
             warn_unknown_status(log, call_id, outcome.status, warned)
-            wake = polling.next_poll_at(outcome, now, poke_interval)
-            limit = polling.deadline(outcome, now) + polling.DEADLINE_MARGIN
+            wake = schedule.next_poll_at(outcome, now, poke_interval)
+            limit = schedule.deadline(outcome, now) + schedule.DEADLINE_MARGIN
             fleet.record(call_id, outcome.status, due=wake.timestamp(), deadline=limit.timestamp())
 
     # Each order is reduced as it arrives, so a campaign's orders are never all held at once.
@@ -253,7 +254,7 @@ class RevoxCallsTrigger(BaseTrigger):
     """Wait, fully async, until every order of a batch is settled or the wait is hopeless.
 
     Orders are polled on their own schedules through one heap of due times
-    (:class:`~airflow_provider_revox.fleet.Fleet`), at most ``max_concurrency`` requests at a
+    (:class:`~airflow_provider_revox.waiting.batch.Fleet`), at most ``max_concurrency`` requests at a
     time, in searches of up to a hundred orders; per order only its status, due time and
     deadline are kept.
     Its whole state is its kwargs plus the API: after a triggerer restart it polls every order

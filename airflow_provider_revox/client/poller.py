@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from airflow_provider_revox.client.servertime import ServerClock
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
     RevoxAuthError,
@@ -29,7 +30,6 @@ from airflow_provider_revox.exceptions import (
 )
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.servertime import ServerClock
 
 #: How long a poll waits for others to share its request. Small against any poll interval.
 GATHER_SECONDS = 0.2

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_revox.export import (
+from airflow_provider_revox.export.tables import (
     BOOLEAN,
     DATE,
     DATETIME,

@@ -2,7 +2,7 @@
 
 Everything here is pure: it turns :class:`~airflow_provider_revox.models.Call` objects into
 redacted, JSON-safe-or-typed rows. Writing those rows to storage is the job of
-:mod:`airflow_provider_revox.writers`.
+:mod:`airflow_provider_revox.export.writers`.
 """
 
 from __future__ import annotations
