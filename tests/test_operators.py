@@ -21,12 +21,12 @@ from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import (
     RevoxCallResultsOperator,
     RevoxCallsToStorageOperator,
-    normalize_call_ids,
     recording_extension,
 )
 from airflow_provider_revox.redact import MASK, redact
 from airflow_provider_revox.simulator.profile import AttemptDraw
 from airflow_provider_revox.simulator.timeline import OrderScript
+from airflow_provider_revox.waiting.ids import normalize_call_ids
 
 # -- pure parts ----------------------------------------------------------------------------
 

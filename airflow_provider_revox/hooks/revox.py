@@ -460,6 +460,10 @@ class RevoxHook(BaseHook):
         """Async twin of :meth:`connection_settings`."""
         return await self._aresolve()
 
+    def known_secrets(self) -> tuple[str, ...]:
+        """The connection's credentials, to be masked wherever call data might echo them."""
+        return (self._resolve().api_key,)
+
     @property
     def base_url(self) -> str:
         """The API base URL, such as ``https://www.getrevox.com/api`` (resolves the connection)."""

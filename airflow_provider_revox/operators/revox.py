@@ -7,7 +7,7 @@ import logging
 import re
 import tempfile
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -44,11 +44,12 @@ from airflow_provider_revox.export.writers import (
     storage_uri,
 )
 from airflow_provider_revox.hooks import revox as hook_module
-from airflow_provider_revox.hooks.revox import RevoxHook, settings_from_connection, validate_call_id
+from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call, CallAttempt
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.waiting.events import describe_end
+from airflow_provider_revox.waiting.ids import is_templated, normalize_call_ids
 
 DEFAULT_RECORDING_EXTENSION = "wav"
 #: Rounds of the hook's own retries a call gets before an export gives up on it.
@@ -69,62 +70,6 @@ _AUDIO_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x1a\x45\xdf\xa3", "webm"),
     (4, b"ftyp", "m4a"),
 )
-
-
-def _is_templated(value: Any) -> bool:
-    return not isinstance(value, str) or "{{" in value
-
-
-def normalize_call_ids(value: Any) -> list[str]:
-    """Turn whatever upstream tasks hand over into a de-duplicated list of call ids, in order.
-
-    Accepts a call id, a list of ids, a sensor's summary (a mapping with ``call_id``) or a list of
-    them (also the lazy sequence a mapped sensor produces), or a multi-call sensor's result (a
-    mapping with ``completed`` and ``failed`` id lists), nested in any combination.
-
-    Raises:
-        ValueError: naming the first value that is not a usable call id.
-    """
-    ids: dict[str, None] = {}
-
-    def visit(item: Any) -> None:
-        if isinstance(item, str):
-            ids.setdefault(validate_call_id(item), None)
-        elif isinstance(item, Mapping):
-            if "call_id" in item:
-                visit_id(item["call_id"])
-            elif "completed" in item or "failed" in item:
-                for key in ("completed", "failed"):
-                    for nested in item.get(key) or ():
-                        visit(nested)
-            else:
-                raise ValueError(
-                    f"call_ids: a mapping needs 'call_id' or 'completed'/'failed' lists, got keys "
-                    f"{sorted(map(str, item))}"
-                )
-        elif isinstance(item, Iterable) and not isinstance(item, bytes):
-            for nested in item:
-                visit(nested)
-        else:
-            visit_id(item)
-
-    def visit_id(item: Any) -> None:
-        try:
-            ids.setdefault(validate_call_id(item), None)
-        except ValueError as error:
-            raise ValueError(f"call_ids: {error}") from None
-
-    try:
-        visit(value)
-    except ValueError as error:
-        message = str(error)
-        raise ValueError(message if message.startswith("call_ids") else f"call_ids: {message}") from None
-    return list(ids)
-
-
-def _api_secrets(hook: RevoxHook) -> tuple[str, ...]:
-    """The connection's API key, to be masked wherever it might be echoed in call data."""
-    return (settings_from_connection(hook.get_connection(hook.revox_conn_id)).api_key,)
 
 
 def _fetch_call(hook: RevoxHook, call_id: str) -> Call:
@@ -185,7 +130,7 @@ class RevoxCallResultsOperator(BaseOperator):
     ) -> None:
         """Check the arguments that are known before templates render."""
         super().__init__(**kwargs)
-        if not _is_templated(call_id):
+        if not is_templated(call_id):
             validate_call_id(call_id)
         self.call_id = call_id
         self.revox_conn_id = revox_conn_id
@@ -196,7 +141,7 @@ class RevoxCallResultsOperator(BaseOperator):
         """Fetch the call, push ``transcript`` and ``structured_output``, return the summary."""
         call_id = validate_call_id(self.call_id)
         with RevoxHook(self.revox_conn_id) as hook:
-            secrets = _api_secrets(hook)
+            secrets = hook.known_secrets()
             RevoxCallLink.persist(context, call_id=call_id, base_url=hook.base_url)
             call = _fetch_call(hook, call_id)
         if self.require_completed and call.status != statuses.COMPLETED:
@@ -309,7 +254,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
         literal = [call_ids] if isinstance(call_ids, str) else call_ids
-        if isinstance(literal, list | tuple) and not any(_is_templated(v) for v in literal):
+        if isinstance(literal, list | tuple) and not any(is_templated(v) for v in literal):
             normalize_call_ids(literal)  # plain ids: report a bad one when the DAG is parsed
         self.call_ids = call_ids
         self.destination = destination
@@ -319,7 +264,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.transcript_source = check_transcript_source(transcript_source)
         # Known destination: declare the tables. Templated: an alias the run fills in.
-        if not _is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
+        if not is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
             self.outlets = [*self.outlets, *self._table_assets(_plain_uri(destination))]
         else:
             self.outlets = [*self.outlets, AssetAlias(self.asset_alias_name)]
@@ -353,7 +298,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         shown = redact_text(str(destination))
         self.log.info("Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format)
         with RevoxHook(self.revox_conn_id) as hook:
-            secrets = _api_secrets(hook)
+            secrets = hook.known_secrets()
             hook.get_conn()  # one pooled client, created before the worker threads share it
             relatives = self._export(hook, secrets, call_ids, destination)
         uris = [str(destination.joinpath(*PurePosixPath(r).parts)) for r in relatives]
@@ -466,6 +411,5 @@ __all__ = [
     "FILE_FORMATS",
     "RevoxCallResultsOperator",
     "RevoxCallsToStorageOperator",
-    "normalize_call_ids",
     "recording_extension",
 ]

@@ -24,7 +24,6 @@ from airflow_provider_revox.exceptions import TRANSIENT_ERRORS
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.operators.revox import normalize_call_ids
 from airflow_provider_revox.triggers.revox import (
     EVENT_FAILED,
     EVENT_KINDS,
@@ -43,6 +42,7 @@ from airflow_provider_revox.triggers.revox import (
 from airflow_provider_revox.waiting import schedule
 from airflow_provider_revox.waiting.batch import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.waiting.events import call_summary, describe_end
+from airflow_provider_revox.waiting.ids import batch_call_ids, is_templated
 
 _T = TypeVar("_T")
 
@@ -292,28 +292,6 @@ class RevoxCallSensor(BaseSensorOperator):
         fail_or_skip(self.soft_fail, message)
 
 
-def batch_call_ids(value: Any) -> list[str]:
-    """The ids a batch sensor waits on: validated, de-duplicated in order, never empty.
-
-    Takes a list of ids, or of mappings with ``call_id`` (what single-call sensors return), as
-    an upstream task hands them over.
-
-    Raises:
-        ValueError: on a bare string (a template rendered to text instead of a list), an
-            unusable id, or an empty list.
-    """
-    if isinstance(value, str):
-        raise ValueError(
-            f"call_ids must be a list of call ids, not the string {_short(value, 80)}; a Jinja "
-            "template renders to text unless the DAG sets render_template_as_native_obj=True, "
-            "so pass an XComArg (task.output) or a list instead"
-        )
-    ids = normalize_call_ids(value)
-    if not ids:
-        raise ValueError("call_ids is empty: give at least one call order to wait for")
-    return ids
-
-
 def _run_async(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     """Run a coroutine to completion from synchronous code, even under a running event loop."""
     try:
@@ -388,7 +366,7 @@ class RevoxCallsSensor(BaseSensorOperator):
             timeout=timeout if timeout is not None else _NO_FIXED_TIMEOUT,
             **kwargs,
         )
-        if isinstance(call_ids, list | tuple) and not any(_is_template(item) for item in call_ids):
+        if isinstance(call_ids, list | tuple) and not any(is_templated(item) for item in call_ids):
             batch_call_ids(call_ids)  # a literal list: report a bad id when the DAG is parsed
         self.call_ids = call_ids
         self.revox_conn_id = revox_conn_id
@@ -557,8 +535,4 @@ class RevoxCallsSensor(BaseSensorOperator):
         fail_or_skip(self.soft_fail, message)
 
 
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
-
-
-__all__ = ["RevoxCallSensor", "RevoxCallsSensor", "batch_call_ids"]
+__all__ = ["RevoxCallSensor", "RevoxCallsSensor"]
