@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test demo bench simulator clean
+.PHONY: install lint test test-fast demo bench simulator clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# The edit loop: unit tests only, no real Airflow run.
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not airflow"
 
 demo: install
 	$(PY) demo/run_demo.py

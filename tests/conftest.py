@@ -23,6 +23,17 @@ os.environ.pop("AIRFLOW_CONN_REVOX_DEFAULT", None)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+#: Fixtures that bring up a real Airflow; a test using one is marked ``airflow`` so that
+#: ``make test-fast`` (``-m "not airflow"``) can leave it out.
+_AIRFLOW_FIXTURES = frozenset({"airflow_db", "run_dag"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that runs a real Airflow, whichever way it asks for one."""
+    for item in items:
+        if _AIRFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.airflow)
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
