@@ -1,8 +1,12 @@
 """The one redaction applied wherever call data leaves the hook.
 
 A call response can carry other people's credentials (a custom LLM's API key,
-custom tools' headers and query parameters). Everything written to XCom,
-storage, logs or an error message goes through :func:`redact` first.
+custom tools' headers and query parameters, tool arguments). Everything written
+to XCom, storage, logs or an error message goes through :func:`redact` or
+:func:`redact_text` first.
+
+It runs on every call of an export, so it walks each value once and name checks
+are cached.
 """
 
 from __future__ import annotations
@@ -11,32 +15,34 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote
 
 MASK = "***"
 
+#: Mappings and lists nested deeper than this are masked whole: deeper data is hostile, and
+#: walking it would end in ``RecursionError`` (here or in whatever serialises the result).
+MAX_DEPTH = 64
 _SECRET_PARTS = frozenset(
-    {
-        "apikey",
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "pwd",
-        "authorization",
-        "auth",
-        "cookie",
-        "credential",
-        "credentials",
-        "signature",
-        "bearer",
-    }
+    {"pass", "passphrase", "pwd", "authorization", "auth", "signature", "bearer", "jwt"}
 )
-_SECRET_JOINED = ("api_key", "apikey", "private_key", "access_key", "client_secret", "session_key")
-_TOOL_SECRET_CONTAINERS = frozenset({"headers", "query_params", "queryparams", "query_parameters"})
+# A part ending in one of these names a credential too: "accesstoken", "clientSecret", "passwords".
+# Not "tokens": "max_tokens" and "prompt_tokens" count an LLM's tokens.
+_SECRET_SUFFIXES = (
+    *("token", "secret", "secrets", "password", "passwords", "passwd", "apikey", "apikeys"),
+    *("credential", "credentials", "cookie", "cookies"),
+)
+_SECRET_JOINED = ("api_key", "private_key", "access_key", "session_key")
+# Names that end in "key" but name data, not a credential.
+_PLAIN_KEYS = frozenset(
+    {"primary", "foreign", "sort", "partition", "cache", "lookup", "group", "row", "object", "public"}
+)
+# Query parameter names that hold a credential in URLs only ("code" in prose is a postal code).
+_URL_SECRET_PARAMS = frozenset({"key", "sig", "code", "k"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 _URL_QUERY_SECRET = re.compile(r"(?P<key>[?&][^=&#\s]+)=(?P<value>[^&#\s]*)")
-_URL_SECRET_PARAMS = frozenset({"key", "sig", "code", "k"})
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 
 
@@ -44,10 +50,47 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 @lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True when a mapping key names a credential (api_key, X-Api-Key, accessToken, password, ...)."""
-    normalised = _CAMEL.sub("_", str(key)).lower().replace("-", "_").replace(" ", "_").replace(".", "_")
+    normalised = _normalise(key)
     if any(joined in normalised for joined in _SECRET_JOINED):
         return True
-    return any(part in _SECRET_PARTS for part in normalised.split("_"))
+    return any(part in _SECRET_PARTS or part.endswith(_SECRET_SUFFIXES) for part in normalised.split("_"))
+
+
+def _normalise(name: str) -> str:
+    return _CAMEL.sub("_", str(name)).lower().replace("-", "_").replace(" ", "_").replace(".", "_")
+
+
+@lru_cache(maxsize=4096)
+def _is_secret_name(name: str, in_url: bool = False) -> bool:
+    """True when a header, parameter or ``{name, value}`` entry name is a credential.
+
+    Broader than :func:`is_secret_key`: names of headers and parameters ending in "key"
+    (``X-Crm-Key``, ``stripe_key``) are credentials, and so are some short URL parameters.
+    """
+    for _ in range(2):  # "api%5Fkey", and once more for "api%255Fkey"
+        if "%" not in name:
+            break
+        name = unquote(name)
+    if is_secret_key(name):
+        return True
+    parts = _normalise(name).split("_")
+    if in_url and "_".join(parts) in _URL_SECRET_PARAMS:
+        return True
+    return parts[-1] == "key" and (len(parts) == 1 or parts[-2] not in _PLAIN_KEYS)
+
+
+@lru_cache(maxsize=1024)
+def _is_container(key: str) -> bool:
+    """True for a mapping key holding headers or query parameters, whose values are all masked."""
+    normalised = _normalise(key)
+    last = normalised.rsplit("_", 1)[-1]
+    return last in ("headers", "params", "querystring") or normalised.endswith(
+        ("query_parameters", "query_string", "queryparams")
+    )
+
+
+def _prepare(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(secret for secret in secrets if isinstance(secret, str) and len(secret) >= 4)
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -57,73 +100,129 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
         text: the text to clean.
         secrets: literal values (such as the connection's API key) to mask wherever they appear.
     """
+    return _clean_string(text, _prepare(tuple(secrets)), MAX_DEPTH)
+
+
+def redact(value: Any, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPTH) -> Any:
+    """Return a deep copy of ``value`` with every credential replaced by ``"***"``.
+
+    Masks the values of keys named like a credential at any depth (``llm_model.api_key``,
+    ``Authorization``, ``client_secret``, ...), every value under a headers or query-parameter
+    container (``headers``, ``request_headers``, ``query_params``, ``params``, ... whether a
+    mapping, a list of ``{name, value}`` entries or pairs, or a string), the value of any
+    ``{name|key, value}`` entry whose name is a credential, and credentials inside strings
+    (see :func:`redact_text`). Mappings and lists nested deeper than ``max_depth`` are masked
+    whole. Tuples become lists. The input is never modified.
+    """
+    return _walk(value, _prepare(tuple(secrets)), max_depth)
+
+
+def _walk(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
+    if isinstance(value, str):
+        return _clean_string(value, secrets, depth)
+    if isinstance(value, dict):
+        return _walk_dict(value, secrets, depth - 1) if depth > 0 else MASK
+    if isinstance(value, list | tuple):
+        return [_walk(item, secrets, depth - 1) for item in value] if depth > 0 else MASK
+    return value
+
+
+def _walk_dict(value: dict[Any, Any], secrets: tuple[str, ...], depth: int) -> dict[Any, Any]:
+    masked_value = _credential_entry_value(value)
+    out: dict[Any, Any] = {}
+    for key, item in value.items():
+        name = key if isinstance(key, str) else str(key)
+        if secrets and isinstance(key, str):
+            key = _mask_literals(key, secrets)
+        if is_secret_key(name) or name == masked_value:
+            out[key] = _mask_all(item, secrets, depth)
+        elif _is_container(name):
+            out[key] = _mask_container(item, secrets, depth)
+        else:
+            out[key] = _walk(item, secrets, depth)
+    return out
+
+
+def _credential_entry_value(entry: dict[Any, Any]) -> str | None:
+    """The value field of a ``{"name": "Authorization", "value": ...}`` entry, else None."""
+    for value_field in ("value", "Value"):
+        if value_field in entry:
+            for name_field in ("name", "key", "Name", "Key"):
+                name = entry.get(name_field)
+                if isinstance(name, str) and _is_secret_name(name):
+                    return value_field
+    return None
+
+
+def _mask_all(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
+    """Mask every leaf under a secret key, keeping the shape (None stays None)."""
+    if value is None:
+        return None
+    if depth <= 0:
+        return MASK
+    if isinstance(value, dict):
+        return {_mask_key(key, secrets): _mask_all(item, secrets, depth - 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_all(item, secrets, depth - 1) for item in value]
+    return MASK
+
+
+def _mask_container(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
+    """Headers or query parameters: every value masked, entry names kept."""
+    if value is None:
+        return None
+    if depth <= 0:
+        return MASK
+    if isinstance(value, dict):
+        return _mask_entry(value, secrets, depth - 1)
+    if isinstance(value, list | tuple):
+        return [_mask_list_entry(item, secrets, depth - 1) for item in value]
+    return MASK
+
+
+def _mask_list_entry(entry: Any, secrets: tuple[str, ...], depth: int) -> Any:
+    """One header as ``{"key": "Authorization", "value": "..."}`` or ``["Authorization", "..."]``."""
+    if depth > 0 and isinstance(entry, dict):
+        return _mask_entry(entry, secrets, depth - 1)
+    if depth > 0 and isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str):
+        return [_mask_key(entry[0], secrets), _mask_all(entry[1], secrets, depth - 1)]
+    return _mask_all(entry, secrets, depth)
+
+
+def _mask_entry(entry: dict[Any, Any], secrets: tuple[str, ...], depth: int) -> dict[Any, Any]:
+    # A name is kept only beside a value field: in {"key": "..."} alone, "key" is the parameter.
+    names = ("name", "key", "Name", "Key") if "value" in entry or "Value" in entry else ()
+    return {
+        _mask_key(key, secrets): (
+            _mask_key(item, secrets)
+            if key in names and isinstance(item, str)
+            else _mask_all(item, secrets, depth)
+        )
+        for key, item in entry.items()
+    }
+
+
+def _mask_key(key: Any, secrets: tuple[str, ...]) -> Any:
+    return _mask_literals(key, secrets) if secrets and isinstance(key, str) else key
+
+
+def _mask_literals(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret in text:
             text = text.replace(secret, MASK)
+    return text
+
+
+def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
+    text = _mask_literals(text, secrets)
     text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
     text = _URL_QUERY_SECRET.sub(
-        lambda m: f"{m.group('key')}={MASK}" if _is_secret_param(m.group("key")[1:]) else m.group(0), text
+        lambda m: (
+            f"{m.group('key')}={MASK}" if _is_secret_name(m.group("key")[1:], in_url=True) else m.group(0)
+        ),
+        text,
     )
     return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
 
 
-def _is_secret_param(name: str) -> bool:
-    return name.lower() in _URL_SECRET_PARAMS or is_secret_key(name)
-
-
-def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """Return a deep copy of ``value`` with every credential replaced by ``"***"``.
-
-    Masks the values of keys named like a credential at any depth (``llm_model.api_key``,
-    ``Authorization``, ``client_secret``, ...), every value of custom tools' ``headers`` and
-    ``query_params``, and credentials embedded in strings. The input is never modified.
-    """
-    secret_list = tuple(s for s in secrets if s)
-    return _redact(value, secret_list, in_tool_container=False)
-
-
-def _redact(value: Any, secrets: tuple[str, ...], in_tool_container: bool) -> Any:
-    if isinstance(value, dict):
-        out: dict[Any, Any] = {}
-        for key, item in value.items():
-            key_text = str(key)
-            if in_tool_container or is_secret_key(key_text):
-                out[key] = _mask_all(item)
-            elif key_text.lower().replace("-", "_") in _TOOL_SECRET_CONTAINERS:
-                out[key] = _redact(item, secrets, in_tool_container=True)
-            else:
-                out[key] = _redact(item, secrets, in_tool_container=False)
-        return out
-    if isinstance(value, list | tuple):
-        if in_tool_container:
-            return [_mask_header_entry(item) for item in value]
-        return [_redact(item, secrets, in_tool_container=False) for item in value]
-    if isinstance(value, str):
-        return redact_text(value, secrets)
-    return value
-
-
-def _mask_all(value: Any) -> Any:
-    """Mask every leaf under a secret key, keeping the shape (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return {key: _mask_all(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_all(item) for item in value]
-    return MASK
-
-
-def _mask_header_entry(entry: Any) -> Any:
-    """Headers as a list: ``[{"key": "Authorization", "value": "..."}]`` or ``[["k", "v"]]``."""
-    if isinstance(entry, dict):
-        return {
-            key: (item if str(key).lower() in ("key", "name") else _mask_all(item))
-            for key, item in entry.items()
-        }
-    if isinstance(entry, list | tuple) and len(entry) == 2:
-        return [entry[0], _mask_all(entry[1])]
-    return _mask_all(entry)
-
-
-__all__ = ["MASK", "is_secret_key", "redact", "redact_text"]
+__all__ = ["MASK", "MAX_DEPTH", "is_secret_key", "redact", "redact_text"]

@@ -15,7 +15,7 @@ from airflow_provider_revox.export.tables import (
     transcript_turns,
 )
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.redact import MASK, is_secret_key, redact, redact_text
+from airflow_provider_revox.redact import MASK, MAX_DEPTH, is_secret_key, redact, redact_text
 
 API_KEY = "rvx_live_connection_key_0001"
 PLANTED = {
@@ -145,3 +145,103 @@ def test_secret_key_names() -> None:
         assert is_secret_key(key), key
     for key in ("name", "budget", "content", "role", "tool_name", "status"):
         assert not is_secret_key(key), key
+
+
+# -- credentials the redactor once missed ------------------------------------------------------
+
+
+def tool_with(**fields: Any) -> dict[str, Any]:
+    """A call whose one custom tool carries ``fields``."""
+    return {"id": "c", "assistant": {"custom_tools": [{"name": "crm", **fields}]}}
+
+
+def test_headers_and_query_params_given_as_strings_are_masked_whole() -> None:
+    call = tool_with(
+        headers="X-Crm-Key: planted-crm-key-0101\r\nX-Team: sales",
+        query_params="api_key=planted-query-0102&region=eu",
+    )
+    tool = redact(call)["assistant"]["custom_tools"][0]
+    assert tool == {"name": "crm", "headers": MASK, "query_params": MASK}
+
+
+def test_every_value_under_any_headers_or_query_container_is_masked() -> None:
+    containers = ["headers", "request_headers", "customHeaders", "Extra-Headers", "query_params"]
+    containers += ["queryParameters", "params", "url_params", "query_string"]
+    for name in containers:
+        cleaned = redact({"tool": {name: {"X-Region": "planted-0110", "n": 3, "none": None}}})
+        assert cleaned == {"tool": {name: {"X-Region": MASK, "n": MASK, "none": None}}}, name
+    # A tool's parameter schema is not a container of values.
+    schema = {"parameters": {"type": "object", "properties": {"slot": {"type": "string"}}}}
+    assert redact(schema) == schema
+
+
+def test_name_value_entries_naming_a_credential_are_masked_anywhere() -> None:
+    call = {
+        "request_headers": [{"name": "Authorization", "value": "Bearer planted-0111"}],
+        "metadata": {
+            "env": [
+                {"name": "X-Crm-Key", "value": "planted-0112"},
+                {"key": "db_password", "value": {"v": "planted-0113"}},
+                {"name": "region", "value": "eu"},
+            ]
+        },
+        "query_params": {"key": "planted-0114"},
+    }
+    cleaned = redact(call)
+    assert cleaned == {
+        "request_headers": [{"name": "Authorization", "value": MASK}],
+        "metadata": {
+            "env": [
+                {"name": "X-Crm-Key", "value": MASK},
+                {"key": "db_password", "value": {"v": MASK}},
+                {"name": "region", "value": "eu"},
+            ]
+        },
+        # A lone "key" is a parameter's value, not its name: masked.
+        "query_params": {"key": MASK},
+    }
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"next": value}
+    return value
+
+
+def depth_of(value: Any) -> int:
+    """Nesting depth of mappings and lists, counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def test_deep_nesting_is_masked_beyond_the_limit_instead_of_raising() -> None:
+    cleaned = redact({"id": "c", "metadata": _nested(5000, {"token": "planted-0140", "kept": "x"})})
+    assert cleaned["id"] == "c"
+    assert "planted" not in json.dumps(cleaned)
+    assert depth_of(cleaned) <= MAX_DEPTH
+    # Under a secret key and in a headers container.
+    for container in ("password", "headers"):
+        cleaned = redact({container: _nested(5000, "planted-0141")})
+        assert "planted" not in json.dumps(cleaned)
+        assert depth_of(cleaned) <= MAX_DEPTH
+    # Data within the limit keeps every value.
+    shallow = _nested(MAX_DEPTH - 2, {"kept": "visible"})
+    assert redact(shallow) == shallow
+
+
+def test_counts_and_plain_names_are_not_mistaken_for_credentials() -> None:
+    usage = {
+        "max_tokens": 512,
+        "prompt_tokens": 10,
+        "secretary": "Ann",
+        "primary_key": "id",
+        "tokenizer": "bpe",
+    }
+    assert redact(usage) == usage
+    assert redact_text("zip code: 75001, ratio 1:2, time 10:00") == "zip code: 75001, ratio 1:2, time 10:00"
