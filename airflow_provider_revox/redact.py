@@ -5,17 +5,19 @@ custom tools' headers and query parameters, tool arguments). Everything written
 to XCom, storage, logs or an error message goes through :func:`redact` or
 :func:`redact_text` first.
 
-It runs on every call of an export, so it walks each value once and name checks
-are cached.
+It runs on every call of an export, so it walks each value once: strings are
+scanned by a few regular expressions (only those that can hold a credential), and
+name checks are cached.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 
@@ -40,10 +42,26 @@ _PLAIN_KEYS = frozenset(
 _URL_SECRET_PARAMS = frozenset({"key", "sig", "code", "k"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
-
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
-_URL_QUERY_SECRET = re.compile(r"(?P<key>[?&][^=&#\s]+)=(?P<value>[^&#\s]*)")
+# scheme://user@ or scheme://user:password@ (also scheme-relative //user@, and JSON's \/\/).
+_URL_USERINFO = re.compile(r"(?P<scheme>(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?(?:\\?/){2})[^/?#@\s\\]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
+# name=value (query strings, fragments, connection strings) and name: value (header lines,
+# JSON or YAML text). Only the name and separator are consumed: the value is a look-ahead,
+# so a value that is not masked (a URL after "https:") is scanned again for pairs inside it.
+_PAIR = re.compile(
+    r"""(?<![^\s?&#;,{(\[/])
+        (?P<quote>\\?["']|)(?P<name>[A-Za-z_][\w%.+-]*)(?P=quote)
+        [ \t]*(?P<sep>[:=])[ \t]*
+        (?=(?P<value>
+            (?:\r?\n[ \t]*)?  # pretty-printed JSON: the value on the next line
+            (?:\\"(?:[^"\\]|\\[^"])*(?:\\"|$)
+              | "(?:[^"\\]|\\.)*"?
+              | '(?:[^'\\]|\\.)*'?
+            )
+          | (?:(?:bearer|basic|token|digest|negotiate|ntlm)[ \t]+)?[^\s&#;"'<>{}\[\]\\]+
+        ))""",
+    re.VERBOSE | re.IGNORECASE,
+)
 
 
 # Cached: a call repeats the same few hundred key names, and this runs for every key of every call.
@@ -89,12 +107,23 @@ def _is_container(key: str) -> bool:
     )
 
 
+@lru_cache(maxsize=64)
 def _prepare(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(secret for secret in secrets if isinstance(secret, str) and len(secret) >= 4)
+    """The known secrets as they may appear in text: plain, JSON-escaped and percent-encoded."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 4:
+            forms.update((secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)))
+            forms.add(json.dumps(secret)[1:-1].replace("/", "\\/"))
+    # Longest first, so a longer form is not left half-masked by a shorter one.
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask credentials inside free text: URL user-info, secret query parameters, bearer tokens.
+    """Mask credentials inside text, and the given literal secrets wherever they appear.
+
+    Masks URL user-info, secret query parameters and header lines, bearer tokens and the
+    values of secret names in JSON-like text.
 
     Args:
         text: the text to clean.
@@ -214,15 +243,67 @@ def _mask_literals(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
-    text = _mask_literals(text, secrets)
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    text = _URL_QUERY_SECRET.sub(
-        lambda m: (
-            f"{m.group('key')}={MASK}" if _is_secret_name(m.group("key")[1:], in_url=True) else m.group(0)
-        ),
-        text,
-    )
-    return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    if secrets:
+        text = _mask_literals(text, secrets)
+    if "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    lower = text.lower()
+    if "bearer" in lower or "basic" in lower:
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    if ("=" in text or ":" in text) and _may_name_a_secret(lower):
+        text = _mask_pairs(text)
+    return text
+
+
+# Every name _is_secret_name accepts contains one of these once lower-cased (or is
+# percent-encoded). Checking them is far cheaper than scanning every string for pairs.
+_NAME_HINTS = (
+    *("key", "token", "secret", "pass", "pwd", "auth", "cookie", "credential", "sig", "bearer", "jwt"),
+    *("code", "k=", "k =", "%"),
+)
+
+
+def _may_name_a_secret(lower: str) -> bool:
+    return any(hint in lower for hint in _NAME_HINTS)
+
+
+def _mask_pairs(text: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in _PAIR.finditer(text):
+        if match.start() < done:
+            continue  # inside a value already masked
+        name = match.group("name")
+        if not _is_secret_name(name, in_url=match.group("sep") == "="):
+            continue
+        value = match.group("value")
+        start = match.end()
+        end = start + len(value)
+        if match.group("sep") == ":" and value[:1] not in _QUOTES and _normalise(name) in _WHOLE_LINE:
+            # "Cookie: a=1; session=..." or "Authorization: Digest username=..., response=...".
+            line_end = text.find("\n", start)
+            end = len(text) if line_end < 0 else line_end
+        pieces.append(text[done:start])
+        pieces.append(_masked_like(value))
+        done = end
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+_QUOTES = frozenset("\\\"'\r\n")
+_WHOLE_LINE = frozenset({"cookie", "set_cookie", "authorization", "proxy_authorization"})
+
+
+def _masked_like(value: str) -> str:
+    """The mask, quoted as the value was (after any line break), so JSON text keeps its shape."""
+    quoted = value.lstrip()
+    gap = value[: len(value) - len(quoted)]
+    for quote_mark in ('\\"', '"', "'"):
+        if quoted.startswith(quote_mark):
+            return f"{gap}{quote_mark}{MASK}{quote_mark}"
+    return MASK
 
 
 __all__ = ["MASK", "MAX_DEPTH", "is_secret_key", "redact", "redact_text"]

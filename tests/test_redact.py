@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -164,6 +165,15 @@ def test_headers_and_query_params_given_as_strings_are_masked_whole() -> None:
     assert tool == {"name": "crm", "headers": MASK, "query_params": MASK}
 
 
+def test_query_strings_and_header_lines_in_free_text_are_masked() -> None:
+    cleaned = redact_text("api_key=planted-query-0103&region=eu")
+    assert cleaned == f"api_key={MASK}&region=eu"
+    cleaned = redact_text("send X-Crm-Key: planted-crm-key-0104 and Authorization: Token planted-0105")
+    assert cleaned == f"send X-Crm-Key: {MASK} and Authorization: {MASK}"
+    cleaned = redact_text("Server=db;User Id=ann;Password=planted-0106;Timeout=5")
+    assert cleaned == f"Server=db;User Id=ann;Password={MASK};Timeout=5"
+
+
 def test_every_value_under_any_headers_or_query_container_is_masked() -> None:
     containers = ["headers", "request_headers", "customHeaders", "Extra-Headers", "query_params"]
     containers += ["queryParameters", "params", "url_params", "query_string"]
@@ -202,6 +212,50 @@ def test_name_value_entries_naming_a_credential_are_masked_anywhere() -> None:
     }
 
 
+def test_json_text_that_does_not_parse_still_has_its_secret_pairs_masked() -> None:
+    cut = '{"user": "ann", "password": "planted-0123", "client_secret": "planted-01'
+    cleaned = redact_text(cut)
+    assert cleaned == f'{{"user": "ann", "password": "{MASK}", "client_secret": "{MASK}"'
+    escaped = '"{\\"api_key\\": \\"planted-0124\\", \\"n\\": 1'
+    assert "planted" not in redact_text(escaped)
+
+
+def test_url_fragment_percent_encoded_name_and_userinfo_are_masked() -> None:
+    cases = {
+        "https://app.example/cb#access_token=planted-0130&state=x": f"https://app.example/cb#access_token={MASK}&state=x",
+        "https://api.example/v1?api%5Fkey=planted-0131&page=2": f"https://api.example/v1?api%5Fkey={MASK}&page=2",
+        "https://api.example/v1?API%5FKEY=planted-0132": f"https://api.example/v1?API%5FKEY={MASK}",
+        "https://planted-0133@hooks.example/in": f"https://{MASK}@hooks.example/in",
+        "https://bot:planted-0134@hooks.example/in": f"https://{MASK}@hooks.example/in",
+        "see //planted-0135@cdn.example/x": f"see //{MASK}@cdn.example/x",
+        # A query value holding an "@" is not user-info.
+        "https://crm.example/find?email=ann@example.com": "https://crm.example/find?email=ann@example.com",
+    }
+    for text, expected in cases.items():
+        assert redact_text(text) == expected, text
+    assert redact({"url": "https://planted-0136@hooks.example"}) == {"url": f"https://{MASK}@hooks.example"}
+
+
+def test_known_secrets_are_masked_inside_any_string_key_and_encoding() -> None:
+    key = "rvx/live+key=0001"
+    payload = {
+        "note": f"prefix{key}suffix",
+        key: "a key that is the secret",
+        "args": json.dumps({"echo": key, "list": [key]}),
+        "escaped": json.dumps({"echo": key}).replace("/", "\\/"),
+        "url": f"https://crm.example/?q={quote(key, safe='')}",
+        "headers": {key: "x"},
+        "password": {key: "x"},
+    }
+    text = json.dumps(redact(payload, secrets=(key,)))
+    assert key not in text
+    assert json.dumps(key)[1:-1] not in text
+    assert quote(key, safe="") not in text
+    assert "rvx" not in text
+    # redact_text masks it too, and short or empty "secrets" mask nothing.
+    assert redact_text(f"x {key} y", (key, "", "ab")) == f"x {MASK} y"
+
+
 def _nested(depth: int, leaf: Any) -> Any:
     value = leaf
     for level in range(depth):
@@ -233,6 +287,24 @@ def test_deep_nesting_is_masked_beyond_the_limit_instead_of_raising() -> None:
     # Data within the limit keeps every value.
     shallow = _nested(MAX_DEPTH - 2, {"kept": "visible"})
     assert redact(shallow) == shallow
+
+
+def test_header_lines_cut_json_and_joined_names_in_text() -> None:
+    cases = {
+        # A cookie or authorization header line is masked to its end.
+        "Cookie: theme=dark; session=planted-0150\nAccept: */*": f"Cookie: {MASK}\nAccept: */*",
+        'Authorization: Digest username="ann", response="planted-0151"': f"Authorization: {MASK}",
+        # Pretty-printed JSON cut short: the value is on the next line.
+        '{\n  "password":\n    "planted-0152",\n  "n": 1': f'{{\n  "password":\n    "{MASK}",\n  "n": 1',
+        # Query parameter names in lower case, without separators.
+        "https://x.example/?accesstoken=planted-0153&clientsecret=planted-0154": (
+            f"https://x.example/?accesstoken={MASK}&clientsecret={MASK}"
+        ),
+        # JSON escapes slashes: user-info stays recognisable.
+        '{"url": "https:\\/\\/bot:planted-0155@hooks.example': f'{{"url": "https:\\/\\/{MASK}@hooks.example',
+    }
+    for text, expected in cases.items():
+        assert redact_text(text) == expected, text
 
 
 def test_counts_and_plain_names_are_not_mistaken_for_credentials() -> None:
