@@ -5,9 +5,9 @@ custom tools' headers and query parameters, tool arguments). Everything written
 to XCom, storage, logs or an error message goes through :func:`redact` or
 :func:`redact_text` first.
 
-It runs on every call of an export, so it walks each value once: strings are
-scanned by a few regular expressions (only those that can hold a credential), and
-name checks are cached.
+It runs on every call of an export, so it walks each value once: strings that hold
+JSON are decoded and walked as structures, other strings are scanned by a few
+regular expressions, and name checks are cached.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ MASK = "***"
 #: Mappings and lists nested deeper than this are masked whole: deeper data is hostile, and
 #: walking it would end in ``RecursionError`` (here or in whatever serialises the result).
 MAX_DEPTH = 64
+#: Longer strings are not decoded as JSON (their secret pairs are still masked as text).
+MAX_JSON_CHARS = 1_000_000
+
 _SECRET_PARTS = frozenset(
     {"pass", "passphrase", "pwd", "authorization", "auth", "signature", "bearer", "jwt"}
 )
@@ -119,17 +122,20 @@ def _prepare(secrets: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
-def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+def redact_text(text: str, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPTH) -> str:
     """Mask credentials inside text, and the given literal secrets wherever they appear.
 
     Masks URL user-info, secret query parameters and header lines, bearer tokens and the
-    values of secret names in JSON-like text.
+    values of secret names in JSON-like text. Text that is a JSON object or array is decoded,
+    redacted as a structure (see :func:`redact`) and re-encoded; it is kept as it was when it
+    holds nothing to mask.
 
     Args:
         text: the text to clean.
         secrets: literal values (such as the connection's API key) to mask wherever they appear.
+        max_depth: nesting depth beyond which decoded JSON is masked whole.
     """
-    return _clean_string(text, _prepare(tuple(secrets)), MAX_DEPTH)
+    return _clean_string(text, _prepare(tuple(secrets)), max_depth)
 
 
 def redact(value: Any, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPTH) -> Any:
@@ -243,6 +249,19 @@ def _mask_literals(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
+    if text[:1] in _JSON_FIRST and _looks_like_json(text):
+        try:
+            decoded = json.loads(text)
+        except RecursionError:
+            return MASK  # nested deeper than the decoder can go: hostile, masked whole
+        except ValueError:
+            pass  # not JSON after all (or cut short): its pairs are masked as text below
+        else:
+            cleaned = _walk(decoded, secrets, depth)
+            if cleaned != decoded:
+                return json.dumps(cleaned, ensure_ascii=False)
+            # Nothing to mask in the decoded value; the raw text is still scanned, for a
+            # credential the decoder dropped (a duplicate key).
     if secrets:
         text = _mask_literals(text, secrets)
     if "@" in text:
@@ -255,6 +274,7 @@ def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
     return text
 
 
+_JSON_FIRST = frozenset("{[ \t\r\n")
 # Every name _is_secret_name accepts contains one of these once lower-cased (or is
 # percent-encoded). Checking them is far cheaper than scanning every string for pairs.
 _NAME_HINTS = (
@@ -265,6 +285,16 @@ _NAME_HINTS = (
 
 def _may_name_a_secret(lower: str) -> bool:
     return any(hint in lower for hint in _NAME_HINTS)
+
+
+def _looks_like_json(text: str) -> bool:
+    if len(text) < 2 or len(text) > MAX_JSON_CHARS:
+        return False
+    first, last = text[0], text[-1]
+    if first.isspace() or last.isspace():
+        stripped = text.strip()
+        first, last = stripped[:1], stripped[-1:]
+    return (first == "{" and last == "}") or (first == "[" and last == "]")
 
 
 def _mask_pairs(text: str) -> str:

@@ -212,6 +212,33 @@ def test_name_value_entries_naming_a_credential_are_masked_anywhere() -> None:
     }
 
 
+def test_json_encoded_strings_are_decoded_redacted_and_reencoded() -> None:
+    arguments = json.dumps({"user": "ann", "api_key": "planted-0120", "deep": [{"password": "planted-0121"}]})
+    turn = {"role": "tool", "tool_arguments": arguments, "content": '  ["x", {"token": "planted-0122"}] '}
+    cleaned = redact(turn)
+    assert json.loads(cleaned["tool_arguments"]) == {
+        "user": "ann",
+        "api_key": MASK,
+        "deep": [{"password": MASK}],
+    }
+    assert json.loads(cleaned["content"]) == ["x", {"token": MASK}]
+    # JSON inside JSON, and JSON text handed to redact_text (an error body).
+    twice = json.dumps({"tool_arguments": arguments})
+    assert "planted" not in redact_text(twice)
+    assert json.loads(json.loads(redact_text(twice))["tool_arguments"])["api_key"] == MASK
+    # Structural rules apply inside the text: containers and credential entries.
+    tool = json.dumps(
+        {"headers": {"X-Region": "planted-0125"}, "env": [{"name": "X-Crm-Key", "value": "planted-0126"}]}
+    )
+    assert json.loads(redact_text(tool)) == {
+        "headers": {"X-Region": MASK},
+        "env": [{"name": "X-Crm-Key", "value": MASK}],
+    }
+    # Text without credentials is kept byte for byte, whatever its spacing.
+    plain = '{"slot":  "10:00",\n "note": "call back"}'
+    assert redact({"tool_arguments": plain}) == {"tool_arguments": plain}
+
+
 def test_json_text_that_does_not_parse_still_has_its_secret_pairs_masked() -> None:
     cut = '{"user": "ann", "password": "planted-0123", "client_secret": "planted-01'
     cleaned = redact_text(cut)
@@ -279,11 +306,16 @@ def test_deep_nesting_is_masked_beyond_the_limit_instead_of_raising() -> None:
     assert cleaned["id"] == "c"
     assert "planted" not in json.dumps(cleaned)
     assert depth_of(cleaned) <= MAX_DEPTH
-    # Under a secret key and in a headers container.
+    # Under a secret key, in a headers container, and in JSON text.
     for container in ("password", "headers"):
         cleaned = redact({container: _nested(5000, "planted-0141")})
         assert "planted" not in json.dumps(cleaned)
         assert depth_of(cleaned) <= MAX_DEPTH
+    arguments = json.loads(redact({"a": json.dumps(_nested(500, {"api_key": "planted-0142"}))})["a"])
+    assert "planted" not in json.dumps(arguments)
+    assert depth_of(arguments) <= MAX_DEPTH
+    # Too deep for the JSON decoder itself: the text is masked whole.
+    assert redact_text("[" * 100_000 + "]" * 100_000) == MASK
     # Data within the limit keeps every value.
     shallow = _nested(MAX_DEPTH - 2, {"kept": "visible"})
     assert redact(shallow) == shallow
