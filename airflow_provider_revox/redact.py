@@ -202,26 +202,20 @@ def _mask_all(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
     return MASK
 
 
-def _mask_container(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
-    """Headers or query parameters: every value masked, entry names kept."""
-    if value is None:
-        return None
-    if depth <= 0:
-        return MASK
-    if isinstance(value, dict):
+def _mask_container(value: Any, secrets: tuple[str, ...], depth: int, *, entry: bool = False) -> Any:
+    """Headers or query parameters: every value masked, the names of headers kept.
+
+    A container is a mapping, a string, or a list of entries (``entry``): each entry is a
+    ``{"key": "Authorization", "value": "..."}`` mapping or an ``["Authorization", "..."]`` pair.
+    """
+    if depth > 0 and isinstance(value, dict):
         return _mask_entry(value, secrets, depth - 1)
-    if isinstance(value, list | tuple):
-        return [_mask_list_entry(item, secrets, depth - 1) for item in value]
-    return MASK
-
-
-def _mask_list_entry(entry: Any, secrets: tuple[str, ...], depth: int) -> Any:
-    """One header as ``{"key": "Authorization", "value": "..."}`` or ``["Authorization", "..."]``."""
-    if depth > 0 and isinstance(entry, dict):
-        return _mask_entry(entry, secrets, depth - 1)
-    if depth > 0 and isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str):
-        return [_mask_key(entry[0], secrets), _mask_all(entry[1], secrets, depth - 1)]
-    return _mask_all(entry, secrets, depth)
+    if depth > 0 and isinstance(value, list | tuple):
+        if not entry:
+            return [_mask_container(item, secrets, depth - 1, entry=True) for item in value]
+        if len(value) == 2 and isinstance(value[0], str):
+            return [_mask_key(value[0], secrets), _mask_all(value[1], secrets, depth - 1)]
+    return _mask_all(value, secrets, depth)
 
 
 def _mask_entry(entry: dict[Any, Any], secrets: tuple[str, ...], depth: int) -> dict[Any, Any]:
