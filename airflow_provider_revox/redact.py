@@ -46,23 +46,29 @@ _URL_SECRET_PARAMS = frozenset({"key", "sig", "code", "k"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 # scheme://user@ or scheme://user:password@ (also scheme-relative //user@, and JSON's \/\/).
-_URL_USERINFO = re.compile(r"(?P<scheme>(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?(?:\\?/){2})[^/?#@\s\\]+@")
+# The look-behind starts a scheme only at the start of a word: without it, a long word in a
+# text holding an "@" costs time in the square of its length.
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>(?:(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*:)?(?:\\?/){2})[^/?#@\s\\]+@"
+)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
-# name=value (query strings, fragments, connection strings) and name: value (header lines,
-# JSON or YAML text). Only the name and separator are consumed: the value is a look-ahead,
-# so a value that is not masked (a URL after "https:") is scanned again for pairs inside it.
-_PAIR = re.compile(
+# The name and separator of name=value (query strings, fragments, connection strings) and
+# name: value (header lines, JSON or YAML text), wherever a name can start.
+_PAIR_NAME = re.compile(
     r"""(?<![^\s?&#;,{(\[/])
         (?P<quote>\\?["']|)(?P<name>[A-Za-z_][\w%.+-]*)(?P=quote)
-        [ \t]*(?P<sep>[:=])[ \t]*
-        (?=(?P<value>
-            (?:\r?\n[ \t]*)?  # pretty-printed JSON: the value on the next line
-            (?:\\"(?:[^"\\]|\\[^"])*(?:\\"|$)
-              | "(?:[^"\\]|\\.)*"?
-              | '(?:[^'\\]|\\.)*'?
-            )
-          | (?:(?:bearer|basic|token|digest|negotiate|ntlm)[ \t]+)?[^\s&#;"'<>{}\[\]\\]+
-        ))""",
+        [ \t]*(?P<sep>[:=])[ \t]*""",
+    re.VERBOSE,
+)
+# The value after a secret name: quoted (JSON, possibly escaped inside another JSON string,
+# possibly cut short) or one token (with its auth scheme: "Token abc").
+_PAIR_VALUE = re.compile(
+    r"""(?:\r?\n[ \t]*)?  # pretty-printed JSON: the value on the next line
+        (?:\\"(?:[^"\\]|\\[^"])*(?:\\"|$)
+          | "(?:[^"\\]|\\.)*"?
+          | '(?:[^'\\]|\\.)*'?
+        )
+      | (?:(?:bearer|basic|token|digest|negotiate|ntlm)[ \t]+)?[^\s&#;"'<>{}\[\]\\]+""",
     re.VERBOSE | re.IGNORECASE,
 )
 
@@ -292,24 +298,26 @@ def _looks_like_json(text: str) -> bool:
 
 
 def _mask_pairs(text: str) -> str:
+    # A value is read only after a secret name, and the search goes on after what was masked:
+    # a value that is not masked (a URL after "https:") is searched for pairs inside it, and
+    # no stretch of text is read twice for a value.
     pieces: list[str] = []
     done = 0
-    for match in _PAIR.finditer(text):
-        if match.start() < done:
-            continue  # inside a value already masked
-        name = match.group("name")
-        if not _is_secret_name(name, in_url=match.group("sep") == "="):
+    match = _PAIR_NAME.search(text)
+    while match:
+        name, separator, start = match.group("name"), match.group("sep"), match.end()
+        value = _PAIR_VALUE.match(text, start) if _is_secret_name(name, separator == "=") else None
+        if value is None:
+            match = _PAIR_NAME.search(text, start)
             continue
-        value = match.group("value")
-        start = match.end()
-        end = start + len(value)
-        if match.group("sep") == ":" and value[:1] not in _QUOTES and _normalise(name) in _WHOLE_LINE:
+        end = value.end()
+        if separator == ":" and text[start : start + 1] not in _QUOTES and _normalise(name) in _WHOLE_LINE:
             # "Cookie: a=1; session=..." or "Authorization: Digest username=..., response=...".
             line_end = text.find("\n", start)
             end = len(text) if line_end < 0 else line_end
-        pieces.append(text[done:start])
-        pieces.append(_masked_like(value))
+        pieces += (text[done:start], _masked_like(value.group()))
         done = end
+        match = _PAIR_NAME.search(text, end)
     if not pieces:
         return text
     pieces.append(text[done:])

@@ -113,3 +113,15 @@ def test_redacting_a_long_call_costs_work_in_proportion_to_its_size() -> None:
     # bounded number of calls per turn.
     assert 1.8 * small_calls <= large_calls <= 2.1 * small_calls
     assert large_calls / 400 < 80  # 400 turns: 200 in each transcript
+
+
+def test_long_hostile_texts_are_read_once() -> None:
+    # Texts like these once took time in the square of their length (tens of seconds at this
+    # size): a scheme was tried at every letter of a long word, and every secret name re-read
+    # the rest of the text as its value.
+    word = "a" * 100_000
+    assert redact_text(f"{word}@host") == f"{word}@host"
+    assert redact_text("/key:" * 20_000) == f"/key:{MASK}"
+    assert redact_text("password=/" * 10_000) == f"password={MASK}"
+    assert redact_text("x token=" * 12_500) == "x" + f" token={MASK}" * 12_499 + " token="
+    assert redact_text("?a" * 50_000 + "&sig=abc") == "?a" * 50_000 + f"&sig={MASK}"
