@@ -28,6 +28,12 @@ PLANTED = {
     "nested_password": "planted-password-0006",
     "url_key": "planted-url-key-0007",
     "header_list": "planted-header-list-0008",
+    "header_string": "planted-header-string-0009",
+    "query_string": "planted-query-string-0010",
+    "request_headers": "planted-request-header-0011",
+    "userinfo": "planted-userinfo-0012",
+    "fragment": "planted-fragment-0013",
+    "json_arguments": "planted-json-arguments-0014",
 }
 
 
@@ -48,6 +54,15 @@ def planted_call() -> dict[str, Any]:
                     "query_params": {"code": PLANTED["tool_query"]},
                 },
                 {"name": "erp", "headers": [{"key": "X-Api-Key", "value": PLANTED["header_list"]}]},
+                {
+                    "name": "crm2",
+                    "url": f"https://{PLANTED['userinfo']}@hooks.example/in#access_token={PLANTED['fragment']}",
+                    "headers": f"X-Crm-Key: {PLANTED['header_string']}",
+                    "query_params": f"api_key={PLANTED['query_string']}&region=eu",
+                    "request_headers": [
+                        {"name": "Authorization", "value": f"Bearer {PLANTED['request_headers']}"}
+                    ],
+                },
             ],
         },
         "metadata": {"crm": {"deep": [{"refresh_token": PLANTED["nested_token"]}]}},
@@ -62,6 +77,11 @@ def planted_call() -> dict[str, Any]:
                         "role": "tool",
                         "tool_name": "login",
                         "tool_arguments": {"user": "ann", "password": PLANTED["nested_password"]},
+                    },
+                    {
+                        "role": "tool",
+                        "tool_name": "crm",
+                        "tool_arguments": json.dumps({"api_key": PLANTED["json_arguments"], "echo": API_KEY}),
                     },
                 ],
             }
@@ -98,6 +118,9 @@ def test_every_export_of_a_planted_call_is_clean() -> None:
     assert_clean(json.dumps(list(transcript_rows(call, secrets=secrets)), default=str))
     assert_clean(json.dumps(transcript_turns(call, secrets=secrets)))
     assert_clean(json.dumps(structured_output_record(call, secrets)))
+    # Tool arguments sent as JSON text stay JSON text, with the credentials masked.
+    arguments = [row["tool_arguments"] for row in transcript_rows(call, secrets=secrets)]
+    assert json.loads(arguments[-1]) == {"api_key": MASK, "echo": MASK}
 
 
 def test_free_text_credentials_are_masked() -> None:
