@@ -51,7 +51,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_USERINFO = re.compile(
     r"(?P<scheme>(?:(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*:)?(?:\\?/){2})[^/?#@\s\\]+@"
 )
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9._~+/=-]{4,})")
 # The name and separator of name=value (query strings, fragments, connection strings) and
 # name: value (header lines, JSON or YAML text), wherever a name can start.
 _PAIR_NAME = re.compile(
@@ -268,10 +268,18 @@ def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
         text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
     lower = text.lower()
     if "bearer" in lower or "basic" in lower:
-        text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        text = _BEARER.sub(_mask_token, text)
     if ("=" in text or ":" in text) and _may_name_a_secret(lower):
         text = _mask_pairs(text)
     return text
+
+
+def _mask_token(match: re.Match[str]) -> str:
+    scheme, token = match.group(1), match.group(2)
+    if scheme.lower() == "basic" and (len(token) < 8 or (token.isalpha() and token[1:].islower())):
+        # "the basic package": a word, not base64 of "user:password".
+        return match.group(0)
+    return f"{scheme} {MASK}"
 
 
 _JSON_FIRST = frozenset("{[ \t\r\n")

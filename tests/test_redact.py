@@ -372,3 +372,10 @@ def test_counts_and_plain_names_are_not_mistaken_for_credentials() -> None:
     }
     assert redact(usage) == usage
     assert redact_text("zip code: 75001, ratio 1:2, time 10:00") == "zip code: 75001, ratio 1:2, time 10:00"
+
+
+def test_basic_credentials_are_masked_but_the_word_basic_is_not() -> None:
+    assert redact_text("Basic dXNlcjpwYXNzd29yZA==") == f"Basic {MASK}"
+    assert redact_text("use Basic YW5uOmh1bnRlcjI with it") == f"use Basic {MASK} with it"
+    said = "I'd like the basic package, with basic information and the Basic Plan"
+    assert redact_text(said) == said
