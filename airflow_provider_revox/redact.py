@@ -116,6 +116,12 @@ def _is_container(key: str) -> bool:
     )
 
 
+def _known(secrets: Iterable[str]) -> tuple[str, ...]:
+    # One key passed as a plain string would otherwise be read as its characters, each too
+    # short to mask: the key itself would go through.
+    return _prepare((secrets,) if isinstance(secrets, str) else tuple(secrets))
+
+
 @lru_cache(maxsize=64)
 def _prepare(secrets: tuple[str, ...]) -> tuple[str, ...]:
     """The known secrets as they may appear in text: plain, JSON-escaped and percent-encoded."""
@@ -141,7 +147,7 @@ def redact_text(text: str, secrets: Iterable[str] = (), *, max_depth: int = MAX_
         secrets: literal values (such as the connection's API key) to mask wherever they appear.
         max_depth: nesting depth beyond which decoded JSON is masked whole.
     """
-    return _clean_string(text, _prepare(tuple(secrets)), max_depth)
+    return _clean_string(text, _known(secrets), max_depth)
 
 
 def redact(value: Any, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPTH) -> Any:
@@ -155,7 +161,7 @@ def redact(value: Any, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPT
     (see :func:`redact_text`). Mappings and lists nested deeper than ``max_depth`` are masked
     whole. Tuples become lists. The input is never modified.
     """
-    return _walk(value, _prepare(tuple(secrets)), max_depth)
+    return _walk(value, _known(secrets), max_depth)
 
 
 def _walk(value: Any, secrets: tuple[str, ...], depth: int) -> Any:

@@ -379,3 +379,8 @@ def test_basic_credentials_are_masked_but_the_word_basic_is_not() -> None:
     assert redact_text("use Basic YW5uOmh1bnRlcjI with it") == f"use Basic {MASK} with it"
     said = "I'd like the basic package, with basic information and the Basic Plan"
     assert redact_text(said) == said
+
+
+def test_one_secret_passed_as_a_plain_string_is_still_masked() -> None:
+    assert redact_text(f"key {API_KEY}", API_KEY) == f"key {MASK}"
+    assert redact({"note": API_KEY}, API_KEY) == {"note": MASK}
