@@ -230,7 +230,7 @@ def test_name_value_entries_naming_a_credential_are_masked_anywhere() -> None:
                 {"name": "region", "value": "eu"},
             ]
         },
-        # A lone "key" is a parameter's value, not its name: masked.
+        # Without a value field, "key" is the parameter itself: its value is masked.
         "query_params": {"key": MASK},
     }
 
