@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,7 @@ from airflow_provider_revox.export.tables import (
     transcript_turns,
 )
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.redact import MASK, is_secret_key, redact, redact_text
+from airflow_provider_revox.redact import MASK, MAX_DEPTH, is_secret_key, redact, redact_text
 
 API_KEY = "rvx_live_connection_key_0001"
 PLANTED = {
@@ -27,6 +28,12 @@ PLANTED = {
     "nested_password": "planted-password-0006",
     "url_key": "planted-url-key-0007",
     "header_list": "planted-header-list-0008",
+    "header_string": "planted-header-string-0009",
+    "query_string": "planted-query-string-0010",
+    "request_headers": "planted-request-header-0011",
+    "userinfo": "planted-userinfo-0012",
+    "fragment": "planted-fragment-0013",
+    "json_arguments": "planted-json-arguments-0014",
 }
 
 
@@ -47,6 +54,15 @@ def planted_call() -> dict[str, Any]:
                     "query_params": {"code": PLANTED["tool_query"]},
                 },
                 {"name": "erp", "headers": [{"key": "X-Api-Key", "value": PLANTED["header_list"]}]},
+                {
+                    "name": "crm2",
+                    "url": f"https://{PLANTED['userinfo']}@hooks.example/in#access_token={PLANTED['fragment']}",
+                    "headers": f"X-Crm-Key: {PLANTED['header_string']}",
+                    "query_params": f"api_key={PLANTED['query_string']}&region=eu",
+                    "request_headers": [
+                        {"name": "Authorization", "value": f"Bearer {PLANTED['request_headers']}"}
+                    ],
+                },
             ],
         },
         "metadata": {"crm": {"deep": [{"refresh_token": PLANTED["nested_token"]}]}},
@@ -61,6 +77,11 @@ def planted_call() -> dict[str, Any]:
                         "role": "tool",
                         "tool_name": "login",
                         "tool_arguments": {"user": "ann", "password": PLANTED["nested_password"]},
+                    },
+                    {
+                        "role": "tool",
+                        "tool_name": "crm",
+                        "tool_arguments": json.dumps({"api_key": PLANTED["json_arguments"], "echo": API_KEY}),
                     },
                 ],
             }
@@ -97,6 +118,9 @@ def test_every_export_of_a_planted_call_is_clean() -> None:
     assert_clean(json.dumps(list(transcript_rows(call, secrets=secrets)), default=str))
     assert_clean(json.dumps(transcript_turns(call, secrets=secrets)))
     assert_clean(json.dumps(structured_output_record(call, secrets)))
+    # Tool arguments sent as JSON text stay JSON text, with the credentials masked.
+    arguments = [row["tool_arguments"] for row in transcript_rows(call, secrets=secrets)]
+    assert json.loads(arguments[-1]) == {"api_key": MASK, "echo": MASK}
 
 
 def test_free_text_credentials_are_masked() -> None:
@@ -145,3 +169,218 @@ def test_secret_key_names() -> None:
         assert is_secret_key(key), key
     for key in ("name", "budget", "content", "role", "tool_name", "status"):
         assert not is_secret_key(key), key
+
+
+# -- credentials the redactor once missed ------------------------------------------------------
+
+
+def tool_with(**fields: Any) -> dict[str, Any]:
+    """A call whose one custom tool carries ``fields``."""
+    return {"id": "c", "assistant": {"custom_tools": [{"name": "crm", **fields}]}}
+
+
+def test_headers_and_query_params_given_as_strings_are_masked_whole() -> None:
+    call = tool_with(
+        headers="X-Crm-Key: planted-crm-key-0101\r\nX-Team: sales",
+        query_params="api_key=planted-query-0102&region=eu",
+    )
+    tool = redact(call)["assistant"]["custom_tools"][0]
+    assert tool == {"name": "crm", "headers": MASK, "query_params": MASK}
+
+
+def test_query_strings_and_header_lines_in_free_text_are_masked() -> None:
+    cleaned = redact_text("api_key=planted-query-0103&region=eu")
+    assert cleaned == f"api_key={MASK}&region=eu"
+    cleaned = redact_text("send X-Crm-Key: planted-crm-key-0104 and Authorization: Token planted-0105")
+    assert cleaned == f"send X-Crm-Key: {MASK} and Authorization: {MASK}"
+    cleaned = redact_text("Server=db;User Id=ann;Password=planted-0106;Timeout=5")
+    assert cleaned == f"Server=db;User Id=ann;Password={MASK};Timeout=5"
+
+
+def test_every_value_under_any_headers_or_query_container_is_masked() -> None:
+    containers = ["headers", "request_headers", "customHeaders", "Extra-Headers", "query_params"]
+    containers += ["queryParameters", "params", "url_params", "query_string"]
+    for name in containers:
+        cleaned = redact({"tool": {name: {"X-Region": "planted-0110", "n": 3, "none": None}}})
+        assert cleaned == {"tool": {name: {"X-Region": MASK, "n": MASK, "none": None}}}, name
+    # A tool's parameter schema is not a container of values.
+    schema = {"parameters": {"type": "object", "properties": {"slot": {"type": "string"}}}}
+    assert redact(schema) == schema
+
+
+def test_name_value_entries_naming_a_credential_are_masked_anywhere() -> None:
+    call = {
+        "request_headers": [{"name": "Authorization", "value": "Bearer planted-0111"}],
+        "metadata": {
+            "env": [
+                {"name": "X-Crm-Key", "value": "planted-0112"},
+                {"key": "db_password", "value": {"v": "planted-0113"}},
+                {"name": "region", "value": "eu"},
+            ]
+        },
+        "query_params": {"key": "planted-0114"},
+    }
+    cleaned = redact(call)
+    assert cleaned == {
+        "request_headers": [{"name": "Authorization", "value": MASK}],
+        "metadata": {
+            "env": [
+                {"name": "X-Crm-Key", "value": MASK},
+                {"key": "db_password", "value": {"v": MASK}},
+                {"name": "region", "value": "eu"},
+            ]
+        },
+        # Without a value field, "key" is the parameter itself: its value is masked.
+        "query_params": {"key": MASK},
+    }
+
+
+def test_json_encoded_strings_are_decoded_redacted_and_reencoded() -> None:
+    arguments = json.dumps({"user": "ann", "api_key": "planted-0120", "deep": [{"password": "planted-0121"}]})
+    turn = {"role": "tool", "tool_arguments": arguments, "content": '  ["x", {"token": "planted-0122"}] '}
+    cleaned = redact(turn)
+    assert json.loads(cleaned["tool_arguments"]) == {
+        "user": "ann",
+        "api_key": MASK,
+        "deep": [{"password": MASK}],
+    }
+    assert json.loads(cleaned["content"]) == ["x", {"token": MASK}]
+    # JSON inside JSON, and JSON text handed to redact_text (an error body).
+    twice = json.dumps({"tool_arguments": arguments})
+    assert "planted" not in redact_text(twice)
+    assert json.loads(json.loads(redact_text(twice))["tool_arguments"])["api_key"] == MASK
+    # Structural rules apply inside the text: containers and credential entries.
+    tool = json.dumps(
+        {"headers": {"X-Region": "planted-0125"}, "env": [{"name": "X-Crm-Key", "value": "planted-0126"}]}
+    )
+    assert json.loads(redact_text(tool)) == {
+        "headers": {"X-Region": MASK},
+        "env": [{"name": "X-Crm-Key", "value": MASK}],
+    }
+    # Text without credentials is kept byte for byte, whatever its spacing.
+    plain = '{"slot":  "10:00",\n "note": "call back"}'
+    assert redact({"tool_arguments": plain}) == {"tool_arguments": plain}
+
+
+def test_json_text_that_does_not_parse_still_has_its_secret_pairs_masked() -> None:
+    cut = '{"user": "ann", "password": "planted-0123", "client_secret": "planted-01'
+    cleaned = redact_text(cut)
+    assert cleaned == f'{{"user": "ann", "password": "{MASK}", "client_secret": "{MASK}"'
+    escaped = '"{\\"api_key\\": \\"planted-0124\\", \\"n\\": 1'
+    assert "planted" not in redact_text(escaped)
+
+
+def test_url_fragment_percent_encoded_name_and_userinfo_are_masked() -> None:
+    cases = {
+        "https://app.example/cb#access_token=planted-0130&state=x": f"https://app.example/cb#access_token={MASK}&state=x",
+        "https://api.example/v1?api%5Fkey=planted-0131&page=2": f"https://api.example/v1?api%5Fkey={MASK}&page=2",
+        "https://api.example/v1?API%5FKEY=planted-0132": f"https://api.example/v1?API%5FKEY={MASK}",
+        "https://planted-0133@hooks.example/in": f"https://{MASK}@hooks.example/in",
+        "https://bot:planted-0134@hooks.example/in": f"https://{MASK}@hooks.example/in",
+        "see //planted-0135@cdn.example/x": f"see //{MASK}@cdn.example/x",
+        # A query value holding an "@" is not user-info.
+        "https://crm.example/find?email=ann@example.com": "https://crm.example/find?email=ann@example.com",
+    }
+    for text, expected in cases.items():
+        assert redact_text(text) == expected, text
+    assert redact({"url": "https://planted-0136@hooks.example"}) == {"url": f"https://{MASK}@hooks.example"}
+
+
+def test_known_secrets_are_masked_inside_any_string_key_and_encoding() -> None:
+    key = "rvx/live+key=0001"
+    payload = {
+        "note": f"prefix{key}suffix",
+        key: "a key that is the secret",
+        "args": json.dumps({"echo": key, "list": [key]}),
+        "escaped": json.dumps({"echo": key}).replace("/", "\\/"),
+        "url": f"https://crm.example/?q={quote(key, safe='')}",
+        "headers": {key: "x"},
+        "password": {key: "x"},
+    }
+    text = json.dumps(redact(payload, secrets=(key,)))
+    assert key not in text
+    assert json.dumps(key)[1:-1] not in text
+    assert quote(key, safe="") not in text
+    assert "rvx" not in text
+    # redact_text masks it too, and short or empty "secrets" mask nothing.
+    assert redact_text(f"x {key} y", (key, "", "ab")) == f"x {MASK} y"
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"next": value}
+    return value
+
+
+def depth_of(value: Any) -> int:
+    """Nesting depth of mappings and lists, counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def test_deep_nesting_is_masked_beyond_the_limit_instead_of_raising() -> None:
+    cleaned = redact({"id": "c", "metadata": _nested(5000, {"token": "planted-0140", "kept": "x"})})
+    assert cleaned["id"] == "c"
+    assert "planted" not in json.dumps(cleaned)
+    assert depth_of(cleaned) <= MAX_DEPTH
+    # Under a secret key, in a headers container, and in JSON text.
+    for container in ("password", "headers"):
+        cleaned = redact({container: _nested(5000, "planted-0141")})
+        assert "planted" not in json.dumps(cleaned)
+        assert depth_of(cleaned) <= MAX_DEPTH
+    arguments = json.loads(redact({"a": json.dumps(_nested(500, {"api_key": "planted-0142"}))})["a"])
+    assert "planted" not in json.dumps(arguments)
+    assert depth_of(arguments) <= MAX_DEPTH
+    # Too deep for the JSON decoder itself: the text is masked whole.
+    assert redact_text("[" * 100_000 + "]" * 100_000) == MASK
+    # Data within the limit keeps every value.
+    shallow = _nested(MAX_DEPTH - 2, {"kept": "visible"})
+    assert redact(shallow) == shallow
+
+
+def test_header_lines_cut_json_and_joined_names_in_text() -> None:
+    cases = {
+        # A cookie or authorization header line is masked to its end.
+        "Cookie: theme=dark; session=planted-0150\nAccept: */*": f"Cookie: {MASK}\nAccept: */*",
+        'Authorization: Digest username="ann", response="planted-0151"': f"Authorization: {MASK}",
+        # Pretty-printed JSON cut short: the value is on the next line.
+        '{\n  "password":\n    "planted-0152",\n  "n": 1': f'{{\n  "password":\n    "{MASK}",\n  "n": 1',
+        # Query parameter names in lower case, without separators.
+        "https://x.example/?accesstoken=planted-0153&clientsecret=planted-0154": (
+            f"https://x.example/?accesstoken={MASK}&clientsecret={MASK}"
+        ),
+        # JSON escapes slashes: user-info stays recognisable.
+        '{"url": "https:\\/\\/bot:planted-0155@hooks.example': f'{{"url": "https:\\/\\/{MASK}@hooks.example',
+    }
+    for text, expected in cases.items():
+        assert redact_text(text) == expected, text
+
+
+def test_counts_and_plain_names_are_not_mistaken_for_credentials() -> None:
+    usage = {
+        "max_tokens": 512,
+        "prompt_tokens": 10,
+        "secretary": "Ann",
+        "primary_key": "id",
+        "tokenizer": "bpe",
+    }
+    assert redact(usage) == usage
+    assert redact_text("zip code: 75001, ratio 1:2, time 10:00") == "zip code: 75001, ratio 1:2, time 10:00"
+
+
+def test_basic_credentials_are_masked_but_the_word_basic_is_not() -> None:
+    assert redact_text("Basic dXNlcjpwYXNzd29yZA==") == f"Basic {MASK}"
+    assert redact_text("use Basic YW5uOmh1bnRlcjI with it") == f"use Basic {MASK} with it"
+    said = "I'd like the basic package, with basic information and the Basic Plan"
+    assert redact_text(said) == said
+
+
+def test_one_secret_passed_as_a_plain_string_is_still_masked() -> None:
+    assert redact_text(f"key {API_KEY}", API_KEY) == f"key {MASK}"
+    assert redact({"note": API_KEY}, API_KEY) == {"note": MASK}
