@@ -57,14 +57,14 @@ from airflow_provider_revox.simulator.orders import (
     valid_time,
 )
 from airflow_provider_revox.simulator.profile import Profile
-from airflow_provider_revox.simulator.render import FROM_PHONE_NUMBER, render_call, simulated_user, status_at
+from airflow_provider_revox.simulator.render import render_call, simulated_user, status_at
 from airflow_provider_revox.simulator.search import (
     MAX_SEARCH_PAGE_SIZE,
     SEARCH_OPTIONAL_FIELDS,
     SEARCH_REQUIRED_FIELDS,
     CallSearch,
-    SearchFilter,
-    or_none,
+    matches,
+    sort_key,
     valid_search,
 )
 from airflow_provider_revox.simulator.timeline import (
@@ -72,10 +72,10 @@ from airflow_provider_revox.simulator.timeline import (
     OrderPlan,
     OrderScript,
     OrderSpec,
-    cut_plan,
-    finish,
+    cancelled_plan,
     initial_plan,
-    plan_attempts,
+    paused_plan,
+    resumed_plan,
 )
 
 #: Where recording links point before a server tells the engine its address.
@@ -218,19 +218,8 @@ class SimulatorEngine:
             else:
                 # Direct lookups: a batch of ids must not cost a scan of every order.
                 candidates = [plan for i in search.call_ids if (plan := self._plans.get(i)) is not None]
-        matched = [plan for plan in candidates if self._matches(plan, moment, search)]
-        rank = self._rank
-
-        def key(plan: OrderPlan) -> tuple[Any, ...]:
-            spec = plan.spec
-            if search.sort_by == "id":
-                return (spec.call_id,)
-            when = spec.created_at
-            if search.sort_by == "scheduled_at" and spec.scheduled_at is not None:
-                when = spec.scheduled_at
-            return (when, rank[spec.call_id])
-
-        matched.sort(key=key, reverse=search.descending)
+        matched = [plan for plan in candidates if matches(plan, moment, search, self._rendered)]
+        matched.sort(key=lambda plan: sort_key(plan, search, self._rank), reverse=search.descending)
         start = search.page * search.page_size
         page_ids = tuple(plan.spec.call_id for plan in matched[start : start + search.page_size])
         return CallSearch(call_ids=page_ids, total_count=len(matched), at=moment)
@@ -394,18 +383,7 @@ class SimulatorEngine:
             current = status_at(plan, moment)
             if statuses.is_terminal(current):
                 raise Conflict(f"call {call_id} is already {current} and cannot be cancelled")
-            pauses = tuple((start, end if end is not None else moment) for start, end in plan.pauses)
-            attempts = cut_plan(plan, moment, "cancelled")
-            self._install(
-                OrderPlan(
-                    spec=plan.spec,
-                    attempts=attempts,
-                    post_start=plan.post_start if plan.post_start and plan.post_start <= moment else None,
-                    final_at=moment,
-                    final_status=statuses.CANCELLED,
-                    pauses=pauses,
-                )
-            )
+            self._install(cancelled_plan(plan, moment))
             return self.get_call(call_id, moment)
 
     def pause(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
@@ -421,17 +399,7 @@ class SimulatorEngine:
             current = status_at(plan, moment)
             if current not in (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING, statuses.CALLING):
                 raise Conflict(f"call {call_id} is {current} and cannot be paused")
-            attempts = cut_plan(plan, moment, "paused")
-            self._install(
-                OrderPlan(
-                    spec=plan.spec,
-                    attempts=attempts,
-                    post_start=None,
-                    final_at=None,
-                    final_status=None,
-                    pauses=(*plan.pauses, (moment, None)),
-                )
-            )
+            self._install(paused_plan(plan, moment))
             return self.get_call(call_id, moment)
 
     def resume(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
@@ -447,34 +415,7 @@ class SimulatorEngine:
             current = status_at(plan, moment)
             if current != statuses.PAUSED:
                 raise Conflict(f"call {call_id} is {current}, not paused")
-            pauses = (*plan.pauses[:-1], (plan.pauses[-1][0], moment))
-            spec = plan.spec
-            previous = plan.attempts[-1] if plan.attempts else None
-            start = max(moment, spec.scheduled_at or moment)
-            more = plan_attempts(spec, self.profile, start, len(plan.attempts) + 1, previous)
-            resumed = finish(spec, self.profile, (*plan.attempts, *more), pauses)
-            if resumed.post_start is not None and resumed.post_start < moment and resumed.final_at:
-                shift = moment - resumed.post_start
-                resumed = OrderPlan(
-                    spec=spec,
-                    attempts=resumed.attempts,
-                    post_start=moment,
-                    final_at=resumed.final_at + shift,
-                    final_status=resumed.final_status,
-                    outcome=resumed.outcome,
-                    structured_output=resumed.structured_output,
-                    pauses=pauses,
-                )
-            elif resumed.final_at is not None and resumed.final_at < moment:
-                resumed = OrderPlan(
-                    spec=spec,
-                    attempts=resumed.attempts,
-                    post_start=None,
-                    final_at=moment,
-                    final_status=resumed.final_status,
-                    pauses=pauses,
-                )
-            self._install(resumed)
+            self._install(resumed_plan(plan, self.profile, moment))
             return self.get_call(call_id, moment)
 
     # -- internals -------------------------------------------------------------------------
@@ -505,38 +446,6 @@ class SimulatorEngine:
             cached = render_call(plan, plan.events[phase - 1], self.recording_url)
             plan.render_cache[phase] = cached
         return cached
-
-    def _matches(self, plan: OrderPlan, moment: datetime, search: SearchFilter) -> bool:
-        # Cheapest tests first; rendering (cached per phase) only for outcome and result.
-        phase = bisect_right(plan.events, moment)
-        if phase == 0:
-            return False
-        spec = plan.spec
-        if search.statuses and status_at(plan, moment) not in search.statuses:
-            return False
-        if search.assistant_ids and spec.assistant.get("id") not in search.assistant_ids:
-            return False
-        # Every simulated order is outbound, from one line, with no campaign and no assignee.
-        if search.directions and "outbound" not in search.directions:
-            return False
-        if search.campaign_ids or search.assignee_ids:
-            return False
-        if search.from_phone_numbers and FROM_PHONE_NUMBER not in search.from_phone_numbers:
-            return False
-        if search.to_phone_number and search.to_phone_number not in spec.phone_number:
-            return False
-        if search.query and not (
-            search.query in spec.call_id.lower() or search.query in spec.phone_number.lower()
-        ):
-            return False
-        if search.outcomes or search.results:
-            call = self._rendered(plan, phase)
-            if search.outcomes and or_none(call.get("outcome")) not in search.outcomes:
-                return False
-            last = call.get("last_call_attempt")
-            if search.results and or_none(last.get("result") if last else None) not in search.results:
-                return False
-        return True
 
     def _phase(self, call_id: str, at: datetime | None) -> tuple[OrderPlan, int]:
         plan = self._plan(call_id)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from airflow_provider_revox import statuses
-from airflow_provider_revox.hooks.revox import SEARCH_FILTERS
 from airflow_provider_revox.simulator.errors import InvalidSearch
+from airflow_provider_revox.simulator.render import FROM_PHONE_NUMBER, status_at
+from airflow_provider_revox.simulator.timeline import OrderPlan
 
+#: The filter lists a search must carry (the hook's list: its module imports Airflow, this one must not).
+SEARCH_FILTERS = ("assignee_ids", "assistant_ids", "campaign_ids", "directions",
+                  "from_phone_numbers", "outcomes", "results", "statuses")  # fmt: skip
 #: Every field a call search request must carry.
 SEARCH_REQUIRED_FIELDS = (*SEARCH_FILTERS, "page", "page_size")
 #: The fields a call search request may carry.
@@ -128,6 +134,59 @@ def valid_search(**fields: Any) -> SearchFilter:
     )
 
 
+def matches(
+    plan: OrderPlan,
+    moment: datetime,
+    search: SearchFilter,
+    rendered: Callable[[OrderPlan, int], dict[str, Any]],
+) -> bool:
+    """True when the order, read at ``moment``, passes every filter of ``search``.
+
+    ``rendered(plan, phase)`` gives the call object of a phase (cached by the engine).
+    """
+    # Cheapest tests first; rendering (cached per phase) only for outcome and result.
+    phase = bisect_right(plan.events, moment)
+    if phase == 0:
+        return False
+    spec = plan.spec
+    if search.statuses and status_at(plan, moment) not in search.statuses:
+        return False
+    if search.assistant_ids and spec.assistant.get("id") not in search.assistant_ids:
+        return False
+    # Every simulated order is outbound, from one line, with no campaign and no assignee.
+    if search.directions and "outbound" not in search.directions:
+        return False
+    if search.campaign_ids or search.assignee_ids:
+        return False
+    if search.from_phone_numbers and FROM_PHONE_NUMBER not in search.from_phone_numbers:
+        return False
+    if search.to_phone_number and search.to_phone_number not in spec.phone_number:
+        return False
+    if search.query and not (
+        search.query in spec.call_id.lower() or search.query in spec.phone_number.lower()
+    ):
+        return False
+    if search.outcomes or search.results:
+        call = rendered(plan, phase)
+        if search.outcomes and or_none(call.get("outcome")) not in search.outcomes:
+            return False
+        last = call.get("last_call_attempt")
+        if search.results and or_none(last.get("result") if last else None) not in search.results:
+            return False
+    return True
+
+
+def sort_key(plan: OrderPlan, search: SearchFilter, rank: dict[str, int]) -> tuple[Any, ...]:
+    """Where the order sorts in a search: by id, or by creation (or scheduled) time then placement."""
+    spec = plan.spec
+    if search.sort_by == "id":
+        return (spec.call_id,)
+    when = spec.created_at
+    if search.sort_by == "scheduled_at" and spec.scheduled_at is not None:
+        when = spec.scheduled_at
+    return (when, rank[spec.call_id])
+
+
 __all__ = [
     "MAX_SEARCH_PAGE_SIZE",
     "SEARCH_NONE",
@@ -135,6 +194,8 @@ __all__ = [
     "SEARCH_REQUIRED_FIELDS",
     "CallSearch",
     "SearchFilter",
+    "matches",
     "or_none",
+    "sort_key",
     "valid_search",
 ]

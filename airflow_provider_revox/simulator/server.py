@@ -51,7 +51,7 @@ from airflow_provider_revox.simulator.engine import (
     SimulatorError,
     UnknownCall,
 )
-from airflow_provider_revox.simulator.faults import NO_FAULT, UNKNOWN_STATUS_VALUE, Fault, Faults
+from airflow_provider_revox.simulator.faults import Faults, apply_body_faults
 from airflow_provider_revox.simulator.recordings import recording_chunks, recording_length
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -84,7 +84,7 @@ def is_loopback(host: str) -> bool:
 class _Reply:
     """A JSON answer, before body faults and headers."""
 
-    __slots__ = ("body", "call_id", "listed", "retry_after", "status", "wrap_call", "wrap_calls")
+    __slots__ = ("body", "call_id", "listed", "retry_after", "status", "wrap_calls")
 
     def __init__(
         self,
@@ -92,13 +92,12 @@ class _Reply:
         body: bytes,
         *,
         call_id: str | None = None,
-        wrap_call: bool = False,
         wrap_calls: bool = False,
         listed: tuple[str, ...] = (),
     ) -> None:
         self.status, self.body, self.call_id = status, body, call_id
         # Body faults apply to the call of {"call": ...} or to every call of {"calls": [...]}.
-        self.wrap_call, self.wrap_calls = wrap_call, wrap_calls
+        self.wrap_calls = wrap_calls
         #: The orders a search served: each counts as a look at that order in the stats.
         self.listed = listed
         self.retry_after: float | None = None
@@ -343,7 +342,9 @@ class SimulatorServer:
                 if len(body) > MAX_BODY_BYTES:
                     reply = _error(413, "payload_too_large", "request body is too large")
                 else:
-                    reply = _apply_body_faults(self._answer(handler, request, call_id, body), fault)
+                    reply = self._answer(handler, request, call_id, body)
+                    if reply.status == 200:
+                        reply.body = apply_body_faults(reply.body, fault, calls=reply.wrap_calls)
             self._count(endpoint, str(reply.status), reply.call_id or call_id, reply.listed)
             return self._send(request, reply)
 
@@ -371,7 +372,7 @@ class SimulatorServer:
 
     def _get_call(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
         assert call_id is not None
-        return _Reply(200, self.engine.get_call_json(call_id), call_id=call_id, wrap_call=True)
+        return _Reply(200, self.engine.get_call_json(call_id), call_id=call_id)
 
     def _search(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
         payload = _json_body(body)
@@ -385,14 +386,14 @@ class SimulatorServer:
     def _place(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
         payload = _json_body(body)
         call = self.engine.place_call(**{key: payload[key] for key in ORDER_FIELDS if key in payload})
-        return _json(200, {"call": call}, call_id=call["id"], wrap_call=True)
+        return _json(200, {"call": call}, call_id=call["id"])
 
     def _action(self, action: str) -> Handler:
         def act(request: Request, call_id: str | None, body: bytes) -> _Reply:
             assert call_id is not None
             call = getattr(self.engine, action)(call_id)
             # The API answers {"success": true}; the order as it now stands comes along.
-            return _json(200, {"success": True, "call": call}, call_id=call_id, wrap_call=True)
+            return _json(200, {"success": True, "call": call}, call_id=call_id)
 
         return act
 
@@ -461,36 +462,6 @@ async def _drop(request: Request) -> Response:
     for _ in range(3):
         await asyncio.sleep(0)
     return Response(b"", 500)
-
-
-def _apply_body_faults(reply: _Reply, fault: Fault) -> _Reply:
-    if fault is NO_FAULT or reply.status != 200:
-        return reply
-    body = reply.body
-    if (reply.wrap_call or reply.wrap_calls) and (fault.unknown_status or fault.extra_fields):
-        payload = json.loads(body)
-        calls = payload["calls"] if reply.wrap_calls else [payload["call"]]
-        if fault.extra_fields:
-            payload["request_id"] = "req_simulated"
-        for call in calls:
-            _modify_call(call, fault)
-        body = json.dumps(payload, separators=(",", ":")).encode()
-    if fault.replace == "truncate":
-        body = body[: max(1, len(body) // 2)]
-    reply.body = body
-    return reply
-
-
-def _modify_call(call: dict[str, Any], fault: Fault) -> None:
-    if fault.unknown_status:
-        call["status"] = UNKNOWN_STATUS_VALUE
-    if fault.extra_fields:
-        call["sentiment"] = {"label": "neutral", "score": 0.51}
-        call["x_billing"] = {"units": 3, "currency": "EUR"}
-        for attempt in call.get("call_attempts") or []:
-            attempt["carrier"] = {"name": "sim-telecom", "sip_code": 200}
-        if call.get("last_call_attempt"):
-            call["last_call_attempt"]["carrier"] = {"name": "sim-telecom", "sip_code": 200}
 
 
 __all__ = ["KEEP_ALIVE_SECONDS", "SimulatorServer", "is_loopback"]

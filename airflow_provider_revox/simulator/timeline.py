@@ -323,14 +323,73 @@ def cut_plan(plan: OrderPlan, moment: datetime, reason: str) -> tuple[AttemptPla
     return tuple(kept)
 
 
+def cancelled_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
+    """The plan of an order cancelled at ``moment``: a live attempt hung up, a pause ended."""
+    pauses = tuple((start, end if end is not None else moment) for start, end in plan.pauses)
+    return OrderPlan(
+        spec=plan.spec,
+        attempts=cut_plan(plan, moment, "cancelled"),
+        post_start=plan.post_start if plan.post_start and plan.post_start <= moment else None,
+        final_at=moment,
+        final_status=statuses.CANCELLED,
+        pauses=pauses,
+    )
+
+
+def paused_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
+    """The plan of an order paused at ``moment``: a live attempt hung up, nothing planned after."""
+    return OrderPlan(
+        spec=plan.spec,
+        attempts=cut_plan(plan, moment, "paused"),
+        post_start=None,
+        final_at=None,
+        final_status=None,
+        pauses=(*plan.pauses, (moment, None)),
+    )
+
+
+def resumed_plan(plan: OrderPlan, profile: Profile, moment: datetime) -> OrderPlan:
+    """The plan of a paused order resumed at ``moment``: the remaining attempts planned from then."""
+    pauses = (*plan.pauses[:-1], (plan.pauses[-1][0], moment))
+    spec = plan.spec
+    previous = plan.attempts[-1] if plan.attempts else None
+    start = max(moment, spec.scheduled_at or moment)
+    more = plan_attempts(spec, profile, start, len(plan.attempts) + 1, previous)
+    resumed = finish(spec, profile, (*plan.attempts, *more), pauses)
+    if resumed.post_start is not None and resumed.post_start < moment and resumed.final_at:
+        # Every attempt was made before the pause: the analysis starts again at the resume.
+        shift = moment - resumed.post_start
+        return replace(
+            resumed,
+            post_start=moment,
+            final_at=resumed.final_at + shift,
+            events=(),
+            render_cache={},
+            json_cache={},
+        )
+    if resumed.final_at is not None and resumed.final_at < moment:
+        return OrderPlan(
+            spec=spec,
+            attempts=resumed.attempts,
+            post_start=None,
+            final_at=moment,
+            final_status=resumed.final_status,
+            pauses=pauses,
+        )
+    return resumed
+
+
 __all__ = [
     "AttemptPlan",
     "OrderPlan",
     "OrderScript",
     "OrderSpec",
     "attempt_id",
+    "cancelled_plan",
     "cut_plan",
     "finish",
     "initial_plan",
+    "paused_plan",
     "plan_attempts",
+    "resumed_plan",
 ]
