@@ -18,15 +18,8 @@ from airflow_provider_revox.simulator import (
     UnknownCall,
     VirtualClock,
 )
-from airflow_provider_revox.simulator.profile import (
-    BUSY,
-    FAILED,
-    HUMAN,
-    IVR,
-    NO_ANSWER,
-    VOICEMAIL,
-    AttemptDraw,
-)
+from airflow_provider_revox.simulator import profile as profile_module
+from airflow_provider_revox.simulator.profile import BUSY, FAILED, HUMAN, IVR, NO_ANSWER, VOICEMAIL
 from airflow_provider_revox.simulator.timeline import OrderScript
 
 UTC = timezone.utc
@@ -42,7 +35,7 @@ def parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def draw(kind: str, **overrides: Any) -> AttemptDraw:
+def draw(kind: str, **overrides: Any) -> profile_module.AttemptDraw:
     return Profile().attempt_of_kind(kind, random.Random(0), **overrides)
 
 

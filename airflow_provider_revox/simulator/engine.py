@@ -34,6 +34,7 @@ import secrets
 import threading
 import uuid
 from bisect import bisect_right
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -377,14 +378,8 @@ class SimulatorEngine:
             UnknownCall: no such order.
             Conflict: the order is already terminal.
         """
-        with self._lock:
-            plan = self._plan(call_id)
-            moment = self._moment(at)
-            current = status_at(plan, moment)
-            if statuses.is_terminal(current):
-                raise Conflict(f"call {call_id} is already {current} and cannot be cancelled")
-            self._install(cancelled_plan(plan, moment))
-            return self.get_call(call_id, moment)
+        refuse = statuses.is_terminal
+        return self._change(call_id, at, refuse, "is already {} and cannot be cancelled", cancelled_plan)
 
     def pause(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Pause an order's retry loop at ``at`` (default: now); a live attempt is hung up.
@@ -393,14 +388,10 @@ class SimulatorEngine:
             UnknownCall: no such order.
             Conflict: the order is paused, post-processing or terminal.
         """
-        with self._lock:
-            plan = self._plan(call_id)
-            moment = self._moment(at)
-            current = status_at(plan, moment)
-            if current not in (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING, statuses.CALLING):
-                raise Conflict(f"call {call_id} is {current} and cannot be paused")
-            self._install(paused_plan(plan, moment))
-            return self.get_call(call_id, moment)
+        live = (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING, statuses.CALLING)
+        return self._change(
+            call_id, at, lambda now: now not in live, "is {} and cannot be paused", paused_plan
+        )
 
     def resume(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Resume a paused order at ``at`` (default: now): remaining attempts are planned from then.
@@ -409,13 +400,29 @@ class SimulatorEngine:
             UnknownCall: no such order.
             Conflict: the order is not paused.
         """
+        return self._change(
+            call_id,
+            at,
+            lambda now: now != statuses.PAUSED,
+            "is {}, not paused",
+            lambda plan, moment: resumed_plan(plan, self.profile, moment),
+        )
+
+    def _change(
+        self,
+        call_id: str,
+        at: datetime | None,
+        refuse: Callable[[str], bool],
+        refusal: str,
+        new_plan: Callable[[OrderPlan, datetime], OrderPlan],
+    ) -> dict[str, Any]:
         with self._lock:
             plan = self._plan(call_id)
             moment = self._moment(at)
             current = status_at(plan, moment)
-            if current != statuses.PAUSED:
-                raise Conflict(f"call {call_id} is {current}, not paused")
-            self._install(resumed_plan(plan, self.profile, moment))
+            if refuse(current):
+                raise Conflict(f"call {call_id} " + refusal.format(current))
+            self._install(new_plan(plan, moment))
             return self.get_call(call_id, moment)
 
     # -- internals -------------------------------------------------------------------------

@@ -15,6 +15,19 @@ from airflow_provider_revox.simulator.errors import InvalidOrder
 _TIMESTAMP: TypeAdapter[datetime | None] = TypeAdapter(Timestamp)
 
 
+#: The default assistant's analysis: one field of every type (name, type, required).
+_OUTPUT_FIELDS = (
+    ("confirmed", "boolean", True),
+    ("contact_name", "string", True),
+    ("email", "string", False),
+    ("party_size", "number", False),
+    ("interest_level", "enum", True),
+    ("new_date", "date", False),
+    ("callback_at", "datetime", False),
+)
+LEVELS = ("low", "medium", "high")
+
+
 def default_assistant(assistant_id: str) -> dict[str, Any]:
     """The assistant an order placed with only ``assistant_id`` gets: a realistic reminder agent."""
     return {
@@ -42,22 +55,12 @@ def default_assistant(assistant_id: str) -> dict[str, Any]:
         "call_retry_config": None,
         "structured_output_config": [
             {
-                "name": "confirmed",
-                "type": "boolean",
-                "required": True,
-                "description": "Appointment confirmed",
-            },
-            {"name": "contact_name", "type": "string", "required": True},
-            {"name": "email", "type": "string", "required": False},
-            {"name": "party_size", "type": "number", "required": False},
-            {
-                "name": "interest_level",
-                "type": "enum",
-                "required": True,
-                "enum_options": ["low", "medium", "high"],
-            },
-            {"name": "new_date", "type": "date", "required": False},
-            {"name": "callback_at", "type": "datetime", "required": False},
+                "name": name,
+                "type": kind,
+                "required": required,
+                **({"enum_options": list(LEVELS)} if kind == "enum" else {}),
+            }
+            for name, kind, required in _OUTPUT_FIELDS
         ],
         "created_at": "2025-01-06T09:00:00.000Z",
         "updated_at": "2025-01-06T09:00:00.000Z",
