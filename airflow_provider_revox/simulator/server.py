@@ -25,6 +25,7 @@ Connections are kept alive (HTTP/1.1), so a poller reuses one socket for many re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -180,6 +181,7 @@ class SimulatorServer:
         self._by_endpoint: Counter[str] = Counter()
         self._recordings = 0
         self._recording_bytes = 0
+        self._stopping = asyncio.Event()
         # A manual clock reports speed 0 ("stands still until moved"); real time is 1.
         self._clock_speed = f"{float(getattr(engine.clock, 'speed', 0.0)):g}"
         self.app = Starlette(
@@ -239,6 +241,14 @@ class SimulatorServer:
         if len(path) > 1 and path.endswith("/"):
             scope = {**scope, "path": path.rstrip("/") or "/"}
         await self.app(scope, receive, send)
+
+    def end_delays(self) -> None:
+        """Cut every ``slow`` fault short, so a server that stops answers at once (call on its loop)."""
+        self._stopping.set()
+
+    async def _delay(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     # -- stats -----------------------------------------------------------------------------
 
@@ -329,7 +339,7 @@ class SimulatorServer:
             key = None if call_id is None else self.engine.key_of(call_id)
             fault = self.faults.next_fault(endpoint if key is None else f"{endpoint}:{key}", call_id)
             if fault.delay:
-                await asyncio.sleep(fault.delay)
+                await self._delay(fault.delay)
             if fault.replace == "drop":
                 self._count(endpoint, "dropped", call_id)
                 return await _drop(request)

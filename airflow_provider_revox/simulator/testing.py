@@ -85,6 +85,7 @@ class ServerThread:
 
     async def _shutdown(self, grace: float) -> None:
         state = self._uvicorn.server_state
+        self.server.end_delays()
         for listener in self._uvicorn.servers:
             listener.close()
         for connection in list(state.connections):
