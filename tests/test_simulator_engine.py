@@ -511,3 +511,21 @@ def test_models_parse_every_state_the_engine_produces() -> None:
     }
     assert attempt_statuses == statuses.ATTEMPT_LIVE | statuses.ATTEMPT_ENDED
     assert {"human", "voicemail", "IVR", None} <= results
+
+
+def test_a_restarted_population_has_new_ids_and_the_same_lives() -> None:
+    from airflow_provider_revox.simulator.population import seed_population
+
+    def run() -> tuple[list[str], list[tuple[Any, ...]]]:
+        engine = SimulatorEngine(seed=5)
+        ids = seed_population(engine, 25)
+        lives = []
+        for call_id in ids:
+            call = engine.get_call(call_id, at=engine.terminal_at(call_id))
+            lives.append((call["to_phone_number"], call["status"], call["calls_count"], call["updated_at"]))
+        return ids, lives
+
+    first_ids, first_lives = run()
+    second_ids, second_lives = run()
+    assert first_lives == second_lives
+    assert not set(first_ids) & set(second_ids)

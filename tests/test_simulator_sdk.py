@@ -124,3 +124,10 @@ def test_sdk_errors_on_a_conflict(sim: SimulatorHandle, sdk: Any) -> None:
         sdk.call.cancel(call_id)
     with pytest.raises(revox.NotFoundError):
         sdk.call.retrieve("no-such-call")
+
+
+def test_unknown_extra_fields_still_parse_strictly(sim: SimulatorHandle, sdk: Any) -> None:
+    call_id = sim.place_call(phone_number=PARIS, assistant_id="asst_sdk")["id"]
+    sim.faults.script(call_id, ["extra_fields"])
+    call = sdk.call.retrieve(call_id).call
+    assert call.id == call_id and call.model_extra is not None and "sentiment" in call.model_extra
