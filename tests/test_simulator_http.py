@@ -226,6 +226,9 @@ def test_recordings_are_presigned_wav_files(simulator: SimulatorHandle, client: 
     assert int(audio.headers["content-length"]) == len(audio.content)
     assert 30_000 <= len(audio.content) <= 300_000
     assert httpx.get(url).content == audio.content  # deterministic
+    head = httpx.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(audio.content))
     assert httpx.get(url.split("?sig=")[0] + "?sig=0000").status_code == 403
     assert httpx.get(url.split("?")[0]).status_code == 403
     assert simulator.stats()["recordings_served"] == 2
