@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ class SimulatorProcess:
         faults: str | None = None,
     ) -> None:
         self.api_key = api_key
-        self._args = ["--port", "0", "--api-key", api_key, "--speed", f"{speed:g}", "--seed", str(seed)]
+        self._args = ["--port", "0", "--speed", f"{speed:g}", "--seed", str(seed)]
         if calls:
             self._args += ["--calls", str(calls)]
         if scenario is not None:
@@ -65,6 +66,8 @@ class SimulatorProcess:
         """Start the server; return once it listens."""
         self._process = subprocess.Popen(
             [sys.executable, "-m", "airflow_provider_revox.simulator.cli", *self._args],
+            # The key goes through the environment: on the command line it would show in ps.
+            env={**os.environ, "REVOX_API_KEY": self.api_key},
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -18,15 +18,8 @@ from airflow_provider_revox.simulator import (
     UnknownCall,
     VirtualClock,
 )
-from airflow_provider_revox.simulator.profile import (
-    BUSY,
-    FAILED,
-    HUMAN,
-    IVR,
-    NO_ANSWER,
-    VOICEMAIL,
-    AttemptDraw,
-)
+from airflow_provider_revox.simulator import profile as profile_module
+from airflow_provider_revox.simulator.profile import BUSY, FAILED, HUMAN, IVR, NO_ANSWER, VOICEMAIL
 from airflow_provider_revox.simulator.timeline import OrderScript
 
 UTC = timezone.utc
@@ -42,7 +35,7 @@ def parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def draw(kind: str, **overrides: Any) -> AttemptDraw:
+def draw(kind: str, **overrides: Any) -> profile_module.AttemptDraw:
     return Profile().attempt_of_kind(kind, random.Random(0), **overrides)
 
 
@@ -345,14 +338,46 @@ def test_pause_and_resume_replan_the_remaining_attempts() -> None:
     assert engine.get_call(call["id"], at=first_end)["status"] == statuses.SCHEDULED
 
 
-def test_same_seed_same_story_different_seed_different_story() -> None:
-    def story(seed: int) -> list[dict[str, Any]]:
-        engine = SimulatorEngine(seed=seed)
-        ids = [engine.place_call(phone_number=PARIS, assistant_id="a")["id"] for _ in range(10)]
-        return [engine.get_call(i, at=engine.terminal_at(i)) for i in ids]
+def _story(engine: SimulatorEngine, count: int = 10) -> tuple[list[str], list[Any]]:
+    """Place ``count`` orders; their ids, and what happened to them with every id left out."""
+    ids = [engine.place_call(phone_number=PARIS, assistant_id="a")["id"] for _ in range(count)]
+    finals = [engine.get_call(i, at=engine.terminal_at(i)) for i in ids]
+    story = [
+        (
+            call["status"],
+            call["outcome"],
+            call["structured_output"],
+            call["next_call_at"],
+            [
+                (a["status"], a["result"], a["dial_error"], a["started_at"], a["ended_at"], a["transcript"])
+                for a in call["call_attempts"]
+            ],
+        )
+        for call in finals
+    ]
+    return ids, story
 
-    assert story(11) == story(11)
-    assert story(11) != story(12)
+
+def test_same_seed_same_story_different_seed_different_story() -> None:
+    first_ids, first = _story(SimulatorEngine(seed=11))
+    again_ids, again = _story(SimulatorEngine(seed=11))
+    assert first == again
+    assert _story(SimulatorEngine(seed=12))[1] != first
+    # A restart with the same seed never hands out an id given before: a wait still holding an
+    # old id must not follow a different order.
+    assert not set(first_ids) & set(again_ids)
+
+
+def test_a_restarted_simulator_keeps_fixed_ids_and_draws() -> None:
+    def scripted_ids(seed: int) -> list[str]:
+        engine = SimulatorEngine(seed=seed)
+        engine.place_call(phone_number=PARIS, assistant_id="a", call_id="call-fixed")
+        return [
+            a["id"]
+            for a in engine.get_call("call-fixed", at=engine.terminal_at("call-fixed"))["call_attempts"]
+        ]
+
+    assert scripted_ids(3) == scripted_ids(3)
 
 
 def test_get_call_at_does_not_move_the_clock() -> None:
@@ -388,7 +413,8 @@ def test_assistant_is_echoed_with_its_secrets() -> None:
     }
     engine = engine_at("2025-03-03T09:00:00")
     call = engine.place_call(phone_number=PARIS, assistant=assistant)
-    assert call["assistant"] == assistant
+    assert {name: call["assistant"][name] for name in assistant} == assistant
+    assert call["assistant"]["type"] == "standalone"  # the fields not given take the API's defaults
     assert call["llm_model"]["api_key"] == "sk-planted-llm-secret"
     default = engine.place_call(phone_number=PARIS, assistant_id="asst_given")
     assert default["assistant"]["id"] == "asst_given"
@@ -485,3 +511,21 @@ def test_models_parse_every_state_the_engine_produces() -> None:
     }
     assert attempt_statuses == statuses.ATTEMPT_LIVE | statuses.ATTEMPT_ENDED
     assert {"human", "voicemail", "IVR", None} <= results
+
+
+def test_a_restarted_population_has_new_ids_and_the_same_lives() -> None:
+    from airflow_provider_revox.simulator.population import seed_population
+
+    def run() -> tuple[list[str], list[tuple[Any, ...]]]:
+        engine = SimulatorEngine(seed=5)
+        ids = seed_population(engine, 25)
+        lives = []
+        for call_id in ids:
+            call = engine.get_call(call_id, at=engine.terminal_at(call_id))
+            lives.append((call["to_phone_number"], call["status"], call["calls_count"], call["updated_at"]))
+        return ids, lives
+
+    first_ids, first_lives = run()
+    second_ids, second_lives = run()
+    assert first_lives == second_lives
+    assert not set(first_ids) & set(second_ids)

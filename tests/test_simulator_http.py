@@ -226,6 +226,9 @@ def test_recordings_are_presigned_wav_files(simulator: SimulatorHandle, client: 
     assert int(audio.headers["content-length"]) == len(audio.content)
     assert 30_000 <= len(audio.content) <= 300_000
     assert httpx.get(url).content == audio.content  # deterministic
+    head = httpx.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(audio.content))
     assert httpx.get(url.split("?sig=")[0] + "?sig=0000").status_code == 403
     assert httpx.get(url.split("?")[0]).status_code == 403
     assert simulator.stats()["recordings_served"] == 2
@@ -282,3 +285,40 @@ def test_fault_spec_and_tokens_parse() -> None:
     assert parse_token("ok").is_noop
     with pytest.raises(ValueError, match="unknown fault 'teapot'"):
         Faults().script("c", ["ok", "teapot"])
+
+
+def test_the_extra_link_opens_a_page_about_the_call(simulator: SimulatorHandle) -> None:
+    from airflow_provider_revox.links import call_dashboard_url
+
+    simulator.place_scripted("call-<b>&\"'", [{"result": "human", "duration": 60}])
+    simulator.advance(3 * 3600)
+    page = httpx.get(call_dashboard_url("call-<b>&\"'", simulator.base_url))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "call-&lt;b&gt;&amp;&quot;&#x27;" in page.text and "<b>" not in page.text
+    assert ">completed<" in page.text and ">human<" in page.text
+    assert simulator.stats()["requests_total"] == 0  # not an API request
+    missing = httpx.get(call_dashboard_url("<img src=x onerror=alert(1)>", simulator.base_url))
+    assert missing.status_code == 404 and "<img" not in missing.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in missing.text
+
+
+def test_cli_takes_the_key_from_the_environment() -> None:
+    from airflow_provider_revox.simulator.cli import _build, build_parser
+    from airflow_provider_revox.simulator.testing import ServerThread
+
+    args = build_parser().parse_args(["--port", "0"])
+    server, generated = _build(args, {"REVOX_API_KEY": "sk_from_environment"})
+    assert generated is None
+    thread = ServerThread(server)
+    thread.start()
+    try:
+        good = httpx.get(
+            f"{server.base_url}/auth-status", headers={"Authorization": "Bearer sk_from_environment"}
+        )
+        bad = httpx.get(f"{server.base_url}/auth-status", headers={"Authorization": "Bearer other"})
+    finally:
+        thread.stop()
+    assert good.json() == {"authenticated": True} and bad.json() == {"authenticated": False}
+    command_line = build_parser().parse_args(["--port", "0", "--api-key", "sk_given"])
+    assert _build(command_line, {"REVOX_API_KEY": "sk_from_environment"})[1] is None
+    assert _build(build_parser().parse_args(["--port", "0"]), {})[1] is not None  # generated, printed

@@ -16,7 +16,7 @@ import yaml
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator import ScaledClock, ScenarioError, VirtualClock, load_scenario
+from airflow_provider_revox.simulator import ScaledClock, ScenarioError, VirtualClock, cli, load_scenario
 from airflow_provider_revox.simulator import clock as clock_module
 from airflow_provider_revox.simulator.testing import running_simulator
 
@@ -154,14 +154,10 @@ def test_cli_serves_a_population_and_stops_on_sigterm() -> None:
         (["--speed", "0"], "--speed must be a positive number"),
     ],
 )
-def test_cli_rejects_bad_options(args: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_revox.simulator.cli", "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2 and message in result.stderr
+def test_cli_rejects_bad_options(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--port", "0", *args], environ={})
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_virtual_clock_moves_only_forward() -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from airflow_provider_revox import statuses
+from airflow_provider_revox.hooks.revox import SEARCH_FILTERS as LIST_FIELDS
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.simulator import InvalidOrder, SimulatorEngine
 from airflow_provider_revox.simulator import engine as engine_module
@@ -23,16 +24,6 @@ from airflow_provider_revox.simulator.testing import SimulatorHandle, running_si
 
 PARIS = "+33612345678"
 NEW_YORK = "+12127363100"
-LIST_FIELDS = (
-    "assignee_ids",
-    "assistant_ids",
-    "campaign_ids",
-    "directions",
-    "from_phone_numbers",
-    "outcomes",
-    "results",
-    "statuses",
-)
 REQUIRED = (*LIST_FIELDS, "page", "page_size")
 #: The fixture's orders, most recently created first.
 NEWEST_FIRST = ["c-later", "c-busy", "c-voicemail", "c-human"]

@@ -1,16 +1,18 @@
 """``revox-simulator``: run a Revox API simulator on loopback.
 
 The first line on stdout gives the base URL; the second the API key when it was
-generated. Stops cleanly on SIGINT or SIGTERM.
+generated. The key comes from ``--api-key``, else from the ``REVOX_API_KEY`` environment
+variable, else it is generated. Prefer the variable: a key on the command line shows in
+``ps`` to every user of the machine. Stops cleanly on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from airflow_provider_revox.simulator.clock import Clock, RealClock, ScaledClock
 from airflow_provider_revox.simulator.engine import SimulatorEngine
@@ -29,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8089, help="TCP port; 0 picks a free one (default 8089)")
-    parser.add_argument("--api-key", help="bearer token to accept (default: a generated one, printed)")
+    parser.add_argument(
+        "--api-key",
+        help="bearer token to accept (default: $REVOX_API_KEY, else a generated one, printed); "
+        "a key given here shows in ps, so prefer the environment variable",
+    )
     parser.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per real second (default 1; 3600 = 1 h/s)"
     )
@@ -41,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build(args: argparse.Namespace) -> tuple[SimulatorServer, str | None]:
+def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[SimulatorServer, str | None]:
     if not args.speed > 0:
         raise ValueError(f"--speed must be a positive number, not {args.speed}")
     if args.calls < 0:
@@ -51,8 +57,9 @@ def _build(args: argparse.Namespace) -> tuple[SimulatorServer, str | None]:
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(args.speed)
     engine = SimulatorEngine(seed=args.seed, clock=clock)
     faults = Faults(args.faults, seed=args.seed)
-    generated = None if args.api_key else generate_api_key()
-    key = str(args.api_key or generated)
+    given = args.api_key or environ.get("REVOX_API_KEY", "").strip()
+    generated = None if given else generate_api_key()
+    key = str(given or generated)
     server = SimulatorServer(
         engine,
         api_key=key,
@@ -68,31 +75,30 @@ def _build(args: argparse.Namespace) -> tuple[SimulatorServer, str | None]:
     return server, generated
 
 
-async def _serve(server: SimulatorServer, generated_key: str | None) -> None:
-    await server.start()
+def _serve(server: SimulatorServer, generated_key: str | None) -> None:
+    sock = server.bind()
     print(f"Revox simulator listening on {server.base_url}", flush=True)
     if generated_key:
         print(f"API key: {generated_key}", flush=True)
     print(f"{len(server.engine.call_ids())} calls loaded; Ctrl-C to stop", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    # uvicorn handles SIGINT and SIGTERM (stops accepting, finishes answers in progress), then
+    # raises the signal again for the handler it found: a no-op one, so the process exits with 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.stop()
+        signal.signal(signum, lambda *_: None)
+    server.uvicorn_server().run(sockets=[sock])
     print("Revox simulator stopped", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of ``revox-simulator``; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        server, generated = _build(args)
+        server, generated = _build(args, os.environ if environ is None else environ)
     except (ValueError, ScenarioError) as error:
         parser.error(str(error))
     try:
-        asyncio.run(_serve(server, generated))
+        _serve(server, generated)
     except OSError as error:
         print(f"revox-simulator: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1

@@ -30,172 +30,62 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import uuid
 from bisect import bisect_right
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
-from pydantic import TypeAdapter, ValidationError
-
 from airflow_provider_revox import statuses
-from airflow_provider_revox.models import Assistant, Call, CallRetryConfig, RetryPolicy, Timestamp
+from airflow_provider_revox.models import Assistant
 from airflow_provider_revox.simulator.clock import Clock, VirtualClock, as_utc
+from airflow_provider_revox.simulator.dialing import dial_rules, next_dial, recipient_zone
+from airflow_provider_revox.simulator.errors import (
+    Conflict,
+    InvalidOrder,
+    InvalidSearch,
+    SimulatorError,
+    UnknownCall,
+)
+from airflow_provider_revox.simulator.orders import (
+    default_assistant,
+    retry_rules,
+    valid_assistant,
+    valid_map,
+    valid_phone,
+    valid_time,
+)
 from airflow_provider_revox.simulator.profile import Profile
-from airflow_provider_revox.simulator.render import FROM_PHONE_NUMBER, render_call, status_at
+from airflow_provider_revox.simulator.render import render_call, simulated_user, status_at
+from airflow_provider_revox.simulator.search import (
+    MAX_SEARCH_PAGE_SIZE,
+    SEARCH_OPTIONAL_FIELDS,
+    SEARCH_REQUIRED_FIELDS,
+    CallSearch,
+    matches,
+    sort_key,
+    valid_search,
+)
 from airflow_provider_revox.simulator.timeline import (
     AttemptPlan,
     OrderPlan,
     OrderScript,
     OrderSpec,
-    cut_plan,
-    finish,
+    cancelled_plan,
     initial_plan,
-    plan_attempts,
+    paused_plan,
+    resumed_plan,
 )
-from airflow_provider_revox.waiting.schedule import next_dial_at
 
 #: Where recording links point before a server tells the engine its address.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8089/api"
 
-_TIMESTAMP: TypeAdapter[datetime | None] = TypeAdapter(Timestamp)
-
-#: The list filters of a call search, all required; an empty list does not filter.
-SEARCH_LIST_FIELDS = (
-    "assignee_ids",
-    "assistant_ids",
-    "campaign_ids",
-    "directions",
-    "from_phone_numbers",
-    "outcomes",
-    "results",
-    "statuses",
-)
-#: Every field a call search request must carry.
-SEARCH_REQUIRED_FIELDS = (*SEARCH_LIST_FIELDS, "page", "page_size")
-#: The fields a call search request may carry.
-SEARCH_OPTIONAL_FIELDS = ("call_ids", "query", "sort_by", "sort_direction", "to_phone_number")
-#: What a search can sort on; ``created_at`` by default.
-SEARCH_SORT_FIELDS = ("created_at", "id", "scheduled_at")
-SEARCH_DIRECTIONS = ("inbound", "outbound")
-MAX_SEARCH_PAGE_SIZE = 1000
-#: The filter value of ``outcomes`` and ``results`` that matches a null field.
-SEARCH_NONE = "none"
 
 # The envelope get_call_json wraps every call in: a search response splices the inner objects.
 _CALL_PREFIX = b'{"call":'
 _CALL_SUFFIX = b"}"
-
-
-class SimulatorError(Exception):
-    """Base of the engine's errors; ``http_status`` is what the server answers."""
-
-    http_status = 400
-
-
-class InvalidOrder(SimulatorError, ValueError):
-    """An order was placed with bad input (the message names the field)."""
-
-    http_status = 422
-
-
-class UnknownCall(SimulatorError, KeyError):
-    """No order has this id (or it did not exist yet at the moment asked)."""
-
-    http_status = 404
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown call"
-
-
-class Conflict(SimulatorError):
-    """The action does not apply in the order's current status (e.g. cancelling a completed order)."""
-
-    http_status = 409
-
-
-class InvalidSearch(SimulatorError, ValueError):
-    """A call search has a missing or invalid field (the message names the field)."""
-
-    http_status = 422
-
-
-@dataclass(frozen=True)
-class CallSearch:
-    """One page of a call search.
-
-    Attributes:
-        call_ids: the ids on the page, in the requested order.
-        total_count: how many orders matched, over every page.
-        at: the moment the search was read at; the page's calls must be read at it too.
-    """
-
-    call_ids: tuple[str, ...]
-    total_count: int
-    at: datetime
-
-
-@dataclass(frozen=True)
-class _SearchFilter:
-    call_ids: tuple[str, ...] | None
-    statuses: frozenset[str]
-    assistant_ids: frozenset[str]
-    directions: frozenset[str]
-    outcomes: frozenset[str]
-    results: frozenset[str]
-    campaign_ids: frozenset[str]
-    assignee_ids: frozenset[str]
-    from_phone_numbers: frozenset[str]
-    to_phone_number: str | None
-    query: str | None
-    sort_by: str
-    descending: bool
-    page: int
-    page_size: int
-
-
-def default_assistant(assistant_id: str) -> dict[str, Any]:
-    """The assistant an order placed with only ``assistant_id`` gets: a realistic reminder agent."""
-    return {
-        "id": assistant_id,
-        "name": "Appointment reminder",
-        "organization_id": "org_simulator",
-        "prompt": "You call customers to confirm their upcoming appointment.",
-        "first_sentence": "Hello, this is Revox calling about your appointment.",
-        "first_sentence_mode": "static",
-        "first_sentence_delay_ms": 400,
-        "end_of_call_sentence": "Thank you, goodbye.",
-        "voicemail_message": "Hello, this is Revox about your appointment. Please call us back.",
-        "background_sound": "audio/office.ogg",
-        "ivr_navigation_enabled": False,
-        "max_call_duration_secs": 600,
-        "llm_model": {"name": "gpt-4.1", "type": "dedicated-instance"},
-        "voice": {"id": "sim-voice-1", "provider": "cartesia", "speed": 1.0},
-        "call_retry_config": None,
-        "structured_output_config": [
-            {
-                "name": "confirmed",
-                "type": "boolean",
-                "required": True,
-                "description": "Appointment confirmed",
-            },
-            {"name": "contact_name", "type": "string", "required": True},
-            {"name": "email", "type": "string", "required": False},
-            {"name": "party_size", "type": "number", "required": False},
-            {
-                "name": "interest_level",
-                "type": "enum",
-                "required": True,
-                "enum_options": ["low", "medium", "high"],
-            },
-            {"name": "new_date", "type": "date", "required": False},
-            {"name": "callback_at", "type": "datetime", "required": False},
-        ],
-        "created_at": "2025-01-06T09:00:00.000Z",
-        "updated_at": "2025-01-06T09:00:00.000Z",
-    }
 
 
 class SimulatorEngine:
@@ -227,6 +117,8 @@ class SimulatorEngine:
         self._attempt_owner: dict[str, str] = {}
         self._lock = threading.RLock()
         self._placed = 0
+        self._run = secrets.token_hex(8)
+        self._keys: dict[str, str] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -303,7 +195,7 @@ class SimulatorEngine:
         Raises:
             InvalidSearch: a field has the wrong type or an unknown value; the message names it.
         """
-        search = _valid_search(
+        search = valid_search(
             call_ids=call_ids,
             statuses=statuses,
             assistant_ids=assistant_ids,
@@ -327,19 +219,8 @@ class SimulatorEngine:
             else:
                 # Direct lookups: a batch of ids must not cost a scan of every order.
                 candidates = [plan for i in search.call_ids if (plan := self._plans.get(i)) is not None]
-        matched = [plan for plan in candidates if self._matches(plan, moment, search)]
-        rank = self._rank
-
-        def key(plan: OrderPlan) -> tuple[Any, ...]:
-            spec = plan.spec
-            if search.sort_by == "id":
-                return (spec.call_id,)
-            when = spec.created_at
-            if search.sort_by == "scheduled_at" and spec.scheduled_at is not None:
-                when = spec.scheduled_at
-            return (when, rank[spec.call_id])
-
-        matched.sort(key=key, reverse=search.descending)
+        matched = [plan for plan in candidates if matches(plan, moment, search, self._rendered)]
+        matched.sort(key=lambda plan: sort_key(plan, search, self._rank), reverse=search.descending)
         start = search.page * search.page_size
         page_ids = tuple(plan.spec.call_id for plan in matched[start : start + search.page_size])
         return CallSearch(call_ids=page_ids, total_count=len(matched), at=moment)
@@ -366,6 +247,14 @@ class SimulatorEngine:
     def terminal_at(self, call_id: str) -> datetime | None:
         """When the order reaches (or reached) its terminal status; None while none is planned (paused)."""
         return self._plan(call_id).terminal_at
+
+    def key_of(self, call_id: str) -> str:
+        """What seeds an order's random draws and faults: stable across restarts with the same seed."""
+        return self._keys.get(call_id, call_id)
+
+    def user(self) -> dict[str, Any]:
+        """The account the simulator's API key belongs to, as ``GET /users/me`` shows it."""
+        return simulated_user()
 
     def next_change_at(self, call_id: str, at: datetime | None = None) -> datetime | None:
         """The first moment after ``at`` (default: now) when the order's state changes, or None."""
@@ -438,23 +327,26 @@ class SimulatorEngine:
         Raises:
             InvalidOrder: bad input; the message names the field and the problem.
         """
-        number = _valid_phone(phone_number)
-        assistant_obj = _valid_assistant(assistant, assistant_id)
-        when = _valid_time(scheduled_at)
-        meta = _valid_map("metadata", metadata)
-        variables = _valid_map("prompt_variables", prompt_variables)
-        retry = _valid_retry_config(call_retry_config)
-        probe = Call.model_validate({"id": "probe", "call_retry_config": retry, "assistant": assistant_obj})
-        policy = probe.retry_policy
-        assistant_model = probe.assistant or Assistant()
+        number = valid_phone(phone_number)
+        assistant_obj = valid_assistant(assistant, assistant_id)
+        when = valid_time(scheduled_at)
+        meta = valid_map("metadata", metadata)
+        variables = valid_map("prompt_variables", prompt_variables)
+        # The order's own retry config wins over its assistant's.
+        rules, retry = retry_rules(call_retry_config) if call_retry_config is not None else (None, None)
+        if rules is None:
+            rules = dial_rules(assistant_obj.get("call_retry_config"))
+        assistant_model = Assistant.model_validate(assistant_obj)
         with self._lock:
             self._placed += 1
+            key = call_id or f"order-{self._placed}"
             new_id = call_id or self._new_call_id(self._placed)
             if new_id in self._plans:
                 raise InvalidOrder(f"call id {new_id!r} already exists")
             now = as_utc(self.clock.now())
             spec = OrderSpec(
                 call_id=new_id,
+                key=key,
                 seed=self.seed,
                 phone_number=number,
                 assistant=assistant_obj,
@@ -463,17 +355,18 @@ class SimulatorEngine:
                 prompt_variables=variables,
                 created_at=now,
                 scheduled_at=when,
-                policy=policy,
-                zone=policy.zone_for(number),
+                rules=rules,
+                zone=recipient_zone(rules, number),
                 max_call_duration_secs=assistant_model.max_call_duration_secs,
                 output_fields=tuple(assistant_model.structured_output_config),
                 voicemail_message=assistant_obj.get("voicemail_message"),
                 script=script,
             )
             try:
-                next_dial_at(policy, spec.zone, max(now, when or now))
+                next_dial(rules, spec.zone, max(now, when or now))
             except ValueError as error:
                 raise InvalidOrder(f"call_retry_config: {error}") from None
+            self._keys[new_id] = key
             plan = initial_plan(spec, self.profile)
             self._install(plan)
             return self.get_call(new_id, now)
@@ -485,25 +378,8 @@ class SimulatorEngine:
             UnknownCall: no such order.
             Conflict: the order is already terminal.
         """
-        with self._lock:
-            plan = self._plan(call_id)
-            moment = self._moment(at)
-            current = status_at(plan, moment)
-            if statuses.is_terminal(current):
-                raise Conflict(f"call {call_id} is already {current} and cannot be cancelled")
-            pauses = tuple((start, end if end is not None else moment) for start, end in plan.pauses)
-            attempts = cut_plan(plan, moment, "cancelled")
-            self._install(
-                OrderPlan(
-                    spec=plan.spec,
-                    attempts=attempts,
-                    post_start=plan.post_start if plan.post_start and plan.post_start <= moment else None,
-                    final_at=moment,
-                    final_status=statuses.CANCELLED,
-                    pauses=pauses,
-                )
-            )
-            return self.get_call(call_id, moment)
+        refuse = statuses.is_terminal
+        return self._change(call_id, at, refuse, "is already {} and cannot be cancelled", cancelled_plan)
 
     def pause(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Pause an order's retry loop at ``at`` (default: now); a live attempt is hung up.
@@ -512,24 +388,10 @@ class SimulatorEngine:
             UnknownCall: no such order.
             Conflict: the order is paused, post-processing or terminal.
         """
-        with self._lock:
-            plan = self._plan(call_id)
-            moment = self._moment(at)
-            current = status_at(plan, moment)
-            if current not in (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING, statuses.CALLING):
-                raise Conflict(f"call {call_id} is {current} and cannot be paused")
-            attempts = cut_plan(plan, moment, "paused")
-            self._install(
-                OrderPlan(
-                    spec=plan.spec,
-                    attempts=attempts,
-                    post_start=None,
-                    final_at=None,
-                    final_status=None,
-                    pauses=(*plan.pauses, (moment, None)),
-                )
-            )
-            return self.get_call(call_id, moment)
+        live = (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING, statuses.CALLING)
+        return self._change(
+            call_id, at, lambda now: now not in live, "is {} and cannot be paused", paused_plan
+        )
 
     def resume(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Resume a paused order at ``at`` (default: now): remaining attempts are planned from then.
@@ -538,40 +400,29 @@ class SimulatorEngine:
             UnknownCall: no such order.
             Conflict: the order is not paused.
         """
+        return self._change(
+            call_id,
+            at,
+            lambda now: now != statuses.PAUSED,
+            "is {}, not paused",
+            lambda plan, moment: resumed_plan(plan, self.profile, moment),
+        )
+
+    def _change(
+        self,
+        call_id: str,
+        at: datetime | None,
+        refuse: Callable[[str], bool],
+        refusal: str,
+        new_plan: Callable[[OrderPlan, datetime], OrderPlan],
+    ) -> dict[str, Any]:
         with self._lock:
             plan = self._plan(call_id)
             moment = self._moment(at)
             current = status_at(plan, moment)
-            if current != statuses.PAUSED:
-                raise Conflict(f"call {call_id} is {current}, not paused")
-            pauses = (*plan.pauses[:-1], (plan.pauses[-1][0], moment))
-            spec = plan.spec
-            previous = plan.attempts[-1] if plan.attempts else None
-            start = max(moment, spec.scheduled_at or moment)
-            more = plan_attempts(spec, self.profile, start, len(plan.attempts) + 1, previous)
-            resumed = finish(spec, self.profile, (*plan.attempts, *more), pauses)
-            if resumed.post_start is not None and resumed.post_start < moment and resumed.final_at:
-                shift = moment - resumed.post_start
-                resumed = OrderPlan(
-                    spec=spec,
-                    attempts=resumed.attempts,
-                    post_start=moment,
-                    final_at=resumed.final_at + shift,
-                    final_status=resumed.final_status,
-                    outcome=resumed.outcome,
-                    structured_output=resumed.structured_output,
-                    pauses=pauses,
-                )
-            elif resumed.final_at is not None and resumed.final_at < moment:
-                resumed = OrderPlan(
-                    spec=spec,
-                    attempts=resumed.attempts,
-                    post_start=None,
-                    final_at=moment,
-                    final_status=resumed.final_status,
-                    pauses=pauses,
-                )
-            self._install(resumed)
+            if refuse(current):
+                raise Conflict(f"call {call_id} " + refusal.format(current))
+            self._install(new_plan(plan, moment))
             return self.get_call(call_id, moment)
 
     # -- internals -------------------------------------------------------------------------
@@ -583,7 +434,8 @@ class SimulatorEngine:
             self._attempt_owner[attempt.id] = plan.spec.call_id
 
     def _new_call_id(self, index: int) -> str:
-        digest = hashlib.sha256(f"revox-simulator/{self.seed}/call/{index}".encode()).digest()
+        # The run's random salt keeps a restarted simulator from handing out an id it gave before.
+        digest = hashlib.sha256(f"revox-simulator/{self.seed}/{self._run}/call/{index}".encode()).digest()
         return str(uuid.UUID(bytes=digest[:16], version=4))
 
     def _plan(self, call_id: str) -> OrderPlan:
@@ -602,38 +454,6 @@ class SimulatorEngine:
             plan.render_cache[phase] = cached
         return cached
 
-    def _matches(self, plan: OrderPlan, moment: datetime, search: _SearchFilter) -> bool:
-        # Cheapest tests first; rendering (cached per phase) only for outcome and result.
-        phase = bisect_right(plan.events, moment)
-        if phase == 0:
-            return False
-        spec = plan.spec
-        if search.statuses and status_at(plan, moment) not in search.statuses:
-            return False
-        if search.assistant_ids and spec.assistant.get("id") not in search.assistant_ids:
-            return False
-        # Every simulated order is outbound, from one line, with no campaign and no assignee.
-        if search.directions and "outbound" not in search.directions:
-            return False
-        if search.campaign_ids or search.assignee_ids:
-            return False
-        if search.from_phone_numbers and FROM_PHONE_NUMBER not in search.from_phone_numbers:
-            return False
-        if search.to_phone_number and search.to_phone_number not in spec.phone_number:
-            return False
-        if search.query and not (
-            search.query in spec.call_id.lower() or search.query in spec.phone_number.lower()
-        ):
-            return False
-        if search.outcomes or search.results:
-            call = self._rendered(plan, phase)
-            if search.outcomes and _or_none(call.get("outcome")) not in search.outcomes:
-                return False
-            last = call.get("last_call_attempt")
-            if search.results and _or_none(last.get("result") if last else None) not in search.results:
-                return False
-        return True
-
     def _phase(self, call_id: str, at: datetime | None) -> tuple[OrderPlan, int]:
         plan = self._plan(call_id)
         phase = bisect_right(plan.events, self._moment(at))
@@ -643,147 +463,6 @@ class SimulatorEngine:
 
     def __repr__(self) -> str:
         return f"SimulatorEngine(seed={self.seed}, calls={len(self._plans)}, clock={self.clock!r})"
-
-
-def _valid_phone(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidOrder("phone_number is required: an E.164 number such as +33612345678")
-    text = value.strip()
-    try:
-        parsed = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException as error:
-        raise InvalidOrder(f"phone_number {text!r} is not an E.164 number: {error}") from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise InvalidOrder(f"phone_number {text!r} is not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _valid_assistant(assistant: Any, assistant_id: Any) -> dict[str, Any]:
-    if assistant is None:
-        if not isinstance(assistant_id, str) or not assistant_id.strip():
-            raise InvalidOrder("either assistant (an object) or assistant_id (a string) is required")
-        return default_assistant(assistant_id.strip())
-    if not isinstance(assistant, dict):
-        raise InvalidOrder(f"assistant must be an object, not {type(assistant).__name__}")
-    try:
-        Assistant.model_validate(assistant)
-    except ValidationError as error:
-        raise InvalidOrder(f"assistant is invalid: {_first_error(error)}") from None
-    echoed = dict(assistant)
-    if not echoed.get("id"):
-        echoed["id"] = assistant_id if isinstance(assistant_id, str) and assistant_id else "asst_inline"
-    return echoed
-
-
-def _valid_time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    parsed = _TIMESTAMP.validate_python(value)
-    if parsed is None:
-        raise InvalidOrder(f"scheduled_at {value!r} is not an ISO 8601 timestamp")
-    return parsed
-
-
-def _valid_map(name: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidOrder(f"{name} must be an object of key/value pairs, not {type(value).__name__}")
-    return dict(value)
-
-
-def _valid_retry_config(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidOrder(f"call_retry_config must be an object, not {type(value).__name__}")
-    try:
-        config = CallRetryConfig.model_validate(value)
-    except ValidationError as error:
-        raise InvalidOrder(f"call_retry_config is invalid: {_first_error(error)}") from None
-    if config.timezone and RetryPolicy.from_config(config).timezone is None:
-        raise InvalidOrder(f"call_retry_config.timezone {config.timezone!r} is not an IANA timezone")
-    if config.max_retry_attempts is not None and config.max_retry_attempts <= 0:
-        raise InvalidOrder("call_retry_config.max_retry_attempts must be a positive integer")
-    return dict(value)
-
-
-def _or_none(value: Any) -> str:
-    return SEARCH_NONE if value is None else str(value)
-
-
-def _json_type(value: Any) -> str:
-    # Errors speak JSON: a client sent null or an object, not NoneType or dict.
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", list: "list"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _search_list(name: str, value: Any, allowed: frozenset[str] | None = None) -> frozenset[str]:
-    if not isinstance(value, (list, tuple)):
-        raise InvalidSearch(f"{name} must be a list of strings, not {_json_type(value)}")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise InvalidSearch(f"{name}[{index}] must be a string, not {_json_type(item)}")
-        if allowed is not None and item not in allowed:
-            raise InvalidSearch(f"{name}[{index}] {item!r} is not one of {', '.join(sorted(allowed))}")
-    return frozenset(value)
-
-
-def _search_text(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidSearch(f"{name} must be a string, not {_json_type(value)}")
-    return value or None
-
-
-def _search_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    # bool is an int subclass in Python, but true is not a page number.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSearch(f"{name} must be an integer, not {_json_type(value)}")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidSearch(f"{name} must be {bounds}, not {value}")
-    return value
-
-
-def _valid_search(**fields: Any) -> _SearchFilter:
-    call_ids = fields["call_ids"]
-    ids = None
-    if call_ids is not None:
-        _search_list("call_ids", call_ids)
-        # An empty list does not filter, like every other list of the search.
-        ids = tuple(dict.fromkeys(call_ids)) or None
-    sort_by = _search_text("sort_by", fields["sort_by"]) or "created_at"
-    if sort_by not in SEARCH_SORT_FIELDS:
-        raise InvalidSearch(f"sort_by {sort_by!r} is not one of {', '.join(SEARCH_SORT_FIELDS)}")
-    direction = _search_text("sort_direction", fields["sort_direction"]) or "desc"
-    if direction not in ("asc", "desc"):
-        raise InvalidSearch(f"sort_direction {direction!r} is not one of asc, desc")
-    query = _search_text("query", fields["query"])
-    return _SearchFilter(
-        call_ids=ids,
-        statuses=_search_list("statuses", fields["statuses"], statuses.KNOWN),
-        assistant_ids=_search_list("assistant_ids", fields["assistant_ids"]),
-        directions=_search_list("directions", fields["directions"], frozenset(SEARCH_DIRECTIONS)),
-        outcomes=_search_list("outcomes", fields["outcomes"]),
-        results=_search_list("results", fields["results"]),
-        campaign_ids=_search_list("campaign_ids", fields["campaign_ids"]),
-        assignee_ids=_search_list("assignee_ids", fields["assignee_ids"]),
-        from_phone_numbers=_search_list("from_phone_numbers", fields["from_phone_numbers"]),
-        to_phone_number=_search_text("to_phone_number", fields["to_phone_number"]),
-        query=query.lower() if query else None,
-        sort_by=sort_by,
-        descending=direction == "desc",
-        page=_search_int("page", fields["page"], 0),
-        page_size=_search_int("page_size", fields["page_size"], 1, MAX_SEARCH_PAGE_SIZE),
-    )
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "value"
-    return f"{where}: {first.get('msg', 'invalid')}"
 
 
 __all__ = [

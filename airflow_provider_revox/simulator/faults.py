@@ -15,13 +15,14 @@ requests from different clients interleave.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
-ERROR_CODES = (429, 500, 502, 503, 504)
 REPLACING = ("429", "500", "502", "503", "504", "drop", "truncate")
 MODIFYING = ("slow", "unknown_status", "extra_fields")
 KINDS = (*REPLACING, *MODIFYING)
@@ -229,14 +230,44 @@ class Faults:
         return f"Faults({rates}, scripted={len(self._scripts)})"
 
 
+def apply_body_faults(body: bytes, fault: Fault, *, calls: bool = False) -> bytes:
+    """A 200 body with the fault's body changes: a ``{"call": ...}`` body, or ``{"calls": [...]}``
+    when ``calls``, gets an unknown status or extra fields; a truncated body is cut in half."""
+    if fault is NO_FAULT:
+        return body
+    if fault.unknown_status or fault.extra_fields:
+        payload = json.loads(body)
+        if "call" in payload or calls:
+            if fault.extra_fields:
+                payload["request_id"] = "req_simulated"
+            for call in payload["calls"] if calls else [payload["call"]]:
+                _modify_call(call, fault)
+            body = json.dumps(payload, separators=(",", ":")).encode()
+    if fault.replace == "truncate":
+        body = body[: max(1, len(body) // 2)]
+    return body
+
+
+def _modify_call(call: dict[str, Any], fault: Fault) -> None:
+    if fault.unknown_status:
+        call["status"] = UNKNOWN_STATUS_VALUE
+    if fault.extra_fields:
+        call["sentiment"] = {"label": "neutral", "score": 0.51}
+        call["x_billing"] = {"units": 3, "currency": "EUR"}
+        for attempt in call.get("call_attempts") or []:
+            attempt["carrier"] = {"name": "sim-telecom", "sip_code": 200}
+        if call.get("last_call_attempt"):
+            call["last_call_attempt"]["carrier"] = {"name": "sim-telecom", "sip_code": 200}
+
+
 __all__ = [
     "DEFAULT_RETRY_AFTER",
-    "ERROR_CODES",
     "KINDS",
     "NO_FAULT",
     "UNKNOWN_STATUS_VALUE",
     "Fault",
     "FaultRates",
     "Faults",
+    "apply_body_faults",
     "parse_token",
 ]

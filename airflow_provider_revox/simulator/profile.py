@@ -164,19 +164,17 @@ class Profile:
                 ended_by="user" if user_ends else "agent",
                 end_reason=None if user_ends else "tool_end_call",
             )
-        elif kind == VOICEMAIL:
+        elif kind in (VOICEMAIL, IVR):
+            # A machine answered: the agent speaks (or gives up on the menu) and hangs up.
+            talk, reason = {
+                VOICEMAIL: (self.voicemail_talk_seconds, "voicemail"),
+                IVR: (self.ivr_talk_seconds, "ivr_no_navigate"),
+            }[kind]
             values.update(
                 ring_seconds=_tri(rng, self.ring_seconds),
-                talk_seconds=_tri(rng, self.voicemail_talk_seconds),
+                talk_seconds=_tri(rng, talk),
                 ended_by="agent",
-                end_reason="voicemail",
-            )
-        elif kind == IVR:
-            values.update(
-                ring_seconds=_tri(rng, self.ring_seconds),
-                talk_seconds=_tri(rng, self.ivr_talk_seconds),
-                ended_by="agent",
-                end_reason="ivr_no_navigate",
+                end_reason=reason,
             )
         elif kind == NO_ANSWER:
             values.update(ring_seconds=_tri(rng, self.no_answer_ring_seconds), dial_error="no_answer")

@@ -69,16 +69,10 @@ def recording_chunks(attempt_id: str, talk_seconds: float, chunk_size: int = CHU
         sent += size
 
 
-def recording_bytes(attempt_id: str, talk_seconds: float) -> bytes:
-    """The whole WAV file of an attempt's recording."""
-    return b"".join(recording_chunks(attempt_id, talk_seconds))
-
-
 __all__ = [
     "MAX_SECONDS",
     "MIN_SECONDS",
     "SAMPLE_RATE",
-    "recording_bytes",
     "recording_chunks",
     "recording_length",
 ]

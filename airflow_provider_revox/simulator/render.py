@@ -72,6 +72,8 @@ def render_attempt(
         "answered_at": iso(attempt.answered_at) if answered else None,
         "ended_at": iso(attempt.ended_at) if ended else None,
         "result": attempt.draw.result if answered else None,
+        "handled_by_ai": answered,
+        "handled_by_human": False,
         "dial_error": attempt.draw.dial_error if ended and not answered and not attempt.interrupted else None,
         "end_reason": attempt.end_reason if ended else None,
         "ended_by": attempt.ended_by if ended else None,
@@ -106,7 +108,7 @@ def render_call(plan: OrderPlan, moment: datetime, link: RecordingLink) -> dict[
         "metadata": spec.metadata,
         "prompt_variables": spec.prompt_variables,
         "campaign": None,
-        "contact": None,
+        "contact": _contact(spec.prompt_variables),
         "assignee": None,
         "first_sentence_delay_ms": 400,
         "created_at": iso(spec.created_at),
@@ -125,6 +127,28 @@ def render_call(plan: OrderPlan, moment: datetime, link: RecordingLink) -> dict[
     }
 
 
+def _contact(variables: dict[str, Any]) -> dict[str, Any]:
+    # The API fills the contact from the order's input data; here, from its prompt variables.
+    return {
+        name: variables.get(name) for name in ("first_name", "last_name", "email", "company", "job_title")
+    }
+
+
+def simulated_user() -> dict[str, Any]:
+    """The account behind the simulator's API key, as ``GET /users/me`` shows it."""
+    return {
+        "id": "user_simulator",
+        "email": "developer@example.com",
+        "first_name": "Simulated",
+        "last_name": "Developer",
+        "organization_id": ORGANIZATION_ID,
+        "organization_country": "FR",
+        "has_completed_onboarding": True,
+        "created_at": "2025-01-06T09:00:00.000Z",
+        "updated_at": "2025-01-06T09:00:00.000Z",
+    }
+
+
 def _summary(outcome: str) -> str:
     return {
         "interested": "The recipient is interested and agreed to the next step.",
@@ -134,4 +158,4 @@ def _summary(outcome: str) -> str:
     }.get(outcome, outcome)
 
 
-__all__ = ["FROM_PHONE_NUMBER", "iso", "render_attempt", "render_call", "status_at"]
+__all__ = ["FROM_PHONE_NUMBER", "iso", "render_attempt", "render_call", "simulated_user", "status_at"]

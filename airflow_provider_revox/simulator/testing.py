@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,29 +36,84 @@ def generate_api_key() -> str:
 
 
 class ServerThread:
-    """A :class:`SimulatorServer` running on its own event loop in a daemon thread."""
+    """A :class:`SimulatorServer` served by uvicorn on its own event loop in a daemon thread.
+
+    Start-up binds the socket first (so the port is known at once) and returns when uvicorn
+    accepts connections; stopping closes the listener and every connection without uvicorn's
+    fixed shutdown pauses, because tests start and stop many simulators.
+    """
 
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
+        self._uvicorn = server.uvicorn_server()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="revox-simulator", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="revox-simulator", daemon=True)
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._socket: socket.socket | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start the loop and bind the server; returns once it accepts connections."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout)
+        """Bind, start serving; return once uvicorn accepts connections.
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Close the server and its connections, then stop and close the loop."""
-        if not self._thread.is_alive():
-            return
+        Raises:
+            OSError: the address cannot be bound.
+            RuntimeError: uvicorn did not start within ``timeout`` seconds.
+        """
+        self._socket = self.server.bind()
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._failure is not None:
+            self.stop()
+            raise RuntimeError("the simulator's HTTP server did not start") from self._failure
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
         try:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-            if not self._thread.is_alive():
-                self._loop.close()
+            self._loop.run_until_complete(self._startup())
+        except BaseException as error:  # reported to start(), which raises it
+            self._failure = error
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _startup(self) -> None:
+        config = self._uvicorn.config
+        config.load()
+        self._uvicorn.lifespan = config.lifespan_class(config)
+        assert self._socket is not None
+        await self._uvicorn.startup(sockets=[self._socket])
+
+    async def _shutdown(self, grace: float) -> None:
+        state = self._uvicorn.server_state
+        self.server.end_delays()
+        for listener in self._uvicorn.servers:
+            listener.close()
+        for connection in list(state.connections):
+            connection.shutdown()
+        # uvicorn keeps no event for "every connection closed": look every few milliseconds.
+        for _ in range(max(1, int(grace / 0.005))):
+            if not state.connections:
+                break
+            await asyncio.sleep(0.005)
+        for connection in list(state.connections):
+            connection.transport.close()
+        for task in list(state.tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+    def stop(self, timeout: float = 10.0, grace: float = 1.0) -> None:
+        """Stop accepting, let answers in progress finish (up to ``grace`` seconds), close the loop."""
+        if self._thread.is_alive():
+            try:
+                if self._ready.is_set() and self._failure is None:
+                    asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result(timeout)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
+        if self._socket is not None:
+            self._socket.close()
 
 
 #: A retry config for tests and demos: every day, all day, retries ten simulated minutes apart.

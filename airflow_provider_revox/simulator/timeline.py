@@ -16,7 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from airflow_provider_revox import statuses
-from airflow_provider_revox.models import RetryPolicy, StructuredOutputField
+from airflow_provider_revox.models import StructuredOutputField
+from airflow_provider_revox.simulator.dialing import DialRules, next_dial
 from airflow_provider_revox.simulator.profile import (
     CONNECTED_KINDS,
     HUMAN,
@@ -25,7 +26,6 @@ from airflow_provider_revox.simulator.profile import (
     structured_output_for,
     transcript_for,
 )
-from airflow_provider_revox.waiting.schedule import next_dial_at
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,14 @@ class OrderScript:
 
 @dataclass(frozen=True)
 class OrderSpec:
-    """Everything fixed when an order is placed."""
+    """Everything fixed when an order is placed.
+
+    ``key`` seeds the order's random draws: the placement number for a generated id (which
+    changes from one start to the next), the id itself for an id a scenario fixes.
+    """
 
     call_id: str
+    key: str
     seed: int
     phone_number: str
     assistant: dict[str, Any]
@@ -61,7 +66,7 @@ class OrderSpec:
     prompt_variables: dict[str, Any]
     created_at: datetime
     scheduled_at: datetime | None
-    policy: RetryPolicy
+    rules: DialRules
     zone: ZoneInfo
     max_call_duration_secs: float | None
     output_fields: tuple[StructuredOutputField, ...]
@@ -71,15 +76,11 @@ class OrderSpec:
     @property
     def max_attempts(self) -> int:
         """Attempts the order may make: the script's length, else the policy's maximum."""
-        return (
-            len(self.script.attempts)
-            if self.script and self.script.attempts
-            else self.policy.max_retry_attempts
-        )
+        return len(self.script.attempts) if self.script and self.script.attempts else self.rules.max_attempts
 
     def rng(self, *parts: object) -> random.Random:
-        """A generator seeded by the simulator seed, the call id and ``parts``: stable across runs."""
-        return random.Random("/".join(str(p) for p in (self.seed, self.call_id, *parts)))
+        """A generator seeded by the simulator seed, the order's key and ``parts``: stable across runs."""
+        return random.Random("/".join(str(p) for p in (self.seed, self.key, *parts)))
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def plan_attempts(
     first attempt that reaches a person.
     """
     planned: list[AttemptPlan] = []
-    policy = spec.policy
+    rules = spec.rules
     for number in range(first_number, spec.max_attempts + 1):
         before = planned[-1] if planned else previous
         if before is not None and before.reached_human:
@@ -198,15 +199,15 @@ def plan_attempts(
         if number == first_number:
             earliest = start
             if before is not None:
-                earliest = max(start, before.ended_at + timedelta(seconds=policy.retry_delay_seconds))
-        elif number == 2 and policy.call_twice_in_a_row:
+                earliest = max(start, before.ended_at + timedelta(seconds=rules.retry_delay_seconds))
+        elif number == 2 and rules.call_twice_in_a_row:
             earliest = before.ended_at if before else start
         else:
             assert before is not None
-            earliest = before.ended_at + timedelta(seconds=policy.retry_delay_seconds)
+            earliest = before.ended_at + timedelta(seconds=rules.retry_delay_seconds)
         rng = spec.rng("attempt", number)
         draw = _draw_for(spec, profile, number, rng)
-        planned.append(_place(spec, number, draw, next_dial_at(policy, spec.zone, earliest), rng))
+        planned.append(_place(spec, number, draw, next_dial(rules, spec.zone, earliest), rng))
     return planned
 
 
@@ -322,14 +323,73 @@ def cut_plan(plan: OrderPlan, moment: datetime, reason: str) -> tuple[AttemptPla
     return tuple(kept)
 
 
+def cancelled_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
+    """The plan of an order cancelled at ``moment``: a live attempt hung up, a pause ended."""
+    pauses = tuple((start, end if end is not None else moment) for start, end in plan.pauses)
+    return OrderPlan(
+        spec=plan.spec,
+        attempts=cut_plan(plan, moment, "cancelled"),
+        post_start=plan.post_start if plan.post_start and plan.post_start <= moment else None,
+        final_at=moment,
+        final_status=statuses.CANCELLED,
+        pauses=pauses,
+    )
+
+
+def paused_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
+    """The plan of an order paused at ``moment``: a live attempt hung up, nothing planned after."""
+    return OrderPlan(
+        spec=plan.spec,
+        attempts=cut_plan(plan, moment, "paused"),
+        post_start=None,
+        final_at=None,
+        final_status=None,
+        pauses=(*plan.pauses, (moment, None)),
+    )
+
+
+def resumed_plan(plan: OrderPlan, profile: Profile, moment: datetime) -> OrderPlan:
+    """The plan of a paused order resumed at ``moment``: the remaining attempts planned from then."""
+    pauses = (*plan.pauses[:-1], (plan.pauses[-1][0], moment))
+    spec = plan.spec
+    previous = plan.attempts[-1] if plan.attempts else None
+    start = max(moment, spec.scheduled_at or moment)
+    more = plan_attempts(spec, profile, start, len(plan.attempts) + 1, previous)
+    resumed = finish(spec, profile, (*plan.attempts, *more), pauses)
+    if resumed.post_start is not None and resumed.post_start < moment and resumed.final_at:
+        # Every attempt was made before the pause: the analysis starts again at the resume.
+        shift = moment - resumed.post_start
+        return replace(
+            resumed,
+            post_start=moment,
+            final_at=resumed.final_at + shift,
+            events=(),
+            render_cache={},
+            json_cache={},
+        )
+    if resumed.final_at is not None and resumed.final_at < moment:
+        return OrderPlan(
+            spec=spec,
+            attempts=resumed.attempts,
+            post_start=None,
+            final_at=moment,
+            final_status=resumed.final_status,
+            pauses=pauses,
+        )
+    return resumed
+
+
 __all__ = [
     "AttemptPlan",
     "OrderPlan",
     "OrderScript",
     "OrderSpec",
     "attempt_id",
+    "cancelled_plan",
     "cut_plan",
     "finish",
     "initial_plan",
+    "paused_plan",
     "plan_attempts",
+    "resumed_plan",
 ]
