@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test test-fast demo bench simulator clean
+.PHONY: install lint test test-fast test-matrix demo bench simulator clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: lint
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not airflow"
 
+# The suites on the oldest supported Airflow and the newest, on Python 3.10 and 3.13.
+test-matrix: install
+	scripts/test-matrix
+
 demo: install
 	$(PY) demo/run_demo.py
 
@@ -37,4 +41,4 @@ simulator: install
 	$(VENV)/bin/revox-simulator --port 8089 --speed 600 --calls 20
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .matrix .pytest_cache .mypy_cache .ruff_cache
