@@ -43,9 +43,6 @@ KNOWN: Final = frozenset(
 #: Statuses in which the order waits for its next dial (first one or a retry).
 WAITING_TO_DIAL: Final = frozenset({INITIALIZING, SCHEDULED, QUEUED_FOR_CALLING, NOT_LAUNCHED})
 
-#: Statuses in which the next change can come at any moment.
-ACTIVE: Final = frozenset({CALLING, POST_PROCESSING})
-
 #: Attempt statuses.
 ATTEMPT_QUEUED: Final = "queued"
 ATTEMPT_RINGING: Final = "ringing"

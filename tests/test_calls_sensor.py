@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -30,9 +30,9 @@ from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.sensors.revox import RevoxCallsSensor
 from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
-from airflow_provider_revox.triggers import revox as trigger_module
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
 from airflow_provider_revox.waiting.batch import Fleet, list_ids
+from airflow_provider_revox.waiting.events import describe_fetch_errors
 from airflow_provider_revox.waiting.ids import batch_call_ids
 
 HUMAN = [{"result": "human", "duration": 60}]
@@ -303,13 +303,12 @@ def test_ids_from_an_upstream_task(
 
 @pytest.fixture
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hook's retries and the trigger's shortest sleep cost no real time."""
+    """The hook's retries cost no real time."""
 
     async def no_sleep(seconds: float) -> None:
         return None
 
     monkeypatch.setattr(hook_module, "retry_asleep", no_sleep)
-    monkeypatch.setattr(trigger_module, "MIN_SLEEP_SECONDS", 0.005)
 
 
 @pytest.fixture
@@ -345,6 +344,7 @@ async def until(condition: Callable[[], bool], limit: float = 30.0) -> None:
 
 
 async def collect(trigger: RevoxCallsTrigger) -> list[dict[str, Any]]:
+    trigger.min_sleep = 0.005  # a fast or manual clock: no need to wait a real second
     return [event.payload async for event in trigger.run()]
 
 
@@ -375,6 +375,7 @@ def test_trigger_serialisation_round_trip_is_json_only() -> None:
         "settled": {"completed": ["c-2"]},
         "deadline_at": "2026-01-02T03:04:05+00:00",
         "deadline_fixed": True,
+        "stop_at": None,
     }
 
 
@@ -600,9 +601,9 @@ async def test_fixed_deadline_sends_timeout_listing_pending(manual_sim: Simulato
     finish_all(manual_sim)
     paused = place(manual_sim, "late-paused", HUMAN)
     manual_sim.engine.pause(paused)
-    past = "2000-01-01T00:00:00+00:00"
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=0.5)).isoformat()
     events = await collect(
-        RevoxCallsTrigger(call_ids=[done, paused], poke_interval=0.05, deadline_at=past, deadline_fixed=True)
+        RevoxCallsTrigger(call_ids=[done, paused], poke_interval=0.05, deadline_at=soon, deadline_fixed=True)
     )
 
     assert [event["status"] for event in events] == ["timeout"]
@@ -803,7 +804,7 @@ def test_sensor_poke_reports_unreachable_ratio_with_ids(manual_sim: SimulatorHan
 
 
 def test_fetch_error_message_lists_the_first_twenty() -> None:
-    message = trigger_module.describe_fetch_errors([f"call c{i}: gone" for i in range(22)])
+    message = describe_fetch_errors([f"call c{i}: gone" for i in range(22)])
     assert message.startswith("22 call order(s) could not be fetched: call c0: gone; call c1: gone")
     assert "call c19: gone" in message
     assert "call c20" not in message

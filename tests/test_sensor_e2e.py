@@ -36,6 +36,22 @@ def place(sim: SimulatorHandle, call_id: str, attempts: list[dict[str, Any]], **
     return sim.place_scripted(call_id, attempts, post_processing_seconds=60, **extra)
 
 
+def held(sim: SimulatorHandle, call_id: str) -> threading.Thread:
+    """Pause an order until the sensor has looked at it once, so a deferrable sensor always defers."""
+    sim.engine.pause(call_id)
+
+    def resume_after_first_look() -> None:
+        for _ in range(3000):
+            if sim.stats()["by_call_id"].get(call_id, 0) >= 1:
+                break
+            threading.Event().wait(0.01)
+        sim.engine.resume(call_id)
+
+    thread = threading.Thread(target=resume_after_first_look, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_sensor(run_dag: Callable[..., Any], dag_id: str, call_id: str, **kwargs: Any) -> tuple[str, Any, Any]:
     """Run a one-sensor DAG; return the task state, its XCom and the task instance."""
     dag_run = run_dag(DAG_TEMPLATE.format(dag_id=dag_id, call_id=call_id, kwargs=kwargs), dag_id)
@@ -61,7 +77,9 @@ def test_completed_order_succeeds_with_summary(
         [{"result": "voicemail", "duration": 30}, {"result": "human", "duration": 90}],
         outcome="interested",
     )
+    resumer = held(fast_simulator, call_id)
     state, summary, ti = run_sensor(run_dag, f"sensor_ok_{mode}", call_id, **MODES[mode])
+    resumer.join(timeout=5)
 
     truth = fast_simulator.get_call(call_id)
     assert state == "success"
@@ -94,9 +112,9 @@ def test_completed_order_succeeds_with_summary(
 def test_post_processing_is_not_success(
     mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
-    # Dialled three simulated hours from now (18 real seconds), once the sensor is running; then
+    # Dialled forty simulated minutes from now (4 real seconds), once the sensor is running; then
     # half an hour of post-processing (3 real seconds) that the sensor sees and waits through.
-    dial_at = fast_simulator.clock.now() + timedelta(hours=3)
+    dial_at = fast_simulator.clock.now() + timedelta(minutes=40)
     call_id = fast_simulator.place_scripted(
         f"call-post-{mode}",
         [{"result": "human", "duration": 30}],
@@ -195,13 +213,13 @@ def test_paused_order_keeps_waiting_until_resumed(
 def test_explicit_timeout_fails_or_skips(
     mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
-    # Paused and never resumed: nothing happens within the 3-second timeout.
+    # Paused and never resumed: nothing happens within the 1.5-second timeout.
     call_id = place(fast_simulator, f"call-late-{mode}", [{"result": "human"}])
     fast_simulator.engine.pause(call_id)
-    state, _, _ = run_sensor(run_dag, f"sensor_timeout_{mode}", call_id, timeout=3, **MODES[mode])
+    state, _, _ = run_sensor(run_dag, f"sensor_timeout_{mode}", call_id, timeout=1.5, **MODES[mode])
     assert state == "failed"
 
     state, _, _ = run_sensor(
-        run_dag, f"sensor_timeout_soft_{mode}", call_id, timeout=3, soft_fail=True, **MODES[mode]
+        run_dag, f"sensor_timeout_soft_{mode}", call_id, timeout=1.5, soft_fail=True, **MODES[mode]
     )
     assert state == "skipped"

@@ -19,7 +19,6 @@ from airflow.sdk.exceptions import (
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
-from airflow_provider_revox.triggers import revox as trigger_module
 from airflow_provider_revox.triggers.revox import RevoxCallTrigger
 
 
@@ -34,7 +33,6 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
             slept.append(seconds)
 
         monkeypatch.setattr(hook_module, "retry_asleep", no_sleep)
-        monkeypatch.setattr(trigger_module, "MIN_SLEEP_SECONDS", 0.01)
         yield handle
 
 
@@ -48,6 +46,7 @@ def finished_call(sim: SimulatorHandle, call_id: str, **extra: Any) -> str:
 
 
 async def collect(trigger: RevoxCallTrigger) -> list[dict[str, Any]]:
+    trigger.min_sleep = 0.01  # the simulator's manual clock: no need to wait a real second
     return [event.payload async for event in trigger.run()]
 
 
@@ -72,6 +71,7 @@ def test_serialisation_round_trip_is_json_only() -> None:
         "fail_on_statuses": ["errored"],
         "deadline_at": "2026-01-02T03:04:05+00:00",
         "deadline_fixed": True,
+        "stop_at": None,
     }
 
 
@@ -153,11 +153,15 @@ async def test_unknown_call_sends_error_event(sim: SimulatorHandle) -> None:
 async def test_fixed_deadline_in_the_past_sends_timeout(sim: SimulatorHandle) -> None:
     placed = sim.place_call(phone_number="+33612345678", assistant_id="asst_test")
     sim.engine.pause(placed["id"])
-    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    soon = datetime.now(timezone.utc) + timedelta(seconds=0.5)
     events = await collect(
-        RevoxCallTrigger(call_id=placed["id"], poke_interval=0.05, deadline_at=past, deadline_fixed=True)
+        RevoxCallTrigger(
+            call_id=placed["id"], poke_interval=0.05, deadline_at=soon.isoformat(), deadline_fixed=True
+        )
     )
     assert [e["status"] for e in events] == ["timeout"]
+    expected = f"call {placed['id']} did not finish by {soon.isoformat()} (last status 'paused')"
+    assert events[0]["message"] == expected
     assert events[0]["summary"]["status"] == "paused"
 
 
