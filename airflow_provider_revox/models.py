@@ -11,8 +11,9 @@ follow three rules:
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, time, timezone
 from functools import cached_property, lru_cache
 from typing import Annotated, Any
@@ -31,11 +32,27 @@ DEFAULT_RETRY_DELAY_SECONDS = 7200.0
 DEFAULT_MAX_RETRY_ATTEMPTS = 3
 DEFAULT_ALLOWED_DAYS: frozenset[int] = frozenset(range(5))  # Monday to Friday
 
+#: Bounds on values the API sends, so one absurd order cannot overflow or stall the schedule:
+#: timestamps after this are unreadable; delays, durations and attempt counts are capped.
+LATEST_TIMESTAMP = datetime(2200, 1, 1, tzinfo=timezone.utc)
+MAX_RETRY_DELAY_SECONDS = 30 * 86400.0
+MAX_CALL_DURATION_SECONDS = 86400.0
+MAX_RETRY_ATTEMPTS = 50
+MAX_TIMEZONE_LENGTH = 64
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 def _to_datetime(value: Any) -> datetime | None:
-    """Read an API timestamp: ISO 8601 text or epoch seconds; placeholders become None."""
+    """Read an API timestamp: ISO 8601 text or epoch seconds; placeholders become None.
+
+    A time past :data:`LATEST_TIMESTAMP` is as unreadable as garbled text: None.
+    """
+    stamp = _parse_datetime(value)
+    return stamp if stamp is None or stamp < LATEST_TIMESTAMP else None
+
+
+def _parse_datetime(value: Any) -> datetime | None:
     if value is None or value == {} or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, datetime):
@@ -79,6 +96,25 @@ def _from_epoch(value: float, per_second: int = 1) -> datetime | None:
 
 
 Timestamp = Annotated[datetime | None, BeforeValidator(_to_datetime)]
+
+
+def _capped(cap: float) -> Callable[[Any], Any]:
+    """A reader for a number the schedule multiplies: NaN is unreadable, infinity and more is ``cap``."""
+
+    def read(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        if math.isnan(value):
+            return None
+        return min(value, cap)
+
+    return read
+
+
+#: Seconds between two attempts, at most :data:`MAX_RETRY_DELAY_SECONDS`.
+RetryDelay = Annotated[float | None, BeforeValidator(_capped(MAX_RETRY_DELAY_SECONDS))]
+#: Longest conversation, at most :data:`MAX_CALL_DURATION_SECONDS`.
+CallDuration = Annotated[float | None, BeforeValidator(_capped(MAX_CALL_DURATION_SECONDS))]
 
 
 def _none_to_list(value: Any) -> Any:
@@ -154,7 +190,7 @@ class CallingWindow(RevoxModel):
 
     calling_window_start_time: Text = None
     calling_window_end_time: Text = None
-    retry_delay_seconds: float | None = None
+    retry_delay_seconds: RetryDelay = None
 
 
 class CallRetryConfig(RevoxModel):
@@ -170,7 +206,7 @@ class CallRetryConfig(RevoxModel):
     )
     calling_window_start_time: Text = None
     calling_window_end_time: Text = None
-    retry_delay_seconds: float | None = None
+    retry_delay_seconds: RetryDelay = None
     max_retry_attempts: int | None = None
     timezone: Text = None
     allowed_days: list[str] | None = None
@@ -179,6 +215,11 @@ class CallRetryConfig(RevoxModel):
     @field_validator("max_retry_attempts", mode="before")
     @classmethod
     def _whole_attempts(cls, value: Any) -> Any:
+        # Capped: the deadline walks every attempt still to come.
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_RETRY_ATTEMPTS:
+            return MAX_RETRY_ATTEMPTS
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
@@ -203,7 +244,7 @@ class Assistant(RevoxModel):
     structured_output_config: Annotated[list[StructuredOutputField], BeforeValidator(_none_to_list)] = Field(
         default_factory=list
     )
-    max_call_duration_secs: float | None = None
+    max_call_duration_secs: CallDuration = None
     llm_model: dict[str, Any] | None = None
     created_at: Timestamp = None
     updated_at: Timestamp = None
@@ -321,9 +362,11 @@ def _parse_day_names(days: tuple[str, ...]) -> frozenset[int]:
 
 @lru_cache(maxsize=512)
 def _zone(name: str) -> ZoneInfo | None:
+    if len(name) > MAX_TIMEZONE_LENGTH:
+        return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
 
 
