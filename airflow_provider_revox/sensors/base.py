@@ -70,6 +70,7 @@ class RevoxWaitSensor(BaseSensorOperator):
         self.revox_conn_id = revox_conn_id
         self.fail_on_statuses = statuses.validate_fail_on(fail_on_statuses)
         self._started_real: datetime | None = None
+        self._started_server: datetime | None = None
         self._streak = rounds.FailureStreak()
 
     @cached_property
@@ -92,10 +93,17 @@ class RevoxWaitSensor(BaseSensorOperator):
             return ()
 
     def _unread_limit(self) -> datetime:
-        """When a wait whose orders never answered gives up, on the server's clock."""
-        clock = self.hook.server_clock
-        started = self._started_real or utcnow()
-        return rounds.unread_limit(rounds.server_time_of(clock, clock.now(), started, utcnow()))
+        """When a wait whose orders never answered gives up, on the server's clock.
+
+        Measured from the task's first start: a reschedule poke (a fresh operator) converts that
+        real time to the server's clock; within one run the first conversion is kept.
+        """
+        if self._started_server is None:
+            clock = self.hook.server_clock
+            if self._started_real is None:
+                self._started_real = utcnow()
+            self._started_server = rounds.server_time_of(clock, clock.now(), self._started_real, utcnow())
+        return rounds.unread_limit(self._started_server)
 
     def _stop_at(self) -> datetime | None:
         """The real time the wait must end: ``execution_timeout`` from the task's start."""
