@@ -170,12 +170,25 @@ def make_sensor(**kwargs: Any) -> RevoxCallSensor:
 
 
 @pytest.mark.parametrize(
-    "event",
-    [None, {}, {"status": "done"}, "success", {"status": "success", "summary": {"call_id": "other"}}],
+    ("event", "message"),
+    [
+        (None, "RevoxCallTrigger sent no valid event for call c-1: None"),
+        ({}, "RevoxCallTrigger sent no valid event for call c-1: {}"),
+        ({"status": "done"}, "RevoxCallTrigger sent no valid event for call c-1: {'status': 'done'}"),
+        ("success", "RevoxCallTrigger sent no valid event for call c-1: 'success'"),
+        (
+            {"status": "success", "summary": {"call_id": "other"}},
+            "RevoxCallTrigger sent a malformed success event for call c-1: "
+            "{'status': 'success', 'summary': {'call_id': 'other'}}",
+        ),
+    ],
 )
-def test_execute_complete_is_fail_closed(event: Any) -> None:
-    with pytest.raises(AirflowException, match=r"c-1|malformed"):
+def test_execute_complete_is_fail_closed(event: Any, message: str) -> None:
+    with pytest.raises(AirflowException) as info:
         make_sensor().execute_complete(context={}, event=event)  # type: ignore[arg-type]
+    # Exactly AirflowException: a retryable failure, neither a skip nor a fail-without-retry.
+    assert type(info.value) is AirflowException
+    assert str(info.value) == message
 
 
 def test_execute_complete_maps_each_event_kind() -> None:
@@ -189,8 +202,9 @@ def test_execute_complete_maps_each_event_kind() -> None:
         )
     with pytest.raises(AirflowSensorTimeout, match="did not finish"):
         make_sensor().execute_complete({}, {"status": "timeout", "message": "did not finish"})  # type: ignore[arg-type]
-    with pytest.raises(AirflowException, match="key was rejected"):
+    with pytest.raises(AirflowException) as info:
         make_sensor().execute_complete({}, {"status": "error", "message": "key was rejected"})  # type: ignore[arg-type]
+    assert type(info.value) is AirflowException and str(info.value) == "key was rejected"
 
 
 def test_bad_fail_on_statuses_is_rejected() -> None:
