@@ -21,13 +21,10 @@ import pendulum
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from airflow_provider_revox import statuses
+
+# The retry policy used to live here: its names stay importable from this module.
 from airflow_provider_revox.policy import (
     DEFAULT_ALLOWED_DAYS,
-    DEFAULT_MAX_RETRY_ATTEMPTS,
-    DEFAULT_RETRY_DELAY_SECONDS,
-    DEFAULT_WINDOW_END,
-    DEFAULT_WINDOW_START,
-    WEEKDAYS,
     RetryPolicy,
     Window,
     parse_window_time,
@@ -380,11 +377,6 @@ class Call(RevoxModel):
 
 __all__ = [
     "DEFAULT_ALLOWED_DAYS",
-    "DEFAULT_MAX_RETRY_ATTEMPTS",
-    "DEFAULT_RETRY_DELAY_SECONDS",
-    "DEFAULT_WINDOW_END",
-    "DEFAULT_WINDOW_START",
-    "WEEKDAYS",
     "Assistant",
     "Call",
     "CallAttempt",

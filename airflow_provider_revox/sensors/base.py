@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk import BaseSensorOperator, Context, conf
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger
 
@@ -43,9 +43,11 @@ class RevoxWaitSensor(BaseSensorOperator):
 
     Args:
         revox_conn_id: the ``revox`` connection (templated).
+        deferrable: hand the wait to the triggerer instead of holding a worker slot.
         poke_interval: seconds between polls while an order can change at any moment.
         timeout: an explicit limit (seconds or timedelta) that overrides the derived deadline.
         fail_on_statuses: statuses that fail the wait.
+        **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``mode``, ``soft_fail``, ...).
     """
 
     #: Shortest sleep between polls; None reads
@@ -55,10 +57,11 @@ class RevoxWaitSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        revox_conn_id: str,
-        poke_interval: float,
-        timeout: timedelta | float | None,
-        fail_on_statuses: Sequence[str],
+        revox_conn_id: str = RevoxHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = 30,
+        timeout: timedelta | float | None = None,
+        fail_on_statuses: Sequence[str] = statuses.DEFAULT_FAIL_ON,
         **kwargs: Any,
     ) -> None:
         self.explicit_timeout = timeout is not None
@@ -68,6 +71,7 @@ class RevoxWaitSensor(BaseSensorOperator):
             **kwargs,
         )
         self.revox_conn_id = revox_conn_id
+        self.deferrable = deferrable
         self.fail_on_statuses = statuses.validate_fail_on(fail_on_statuses)
         self._started_real: datetime | None = None
         self._started_server: datetime | None = None

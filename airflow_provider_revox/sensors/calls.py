@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
-from airflow.sdk import Context, PokeReturnValue, conf
+from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.client.poller import CallPoller
-from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.sensors.base import RevoxWaitSensor
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
@@ -83,6 +82,7 @@ class RevoxCallsSensor(RevoxWaitSensor):
         fail_on_statuses: statuses that make an order failed.
         min_completed_ratio: share of orders (0 to 1) that must be ``completed``.
         max_concurrency: most requests in flight at once.
+        **kwargs: the shared settings above and :class:`~airflow.sdk.BaseSensorOperator`'s.
     """
 
     template_fields: Sequence[str] = ("call_ids", "revox_conn_id")
@@ -92,26 +92,14 @@ class RevoxCallsSensor(RevoxWaitSensor):
         self,
         *,
         call_ids: Any,
-        revox_conn_id: str = RevoxHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poke_interval: float = 30,
-        timeout: timedelta | float | None = None,
-        fail_on_statuses: Sequence[str] = statuses.DEFAULT_FAIL_ON,
         min_completed_ratio: float = 1.0,
         max_concurrency: int = 16,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            revox_conn_id=revox_conn_id,
-            poke_interval=poke_interval,
-            timeout=timeout,
-            fail_on_statuses=fail_on_statuses,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
         if isinstance(call_ids, list | tuple) and not any(is_templated(item) for item in call_ids):
             batch_call_ids(call_ids)  # a literal list: report a bad id when the DAG is parsed
         self.call_ids = call_ids
-        self.deferrable = deferrable
         self.min_completed_ratio = validate_ratio(min_completed_ratio)
         self.max_concurrency = validate_concurrency(max_concurrency)
         self._round: rounds.BatchRound | None = None

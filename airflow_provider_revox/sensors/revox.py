@@ -7,15 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from airflow.sdk import Context, PokeReturnValue, conf
+from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.exceptions import RevoxError
-from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.redact import redact, redact_text
@@ -59,34 +58,18 @@ class RevoxCallSensor(RevoxWaitSensor):
         timeout: an explicit limit (seconds or timedelta) that overrides the derived deadline.
         fail_on_statuses: statuses that fail the task; other terminal statuses end the wait
             successfully with that status in the summary.
+        **kwargs: the shared settings above and :class:`~airflow.sdk.BaseSensorOperator`'s.
     """
 
     template_fields: Sequence[str] = ("call_id", "revox_conn_id")
     ui_color = "#ffd6e7"
     operator_extra_links = (RevoxCallLink(),)
 
-    def __init__(
-        self,
-        *,
-        call_id: str,
-        revox_conn_id: str = RevoxHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poke_interval: float = 30,
-        timeout: timedelta | float | None = None,
-        fail_on_statuses: Sequence[str] = statuses.DEFAULT_FAIL_ON,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            revox_conn_id=revox_conn_id,
-            poke_interval=poke_interval,
-            timeout=timeout,
-            fail_on_statuses=fail_on_statuses,
-            **kwargs,
-        )
+    def __init__(self, *, call_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if isinstance(call_id, str) and "{{" not in call_id:
             check_call_id(call_id)  # a literal id: report a bad one when the DAG is parsed
         self.call_id = call_id
-        self.deferrable = deferrable
         self._last_call: Call | None = None
         self._warned: set[str] = set()
 

@@ -59,16 +59,9 @@ class _Wait(BaseTrigger):
     #: Shortest sleep; None reads :data:`airflow_provider_revox.waiting.rounds.MIN_SLEEP_SECONDS`.
     min_sleep: float | None = None
 
-    def __init__(
-        self,
-        *,
-        revox_conn_id: str,
-        poke_interval: float,
-        fail_on_statuses: list[str] | tuple[str, ...],
-        deadline_at: str | None,
-        deadline_fixed: bool,
-        stop_at: str | None,
-    ) -> None:
+    def __init__(self, *shared: Any) -> None:
+        # The kwargs both triggers take, in their order: see the subclasses' docstrings.
+        revox_conn_id, poke_interval, fail_on_statuses, deadline_at, deadline_fixed, stop_at = shared
         super().__init__()  # type: ignore[no-untyped-call]
         self.revox_conn_id = revox_conn_id
         self.poke_interval = float(poke_interval)
@@ -164,14 +157,7 @@ class RevoxCallTrigger(_Wait):
         deadline_fixed: bool = False,
         stop_at: str | None = None,
     ) -> None:
-        super().__init__(
-            revox_conn_id=revox_conn_id,
-            poke_interval=poke_interval,
-            fail_on_statuses=fail_on_statuses,
-            deadline_at=deadline_at,
-            deadline_fixed=deadline_fixed,
-            stop_at=stop_at,
-        )
+        super().__init__(revox_conn_id, poke_interval, fail_on_statuses, deadline_at, deadline_fixed, stop_at)
         self.call_id = call_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -299,14 +285,7 @@ class RevoxCallsTrigger(_Wait):
         deadline_fixed: bool = False,
         stop_at: str | None = None,
     ) -> None:
-        super().__init__(
-            revox_conn_id=revox_conn_id,
-            poke_interval=poke_interval,
-            fail_on_statuses=fail_on_statuses,
-            deadline_at=deadline_at,
-            deadline_fixed=deadline_fixed,
-            stop_at=stop_at,
-        )
+        super().__init__(revox_conn_id, poke_interval, fail_on_statuses, deadline_at, deadline_fixed, stop_at)
         self.call_ids = list(call_ids)
         self.min_completed_ratio = validate_ratio(min_completed_ratio)
         self.max_concurrency = validate_concurrency(max_concurrency)
