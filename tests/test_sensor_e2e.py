@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,33 @@ def held(sim: SimulatorHandle, call_id: str) -> threading.Thread:
     return thread
 
 
+MODES = {
+    "poke": {"mode": "poke", "poke_interval": 15},
+    "reschedule": {"mode": "reschedule", "poke_interval": 15},
+    "deferrable": {"deferrable": True, "poke_interval": 15},
+}
+
+
+@dataclass
+class Case:
+    """One mode of one test: the simulator, and a way to run a one-sensor DAG in that mode."""
+
+    mode: str
+    sim: SimulatorHandle
+    run_dag: Callable[..., Any]
+
+    def run(self, dag_id: str, call_id: str, **kwargs: Any) -> tuple[str, Any, Any]:
+        """Run the sensor in this case's mode; return its state, XCom and task instance."""
+        return run_sensor(self.run_dag, dag_id, call_id, **MODES[self.mode], **kwargs)
+
+
+@pytest.fixture(params=sorted(MODES))
+def case(
+    request: pytest.FixtureRequest, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> Case:
+    return Case(str(request.param), fast_simulator, run_dag)
+
+
 def run_sensor(run_dag: Callable[..., Any], dag_id: str, call_id: str, **kwargs: Any) -> tuple[str, Any, Any]:
     """Run a one-sensor DAG; return the task state, its XCom and the task instance."""
     dag_run = run_dag(DAG_TEMPLATE.format(dag_id=dag_id, call_id=call_id, kwargs=kwargs), dag_id)
@@ -60,17 +88,8 @@ def run_sensor(run_dag: Callable[..., Any], dag_id: str, call_id: str, **kwargs:
     return ti.state, value, ti
 
 
-MODES = {
-    "poke": {"mode": "poke", "poke_interval": 15},
-    "reschedule": {"mode": "reschedule", "poke_interval": 15},
-    "deferrable": {"deferrable": True, "poke_interval": 15},
-}
-
-
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_completed_order_succeeds_with_summary(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_completed_order_succeeds_with_summary(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     call_id = place(
         fast_simulator,
         f"call-ok-{mode}",
@@ -78,7 +97,7 @@ def test_completed_order_succeeds_with_summary(
         outcome="interested",
     )
     resumer = held(fast_simulator, call_id)
-    state, summary, ti = run_sensor(run_dag, f"sensor_ok_{mode}", call_id, **MODES[mode])
+    state, summary, ti = case.run(f"sensor_ok_{mode}", call_id)
     resumer.join(timeout=5)
 
     truth = fast_simulator.get_call(call_id)
@@ -107,10 +126,8 @@ def test_completed_order_succeeds_with_summary(
     assert ("POST /call/search" in served) == (mode == "deferrable")
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_post_processing_is_not_success(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_post_processing_is_not_success(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     # Dialled forty simulated minutes from now (4 real seconds), once the sensor is running; then
     # half an hour of post-processing (3 real seconds) that the sensor sees and waits through.
     dial_at = fast_simulator.clock.now() + timedelta(minutes=40)
@@ -120,7 +137,7 @@ def test_post_processing_is_not_success(
         post_processing_seconds=1800,
         scheduled_at=dial_at.isoformat(),
     )
-    state, summary, _ = run_sensor(run_dag, f"sensor_post_{mode}", call_id, **MODES[mode])
+    state, summary, _ = case.run(f"sensor_post_{mode}", call_id)
 
     assert state == "success"
     assert summary["status"] == "completed"
@@ -129,58 +146,48 @@ def test_post_processing_is_not_success(
     assert fast_simulator.stats()["by_call_id"][call_id] >= 3  # polled through post_processing
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_errored_order_fails_without_retrying(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_errored_order_fails_without_retrying(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     call_id = place(
         fast_simulator,
         f"call-err-{mode}",
         [{"dial_error": "number_non_attributed"}],
         final_status="errored",
     )
-    state, _, ti = run_sensor(run_dag, f"sensor_err_{mode}", call_id, **MODES[mode])
+    state, _, ti = case.run(f"sensor_err_{mode}", call_id)
 
     assert fast_simulator.get_call(call_id)["status"] == "errored"
     assert state == "failed"
     assert ti.try_number == 1  # AirflowFailException: retries=2 are not used on a dead order
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_cancelled_order_with_soft_fail_is_skipped(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_cancelled_order_with_soft_fail_is_skipped(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     call_id = place(fast_simulator, f"call-cancel-{mode}", [{"result": "human", "duration": 600}])
     fast_simulator.engine.cancel(call_id)
-    state, _, _ = run_sensor(run_dag, f"sensor_cancel_{mode}", call_id, soft_fail=True, **MODES[mode])
+    state, _, _ = case.run(f"sensor_cancel_{mode}", call_id, soft_fail=True)
 
     assert fast_simulator.get_call(call_id)["status"] == "cancelled"
     assert state == "skipped"
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_cancelled_is_success_when_not_in_fail_on_statuses(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_cancelled_is_success_when_not_in_fail_on_statuses(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     call_id = place(fast_simulator, f"call-cancel-ok-{mode}", [{"result": "human", "duration": 600}])
     fast_simulator.engine.cancel(call_id)
-    state, summary, _ = run_sensor(
-        run_dag, f"sensor_cancel_ok_{mode}", call_id, fail_on_statuses=("errored",), **MODES[mode]
-    )
+    state, summary, _ = case.run(f"sensor_cancel_ok_{mode}", call_id, fail_on_statuses=("errored",))
     assert state == "success"
     assert summary["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_unknown_status_keeps_waiting(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_unknown_status_keeps_waiting(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     call_id = place(fast_simulator, f"call-unknown-{mode}", [{"result": "human", "duration": 60}])
     # The first answers carry a status nobody has documented; the sensor must not stop on them.
     # A sensor GETs the order; a trigger (deferrable mode) fetches it with the others by search.
     for polled_by in (call_id, "POST /call/search"):
         fast_simulator.faults.script(polled_by, ["unknown_status", "unknown_status", "ok"])
-    state, summary, _ = run_sensor(run_dag, f"sensor_unknown_{mode}", call_id, **MODES[mode])
+    state, summary, _ = case.run(f"sensor_unknown_{mode}", call_id)
 
     assert state == "success"
     assert summary["status"] == "completed"
@@ -189,10 +196,8 @@ def test_unknown_status_keeps_waiting(
         assert fast_simulator.faults.pending("POST /call/search") == 0
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_paused_order_keeps_waiting_until_resumed(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_paused_order_keeps_waiting_until_resumed(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     call_id = place(
         fast_simulator, f"call-paused-{mode}", [{"result": "voicemail", "duration": 30}, {"result": "human"}]
     )
@@ -200,24 +205,20 @@ def test_paused_order_keeps_waiting_until_resumed(
     resume = threading.Timer(3.0, fast_simulator.engine.resume, args=(call_id,))
     resume.start()
     try:
-        state, summary, _ = run_sensor(run_dag, f"sensor_paused_{mode}", call_id, **MODES[mode])
+        state, summary, _ = case.run(f"sensor_paused_{mode}", call_id)
     finally:
         resume.cancel()
     assert state == "success"
     assert summary["status"] == "completed"
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_explicit_timeout_fails_or_skips(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
+def test_explicit_timeout_fails_or_skips(case: Case) -> None:
+    mode, fast_simulator = case.mode, case.sim
     # Paused and never resumed: nothing happens within the 1.5-second timeout.
     call_id = place(fast_simulator, f"call-late-{mode}", [{"result": "human"}])
     fast_simulator.engine.pause(call_id)
-    state, _, _ = run_sensor(run_dag, f"sensor_timeout_{mode}", call_id, timeout=1.5, **MODES[mode])
+    state, _, _ = case.run(f"sensor_timeout_{mode}", call_id, timeout=1.5)
     assert state == "failed"
 
-    state, _, _ = run_sensor(
-        run_dag, f"sensor_timeout_soft_{mode}", call_id, timeout=1.5, soft_fail=True, **MODES[mode]
-    )
+    state, _, _ = case.run(f"sensor_timeout_soft_{mode}", call_id, timeout=1.5, soft_fail=True)
     assert state == "skipped"

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import (
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
-from airflow_provider_revox.triggers.revox import RevoxCallTrigger
+from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger
 
 
 @pytest.fixture
@@ -50,29 +50,35 @@ async def collect(trigger: RevoxCallTrigger) -> list[dict[str, Any]]:
     return [event.payload async for event in trigger.run()]
 
 
-def test_serialisation_round_trip_is_json_only() -> None:
-    trigger = RevoxCallTrigger(
-        call_id="c-1",
-        revox_conn_id="revox_prod",
-        poke_interval=20,
-        fail_on_statuses=("errored",),
-        deadline_at="2026-01-02T03:04:05+00:00",
-        deadline_fixed=True,
-    )
-    classpath, kwargs = trigger.serialize()
-    assert classpath == "airflow_provider_revox.triggers.revox.RevoxCallTrigger"
-    restored_kwargs = json.loads(json.dumps(kwargs))
-    assert restored_kwargs == kwargs
-    assert RevoxCallTrigger(**restored_kwargs).serialize() == (classpath, kwargs)
-    assert kwargs == {
-        "call_id": "c-1",
+@pytest.mark.parametrize(
+    ("cls", "own"),
+    [
+        (RevoxCallTrigger, {"call_id": "c-1"}),
+        (
+            RevoxCallsTrigger,
+            {
+                "call_ids": ["c-1", "c-2", "c-3"],
+                "min_completed_ratio": 0.5,
+                "max_concurrency": 8,
+                "settled": {"completed": ["c-2"]},
+            },
+        ),
+    ],
+)
+def test_serialisation_round_trip_is_json_only(cls: Any, own: dict[str, Any]) -> None:
+    shared = {
         "revox_conn_id": "revox_prod",
         "poke_interval": 20.0,
         "fail_on_statuses": ["errored"],
         "deadline_at": "2026-01-02T03:04:05+00:00",
         "deadline_fixed": True,
-        "stop_at": None,
+        "stop_at": "2026-01-02T04:00:00+00:00",
     }
+    trigger = cls(**own, **{**shared, "poke_interval": 20, "fail_on_statuses": ("errored",)})
+    classpath, kwargs = trigger.serialize()
+    assert classpath == f"airflow_provider_revox.triggers.revox.{cls.__name__}"
+    assert json.loads(json.dumps(kwargs)) == kwargs == {**own, **shared}
+    assert cls(**kwargs).serialize() == (classpath, kwargs)
 
 
 async def test_success_event_carries_the_summary(sim: SimulatorHandle) -> None:
