@@ -1,18 +1,18 @@
 """Every wait ends: an order the model cannot read, and execution_timeout while deferred.
 
-Through a real Airflow (``dag.test()``) against the simulator at 600x real time, where the
-hour a wait grants an order it cannot read passes in six real seconds.
+Through a real Airflow (``dag.test()``) against a simulator at 3,000x real time, where the
+hour a wait grants an order it cannot read passes in 1.2 real seconds.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 
 pytestmark = pytest.mark.airflow
 
@@ -36,6 +36,14 @@ MODES = {
 }
 
 
+@pytest.fixture
+def faster_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
+    """A simulator at 3,000x real time with ``revox_default`` pointing at it."""
+    with running_simulator(seed=13, speed=3000) as sim:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
+        yield sim
+
+
 def unreadable(sim: SimulatorHandle, call_id: str) -> str:
     """An order whose answers the model rejects (numeric enum options), as a drifted API might send."""
     sim.place_scripted(call_id, [{"result": "human", "duration": 60}])
@@ -57,9 +65,12 @@ def run_wait(run_dag: Callable[..., Any], dag_id: str, sensor: str, **kwargs: An
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_an_unreadable_order_is_given_up_an_hour_after_the_first_start(
-    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], capfd: pytest.CaptureFixture[str]
+    mode: str,
+    faster_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    call_id = unreadable(fast_simulator, f"unreadable-{mode}")
+    call_id = unreadable(faster_simulator, f"unreadable-{mode}")
     state, seconds = run_wait(
         run_dag, f"unreadable_{mode}", "RevoxCallSensor", call_id=call_id, **MODES[mode]
     )
@@ -67,24 +78,24 @@ def test_an_unreadable_order_is_given_up_an_hour_after_the_first_start(
     assert state == "failed"
     out = capfd.readouterr().out
     assert f"call {call_id} did not finish by" in out and "(never read)" in out
-    # Waited the grace out (6 real seconds), polling more than once, whatever the mode.
-    assert seconds >= 5.5
-    assert fast_simulator.stats()["by_call_id"][call_id] >= 2
+    # Waited the grace out (1.2 real seconds), polling more than once, whatever the mode.
+    assert seconds >= 1.2
+    assert faster_simulator.stats()["by_call_id"][call_id] >= 2
     # One warning when the failures start, not one per poll.
     assert out.count("will look again, waiting longer each time") == 1
 
 
 def test_a_batch_in_reschedule_mode_keeps_its_first_start(
-    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], capfd: pytest.CaptureFixture[str]
+    faster_simulator: SimulatorHandle, run_dag: Callable[..., Any], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    call_id = unreadable(fast_simulator, "unreadable-batch")
+    call_id = unreadable(faster_simulator, "unreadable-batch")
     state, seconds = run_wait(
         run_dag, "unreadable_batch", "RevoxCallsSensor", call_ids=[call_id], mode="reschedule"
     )
 
     assert state == "failed"
     assert "call orders did not all finish by" in capfd.readouterr().out
-    assert 5.5 <= seconds < 60
+    assert 1.2 <= seconds < 60
 
 
 @pytest.mark.parametrize("sensor", ["RevoxCallSensor", "RevoxCallsSensor"])
