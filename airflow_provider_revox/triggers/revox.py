@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox import statuses
@@ -46,8 +47,12 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _secrets(poller: CallPoller) -> tuple[str, ...]:
-    # Called once a request went out, so the connection is already read: no lookup here.
-    return poller.hook.known_secrets()
+    # Called once a request went out, so the connection is normally read already; when it
+    # cannot be read there is no key to mask.
+    try:
+        return poller.hook.known_secrets()
+    except AirflowNotFoundException:
+        return ()
 
 
 class _Wait(BaseTrigger):
