@@ -24,35 +24,20 @@ ERRORED: Final = "errored"
 #: Statuses after which an order never changes again.
 TERMINAL: Final = frozenset({COMPLETED, CANCELLED, ERRORED})
 
-#: Every order status the current API spec documents.
-KNOWN: Final = frozenset(
-    {
-        INITIALIZING,
-        SCHEDULED,
-        QUEUED_FOR_CALLING,
-        CALLING,
-        POST_PROCESSING,
-        PAUSED,
-        NOT_LAUNCHED,
-        COMPLETED,
-        CANCELLED,
-        ERRORED,
-    }
-)
-
 #: Statuses in which the order waits for its next dial (first one or a retry).
 WAITING_TO_DIAL: Final = frozenset({INITIALIZING, SCHEDULED, QUEUED_FOR_CALLING, NOT_LAUNCHED})
 
-#: Statuses in which the next change can come at any moment.
-ACTIVE: Final = frozenset({CALLING, POST_PROCESSING})
+#: Every order status the current API spec documents.
+KNOWN: Final = WAITING_TO_DIAL | {CALLING, POST_PROCESSING, PAUSED} | TERMINAL
 
-#: Attempt statuses.
+#: Attempt statuses while a dial is in progress.
 ATTEMPT_QUEUED: Final = "queued"
 ATTEMPT_RINGING: Final = "ringing"
 ATTEMPT_ONGOING: Final = "ongoing"
+ATTEMPT_LIVE: Final = frozenset({ATTEMPT_QUEUED, ATTEMPT_RINGING, ATTEMPT_ONGOING})
+#: Attempt statuses once a dial is over.
 ATTEMPT_COMPLETED: Final = "completed"
 ATTEMPT_ERROR: Final = "error"
-ATTEMPT_LIVE: Final = frozenset({ATTEMPT_QUEUED, ATTEMPT_RINGING, ATTEMPT_ONGOING})
 ATTEMPT_ENDED: Final = frozenset({ATTEMPT_COMPLETED, ATTEMPT_ERROR})
 
 #: Attempt result meaning a person answered.

@@ -19,8 +19,7 @@ from airflow.sdk.exceptions import (
 from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
-from airflow_provider_revox.triggers import revox as trigger_module
-from airflow_provider_revox.triggers.revox import RevoxCallTrigger
+from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger
 
 
 @pytest.fixture
@@ -34,7 +33,6 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
             slept.append(seconds)
 
         monkeypatch.setattr(hook_module, "retry_asleep", no_sleep)
-        monkeypatch.setattr(trigger_module, "MIN_SLEEP_SECONDS", 0.01)
         yield handle
 
 
@@ -48,31 +46,39 @@ def finished_call(sim: SimulatorHandle, call_id: str, **extra: Any) -> str:
 
 
 async def collect(trigger: RevoxCallTrigger) -> list[dict[str, Any]]:
+    trigger.min_sleep = 0.01  # the simulator's manual clock: no need to wait a real second
     return [event.payload async for event in trigger.run()]
 
 
-def test_serialisation_round_trip_is_json_only() -> None:
-    trigger = RevoxCallTrigger(
-        call_id="c-1",
-        revox_conn_id="revox_prod",
-        poke_interval=20,
-        fail_on_statuses=("errored",),
-        deadline_at="2026-01-02T03:04:05+00:00",
-        deadline_fixed=True,
-    )
-    classpath, kwargs = trigger.serialize()
-    assert classpath == "airflow_provider_revox.triggers.revox.RevoxCallTrigger"
-    restored_kwargs = json.loads(json.dumps(kwargs))
-    assert restored_kwargs == kwargs
-    assert RevoxCallTrigger(**restored_kwargs).serialize() == (classpath, kwargs)
-    assert kwargs == {
-        "call_id": "c-1",
+@pytest.mark.parametrize(
+    ("cls", "own"),
+    [
+        (RevoxCallTrigger, {"call_id": "c-1"}),
+        (
+            RevoxCallsTrigger,
+            {
+                "call_ids": ["c-1", "c-2", "c-3"],
+                "min_completed_ratio": 0.5,
+                "max_concurrency": 8,
+                "settled": {"completed": ["c-2"]},
+            },
+        ),
+    ],
+)
+def test_serialisation_round_trip_is_json_only(cls: Any, own: dict[str, Any]) -> None:
+    shared = {
         "revox_conn_id": "revox_prod",
         "poke_interval": 20.0,
         "fail_on_statuses": ["errored"],
         "deadline_at": "2026-01-02T03:04:05+00:00",
         "deadline_fixed": True,
+        "stop_at": "2026-01-02T04:00:00+00:00",
     }
+    trigger = cls(**own, **{**shared, "poke_interval": 20, "fail_on_statuses": ("errored",)})
+    classpath, kwargs = trigger.serialize()
+    assert classpath == f"airflow_provider_revox.triggers.revox.{cls.__name__}"
+    assert json.loads(json.dumps(kwargs)) == kwargs == {**own, **shared}
+    assert cls(**kwargs).serialize() == (classpath, kwargs)
 
 
 async def test_success_event_carries_the_summary(sim: SimulatorHandle) -> None:
@@ -153,11 +159,15 @@ async def test_unknown_call_sends_error_event(sim: SimulatorHandle) -> None:
 async def test_fixed_deadline_in_the_past_sends_timeout(sim: SimulatorHandle) -> None:
     placed = sim.place_call(phone_number="+33612345678", assistant_id="asst_test")
     sim.engine.pause(placed["id"])
-    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    soon = datetime.now(timezone.utc) + timedelta(seconds=0.5)
     events = await collect(
-        RevoxCallTrigger(call_id=placed["id"], poke_interval=0.05, deadline_at=past, deadline_fixed=True)
+        RevoxCallTrigger(
+            call_id=placed["id"], poke_interval=0.05, deadline_at=soon.isoformat(), deadline_fixed=True
+        )
     )
     assert [e["status"] for e in events] == ["timeout"]
+    expected = f"call {placed['id']} did not finish by {soon.isoformat()} (last status 'paused')"
+    assert events[0]["message"] == expected
     assert events[0]["summary"]["status"] == "paused"
 
 
@@ -166,12 +176,25 @@ def make_sensor(**kwargs: Any) -> RevoxCallSensor:
 
 
 @pytest.mark.parametrize(
-    "event",
-    [None, {}, {"status": "done"}, "success", {"status": "success", "summary": {"call_id": "other"}}],
+    ("event", "message"),
+    [
+        (None, "RevoxCallTrigger sent no valid event for call c-1: None"),
+        ({}, "RevoxCallTrigger sent no valid event for call c-1: {}"),
+        ({"status": "done"}, "RevoxCallTrigger sent no valid event for call c-1: {'status': 'done'}"),
+        ("success", "RevoxCallTrigger sent no valid event for call c-1: 'success'"),
+        (
+            {"status": "success", "summary": {"call_id": "other"}},
+            "RevoxCallTrigger sent a malformed success event for call c-1: "
+            "{'status': 'success', 'summary': {'call_id': 'other'}}",
+        ),
+    ],
 )
-def test_execute_complete_is_fail_closed(event: Any) -> None:
-    with pytest.raises(AirflowException, match=r"c-1|malformed"):
+def test_execute_complete_is_fail_closed(event: Any, message: str) -> None:
+    with pytest.raises(AirflowException) as info:
         make_sensor().execute_complete(context={}, event=event)  # type: ignore[arg-type]
+    # Exactly AirflowException: a retryable failure, neither a skip nor a fail-without-retry.
+    assert type(info.value) is AirflowException
+    assert str(info.value) == message
 
 
 def test_execute_complete_maps_each_event_kind() -> None:
@@ -185,8 +208,9 @@ def test_execute_complete_maps_each_event_kind() -> None:
         )
     with pytest.raises(AirflowSensorTimeout, match="did not finish"):
         make_sensor().execute_complete({}, {"status": "timeout", "message": "did not finish"})  # type: ignore[arg-type]
-    with pytest.raises(AirflowException, match="key was rejected"):
+    with pytest.raises(AirflowException) as info:
         make_sensor().execute_complete({}, {"status": "error", "message": "key was rejected"})  # type: ignore[arg-type]
+    assert type(info.value) is AirflowException and str(info.value) == "key was rejected"
 
 
 def test_bad_fail_on_statuses_is_rejected() -> None:

@@ -8,12 +8,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
 from airflow_provider_revox.hooks.revox import validate_call_id
 
 
 def _excerpt(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_call_id(call_id: Any) -> str:
+    """Return ``call_id`` when it can name an order in a URL path, else raise.
+
+    Adds to the hook's check the ids made only of dots (``"."``), which a URL resolves as a
+    path step instead of sending as an id.
+
+    Raises:
+        RevoxInvalidCallIdError: naming the problem (also a ``ValueError``).
+    """
+    try:
+        checked = validate_call_id(call_id)
+    except RevoxInvalidCallIdError:
+        raise
+    except ValueError as error:
+        raise RevoxInvalidCallIdError(str(error)) from None
+    if not checked.strip("."):
+        raise RevoxInvalidCallIdError(f"call_id {checked!r} is only dots, which a URL reads as a path step")
+    return checked
 
 
 def is_templated(value: Any) -> bool:
@@ -38,13 +59,15 @@ def normalize_call_ids(value: Any) -> list[str]:
 
     def visit(item: Any) -> None:
         if isinstance(item, str):
-            ids.setdefault(validate_call_id(item), None)
+            ids.setdefault(check_call_id(item), None)
         elif isinstance(item, Mapping):
             if "call_id" in item:
                 visit_id(item["call_id"])
             elif "completed" in item or "failed" in item:
                 for key in ("completed", "failed"):
-                    for nested in item.get(key) or ():
+                    listed = item.get(key) or ()
+                    # A bare string is one id, not a sequence of one-character ids.
+                    for nested in [listed] if isinstance(listed, str) else listed:
                         visit(nested)
             else:
                 raise ValueError(
@@ -59,15 +82,16 @@ def normalize_call_ids(value: Any) -> list[str]:
 
     def visit_id(item: Any) -> None:
         try:
-            ids.setdefault(validate_call_id(item), None)
+            ids.setdefault(check_call_id(item), None)
         except ValueError as error:
-            raise ValueError(f"call_ids: {error}") from None
+            raise RevoxInvalidCallIdError(f"call_ids: {error}") from None
 
     try:
         visit(value)
     except ValueError as error:
         message = str(error)
-        raise ValueError(message if message.startswith("call_ids") else f"call_ids: {message}") from None
+        problem = message if message.startswith("call_ids") else f"call_ids: {message}"
+        raise RevoxInvalidCallIdError(problem) from None
     return list(ids)
 
 

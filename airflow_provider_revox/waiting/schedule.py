@@ -140,13 +140,25 @@ def _retry_earliest(policy: RetryPolicy, ended: datetime, attempts_made: int) ->
     return ended + timedelta(seconds=policy.retry_delay_seconds)
 
 
+def _api_plan(call: Call) -> datetime | None:
+    """The API's own ``next_call_at``, unless the last attempt started at or after it (stale)."""
+    planned = call.next_call_at
+    if planned is None:
+        return None
+    last = call.last_attempt
+    if last is not None and last.started_at is not None and last.started_at >= planned:
+        return None
+    return planned.astimezone(_UTC)
+
+
 def planned_dial_at(call: Call, now: datetime) -> datetime | None:
     """When the order's next attempt can first be dialled, or None when no attempt is left.
 
     Uses ``next_call_at`` when the API gives one (unless the last attempt already
-    started at or after it, which makes it stale); otherwise derives
-    the time from ``scheduled_at`` (first attempt) or the last attempt's end plus
-    the retry delay (``call_twice_in_a_row`` lets attempt 2 follow at once), then
+    started at or after it, which makes it stale); a planned dial still ahead wins even when
+    the derived plan has no attempt left, since the API may count retries differently.
+    Otherwise derives the time from ``scheduled_at`` (first attempt) or the last attempt's end
+    plus the retry delay (``call_twice_in_a_row`` lets attempt 2 follow at once), then
     moves it into the next calling window. Never before ``now``.
 
     Args:
@@ -160,24 +172,41 @@ def planned_dial_at(call: Call, now: datetime) -> datetime | None:
     now = now.astimezone(_UTC)
     policy = call.retry_policy
     made = call.attempts_made
+    planned = _api_plan(call)
+    if planned is not None and planned > now:
+        return planned
     if made >= policy.max_retry_attempts:
         return None
-    planned = call.next_call_at
-    last = call.last_attempt
-    stale = (
-        planned is not None
-        and last is not None
-        and last.started_at is not None
-        and last.started_at >= planned
-    )
-    if planned is not None and not stale:
+    if planned is not None:
         # A planned dial in the past is overdue: it can happen any moment now.
-        return max(planned.astimezone(_UTC), now)
+        return now
     if made == 0:
         earliest = call.scheduled_at or now
     else:
         earliest = _retry_earliest(policy, _last_ended(call, now), made)
     return next_dial_at(policy, policy.zone_for(call.to_phone_number), max(earliest, now))
+
+
+def _overdue_dial(call: Call, now: datetime) -> datetime | None:
+    """The next dial as the order's own times place it, when that is already past; else None.
+
+    An order stuck before its dial (``scheduled`` for months, ``not_launched``,
+    ``initializing``) would otherwise have its deadline recomputed from ``now`` for ever.
+    """
+    policy = call.retry_policy
+    made = call.attempts_made
+    if made >= policy.max_retry_attempts:
+        return None
+    due = _api_plan(call)
+    if due is None:
+        if made == 0:
+            since = call.scheduled_at or call.created_at
+            if since is None:
+                return None
+        else:
+            since = _retry_earliest(policy, _last_ended(call, now), made)
+        due = next_dial_at(policy, policy.zone_for(call.to_phone_number), since)
+    return due if due < now else None
 
 
 def deadline(call: Call, now: datetime) -> datetime:
@@ -227,7 +256,8 @@ def deadline(call: Call, now: datetime) -> datetime:
         made += 1
         ends = dial + bound
     else:
-        dial = planned_dial_at(call, now)
+        # An overdue dial anchors the deadline where it fell due, so it stops receding.
+        dial = _overdue_dial(call, now) or planned_dial_at(call, now)
         if dial is None:
             return _last_ended(call, now).astimezone(_UTC) + POST_PROCESSING_GRACE
         made += 1
@@ -236,6 +266,10 @@ def deadline(call: Call, now: datetime) -> datetime:
     while made < policy.max_retry_attempts:
         ends = next_dial_at(policy, zone, _retry_earliest(policy, ends, made)) + bound
         made += 1
+    planned = _api_plan(call)
+    if planned is not None and call.status in statuses.WAITING_TO_DIAL:
+        # While the API shows a dial to come, the order is alive at least until that dial ends.
+        ends = max(ends, planned + bound)
     return ends + POST_PROCESSING_GRACE
 
 
