@@ -186,9 +186,9 @@ class RevoxCallTrigger(_Wait):
                 call: Call | None = None
                 budget = self._budget(limit, clock.now(), clock)
                 try:
-                    async with asyncio.timeout(budget):
-                        call = await poller.get_call(self.call_id)
-                except TimeoutError:
+                    # wait_for rather than asyncio.timeout: the provider supports Python 3.10.
+                    call = await asyncio.wait_for(poller.get_call(self.call_id), budget)
+                except asyncio.TimeoutError:
                     pass  # the deadline passed mid-request: the check below ends the wait
                 except RevoxError as exc:
                     secrets = secrets or _secrets(poller)
@@ -321,9 +321,11 @@ class RevoxCallsTrigger(_Wait):
             while True:
                 limit = rounds.fleet_limit(fleet, fallback, fixed=self.deadline_fixed)
                 try:
-                    async with asyncio.timeout(self._budget(limit, clock.now(), clock)):
-                        errors = await rounds.poll_due(poller, state, max_concurrency=self.max_concurrency)
-                except TimeoutError:
+                    errors = await asyncio.wait_for(
+                        rounds.poll_due(poller, state, max_concurrency=self.max_concurrency),
+                        self._budget(limit, clock.now(), clock),
+                    )
+                except asyncio.TimeoutError:
                     errors = []  # the deadline passed mid-round: the check below ends the wait
                 state.secrets = state.secrets or _secrets(poller)
                 if errors:
