@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
-from airflow_provider_revox.hooks import revox as revox_hook_module
 from airflow_provider_revox.links import RevoxCallLink, call_dashboard_url, dashboard_origin
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import (
@@ -495,11 +494,14 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     finish(sim, call_id)
     destination = tmp_path / "export"
 
-    def source(ids: list[str]) -> str:
+    def source(ids: list[str], sleep: bool = False) -> str:
+        no_sleep = ", sleep=lambda seconds: None" if sleep else ""
         return dag_source(
             "revox_export_failure",
             f"""
-            RevoxCallsToStorageOperator(task_id="export", call_ids={ids!r}, destination={str(destination)!r})
+            RevoxCallsToStorageOperator(
+                task_id="export", call_ids={ids!r}, destination={str(destination)!r}{no_sleep}
+            )
             """,
         )
 
@@ -517,19 +519,22 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert "Revox call 'call-that-does-not-exist' could not be fetched" in log_text
     assert_no_planted(log_text, sim.api_key)
 
-    # A call the API keeps failing on: the hook retries (without sleeping here), then gives up.
+    # A call the API keeps failing on: each round's request fails, three rounds, then it gives up.
     flaky = place(sim, GOOD_OUTPUT)
     finish(sim, flaky)
-    monkeypatch.setattr(revox_hook_module, "retry_sleep", lambda seconds: None)
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
     sim.faults.script(flaky, ["503"] * 50)
-    failed = run_dag(source([call_id, flaky]), "revox_export_failure")
+    failed = run_dag(source([call_id, flaky], sleep=True), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before
     logs = capsys.readouterr()
     log_text = logs.out + logs.err + caplog.text
-    assert f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after" in log_text
+    assert (
+        f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after 1 tries"
+        in (log_text)
+    )
     assert_no_planted(log_text, sim.api_key)
-    assert sim.stats()["by_call_id"][flaky] == 3 * 6  # three rounds of the hook's six tries
+    assert sim.stats()["by_call_id"][flaky] == 3  # three rounds of one try each
 
 
 def test_a_call_that_recovers_between_rounds_is_exported(
@@ -539,15 +544,19 @@ def test_a_call_that_recovers_between_rounds_is_exported(
     call_id = place(sim, GOOD_OUTPUT)
     finish(sim, call_id)
     pauses: list[float] = []
-    monkeypatch.setattr(revox_hook_module, "retry_sleep", pauses.append)
-    sim.faults.script(call_id, ["503"] * 6 + ["ok"])  # the hook's first six tries all fail
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
+    sim.faults.script(call_id, ["503", "ok"])  # the first round's one try fails
     export = RevoxCallsToStorageOperator(
-        task_id="export", call_ids=[call_id], destination=str(tmp_path), file_format="jsonl"
+        task_id="export",
+        call_ids=[call_id],
+        destination=str(tmp_path),
+        file_format="jsonl",
+        sleep=pauses.append,
     )
     written = export.execute(context={})  # type: ignore[arg-type]
     assert str(tmp_path / "calls" / f"{call_id}.json") in written
-    assert sim.stats()["by_call_id"][call_id] == 7
-    assert 5.0 in pauses  # the pause between rounds
+    assert sim.stats()["by_call_id"][call_id] == 2
+    assert pauses == [5.0]  # the one pause between rounds
 
 
 @pytest.mark.airflow

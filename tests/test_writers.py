@@ -15,14 +15,9 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.io.store import attach
 from fsspec.implementations.memory import MemoryFileSystem
 
+from airflow_provider_revox.export.staging import Staging, storage_uri
 from airflow_provider_revox.export.tables import Column
-from airflow_provider_revox.export.writers import (
-    PARQUET_INSTALL_HINT,
-    Staging,
-    check_file_format,
-    open_row_writer,
-    storage_uri,
-)
+from airflow_provider_revox.export.writers import PARQUET_INSTALL_HINT, check_file_format, open_row_writer
 
 SCHEMA = (
     Column("id", "string"),
