@@ -458,14 +458,22 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     # The returned URIs, and nothing else under the destination.
     uris = xcoms(dag_run, "export")["return_value"]
     relative = [u.removeprefix(f"file://{destination}/") for u in uris]
-    assert relative == [
-        f"transcripts.{file_format}",
-        f"structured_output.{file_format}",
-        *(f"calls/{c}.json" for c in order),
-        *(f"recordings/{c}/{a.id}.wav" for c, a in recorded),
-    ]
+    assert relative == sorted(
+        [
+            f"transcripts.{file_format}",
+            f"structured_output.{file_format}",
+            *(f"calls/{c}.json" for c in order),
+            *(f"recordings/{c}/{a.id}.wav" for c, a in recorded),
+        ]
+    )
     first_run = tree(destination)
-    assert sorted(first_run) == sorted(relative)
+    assert sorted(first_run) == sorted([*relative, "_manifest.json", "_SUCCESS"])
+    manifest = json.loads(first_run["_manifest.json"])
+    assert [f["path"] for f in manifest["files"]] == relative
+    assert {f["path"]: f.get("rows") for f in manifest["files"] if "rows" in f} == {
+        f"transcripts.{file_format}": len(expected),
+        f"structured_output.{file_format}": len(order),
+    }
 
     # Secrets: in no file and no log line.
     logs = capsys.readouterr()
@@ -630,9 +638,11 @@ def test_export_of_mapped_upstream_results_to_an_object_store(
             "/bucket/revox/transcripts.parquet",
             "/bucket/revox/structured_output.parquet",
             *(f"/bucket/revox/calls/{c}.json" for c in ids),
+            "/bucket/revox/_manifest.json",
+            "/bucket/revox/_SUCCESS",
         ]
     )
     with store.open("/bucket/revox/structured_output.parquet", "rb") as file:
         rows = pq.read_table(file).to_pylist()
     assert [(r["call_id"], r["confirmed"]) for r in rows] == [(ids[0], True), (ids[1], False)]
-    assert xcoms(dag_run, "export")["return_value"][0] == "memory://bucket/revox/transcripts.parquet"
+    assert "memory://bucket/revox/transcripts.parquet" in xcoms(dag_run, "export")["return_value"]

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
@@ -57,19 +58,18 @@ class ExportOptions:
 
 def export_calls(
     hook: RevoxHook, call_ids: Sequence[str], destination: ObjectStoragePath, options: ExportOptions
-) -> list[str]:
-    """Export ``call_ids`` under ``destination``; return the published files' relative paths.
+) -> dict[str, Any]:
+    """Export ``call_ids`` under ``destination``; return the manifest of the published set.
 
     Rows follow the order of ``call_ids``, so a rerun writes the same files. Nothing is
-    published unless every call was fetched.
+    published unless every call was fetched (see :mod:`~airflow_provider_revox.export.staging`).
     """
     secrets = hook.known_secrets()
     hook.get_conn()  # one pooled client, created before the worker threads share it
     ext = options.file_format
     table = StructuredOutputTable()
     tables = [f"{name}.{ext}" for name in TABLES]
-    calls: list[str] = []
-    recordings: list[str] = []
+    transcript_count = 0
     with (
         Staging(destination) as staging,
         tempfile.TemporaryFile("w+", encoding="utf-8") as spool,
@@ -89,10 +89,9 @@ def export_calls(
                 for fetched in fetched_calls:
                     relative = f"calls/{fetched.call_id}.json"
                     staging.stage(relative).write_bytes(call_document(fetched.call, secrets))
-                    calls.append(relative)
-                    recordings.extend(fetched.recordings)
                     for row in transcript_rows(fetched.call, options.transcript_source, secrets):
                         transcripts.write(row)
+                        transcript_count += 1
                     # Columns are the union of every call's fields, known only at the end:
                     # records wait on local disk, so memory does not grow with the calls.
                     table.add_fields(fetched.call.structured_output_config)
@@ -107,8 +106,9 @@ def export_calls(
                 writer.write(table.row(json.loads(line)))
         finally:
             writer.close()
-        staging.commit()
-    return [*tables, *calls, *recordings]
+        staging.set_rows(tables[0], transcript_count)
+        staging.set_rows(tables[1], len(call_ids))
+        return staging.commit()
 
 
 __all__ = ["TABLES", "ExportOptions", "export_calls"]

@@ -1,32 +1,61 @@
-"""Staging an export's files and publishing them together, or not at all.
+"""Staging an export's files and publishing them as one set: a manifest, then ``_SUCCESS``.
 
 Files are first written to a staging area, then published together once everything
-succeeded, so a failed export never leaves a half-written file over a good one:
+succeeded. Publishing is not one atomic step on any store, so the set carries its own proof:
 
-* on a local file system the staging files sit in ``<destination>/.revox-staging/<run>/`` (the
-  same file system as their targets) and are renamed into place (``os.replace`` is atomic on
-  POSIX); what a killed run left there is swept away by the next export to that destination;
-* on object stores (s3://, gs://, ...) they are staged on local disk and uploaded with one
-  ``put_file`` each: an object only becomes visible once its upload completes.
+1. ``_SUCCESS`` is removed first: from here on, readers know the set is changing;
+2. every file is published (``os.replace`` on a local file system, one ``put_file`` each on an
+   object store);
+3. ``_manifest.json`` lists every file of the set with its size, sha256 and row count;
+4. files of the previous set that the new manifest does not list are deleted;
+5. ``_SUCCESS`` is written last; it holds the sha256 of the manifest it vouches for.
+
+A reader waits for ``_SUCCESS``, reads the manifest and (to be safe against a rerun starting
+meanwhile) checks the manifest's sha256 against ``_SUCCESS``: it never reads a mix of two
+runs. A failure or a kill anywhere in between leaves no ``_SUCCESS`` until a run succeeds.
+
+Local staging sits in ``<destination>/.revox-staging/<run>/`` (the same file system as the
+targets, so publishing is a rename), each run in its own folder with a lease file; another
+export sweeps only leases that are stale (not renewed for :data:`STALE_AFTER_SECONDS`, or left
+by a process of this host that is gone), never a folder it did not create. Object-store
+exports stage on local disk. Local publishes to one destination take turns (a file lock).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
+import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 #: Where a local export stages its files, under the destination, until it publishes them.
 STAGING_DIR = ".revox-staging"
+#: Written last: its presence says the files the manifest lists are one complete set.
+SUCCESS_MARKER = "_SUCCESS"
+#: The list of the published set: each file's path, size, sha256 and (for tables) row count.
+MANIFEST = "_manifest.json"
+#: Folders that hold only files of the export: whatever the manifest does not list goes.
+OWNED_FOLDERS = ("calls", "recordings")
+#: A run's lease not renewed for this long is a dead run's: its staging may be swept.
+STALE_AFTER_SECONDS = 3600.0
+LEASE_FILE = "lease.json"
+# Marks a staging root this package created (a user's own folder of that name has none).
+_ROOT_MARK = ".created-by-revox-export"
+_HASH_CHUNK = 1 << 20
 
 
 def storage_uri(path: ObjectStoragePath) -> str:
@@ -44,32 +73,104 @@ def _is_local(destination: ObjectStoragePath) -> bool:
     return not destination.protocol or isinstance(destination.fs, LocalFileSystem)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but someone else's
+        return False
+    return False
+
+
+class _Lease:
+    """A run's claim on its staging folder: pid and host inside, renewal time as the file's mtime."""
+
+    def __init__(self, folder: Path, clock: Callable[[], float]) -> None:
+        self.path = folder / LEASE_FILE
+        self._clock = clock
+        self._renewed = clock()
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": self._renewed}
+        self.path.write_text(json.dumps(info) + "\n", encoding="utf-8")
+        os.utime(self.path, (self._renewed, self._renewed))
+
+    def renew(self, every: float) -> None:
+        now = self._clock()
+        if now - self._renewed >= every:
+            with contextlib.suppress(OSError):
+                os.utime(self.path, (now, now))
+            self._renewed = now
+
+    @staticmethod
+    def is_stale(folder: Path, now: float, stale_after: float) -> bool:
+        """Whether ``folder`` is a staging folder of ours whose run is over; False if not ours."""
+        lease = folder / LEASE_FILE
+        try:
+            renewed = lease.stat().st_mtime
+            info = json.loads(lease.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False  # no lease: not a folder we made (or one being made right now)
+        if now - renewed >= stale_after:
+            return True
+        same_host = isinstance(info, dict) and info.get("host") == socket.gethostname()
+        pid = info.get("pid") if isinstance(info, dict) else None
+        return same_host and isinstance(pid, int) and pid != os.getpid() and _process_gone(pid)
+
+
 class Staging:
     """Files staged for a destination and published all together, or not at all.
 
     Use as a context manager: leaving it with an exception discards everything staged.
     Staging a file is thread-safe, so downloads can run in worker threads.
+
+    Args:
+        destination: a directory-like path.
+        clock: seconds since the epoch, for leases (tests pass a fake one).
+        stale_after: seconds after which another run's unrenewed lease counts as dead.
     """
 
-    def __init__(self, destination: ObjectStoragePath) -> None:
-        """Stage files for ``destination`` (a directory-like path)."""
+    def __init__(
+        self,
+        destination: ObjectStoragePath,
+        *,
+        clock: Callable[[], float] = time.time,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        """Claim a staging folder for ``destination``; sweep dead runs' folders."""
         self.destination = destination
         self._local = _is_local(destination)
-        self._token = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._staged: dict[str, Path] = {}
+        self._rows: dict[str, int] = {}
         self._count = 0
+        self._stale_after = stale_after
+        self._lease: _Lease | None = None
         self._tmpdir: Path | None
         if self._local:
-            # One directory per run under the destination: renames stay on one file system, and
-            # a run killed before publishing leaves nothing next to the published files.
-            root = Path(destination.path, STAGING_DIR)
-            if root.is_dir():
-                shutil.rmtree(root, ignore_errors=True)  # leftovers of killed runs
-            self._tmpdir = root / self._token
-            self._tmpdir.mkdir(parents=True)
+            # One folder per run under the destination: renames stay on one file system.
+            self._root = Path(destination.path, STAGING_DIR)
+            if not self._root.is_dir():
+                self._root.mkdir(parents=True, exist_ok=True)
+                (self._root / _ROOT_MARK).touch()
+            self._sweep(clock())
+            self._tmpdir = self._root / uuid.uuid4().hex[:12]
+            self._tmpdir.mkdir()
+            self._lease = _Lease(self._tmpdir, clock)
         else:
             self._tmpdir = Path(tempfile.mkdtemp(prefix="revox-export-"))
+
+    def _sweep(self, now: float) -> None:
+        for folder in self._root.iterdir():
+            if folder.is_dir() and _Lease.is_stale(folder, now, self._stale_after):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def stage(self, relative: str) -> Path:
         """Return a local path to write ``relative`` (such as ``calls/abc.json``) to before publishing.
@@ -77,35 +178,119 @@ class Staging:
         Staging the same relative path again replaces the earlier file.
         """
         parts = Path(relative).parts
-        if not parts or Path(relative).is_absolute() or ".." in parts:
+        reserved = relative in (SUCCESS_MARKER, MANIFEST) or (parts and parts[0] == STAGING_DIR)
+        if not parts or Path(relative).is_absolute() or ".." in parts or reserved:
             raise ValueError(f"not a relative file path inside the destination: {relative!r}")
         with self._lock:
             self._count += 1
-            assert self._tmpdir is not None, "staging used after commit or discard"
+            if self._tmpdir is None:
+                raise RuntimeError("staging used after commit or discard")
             local = self._tmpdir / f"{self._count}-{parts[-1]}"
             previous = self._staged.pop(relative, None)
             self._staged[relative] = local
+            if self._lease is not None:
+                self._lease.renew(every=self._stale_after / 10)
         if previous is not None:
             previous.unlink(missing_ok=True)
         return local
 
-    def commit(self) -> list[ObjectStoragePath]:
-        """Publish every staged file, in staging order; return their destination paths."""
-        published = []
-        for relative, local in list(self._staged.items()):
-            target = self.destination.joinpath(*Path(relative).parts)
-            if self._local:
-                final = Path(target.path)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(local, final)
-            else:
-                fs = target.fs
-                fs.makedirs(fs._parent(target.path), exist_ok=True)
-                fs.put_file(str(local), target.path)
-            published.append(target)
-            del self._staged[relative]
+    def set_rows(self, relative: str, rows: int) -> None:
+        """Record the number of rows of a staged table, for the manifest."""
+        self._rows[relative] = rows
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest of what is staged now: every file, by path (so a rerun writes the same bytes)."""
+        files = []
+        for relative, local in sorted(self._staged.items()):
+            entry: dict[str, Any] = {
+                "path": relative,
+                "bytes": local.stat().st_size,
+                "sha256": _sha256(local),
+            }
+            if relative in self._rows:
+                entry["rows"] = self._rows[relative]
+            files.append(entry)
+        return {"version": 1, "files": files}
+
+    def commit(self) -> dict[str, Any]:
+        """Publish every staged file, then the manifest, then ``_SUCCESS``; return the manifest."""
+        if self._tmpdir is None:
+            raise RuntimeError("staging used after commit or discard")
+        manifest = self.manifest()
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        (manifest_local := self._tmpdir / MANIFEST).write_bytes(manifest_bytes)
+        (success_local := self._tmpdir / SUCCESS_MARKER).write_text(
+            hashlib.sha256(manifest_bytes).hexdigest() + "\n", encoding="utf-8"
+        )
+        with self._publish_lock():
+            previous = self._published_paths()
+            self._remove(SUCCESS_MARKER)
+            for relative, local in list(self._staged.items()):
+                self._publish(local, relative)
+                del self._staged[relative]
+            self._publish(manifest_local, MANIFEST)
+            listed = {entry["path"] for entry in manifest["files"]}
+            for relative in sorted(previous - listed):
+                self._remove(relative)
+            self._publish(success_local, SUCCESS_MARKER)
         self._cleanup()
-        return published
+        return manifest
+
+    @contextlib.contextmanager
+    def _publish_lock(self) -> Iterator[None]:
+        if not self._local:
+            yield
+            return
+        # A lock on the staging folder itself: no lock file to leave behind.
+        handle = os.open(self._root, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)
+
+    def _published_paths(self) -> set[str]:
+        """What the last set left: its manifest's files, and anything in the folders we own."""
+        paths: set[str] = set()
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
+            previous = json.loads(self.destination.joinpath(MANIFEST).read_bytes())
+            paths.update(str(entry["path"]) for entry in previous["files"] if isinstance(entry, Mapping))
+        for folder in OWNED_FOLDERS:
+            base = self.destination.joinpath(folder)
+            prefix = base.path.rstrip("/") + "/"
+            for found in base.fs.find(base.path):
+                if found.startswith(prefix):
+                    paths.add(f"{folder}/{found[len(prefix) :]}")
+        return {p for p in paths if p not in (MANIFEST, SUCCESS_MARKER) and ".." not in Path(p).parts}
+
+    def _publish(self, local: Path, relative: str) -> None:
+        target = self.destination.joinpath(*Path(relative).parts)
+        if self._local:
+            final = Path(target.path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, final)
+        else:
+            fs = target.fs
+            fs.makedirs(fs._parent(target.path), exist_ok=True)
+            fs.put_file(str(local), target.path)
+
+    def _remove(self, relative: str) -> None:
+        target = self.destination.joinpath(*Path(relative).parts)
+        if not self._local:
+            if target.fs.exists(target.path):
+                target.fs.rm_file(target.path)
+            return
+        final = Path(target.path)
+        final.unlink(missing_ok=True)
+        # Drop folders the removal emptied (recordings/<call id>/), up to the destination.
+        top = Path(self.destination.path)
+        for parent in final.parents:
+            if parent == top or top not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def discard(self) -> None:
         """Delete every staged file; nothing at the destination changes."""
@@ -115,12 +300,17 @@ class Staging:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            if self._local:
-                with contextlib.suppress(OSError):  # not empty: another run is staging there
-                    self._tmpdir.parent.rmdir()
-            self._tmpdir = None
+        if self._tmpdir is None:
+            return
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self._tmpdir = None
+        if self._local:
+            # Remove the root only when it is ours and nothing but its marks is left in it.
+            left = {p.name for p in self._root.iterdir()} if self._root.is_dir() else set()
+            if left == {_ROOT_MARK}:
+                with contextlib.suppress(OSError):
+                    (self._root / _ROOT_MARK).unlink()
+                    self._root.rmdir()
 
     def __enter__(self) -> Staging:
         """Return the staging area."""
@@ -133,4 +323,30 @@ class Staging:
         self.discard()
 
 
-__all__ = ["STAGING_DIR", "Staging", "storage_uri"]
+def read_published(destination: ObjectStoragePath) -> dict[str, Any] | None:
+    """The manifest of the complete set published at ``destination``, or None while there is none.
+
+    What a reader does: no ``_SUCCESS``, no set; a ``_SUCCESS`` that does not vouch for the
+    manifest present (a rerun is publishing), no set either.
+    """
+    try:
+        marker = destination.joinpath(SUCCESS_MARKER).read_text().strip()
+        manifest_bytes = destination.joinpath(MANIFEST).read_bytes()
+    except (FileNotFoundError, OSError):
+        return None
+    if hashlib.sha256(manifest_bytes).hexdigest() != marker:
+        return None
+    manifest: dict[str, Any] = json.loads(manifest_bytes)
+    return manifest
+
+
+__all__ = [
+    "MANIFEST",
+    "OWNED_FOLDERS",
+    "STAGING_DIR",
+    "STALE_AFTER_SECONDS",
+    "SUCCESS_MARKER",
+    "Staging",
+    "read_published",
+    "storage_uri",
+]

@@ -43,9 +43,12 @@ class RevoxCallsToStorageOperator(BaseOperator):
       assistants' ``structured_output_config`` and a ``validation_errors`` column;
     * with ``include_recordings``, ``recordings/<call_id>/<attempt_id>.<ext>``, streamed.
 
-    Every file is staged and only published once every call was fetched, so a failure leaves
-    the previous export untouched; rows follow the order of ``call_ids``, so a rerun writes the
-    same files. Returns the written URIs and emits the tables as Asset events.
+    Every file is staged and only published once every call was fetched; the set is published
+    with ``_manifest.json`` (each file's size, sha256 and row count) and ``_SUCCESS`` last, so a
+    reader that waits for ``_SUCCESS`` never reads a mix of two runs, and files of an earlier
+    run that the new manifest does not list are removed (see
+    :mod:`~airflow_provider_revox.export.staging`). Rows follow the order of ``call_ids``, so a
+    rerun writes the same files. Returns the written URIs and emits the tables as Asset events.
 
     Args:
         call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
@@ -134,8 +137,8 @@ class RevoxCallsToStorageOperator(BaseOperator):
             sleep=self.sleep,
         )
         with RevoxHook(self.revox_conn_id) as hook:
-            relatives = export_calls(hook, call_ids, destination, options)
-        uris = [str(destination.joinpath(*PurePosixPath(r).parts)) for r in relatives]
+            manifest = export_calls(hook, call_ids, destination, options)
+        uris = [str(destination.joinpath(*PurePosixPath(f["path"]).parts)) for f in manifest["files"]]
         alias_outlet = AssetAlias(self.asset_alias_name)
         if alias_outlet in self.outlets:  # the destination was templated: name the tables now
             alias = context["outlet_events"][alias_outlet]
