@@ -5,6 +5,7 @@ Pure: no I/O. The export streams the bytes; this module only names the file.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
@@ -39,8 +40,16 @@ def recording_extension(url: str, first_bytes: bytes = b"") -> str:
 
 
 def safe_name(text: str) -> str:
-    """``text`` as one file name: letters, digits, ``.``, ``_`` and ``-`` only, never hidden."""
-    return _UNSAFE_NAME.sub("_", text).lstrip(".") or "_"
+    """``text`` as one file name: letters, digits, ``.``, ``_`` and ``-`` only, never hidden.
+
+    A name that had to change gets a short hash of the original, so two ids that clean up to
+    the same text (``att/1`` and ``att_1``) never share a file.
+    """
+    name = _UNSAFE_NAME.sub("_", text).lstrip(".") or "_"
+    if name == text:
+        return name
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{name}-{digest}"
 
 
 def recording_path(call_id: str, attempt_id: str, url: str, first_bytes: bytes = b"") -> str:
