@@ -88,7 +88,7 @@ plain_scalar = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(),  # NaN and Infinity too: the API's JSON may carry them, strict JSON may not
     free_text,
 )
 
@@ -373,10 +373,19 @@ def read_rows(path: Path, file_format: str) -> list[dict[str, Any]]:
         return rows
     text = path.read_text(encoding="utf-8")
     if file_format == "json":
-        loaded: list[dict[str, Any]] = json.loads(text)
+        loaded: list[dict[str, Any]] = strict_json(text)
         return loaded
     # Only "\n" ends a JSON Lines record; U+2028 or U+0085 inside a string are not line ends.
-    return [json.loads(line) for line in text.split("\n") if line]
+    return [strict_json(line) for line in text.split("\n") if line]
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse as strict JSON parsers do: NaN and Infinity are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def assert_no_leak(data: bytes | str, where: str) -> None:
@@ -399,6 +408,8 @@ def check_campaign(payloads: list[dict[str, Any]]) -> None:
             assert [r["status"] for r in structured] == [c.status for c in calls]
             for name, path in paths.items():
                 assert_no_leak(path.read_bytes(), f"{file_format} {name}")
+                if name.endswith(".json"):
+                    strict_json(path.read_bytes())
             # Parquet pages may be compressed: look at the decoded values too.
             assert_no_leak(
                 json.dumps([transcripts, structured], default=str, ensure_ascii=False), file_format

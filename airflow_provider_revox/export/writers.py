@@ -22,6 +22,7 @@ from airflow_provider_revox.export.tables import (
     STRING,
     STRING_LIST,
     Schema,
+    finite,
 )
 
 FILE_FORMATS = ("jsonl", "json", "parquet")
@@ -69,7 +70,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _json_row(row: Mapping[str, Any], schema: Schema) -> str:
-    return json.dumps({c.name: row.get(c.name) for c in schema}, ensure_ascii=False, default=_json_default)
+    values = finite({c.name: row.get(c.name) for c in schema})  # strict JSON: no NaN or Infinity
+    return json.dumps(values, ensure_ascii=False, default=_json_default, allow_nan=False)
 
 
 class JsonLinesWriter:
