@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.test_operators import GOOD_OUTPUT, dag_source, finish, place, task_state
+from tests.test_operators import GOOD_OUTPUT, dag_source, finish, place, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, failing_store, reader_view
 
 __all__ = ["failing_store"]  # a fixture shared with the staging tests
@@ -82,3 +83,78 @@ def test_a_rerun_with_fewer_ids_publishes_exactly_what_its_manifest_lists(
         str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()
     )
     assert on_disk == sorted([*view, "_manifest.json", "_SUCCESS"])
+
+
+def test_the_export_returns_a_small_result_and_takes_ids_from_a_batch_sensor_s_result(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = revox_conn
+    ids = [place(sim, GOOD_OUTPUT) for _ in range(12)]
+    finish(sim, *ids)
+    destination = f"file://{tmp_path}/out"
+    source = dag_source(
+        "revox_small_result",
+        f"""
+        from airflow.sdk import task
+
+        @task
+        def settled():
+            # The shape RevoxCallsSensor returns.
+            return {{"total": 12, "counts": {{"completed": 10, "failed": 2}}, "completed": {ids[:10]!r},
+                    "failed": {ids[10:]!r}, "completed_ratio": 0.833}}
+
+        RevoxCallsToStorageOperator(task_id="export", call_ids=settled(), destination={destination!r})
+        """,
+    )
+    dag_run = run_dag(source, "revox_small_result")
+    assert task_state(dag_run, "export") == "success"
+    result = xcoms(dag_run, "export")["return_value"]
+    assert result == {
+        "destination": destination,
+        "calls": 12,
+        "files": 14,
+        "recordings": 0,
+        "rows": {"transcripts": result["rows"]["transcripts"], "structured_output": 12},
+        "tables": {
+            "transcripts": f"{destination}/transcripts.jsonl",
+            "structured_output": f"{destination}/structured_output.jsonl",
+        },
+        "manifest": f"{destination}/_manifest.json",
+    }
+    assert result["rows"]["transcripts"] > 12
+    assert not any(call_id in str(result) for call_id in ids)  # nothing per call in XCom
+    view = reader_view(ObjectStoragePath(destination))
+    assert view is not None
+    assert [json.loads(line)["call_id"] for line in view["structured_output.jsonl"].splitlines()] == ids
+
+
+def test_mapped_sensors_results_are_read_without_probing_past_their_end(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = revox_conn
+    ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})]
+    finish(sim, *ids)
+    source = dag_source(
+        "revox_mapped_read",
+        f"""
+        from airflow.sdk import task
+
+        @task
+        def summary(call_id):
+            return {{"call_id": call_id, "status": "completed"}}
+
+        RevoxCallsToStorageOperator(
+            task_id="export", call_ids=summary.expand(call_id={ids!r}), destination={str(tmp_path)!r}
+        )
+        """,
+    )
+    capsys.readouterr()
+    dag_run = run_dag(source, "revox_mapped_read")
+    assert task_state(dag_run, "export") == "success"
+    logs = capsys.readouterr()
+    assert "XCom not found" not in logs.out + logs.err
+    assert "[DAG TEST] end task task_id=export" in logs.out + logs.err
+    view = reader_view(ObjectStoragePath(str(tmp_path)))
+    assert view is not None and sorted(view) == sorted(
+        ["transcripts.jsonl", "structured_output.jsonl", *(f"calls/{c}.json" for c in ids)]
+    )

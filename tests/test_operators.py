@@ -452,9 +452,14 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
         direct = httpx.get(attempt.recording_url).content
         assert (destination / "recordings" / call_id / f"{attempt.id}.wav").read_bytes() == direct
 
-    # The returned URIs, and nothing else under the destination.
-    uris = xcoms(dag_run, "export")["return_value"]
-    relative = [u.removeprefix(f"file://{destination}/") for u in uris]
+    # The manifest lists every file, and nothing else is under the destination.
+    result = xcoms(dag_run, "export")["return_value"]
+    assert result["manifest"] == f"file://{destination}/_manifest.json"
+    assert result["tables"]["transcripts"] == f"file://{destination}/transcripts.{file_format}"
+    assert (result["calls"], result["recordings"], result["rows"]["structured_output"]) == (3, 3, 3)
+    first_run = tree(destination)
+    relative = [f["path"] for f in json.loads(first_run["_manifest.json"])["files"]]
+    assert result["files"] == len(relative)
     assert relative == sorted(
         [
             f"transcripts.{file_format}",
@@ -463,10 +468,8 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
             *(f"recordings/{c}/{a.id}.wav" for c, a in recorded),
         ]
     )
-    first_run = tree(destination)
     assert sorted(first_run) == sorted([*relative, "_manifest.json", "_SUCCESS"])
     manifest = json.loads(first_run["_manifest.json"])
-    assert [f["path"] for f in manifest["files"]] == relative
     assert {f["path"]: f.get("rows") for f in manifest["files"] if "rows" in f} == {
         f"transcripts.{file_format}": len(expected),
         f"structured_output.{file_format}": len(order),
@@ -558,8 +561,8 @@ def test_a_call_that_recovers_between_rounds_is_exported(
         file_format="jsonl",
         sleep=pauses.append,
     )
-    written = export.execute(context={})  # type: ignore[arg-type]
-    assert str(tmp_path / "calls" / f"{call_id}.json") in written
+    result = export.execute(context={})  # type: ignore[arg-type]
+    assert result["calls"] == 1 and (tmp_path / "calls" / f"{call_id}.json").exists()
     assert sim.stats()["by_call_id"][call_id] == 2
     assert pauses == [5.0]  # the one pause between rounds
 
@@ -642,4 +645,5 @@ def test_export_of_mapped_upstream_results_to_an_object_store(
     with store.open("/bucket/revox/structured_output.parquet", "rb") as file:
         rows = pq.read_table(file).to_pylist()
     assert [(r["call_id"], r["confirmed"]) for r in rows] == [(ids[0], True), (ids[1], False)]
-    assert "memory://bucket/revox/transcripts.parquet" in xcoms(dag_run, "export")["return_value"]
+    result = xcoms(dag_run, "export")["return_value"]
+    assert result["tables"]["transcripts"] == "memory://bucket/revox/transcripts.parquet"

@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
 
 from airflow_provider_revox.export.fetch import Sleep
+from airflow_provider_revox.export.recordings import RECORDINGS_DIR
 from airflow_provider_revox.export.run import TABLES, ExportOptions, export_calls
-from airflow_provider_revox.export.staging import storage_uri
+from airflow_provider_revox.export.staging import MANIFEST, storage_uri
 from airflow_provider_revox.export.tables import check_transcript_source
 from airflow_provider_revox.export.writers import check_file_format, import_pyarrow
 from airflow_provider_revox.hooks.revox import RevoxHook
@@ -48,7 +49,8 @@ class RevoxCallsToStorageOperator(BaseOperator):
     reader that waits for ``_SUCCESS`` never reads a mix of two runs, and files of an earlier
     run that the new manifest does not list are removed (see
     :mod:`~airflow_provider_revox.export.staging`). Rows follow the order of ``call_ids``, so a
-    rerun writes the same files. Returns the written URIs and emits the tables as Asset events.
+    rerun writes the same files. Returns a small summary (counts, the tables' URIs, the
+    manifest's URI; nothing per call, so XCom stays small) and emits the tables as Asset events.
 
     Args:
         call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
@@ -121,8 +123,13 @@ class RevoxCallsToStorageOperator(BaseOperator):
             raise ValueError(f"destination must be a URI or an ObjectStoragePath, not {destination!r}")
         return ObjectStoragePath(destination.strip(), conn_id=self.destination_conn_id)
 
-    def execute(self, context: Context) -> list[str]:
-        """Fetch every call, stage every file, publish them together; return their URIs."""
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Fetch every call, stage every file, publish them together; return a small summary.
+
+        The summary's size does not grow with the calls: ``destination``, ``calls``, ``files``,
+        ``recordings``, ``rows`` (per table), ``tables`` (table name to URI) and ``manifest``
+        (the URI of ``_manifest.json``, which lists every file).
+        """
         call_ids = normalize_call_ids(self.call_ids)
         if self.file_format == "parquet":
             import_pyarrow()  # fail before fetching anything when the extra is missing
@@ -138,14 +145,24 @@ class RevoxCallsToStorageOperator(BaseOperator):
         )
         with RevoxHook(self.revox_conn_id) as hook:
             manifest = export_calls(hook, call_ids, destination, options)
-        uris = [str(destination.joinpath(*PurePosixPath(f["path"]).parts)) for f in manifest["files"]]
         alias_outlet = AssetAlias(self.asset_alias_name)
         if alias_outlet in self.outlets:  # the destination was templated: name the tables now
             alias = context["outlet_events"][alias_outlet]
             for asset in self._table_assets(storage_uri(destination).rstrip("/")):
                 alias.add(asset)
-        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(uris), len(call_ids), shown)
-        return uris
+        files = manifest["files"]
+        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(files), len(call_ids), shown)
+        rows = {entry["path"]: entry.get("rows") for entry in files}
+        tables = {name: f"{name}.{self.file_format}" for name in TABLES}
+        return {
+            "destination": str(destination),
+            "calls": len(call_ids),
+            "files": len(files),
+            "recordings": sum(1 for entry in files if entry["path"].startswith(f"{RECORDINGS_DIR}/")),
+            "rows": {name: rows[path] for name, path in tables.items()},
+            "tables": {name: str(destination / path) for name, path in tables.items()},
+            "manifest": str(destination / MANIFEST),
+        }
 
 
 __all__ = ["RevoxCallsToStorageOperator"]
