@@ -153,7 +153,7 @@ def test_mapped_sensors_results_are_read_without_probing_past_their_end(
     assert task_state(dag_run, "export") == "success"
     logs = capsys.readouterr()
     assert "XCom not found" not in logs.out + logs.err
-    assert "[DAG TEST] end task task_id=export" in logs.out + logs.err
+    assert "Exporting 2 Revox call(s)" in logs.out + logs.err  # the task log is captured here
     view = reader_view(ObjectStoragePath(str(tmp_path)))
     assert view is not None and sorted(view) == sorted(
         ["transcripts.jsonl", "structured_output.jsonl", *(f"calls/{c}.json" for c in ids)]

@@ -32,6 +32,24 @@ def _plain_uri(destination: str | ObjectStoragePath) -> str:
     return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
 
 
+#: Items read per request from a mapped task's results.
+_XCOM_PAGE = 1000
+
+
+def _read_mapped(value: Any) -> Any:
+    """Read a mapped task's lazy results page by page, up to the length Airflow reports.
+
+    Iterating the lazy sequence asks for one item after the last to find its end, and
+    Airflow logs that miss as an ERROR ("XCom not found ... offset=N") on every run.
+    """
+    if isinstance(value, list | tuple):
+        return [_read_mapped(item) for item in value]
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        length = len(value)
+        return [item for start in range(0, length, _XCOM_PAGE) for item in value[start : start + _XCOM_PAGE]]
+    return value
+
+
 class RevoxCallsToStorageOperator(BaseOperator):
     """Export call orders to object storage: raw calls, transcripts, structured output, recordings.
 
@@ -130,7 +148,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         ``recordings``, ``rows`` (per table), ``tables`` (table name to URI) and ``manifest``
         (the URI of ``_manifest.json``, which lists every file).
         """
-        call_ids = normalize_call_ids(self.call_ids)
+        call_ids = normalize_call_ids(_read_mapped(self.call_ids))
         if self.file_format == "parquet":
             import_pyarrow()  # fail before fetching anything when the extra is missing
         destination = self._destination_path()
