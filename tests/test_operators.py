@@ -158,7 +158,12 @@ def planted_assistant(fields: list[dict[str, Any]] = FIELDS) -> dict[str, Any]:
 
 
 def place(
-    sim: Any, output: dict[str, Any], *, human: bool = True, fields: list[dict[str, Any]] = FIELDS
+    sim: Any,
+    output: dict[str, Any],
+    *,
+    human: bool = True,
+    fields: list[dict[str, Any]] = FIELDS,
+    outcome: str = "interested",
 ) -> str:
     """Place a scripted order (a missed dial, then a person) that ends with ``output``."""
     attempts = (
@@ -169,7 +174,7 @@ def place(
         phone_number="+33612345678",
         assistant=planted_assistant(fields),
         metadata={"crm": {"password": PLANTED["password"]}},
-        script=OrderScript(attempts=attempts, structured_output=output, outcome="interested"),
+        script=OrderScript(attempts=attempts, structured_output=output, outcome=outcome),
     )
     return str(call["id"])
 
@@ -288,6 +293,36 @@ def test_results_operator_pushes_redacted_transcript_and_output(
     log_text = logs.out + logs.err + caplog.text
     assert f"Revox call {call_id} is completed" in log_text
     assert_no_planted(json.dumps(pushed) + log_text, sim.api_key)
+
+
+def stored_xcom_text(dag_run: Any) -> str:
+    """Every XCom value of the run as the metadata database stores it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        values = session.scalars(select(XComModel.value).where(XComModel.run_id == dag_run.run_id)).all()
+    return json.dumps([str(v) for v in values])
+
+
+@pytest.mark.airflow
+def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
+    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT, outcome=f"call back; the key was {sim.api_key}")
+    finish(sim, call_id)
+    dag_run = run_dag(
+        dag_source("revox_results_echo", f"RevoxCallResultsOperator(task_id='results', call_id={call_id!r})"),
+        "revox_results_echo",
+    )
+    assert task_state(dag_run, "results") == "success"
+    assert xcoms(dag_run, "results")["return_value"]["outcome"] == f"call back; the key was {MASK}"
+    stored = stored_xcom_text(dag_run)
+    assert call_id in stored  # the search does look at the stored values
+    logs = capsys.readouterr()
+    assert sim.api_key not in stored + logs.out + logs.err + caplog.text
 
 
 @pytest.mark.airflow

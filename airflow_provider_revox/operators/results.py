@@ -14,7 +14,7 @@ from airflow_provider_revox.export.fetch import Sleep, fetch_call
 from airflow_provider_revox.export.tables import check_transcript_source, transcript_turns
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 from airflow_provider_revox.links import RevoxCallLink
-from airflow_provider_revox.redact import redact
+from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.waiting.events import describe_end
 from airflow_provider_revox.waiting.ids import is_templated
 
@@ -70,29 +70,29 @@ class RevoxCallResultsOperator(BaseOperator):
             secrets = hook.known_secrets()
             RevoxCallLink.persist(context, call_id=call_id, base_url=hook.base_url)
             call = fetch_call(hook, call_id, sleep=self.sleep)
+        # What the API sent may echo the connection's key or other credentials: every text
+        # that leaves here (messages, XCom) goes through the one redaction.
         if self.require_completed and call.status != statuses.COMPLETED:
-            raise AirflowFailException(
+            message = (
                 f"Revox call {call_id!r} is not completed (status {call.status!r}): {describe_end(call)}"
             )
+            raise AirflowFailException(redact_text(message, secrets))
         turns = transcript_turns(call, self.transcript_source, secrets)
         output: dict[str, Any] = redact(call.result_structured_output, secrets)
+        summary: dict[str, Any] = redact(
+            {"call_id": call_id, "status": call.status, "outcome": call.outcome, "turns": len(turns)}, secrets
+        )
         ti = context["ti"]
         ti.xcom_push(key="transcript", value=turns)
         ti.xcom_push(key="structured_output", value=output)
         self.log.info(
             "Revox call %s is %s: %d transcript turn(s), %d structured output field(s)",
             call_id,
-            call.status,
+            summary["status"],
             len(turns),
             len(output),
         )
-        return {
-            "call_id": call_id,
-            "status": call.status,
-            "outcome": call.outcome,
-            "structured_output": output,
-            "turns": len(turns),
-        }
+        return {**summary, "structured_output": output}
 
 
 __all__ = ["RevoxCallResultsOperator"]
