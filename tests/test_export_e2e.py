@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,56 @@ def test_mapped_sensors_results_are_read_without_probing_past_their_end(
     assert view is not None and sorted(view) == sorted(
         ["transcripts.jsonl", "structured_output.jsonl", *(f"calls/{c}.json" for c in ids)]
     )
+
+
+class AnswersAnotherOrder(ThreadingHTTPServer):
+    """A loopback API that answers ``GET /api/call/<any id>`` with one fixed order."""
+
+    def __init__(self, order: dict[str, Any]) -> None:
+        body = json.dumps(order).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs RevoxHook.get_call to check the id of the order it gets back (issue 11, item 9)",
+)
+def test_export_never_writes_another_order_under_the_id_asked_for__needs_hook_id_check(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = revox_conn
+    other = place(sim, GOOD_OUTPUT)
+    finish(sim, other)
+    server = AnswersAnotherOrder(sim.get_call(other))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"http://127.0.0.1:{server.server_address[1]}/api"
+        connection = {
+            "conn_type": "revox",
+            "host": host,
+            "password": sim.api_key,
+            "extra": {"max_retries": 0},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(connection))
+        asked = "call_A"
+        dag_run = run_dag(export_source("revox_wrong_order", [asked], str(tmp_path)), "revox_wrong_order")
+    finally:
+        server.shutdown()
+        server.server_close()
+    written = tmp_path / "calls" / f"{asked}.json"
+    assert not written.exists() or json.loads(written.read_text())["id"] == asked
+    assert task_state(dag_run, "export") == "failed"
+    assert reader_view(ObjectStoragePath(str(tmp_path))) is None
