@@ -130,38 +130,6 @@ def test_the_export_returns_a_small_result_and_takes_ids_from_a_batch_sensor_s_r
     assert [json.loads(line)["call_id"] for line in view["structured_output.jsonl"].splitlines()] == ids
 
 
-def test_mapped_sensors_results_are_read_without_probing_past_their_end(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sim = revox_conn
-    ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})]
-    finish(sim, *ids)
-    source = dag_source(
-        "revox_mapped_read",
-        f"""
-        from airflow.sdk import task
-
-        @task
-        def summary(call_id):
-            return {{"call_id": call_id, "status": "completed"}}
-
-        RevoxCallsToStorageOperator(
-            task_id="export", call_ids=summary.expand(call_id={ids!r}), destination={str(tmp_path)!r}
-        )
-        """,
-    )
-    capsys.readouterr()
-    dag_run = run_dag(source, "revox_mapped_read")
-    assert task_state(dag_run, "export") == "success"
-    logs = capsys.readouterr()
-    assert "XCom not found" not in logs.out + logs.err
-    assert "Exporting 2 Revox call(s)" in logs.out + logs.err  # the task log is captured here
-    view = reader_view(ObjectStoragePath(str(tmp_path)))
-    assert view is not None and sorted(view) == sorted(
-        ["transcripts.jsonl", "structured_output.jsonl", *(f"calls/{c}.json" for c in ids)]
-    )
-
-
 class AnswersAnotherOrder(ThreadingHTTPServer):
     """A loopback API that answers ``GET /api/call/<any id>`` with one fixed order."""
 

@@ -233,6 +233,19 @@ def dag_source(dag_id: str, body: str) -> str:
     ) + textwrap.indent(textwrap.dedent(body), "    ")
 
 
+@pytest.fixture
+def task_logs(capsys: pytest.CaptureFixture[str], caplog: Any) -> Callable[[], str]:
+    """Read what the tasks logged since the last read: ``dag.test()`` prints the task logs."""
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        text = captured.out + captured.err + caplog.text
+        caplog.clear()
+        return text
+
+    return read
+
+
 def assert_no_planted(text: str, api_key: str) -> None:
     for name, value in PLANTED.items():
         assert value not in text, f"planted {name} leaked"
@@ -252,7 +265,7 @@ GOOD_OUTPUT = {
 
 @pytest.mark.airflow
 def test_results_operator_pushes_redacted_transcript_and_output(
-    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
@@ -289,8 +302,7 @@ def test_results_operator_pushes_redacted_transcript_and_output(
     assert pushed["revox_call_link"] == {"call_id": call_id, "url": dashboard}
     # What the API server shows for the link, computed by the link when the task finished.
     assert pushed[RevoxCallLink().xcom_key] == dashboard
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert f"Revox call {call_id} is completed" in log_text
     assert_no_planted(json.dumps(pushed) + log_text, sim.api_key)
 
@@ -308,7 +320,7 @@ def stored_xcom_text(dag_run: Any) -> str:
 
 @pytest.mark.airflow
 def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
-    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT, outcome=f"call back; the key was {sim.api_key}")
@@ -321,13 +333,12 @@ def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
     assert xcoms(dag_run, "results")["return_value"]["outcome"] == f"call back; the key was {MASK}"
     stored = stored_xcom_text(dag_run)
     assert call_id in stored  # the search does look at the stored values
-    logs = capsys.readouterr()
-    assert sim.api_key not in stored + logs.out + logs.err + caplog.text
+    assert sim.api_key not in stored + task_logs()
 
 
 @pytest.mark.airflow
 def test_results_operator_fails_on_a_call_that_did_not_complete(
-    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)  # not finished: still waiting for its first dial
@@ -342,8 +353,7 @@ def test_results_operator_fails_on_a_call_that_did_not_complete(
     )
     assert task_state(dag_run, "results") == "failed"
     assert "transcript" not in xcoms(dag_run, "results")
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert f"Revox call {call_id!r} is not completed (status 'scheduled')" in log_text
     assert_no_planted(log_text, sim.api_key)
 
@@ -369,8 +379,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     revox_conn: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: Any,
+    task_logs: Callable[[], str],
 ) -> None:
     sim = revox_conn
     bad_output = {"confirmed": "yes", "party_size": "three", "interest_level": "extreme", "stray": 1}
@@ -511,8 +520,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     }
 
     # Secrets: in no file and no log line.
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert "Exporting 3 Revox call(s)" in log_text
     text_files = b"".join(v for k, v in first_run.items() if not k.startswith("recordings/"))
     assert_no_planted(text_files.decode("utf-8", "replace") + log_text, sim.api_key)
@@ -529,8 +537,7 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     revox_conn: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: Any,
+    task_logs: Callable[[], str],
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
@@ -552,13 +559,12 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert task_state(ok, "export") == "success"
     before = tree(destination)
     assert "transcripts.jsonl" in before
-    capsys.readouterr()
+    task_logs()
 
     failed = run_dag(source([call_id, "call-that-does-not-exist"]), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before  # no new, no half-written, no temporary file
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert "Revox call 'call-that-does-not-exist' could not be fetched" in log_text
     assert_no_planted(log_text, sim.api_key)
 
@@ -570,8 +576,7 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     failed = run_dag(source([call_id, flaky], sleep=True), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert (
         f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after 1 tries"
         in (log_text)
@@ -639,8 +644,8 @@ def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
 
 
 @pytest.mark.airflow
-def test_export_of_mapped_upstream_results_to_an_object_store(
-    revox_conn: Any, run_dag: Callable[..., Any]
+def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without_probing_past_their_end(
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     from airflow.sdk.io.store import attach
     from fsspec.implementations.memory import MemoryFileSystem
@@ -666,8 +671,13 @@ def test_export_of_mapped_upstream_results_to_an_object_store(
         )
         """,
     )
+    task_logs()
     dag_run = run_dag(source, "revox_export_mapped")
     assert task_state(dag_run, "export") == "success"
+    # Iterating the lazy sequence asks for one item past the end: Airflow logs that as an ERROR.
+    log_text = task_logs()
+    assert "Exporting 2 Revox call(s)" in log_text
+    assert "XCom not found" not in log_text
     assert sorted(store.store) == sorted(
         [
             "/bucket/revox/transcripts.parquet",

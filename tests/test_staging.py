@@ -129,7 +129,8 @@ class FailingMemoryFileSystem(MemoryFileSystem):
 @pytest.fixture
 def failing_store() -> FailingMemoryFileSystem:
     fs = FailingMemoryFileSystem()
-    attach("memory", fs=fs)
+    # The first store attached for a protocol stays for the whole process: put ours in it.
+    attach("memory", fs=fs).fs = fs
     fs.store.clear()
     fs.pseudo_dirs[:] = [""]
     FailingMemoryFileSystem.fail_on = None
