@@ -221,6 +221,18 @@ def test_a_rerun_with_fewer_files_removes_the_ones_it_no_longer_lists(
         ]
 
 
+def test_a_previous_manifest_never_removes_files_outside_the_destination(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the export's")
+    destination = ObjectStoragePath(str(tmp_path / "out"))
+    publish(destination, OLD)
+    listed = [{"path": p} for p in (str(outside), "../outside.txt", f"{STAGING_DIR}/x", "calls/c1.json")]
+    (tmp_path / "out" / MANIFEST).write_text(json.dumps({"version": 1, "files": listed}))
+    publish(destination, {"transcripts.jsonl": b"x\n"})
+    assert outside.read_text() == "not the export's"
+    assert reader_view(destination) == {"transcripts.jsonl": b"x\n"}
+
+
 def test_files_of_the_user_outside_the_export_s_folders_are_kept(tmp_path: Path) -> None:
     (tmp_path / "README.txt").write_text("mine")
     destination = ObjectStoragePath(str(tmp_path))

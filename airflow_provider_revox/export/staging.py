@@ -81,6 +81,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _inside(relative: str) -> bool:
+    path = Path(relative)
+    return (
+        bool(path.parts)
+        and not path.is_absolute()
+        and ".." not in path.parts
+        and path.parts[0] != STAGING_DIR
+    )
+
+
 def _process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -178,8 +188,7 @@ class Staging:
         Staging the same relative path again replaces the earlier file.
         """
         parts = Path(relative).parts
-        reserved = relative in (SUCCESS_MARKER, MANIFEST) or (parts and parts[0] == STAGING_DIR)
-        if not parts or Path(relative).is_absolute() or ".." in parts or reserved:
+        if not _inside(relative) or relative in (SUCCESS_MARKER, MANIFEST):
             raise ValueError(f"not a relative file path inside the destination: {relative!r}")
         with self._lock:
             self._count += 1
@@ -261,7 +270,8 @@ class Staging:
             for found in base.fs.find(base.path):
                 if found.startswith(prefix):
                     paths.add(f"{folder}/{found[len(prefix) :]}")
-        return {p for p in paths if p not in (MANIFEST, SUCCESS_MARKER) and ".." not in Path(p).parts}
+        # A manifest is data read back from storage: never let it point outside the destination.
+        return {p for p in paths if p not in (MANIFEST, SUCCESS_MARKER) and _inside(p)}
 
     def _publish(self, local: Path, relative: str) -> None:
         target = self.destination.joinpath(*Path(relative).parts)
