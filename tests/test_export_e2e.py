@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.test_operators import GOOD_OUTPUT, dag_source, finish, place, task_state, xcoms
+from tests.test_operators import GOOD_OUTPUT, dag_source, finish, place, task_logs, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, failing_store, reader_view
 
-__all__ = ["failing_store"]  # a fixture shared with the staging tests
+__all__ = ["failing_store", "task_logs"]  # fixtures shared with the other export tests
 
 pytestmark = pytest.mark.airflow
 
@@ -130,24 +130,70 @@ def test_the_export_returns_a_small_result_and_takes_ids_from_a_batch_sensor_s_r
     assert [json.loads(line)["call_id"] for line in view["structured_output.jsonl"].splitlines()] == ids
 
 
-class AnswersAnotherOrder(ThreadingHTTPServer):
-    """A loopback API that answers ``GET /api/call/<any id>`` with one fixed order."""
+class FixedApi(ThreadingHTTPServer):
+    """A loopback API: ``GET /api/call/<any id>`` answers one fixed order, anything else 404."""
 
     def __init__(self, order: dict[str, Any]) -> None:
         body = json.dumps(order).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                self.send_response(200)
+                found = self.path.startswith("/api/call/")
+                self.send_response(200 if found else 404)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(body) if found else 2))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body if found else b"{}")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/api"
+
+    def connection_json(self, api_key: str) -> str:
+        return json.dumps(
+            {"conn_type": "revox", "host": self.base_url, "password": api_key, "extra": {"max_retries": 0}}
+        )
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def test_a_recording_that_cannot_be_downloaded_fails_the_export_naming_it(
+    revox_conn: Any,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    task_logs: Callable[[], str],
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT)
+    finish(sim, call_id)
+    order = sim.get_call(call_id)
+    gone = "/gone/rec.wav?sig=presigned-secret-0001"
+    for attempt in order["call_attempts"]:
+        attempt["recording_url"] = gone if attempt["recording_url"] else None
+    api = FixedApi(order)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", api.connection_json(sim.api_key))
+        source = export_source("revox_recording_gone", [call_id], str(tmp_path), include_recordings=True)
+        task_logs()
+        dag_run = run_dag(source, "revox_recording_gone")
+    finally:
+        api.close()
+    assert task_state(dag_run, "export") == "failed"
+    log_text = task_logs()
+    assert f"Revox call {call_id!r}: recording of attempt " in log_text
+    assert "/gone/rec.wav?sig=***) could not be downloaded" in log_text
+    assert "presigned-secret-0001" not in log_text
+    assert reader_view(ObjectStoragePath(str(tmp_path))) is None
+    assert not any(tmp_path.rglob("*.json"))
 
 
 @pytest.mark.xfail(
@@ -160,23 +206,13 @@ def test_export_never_writes_another_order_under_the_id_asked_for__needs_hook_id
     sim = revox_conn
     other = place(sim, GOOD_OUTPUT)
     finish(sim, other)
-    server = AnswersAnotherOrder(sim.get_call(other))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    api = FixedApi(sim.get_call(other))  # whatever id is asked for
     try:
-        host = f"http://127.0.0.1:{server.server_address[1]}/api"
-        connection = {
-            "conn_type": "revox",
-            "host": host,
-            "password": sim.api_key,
-            "extra": {"max_retries": 0},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(connection))
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", api.connection_json(sim.api_key))
         asked = "call_A"
         dag_run = run_dag(export_source("revox_wrong_order", [asked], str(tmp_path)), "revox_wrong_order")
     finally:
-        server.shutdown()
-        server.server_close()
+        api.close()
     written = tmp_path / "calls" / f"{asked}.json"
     assert not written.exists() or json.loads(written.read_text())["id"] == asked
     assert task_state(dag_run, "export") == "failed"
