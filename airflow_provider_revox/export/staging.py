@@ -342,7 +342,7 @@ def read_published(destination: ObjectStoragePath) -> dict[str, Any] | None:
     try:
         marker = destination.joinpath(SUCCESS_MARKER).read_text().strip()
         manifest_bytes = destination.joinpath(MANIFEST).read_bytes()
-    except (FileNotFoundError, OSError):
+    except OSError:  # no marker or no manifest: no complete set
         return None
     if hashlib.sha256(manifest_bytes).hexdigest() != marker:
         return None
