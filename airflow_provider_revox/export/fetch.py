@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -75,13 +75,12 @@ def fetch_call(
             round_number += 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class FetchedCall:
-    """A fetched call order and the recordings staged for it (relative paths)."""
+    """A fetched call order, under the id it was asked for."""
 
     call_id: str
     call: Call
-    recordings: list[str] = field(default_factory=list)
 
 
 def download_recording(

@@ -76,12 +76,12 @@ def export_calls(
     ):
 
         def fetch(call_id: str) -> FetchedCall:
-            fetched = FetchedCall(call_id, fetch_call(hook, call_id, sleep=options.sleep))
+            call = fetch_call(hook, call_id, sleep=options.sleep)
             if options.include_recordings:
-                for attempt in reversed(fetched.call.attempts_newest_first()):
+                for attempt in reversed(call.attempts_newest_first()):
                     if attempt.recording_url:
-                        fetched.recordings.append(download_recording(hook, call_id, attempt, staging.stage))
-            return fetched
+                        download_recording(hook, call_id, attempt, staging.stage)
+            return FetchedCall(call_id, call)
 
         transcripts = open_row_writer(staging.stage(tables[0]), ext, TRANSCRIPT_SCHEMA)
         try:
