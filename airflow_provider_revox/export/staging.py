@@ -135,7 +135,7 @@ class _Lease:
         return same_host and isinstance(pid, int) and pid != os.getpid() and _process_gone(pid)
 
 
-class Staging:
+class Staging(contextlib.AbstractContextManager["Staging"]):
     """Files staged for a destination and published all together, or not at all.
 
     Use as a context manager: leaving it with an exception discards everything staged.
@@ -332,10 +332,6 @@ class Staging:
                 with contextlib.suppress(OSError):
                     (self._root / _ROOT_MARK).unlink()
                     self._root.rmdir()
-
-    def __enter__(self) -> Staging:
-        """Return the staging area."""
-        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
