@@ -106,7 +106,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "peak_rss_kib": peak_rss_kib,
-        "files": len(written),
+        "files": written["files"],
         "structured_rows": len(structured),
         "completed": sum(1 for status in structured if status == "completed"),
         "transcript_rows": transcript_rows,

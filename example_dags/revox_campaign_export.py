@@ -49,16 +49,20 @@ def revox_campaign_export() -> None:
     )
 
     @task
-    def read_back(written: list[str]) -> dict[str, int]:
-        """Read the Parquet files back, as a warehouse load step would."""
+    def read_back(export: dict[str, Any]) -> dict[str, int]:
+        """Read the Parquet tables back, as a warehouse load step would.
+
+        The export returns a small summary: counts, the tables' URIs and the manifest's URI.
+        A reader that does not run after the export in the same DAG waits for ``_SUCCESS``
+        next to the manifest first.
+        """
         import pyarrow.parquet as pq
         from airflow.sdk import ObjectStoragePath
 
         counts = {}
-        for uri in written:
-            if uri.endswith(".parquet"):
-                with ObjectStoragePath(uri).open("rb") as handle:
-                    counts[uri.rsplit("/", 1)[-1]] = pq.read_table(handle).num_rows
+        for uri in export["tables"].values():
+            with ObjectStoragePath(uri).open("rb") as handle:
+                counts[uri.rsplit("/", 1)[-1]] = pq.read_table(handle).num_rows
         return counts
 
     read_back(export.output)

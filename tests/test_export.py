@@ -20,6 +20,7 @@ from airflow_provider_revox.export.tables import (
     transcript_turns,
     validate_structured_output,
 )
+from airflow_provider_revox.export.writers import open_row_writer
 from airflow_provider_revox.models import Call, StructuredOutputField
 from airflow_provider_revox.redact import MASK
 
@@ -256,3 +257,59 @@ def test_call_document_is_redacted_and_stable() -> None:
 def test_column_rejects_an_unknown_type() -> None:
     with pytest.raises(ValueError, match="'money'"):
         Column("budget", "money")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse as a strict JSON parser would: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_are_written_as_null_and_their_absence_is_listed(tmp_path: Any) -> None:
+    attempts = [
+        {
+            "id": "a",
+            "ended_at": "2024-05-02T10:03:00Z",
+            "transcript": [{"role": "tool", "tool_arguments": {"score": float("inf"), "n": [float("nan")]}}],
+        }
+    ]
+    call = make_call(
+        fields=[FIELDS[0], {"name": "ratio", "type": "number"}],
+        output={"budget": float("nan"), "ratio": float("-inf")},
+        attempts=attempts,
+    )
+    document = strict_json(call_document(call))
+    assert document["structured_output"] == {"budget": None, "ratio": None}
+    assert document["call_attempts"][0]["transcript"][0]["tool_arguments"] == {"score": None, "n": [None]}
+
+    table = StructuredOutputTable()
+    table.add_fields(call.structured_output_config)
+    # The export spools records as JSON lines in between, as the operator does.
+    record = json.loads(json.dumps(structured_output_record(call)))
+    for file_format in ("jsonl", "json"):
+        path = tmp_path / f"t.{file_format}"
+        for schema, rows in (
+            (TRANSCRIPT_SCHEMA, list(transcript_rows(call))),
+            (table.schema, [table.row(record)]),
+        ):
+            writer = open_row_writer(path, file_format, schema)
+            for row in rows:
+                writer.write(row)
+            writer.close()
+            text = path.read_text()
+            parsed = (
+                strict_json(text)
+                if file_format == "json"
+                else [strict_json(line) for line in text.splitlines()]
+            )
+            if schema is TRANSCRIPT_SCHEMA:
+                assert strict_json(parsed[0]["tool_arguments"]) == {"n": [None], "score": None}
+            else:
+                assert parsed[0]["budget"] is None and parsed[0]["ratio"] is None
+                assert parsed[0]["validation_errors"] == [
+                    "budget: expected number, got float NaN",
+                    "ratio: expected number, got float -Infinity",
+                ]

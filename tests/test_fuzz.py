@@ -88,22 +88,25 @@ plain_scalar = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(),  # NaN and Infinity too: the API's JSON may carry them, strict JSON may not
     free_text,
 )
 
 
-def text_with_secret(secret: str) -> st.SearchStrategy[str]:
-    """Free text carrying a credential the way people paste them: key, bearer token, URL."""
-    return st.sampled_from(
+# Free text carrying a credential the way people paste them: key, bearer token, URL.
+# (Built with map, not flatmap: a strategy made per draw costs Hypothesis a validation each time.)
+text_with_secret = st.tuples(
+    planted,
+    st.sampled_from(
         [
-            f"my key is {API_KEY}, thanks",
-            f"Authorization: Bearer {secret}",
-            f"see https://crm.example/hook?api_key={secret}&page=2",
-            f"posted to https://bot:{secret}@hooks.example/in",
-            f"{API_KEY}",
+            "my key is {key}, thanks",
+            "Authorization: Bearer {secret}",
+            "see https://crm.example/hook?api_key={secret}&page=2",
+            "posted to https://bot:{secret}@hooks.example/in",
+            "{key}",
         ]
-    )
+    ),
+).map(lambda pair: pair[1].format(secret=pair[0], key=API_KEY))
 
 
 def _plant(value: Any, key: str, secret: str) -> Any:
@@ -122,7 +125,7 @@ def json_tree(max_leaves: int = 12) -> st.SearchStrategy[Any]:
             st.lists(children, max_size=3),
             st.dictionaries(plain_key, children, max_size=3),
             st.builds(_plant, children, secret_key, planted),
-            st.builds(lambda d, s: {"note": d, "copied": s}, children, planted.flatmap(text_with_secret)),
+            st.builds(lambda d, s: {"note": d, "copied": s}, children, text_with_secret),
         ),
         max_leaves=max_leaves,
     )
@@ -158,17 +161,16 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 def optional_fields(required: dict[str, Any], optional: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """An object with its required fields, any subset of the optional ones, and unknown extras."""
-    return st.fixed_dictionaries(required, optional=optional).flatmap(
-        lambda base: st.dictionaries(
-            st.sampled_from(["x_billing", "sentiment", "trace", "v2"]), json_tree(4)
-        ).map(lambda extra: {**extra, **base})
+    extras = st.dictionaries(st.sampled_from(["x_billing", "sentiment", "trace", "v2"]), json_tree(4))
+    return st.tuples(st.fixed_dictionaries(required, optional=optional), extras).map(
+        lambda pair: {**pair[1], **pair[0]}
     )
 
 
 ident = st.text(alphabet=string.ascii_lowercase + string.digits + "-_", min_size=1, max_size=24)
 role = st.sampled_from(["user", "assistant", "tool", "human_agent", "system", "narrator"])
 huge_text = st.builds(lambda chunk, times: chunk * times, free_text.filter(bool), st.integers(100, 2000))
-content = st.one_of(free_text, huge_text, planted.flatmap(text_with_secret))
+content = st.one_of(free_text, huge_text, text_with_secret)
 tool_arguments = st.one_of(json_tree(), deep_tree, free_text, st.lists(plain_scalar, max_size=4))
 
 turn = optional_fields(
@@ -232,25 +234,28 @@ structured_output = st.builds(
 )
 
 
-def headers_shape(secret: str, key: str) -> st.SearchStrategy[Any]:
+HEADER_SHAPES: list[Any] = [
+    lambda secret, key: {key: secret, "X-Team": "sales"},
+    lambda secret, key: {"Authorization": f"Bearer {secret}"},
+    lambda secret, key: [{"key": key, "value": secret}],
+    lambda secret, key: [{"name": "X-Custom", "value": secret}],
+    lambda secret, key: [[key, secret]],
+    lambda secret, key: {"nested": {"inner": secret}},
+]
+
+
+def headers_shape(keys: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
     """Tool headers or query parameters as an object, a list of key/value objects, or pairs."""
-    return st.sampled_from(
-        [
-            {key: secret, "X-Team": "sales"},
-            {"Authorization": f"Bearer {secret}"},
-            [{"key": key, "value": secret}],
-            [{"name": "X-Custom", "value": secret}],
-            [[key, secret]],
-            {"nested": {"inner": secret}},
-        ]
+    return st.builds(
+        lambda shape, secret, key: shape(secret, key), st.sampled_from(HEADER_SHAPES), planted, keys
     )
 
 
 custom_tool = st.builds(
     lambda name, headers, query, url: {"name": name, "url": url, "headers": headers, "query_params": query},
     ident,
-    maybe(st.tuples(planted, secret_key).flatmap(lambda p: headers_shape(*p))),
-    maybe(st.tuples(planted, plain_key).flatmap(lambda p: headers_shape(*p))),
+    maybe(headers_shape(secret_key)),
+    maybe(headers_shape(plain_key)),
     maybe(planted.map(lambda s: f"https://tools.example/run?token={s}&x=1")),
 )
 llm_model = st.one_of(
@@ -315,7 +320,7 @@ call_payload = optional_fields(
         "next_call_at": timestamp,
     },
 )
-envelope = call_payload.flatmap(lambda call: st.sampled_from([call, {"call": call}]))
+envelope = st.one_of(call_payload, call_payload.map(lambda call: {"call": call}))
 
 
 # -- the export --------------------------------------------------------------------------------
@@ -368,10 +373,19 @@ def read_rows(path: Path, file_format: str) -> list[dict[str, Any]]:
         return rows
     text = path.read_text(encoding="utf-8")
     if file_format == "json":
-        loaded: list[dict[str, Any]] = json.loads(text)
+        loaded: list[dict[str, Any]] = strict_json(text)
         return loaded
     # Only "\n" ends a JSON Lines record; U+2028 or U+0085 inside a string are not line ends.
-    return [json.loads(line) for line in text.split("\n") if line]
+    return [strict_json(line) for line in text.split("\n") if line]
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse as strict JSON parsers do: NaN and Infinity are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def assert_no_leak(data: bytes | str, where: str) -> None:
@@ -394,6 +408,8 @@ def check_campaign(payloads: list[dict[str, Any]]) -> None:
             assert [r["status"] for r in structured] == [c.status for c in calls]
             for name, path in paths.items():
                 assert_no_leak(path.read_bytes(), f"{file_format} {name}")
+                if name.endswith(".json"):
+                    strict_json(path.read_bytes())
             # Parquet pages may be compressed: look at the decoded values too.
             assert_no_leak(
                 json.dumps([transcripts, structured], default=str, ensure_ascii=False), file_format

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
-from airflow_provider_revox.hooks import revox as revox_hook_module
 from airflow_provider_revox.links import RevoxCallLink, call_dashboard_url, dashboard_origin
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import (
@@ -61,11 +60,8 @@ def test_a_bad_call_id_is_named(value: Any, message: str) -> None:
     assert message in str(raised.value)
 
 
-def test_recording_extension_from_url_then_content_then_default() -> None:
+def test_recording_extension_keeps_its_import_path() -> None:
     assert recording_extension("https://cdn.example/rec/a1.MP3?sig=x") == "mp3"
-    assert recording_extension("https://cdn.example/rec/a1", b"OggS\x00\x02") == "ogg"
-    assert recording_extension("https://cdn.example/rec/a1", b"\x00\x00\x00\x20ftypM4A ") == "m4a"
-    assert recording_extension("https://cdn.example/rec/a1", b"") == "wav"
 
 
 @pytest.mark.parametrize(
@@ -162,7 +158,12 @@ def planted_assistant(fields: list[dict[str, Any]] = FIELDS) -> dict[str, Any]:
 
 
 def place(
-    sim: Any, output: dict[str, Any], *, human: bool = True, fields: list[dict[str, Any]] = FIELDS
+    sim: Any,
+    output: dict[str, Any],
+    *,
+    human: bool = True,
+    fields: list[dict[str, Any]] = FIELDS,
+    outcome: str = "interested",
 ) -> str:
     """Place a scripted order (a missed dial, then a person) that ends with ``output``."""
     attempts = (
@@ -173,7 +174,7 @@ def place(
         phone_number="+33612345678",
         assistant=planted_assistant(fields),
         metadata={"crm": {"password": PLANTED["password"]}},
-        script=OrderScript(attempts=attempts, structured_output=output, outcome="interested"),
+        script=OrderScript(attempts=attempts, structured_output=output, outcome=outcome),
     )
     return str(call["id"])
 
@@ -232,6 +233,19 @@ def dag_source(dag_id: str, body: str) -> str:
     ) + textwrap.indent(textwrap.dedent(body), "    ")
 
 
+@pytest.fixture
+def task_logs(capsys: pytest.CaptureFixture[str], caplog: Any) -> Callable[[], str]:
+    """Read what the tasks logged since the last read: ``dag.test()`` prints the task logs."""
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        text = captured.out + captured.err + caplog.text
+        caplog.clear()
+        return text
+
+    return read
+
+
 def assert_no_planted(text: str, api_key: str) -> None:
     for name, value in PLANTED.items():
         assert value not in text, f"planted {name} leaked"
@@ -251,7 +265,7 @@ GOOD_OUTPUT = {
 
 @pytest.mark.airflow
 def test_results_operator_pushes_redacted_transcript_and_output(
-    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
@@ -288,15 +302,43 @@ def test_results_operator_pushes_redacted_transcript_and_output(
     assert pushed["revox_call_link"] == {"call_id": call_id, "url": dashboard}
     # What the API server shows for the link, computed by the link when the task finished.
     assert pushed[RevoxCallLink().xcom_key] == dashboard
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert f"Revox call {call_id} is completed" in log_text
     assert_no_planted(json.dumps(pushed) + log_text, sim.api_key)
 
 
+def stored_xcom_text(dag_run: Any) -> str:
+    """Every XCom value of the run as the metadata database stores it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        values = session.scalars(select(XComModel.value).where(XComModel.run_id == dag_run.run_id)).all()
+    return json.dumps([str(v) for v in values])
+
+
+@pytest.mark.airflow
+def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
+) -> None:
+    sim = revox_conn
+    call_id = place(sim, GOOD_OUTPUT, outcome=f"call back; the key was {sim.api_key}")
+    finish(sim, call_id)
+    dag_run = run_dag(
+        dag_source("revox_results_echo", f"RevoxCallResultsOperator(task_id='results', call_id={call_id!r})"),
+        "revox_results_echo",
+    )
+    assert task_state(dag_run, "results") == "success"
+    assert xcoms(dag_run, "results")["return_value"]["outcome"] == f"call back; the key was {MASK}"
+    stored = stored_xcom_text(dag_run)
+    assert call_id in stored  # the search does look at the stored values
+    assert sim.api_key not in stored + task_logs()
+
+
 @pytest.mark.airflow
 def test_results_operator_fails_on_a_call_that_did_not_complete(
-    revox_conn: Any, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str], caplog: Any
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)  # not finished: still waiting for its first dial
@@ -311,8 +353,7 @@ def test_results_operator_fails_on_a_call_that_did_not_complete(
     )
     assert task_state(dag_run, "results") == "failed"
     assert "transcript" not in xcoms(dag_run, "results")
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert f"Revox call {call_id!r} is not completed (status 'scheduled')" in log_text
     assert_no_planted(log_text, sim.api_key)
 
@@ -338,8 +379,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     revox_conn: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: Any,
+    task_logs: Callable[[], str],
 ) -> None:
     sim = revox_conn
     bad_output = {"confirmed": "yes", "party_size": "three", "interest_level": "extreme", "stray": 1}
@@ -456,21 +496,31 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
         direct = httpx.get(attempt.recording_url).content
         assert (destination / "recordings" / call_id / f"{attempt.id}.wav").read_bytes() == direct
 
-    # The returned URIs, and nothing else under the destination.
-    uris = xcoms(dag_run, "export")["return_value"]
-    relative = [u.removeprefix(f"file://{destination}/") for u in uris]
-    assert relative == [
-        f"transcripts.{file_format}",
-        f"structured_output.{file_format}",
-        *(f"calls/{c}.json" for c in order),
-        *(f"recordings/{c}/{a.id}.wav" for c, a in recorded),
-    ]
+    # The manifest lists every file, and nothing else is under the destination.
+    result = xcoms(dag_run, "export")["return_value"]
+    assert result["manifest"] == f"file://{destination}/_manifest.json"
+    assert result["tables"]["transcripts"] == f"file://{destination}/transcripts.{file_format}"
+    assert (result["calls"], result["recordings"], result["rows"]["structured_output"]) == (3, 3, 3)
     first_run = tree(destination)
-    assert sorted(first_run) == sorted(relative)
+    relative = [f["path"] for f in json.loads(first_run["_manifest.json"])["files"]]
+    assert result["files"] == len(relative)
+    assert relative == sorted(
+        [
+            f"transcripts.{file_format}",
+            f"structured_output.{file_format}",
+            *(f"calls/{c}.json" for c in order),
+            *(f"recordings/{c}/{a.id}.wav" for c, a in recorded),
+        ]
+    )
+    assert sorted(first_run) == sorted([*relative, "_manifest.json", "_SUCCESS"])
+    manifest = json.loads(first_run["_manifest.json"])
+    assert {f["path"]: f.get("rows") for f in manifest["files"] if "rows" in f} == {
+        f"transcripts.{file_format}": len(expected),
+        f"structured_output.{file_format}": len(order),
+    }
 
     # Secrets: in no file and no log line.
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert "Exporting 3 Revox call(s)" in log_text
     text_files = b"".join(v for k, v in first_run.items() if not k.startswith("recordings/"))
     assert_no_planted(text_files.decode("utf-8", "replace") + log_text, sim.api_key)
@@ -487,19 +537,21 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     revox_conn: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: Any,
+    task_logs: Callable[[], str],
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
     finish(sim, call_id)
     destination = tmp_path / "export"
 
-    def source(ids: list[str]) -> str:
+    def source(ids: list[str], sleep: bool = False) -> str:
+        no_sleep = ", sleep=lambda seconds: None" if sleep else ""
         return dag_source(
             "revox_export_failure",
             f"""
-            RevoxCallsToStorageOperator(task_id="export", call_ids={ids!r}, destination={str(destination)!r})
+            RevoxCallsToStorageOperator(
+                task_id="export", call_ids={ids!r}, destination={str(destination)!r}{no_sleep}
+            )
             """,
         )
 
@@ -507,29 +559,30 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert task_state(ok, "export") == "success"
     before = tree(destination)
     assert "transcripts.jsonl" in before
-    capsys.readouterr()
+    task_logs()
 
     failed = run_dag(source([call_id, "call-that-does-not-exist"]), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before  # no new, no half-written, no temporary file
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
+    log_text = task_logs()
     assert "Revox call 'call-that-does-not-exist' could not be fetched" in log_text
     assert_no_planted(log_text, sim.api_key)
 
-    # A call the API keeps failing on: the hook retries (without sleeping here), then gives up.
+    # A call the API keeps failing on: each round's request fails, three rounds, then it gives up.
     flaky = place(sim, GOOD_OUTPUT)
     finish(sim, flaky)
-    monkeypatch.setattr(revox_hook_module, "retry_sleep", lambda seconds: None)
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
     sim.faults.script(flaky, ["503"] * 50)
-    failed = run_dag(source([call_id, flaky]), "revox_export_failure")
+    failed = run_dag(source([call_id, flaky], sleep=True), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before
-    logs = capsys.readouterr()
-    log_text = logs.out + logs.err + caplog.text
-    assert f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after" in log_text
+    log_text = task_logs()
+    assert (
+        f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after 1 tries"
+        in (log_text)
+    )
     assert_no_planted(log_text, sim.api_key)
-    assert sim.stats()["by_call_id"][flaky] == 3 * 6  # three rounds of the hook's six tries
+    assert sim.stats()["by_call_id"][flaky] == 3  # three rounds of one try each
 
 
 def test_a_call_that_recovers_between_rounds_is_exported(
@@ -539,15 +592,19 @@ def test_a_call_that_recovers_between_rounds_is_exported(
     call_id = place(sim, GOOD_OUTPUT)
     finish(sim, call_id)
     pauses: list[float] = []
-    monkeypatch.setattr(revox_hook_module, "retry_sleep", pauses.append)
-    sim.faults.script(call_id, ["503"] * 6 + ["ok"])  # the hook's first six tries all fail
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
+    sim.faults.script(call_id, ["503", "ok"])  # the first round's one try fails
     export = RevoxCallsToStorageOperator(
-        task_id="export", call_ids=[call_id], destination=str(tmp_path), file_format="jsonl"
+        task_id="export",
+        call_ids=[call_id],
+        destination=str(tmp_path),
+        file_format="jsonl",
+        sleep=pauses.append,
     )
-    written = export.execute(context={})  # type: ignore[arg-type]
-    assert str(tmp_path / "calls" / f"{call_id}.json") in written
-    assert sim.stats()["by_call_id"][call_id] == 7
-    assert 5.0 in pauses  # the pause between rounds
+    result = export.execute(context={})  # type: ignore[arg-type]
+    assert result["calls"] == 1 and (tmp_path / "calls" / f"{call_id}.json").exists()
+    assert sim.stats()["by_call_id"][call_id] == 2
+    assert pauses == [5.0]  # the one pause between rounds
 
 
 @pytest.mark.airflow
@@ -587,8 +644,8 @@ def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
 
 
 @pytest.mark.airflow
-def test_export_of_mapped_upstream_results_to_an_object_store(
-    revox_conn: Any, run_dag: Callable[..., Any]
+def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without_probing_past_their_end(
+    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     from airflow.sdk.io.store import attach
     from fsspec.implementations.memory import MemoryFileSystem
@@ -614,16 +671,24 @@ def test_export_of_mapped_upstream_results_to_an_object_store(
         )
         """,
     )
+    task_logs()
     dag_run = run_dag(source, "revox_export_mapped")
     assert task_state(dag_run, "export") == "success"
+    # Iterating the lazy sequence asks for one item past the end: Airflow logs that as an ERROR.
+    log_text = task_logs()
+    assert "Exporting 2 Revox call(s)" in log_text
+    assert "XCom not found" not in log_text
     assert sorted(store.store) == sorted(
         [
             "/bucket/revox/transcripts.parquet",
             "/bucket/revox/structured_output.parquet",
             *(f"/bucket/revox/calls/{c}.json" for c in ids),
+            "/bucket/revox/_manifest.json",
+            "/bucket/revox/_SUCCESS",
         ]
     )
     with store.open("/bucket/revox/structured_output.parquet", "rb") as file:
         rows = pq.read_table(file).to_pylist()
     assert [(r["call_id"], r["confirmed"]) for r in rows] == [(ids[0], True), (ids[1], False)]
-    assert xcoms(dag_run, "export")["return_value"][0] == "memory://bucket/revox/transcripts.parquet"
+    result = xcoms(dag_run, "export")["return_value"]
+    assert result["tables"]["transcripts"] == "memory://bucket/revox/transcripts.parquet"

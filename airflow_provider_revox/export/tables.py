@@ -8,6 +8,7 @@ redacted, JSON-safe-or-typed rows. Writing those rows to storage is the job of
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -96,11 +97,28 @@ def check_transcript_source(source: str) -> str:
     return source
 
 
+def finite(value: Any) -> Any:
+    """A copy of ``value`` with NaN and infinite numbers replaced by None, at any depth.
+
+    The API's JSON may carry ``NaN`` or ``Infinity``, which strict JSON parsers reject: an
+    export writes ``null`` instead (and lists the lost value in ``validation_errors``).
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
 def _tool_arguments_text(arguments: Any) -> str | None:
     """Tool arguments as JSON text (already-text arguments are kept as they are)."""
     if arguments is None or isinstance(arguments, str):
         return arguments
-    return json.dumps(arguments, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        finite(arguments), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
 
 
 def _turn(attempt: CallAttempt, index: int, turn: TranscriptTurn) -> dict[str, Any]:
@@ -189,7 +207,7 @@ def coerce(value: Any, column_type: str, field_type: str | None = None) -> tuple
             return _tool_arguments_text(value), None
         return None, wrong
     if column_type == NUMBER:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value), None
         return None, wrong
     if column_type == BOOLEAN:
@@ -322,7 +340,8 @@ def structured_output_record(call: Call, secrets: Iterable[str] = ()) -> dict[st
 
 def call_document(call: Call, secrets: Iterable[str] = ()) -> bytes:
     """The whole call as the API returned it, redacted, as stable pretty-printed JSON bytes."""
-    text = json.dumps(redact(call.raw, secrets), indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    raw = finite(redact(call.raw, secrets))
+    text = json.dumps(raw, indent=2, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
     return (text + "\n").encode()
 
 
@@ -346,6 +365,7 @@ __all__ = [
     "check_transcript_source",
     "coerce",
     "field_column_type",
+    "finite",
     "structured_output_record",
     "transcript_rows",
     "transcript_turns",

@@ -1,0 +1,186 @@
+"""The operator that exports call orders to object storage (see :mod:`airflow_provider_revox.export`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
+
+from airflow_provider_revox.export.fetch import Sleep
+from airflow_provider_revox.export.recordings import RECORDINGS_DIR
+from airflow_provider_revox.export.run import TABLES, ExportOptions, export_calls
+from airflow_provider_revox.export.staging import MANIFEST, storage_uri
+from airflow_provider_revox.export.tables import check_transcript_source
+from airflow_provider_revox.export.writers import check_file_format, import_pyarrow
+from airflow_provider_revox.hooks.revox import RevoxHook
+from airflow_provider_revox.redact import redact_text
+from airflow_provider_revox.waiting.ids import is_templated, normalize_call_ids
+
+
+def _plain_uri(destination: str | ObjectStoragePath) -> str:
+    """The destination's URI without a connection id in it, for Asset URIs."""
+    if isinstance(destination, ObjectStoragePath):
+        return storage_uri(destination).rstrip("/")
+    parts = urlsplit(destination)
+    if not parts.scheme:
+        return f"file://{PurePosixPath(destination)}"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+
+
+#: Items read per request from a mapped task's results.
+_XCOM_PAGE = 1000
+
+
+def _read_mapped(value: Any) -> Any:
+    """Read a mapped task's lazy results page by page, up to the length Airflow reports.
+
+    Iterating the lazy sequence asks for one item after the last to find its end, and
+    Airflow logs that miss as an ERROR ("XCom not found ... offset=N") on every run.
+    """
+    if isinstance(value, list | tuple):
+        return [_read_mapped(item) for item in value]
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        length = len(value)
+        return [item for start in range(0, length, _XCOM_PAGE) for item in value[start : start + _XCOM_PAGE]]
+    return value
+
+
+class RevoxCallsToStorageOperator(BaseOperator):
+    """Export call orders to object storage: raw calls, transcripts, structured output, recordings.
+
+    Writes under ``destination`` (any scheme Airflow's object storage knows: ``file://``,
+    ``s3://``, ``gs://``, ...):
+
+    * ``calls/<call_id>.json``: each call as the API returned it, redacted;
+    * ``transcripts.<ext>``: one row per transcript turn;
+    * ``structured_output.<ext>``: one row per call with one typed column per field of the
+      assistants' ``structured_output_config`` and a ``validation_errors`` column;
+    * with ``include_recordings``, ``recordings/<call_id>/<attempt_id>.<ext>``, streamed.
+
+    Every file is staged and only published once every call was fetched; the set is published
+    with ``_manifest.json`` (each file's size, sha256 and row count) and ``_SUCCESS`` last, so a
+    reader that waits for ``_SUCCESS`` never reads a mix of two runs, and files of an earlier
+    run that the new manifest does not list are removed (see
+    :mod:`~airflow_provider_revox.export.staging`). Rows follow the order of ``call_ids``, so a
+    rerun writes the same files. Returns a small summary (counts, the tables' URIs, the
+    manifest's URI; nothing per call, so XCom stays small) and emits the tables as Asset events.
+
+    Args:
+        call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
+            of them, a multi-call sensor's result (see :func:`normalize_call_ids`).
+        destination: a directory URI or an :class:`~airflow.sdk.ObjectStoragePath` (templated).
+        file_format: ``jsonl``, ``json`` or ``parquet`` (needs the ``[parquet]`` extra).
+        revox_conn_id: the ``revox`` connection.
+        destination_conn_id: the connection of the object store, if it needs one (templated).
+        include_recordings: also download each attempt's recording.
+        max_concurrency: calls fetched (and recordings downloaded) at the same time.
+        transcript_source: ``"best"``, ``"live"`` or ``"post_call"``, as for the results operator.
+        sleep: how to pause between fetch rounds after transient failures (tests pass a no-op).
+        **kwargs: passed to :class:`~airflow.sdk.BaseOperator`.
+    """
+
+    template_fields: Sequence[str] = ("call_ids", "destination", "destination_conn_id", "revox_conn_id")
+    ui_color = "#e8f1fe"
+
+    def __init__(
+        self,
+        *,
+        call_ids: Any,
+        destination: str | ObjectStoragePath,
+        file_format: str = "jsonl",
+        revox_conn_id: str = RevoxHook.default_conn_name,
+        destination_conn_id: str | None = None,
+        include_recordings: bool = False,
+        max_concurrency: int = 8,
+        transcript_source: str = "best",
+        sleep: Sleep = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        """Check the arguments and declare the tables as outlets when the destination is fixed."""
+        super().__init__(**kwargs)
+        self.file_format = check_file_format(file_format)
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
+        literal = [call_ids] if isinstance(call_ids, str) else call_ids
+        if isinstance(literal, list | tuple) and not any(is_templated(v) for v in literal):
+            normalize_call_ids(literal)  # plain ids: report a bad one when the DAG is parsed
+        self.call_ids = call_ids
+        self.destination = destination
+        self.revox_conn_id = revox_conn_id
+        self.destination_conn_id = destination_conn_id
+        self.include_recordings = include_recordings
+        self.max_concurrency = max_concurrency
+        self.transcript_source = check_transcript_source(transcript_source)
+        self.sleep = sleep
+        # Known destination: declare the tables. Templated: an alias the run fills in.
+        if not is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
+            self.outlets = [*self.outlets, *self._table_assets(_plain_uri(destination))]
+        else:
+            self.outlets = [*self.outlets, AssetAlias(self.asset_alias_name)]
+
+    @property
+    def asset_alias_name(self) -> str:
+        """Name of the Asset alias that collects the tables of a templated destination."""
+        return f"revox-export:{self.dag_id}.{self.task_id}"
+
+    def _table_assets(self, base_uri: str) -> list[Asset]:
+        return [Asset(uri=f"{base_uri}/{table}.{self.file_format}") for table in TABLES]
+
+    def _destination_path(self) -> ObjectStoragePath:
+        destination = self.destination
+        if isinstance(destination, ObjectStoragePath):
+            if self.destination_conn_id and destination.conn_id != self.destination_conn_id:
+                return ObjectStoragePath(str(destination), conn_id=self.destination_conn_id)
+            return destination
+        if not isinstance(destination, str) or not destination.strip():
+            raise ValueError(f"destination must be a URI or an ObjectStoragePath, not {destination!r}")
+        return ObjectStoragePath(destination.strip(), conn_id=self.destination_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Fetch every call, stage every file, publish them together; return a small summary.
+
+        The summary's size does not grow with the calls: ``destination``, ``calls``, ``files``,
+        ``recordings``, ``rows`` (per table), ``tables`` (table name to URI) and ``manifest``
+        (the URI of ``_manifest.json``, which lists every file).
+        """
+        call_ids = normalize_call_ids(_read_mapped(self.call_ids))
+        if self.file_format == "parquet":
+            import_pyarrow()  # fail before fetching anything when the extra is missing
+        destination = self._destination_path()
+        shown = redact_text(str(destination))
+        self.log.info("Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format)
+        options = ExportOptions(
+            file_format=self.file_format,
+            transcript_source=self.transcript_source,
+            include_recordings=self.include_recordings,
+            max_concurrency=self.max_concurrency,
+            sleep=self.sleep,
+        )
+        with RevoxHook(self.revox_conn_id) as hook:
+            manifest = export_calls(hook, call_ids, destination, options)
+        alias_outlet = AssetAlias(self.asset_alias_name)
+        if alias_outlet in self.outlets:  # the destination was templated: name the tables now
+            alias = context["outlet_events"][alias_outlet]
+            for asset in self._table_assets(storage_uri(destination).rstrip("/")):
+                alias.add(asset)
+        files = manifest["files"]
+        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(files), len(call_ids), shown)
+        rows = {entry["path"]: entry.get("rows") for entry in files}
+        tables = {name: f"{name}.{self.file_format}" for name in TABLES}
+        return {
+            "destination": str(destination),
+            "calls": len(call_ids),
+            "files": len(files),
+            "recordings": sum(1 for entry in files if entry["path"].startswith(f"{RECORDINGS_DIR}/")),
+            "rows": {name: rows[path] for name, path in tables.items()},
+            "tables": {name: str(destination / path) for name, path in tables.items()},
+            "manifest": str(destination / MANIFEST),
+        }
+
+
+__all__ = ["RevoxCallsToStorageOperator"]
