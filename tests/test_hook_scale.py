@@ -7,7 +7,8 @@ import ssl
 
 import pytest
 
-from airflow_provider_revox.hooks.revox import KEEPALIVE_EXPIRY, RevoxHook, shared_ssl_context
+from airflow_provider_revox.client.transport import KEEPALIVE_EXPIRY, shared_ssl_context
+from airflow_provider_revox.hooks.revox import RevoxHook
 
 
 async def test_every_client_of_every_hook_shares_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
