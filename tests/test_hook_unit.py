@@ -13,11 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from airflow.sdk import Connection
 
 from airflow_provider_revox.client.retry import parse_retry_after
+from airflow_provider_revox.client.settings import settings_from_connection
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
     RevoxAuthError,
+    RevoxConfigError,
     RevoxError,
     RevoxInsecureConnectionError,
     RevoxNotFoundError,
@@ -55,7 +58,9 @@ class Recorder:
 
 def ok_call(request: httpx.Request) -> httpx.Response:
     """The fixture order, under the id the request asked for."""
-    return httpx.Response(200, json={**CALL, "id": request.url.path.rsplit("/", 1)[-1]})
+    asked = request.url.path.removeprefix("/api/call/")
+    call_id = asked if asked and "/" not in asked and request.method == "GET" else CALL["call"]["id"]
+    return httpx.Response(200, json={"call": {**CALL["call"], "id": call_id}})
 
 
 @pytest.fixture
@@ -464,6 +469,96 @@ def test_key_from_extra(conn: Any) -> None:
     assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
+# -- unusable connections are named before any request ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"timeout": 1e300}, "'timeout'"),
+        ({"timeout": "inf"}, "'timeout'"),
+        ({"timeout": float("inf")}, "'timeout'"),
+        ({"max_requests_per_second": 1e-300}, "'max_requests_per_second'"),
+        ({"max_retries": "3.5"}, "'max_retries'"),
+        ({"max_retries": 3.5}, "'max_retries'"),
+        ({"max_retries": "abc"}, "'max_retries'"),
+        ({"max_retries": True}, "'max_retries'"),
+        ({"max_response_mb": 0}, "'max_response_mb'"),
+        ({"download_timeout": -1}, "'download_timeout'"),
+    ],
+)
+def test_unusable_extras_are_named_before_any_request(conn: Any, extra: dict[str, Any], problem: str) -> None:
+    conn(**extra)
+    recorder = Recorder(ok_call)
+    with pytest.raises(RevoxConfigError, match=problem) as caught:
+        RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
+    assert isinstance(caught.value, ValueError) and "'revox_default'" in str(caught.value)
+    assert recorder.requests == []
+
+
+def test_an_extra_that_is_a_json_list_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"conn_type": "revox", "host": "https://api.revox.test/api", "password": KEY, "extra": [1, 2]}
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(body))
+    with pytest.raises(RevoxConfigError, match="extra must be a JSON object"):
+        RevoxHook(transport=Recorder(ok_call).transport).get_call("call_7f3a9c")
+
+
+def test_numbers_typed_in_the_form_are_read_as_numbers(conn: Any, sleeps: list[float]) -> None:
+    conn(max_retries="3", timeout=" 2.5 ")
+    recorder = Recorder(httpx.Response(503))
+    hook = RevoxHook(transport=recorder.transport)
+    with pytest.raises(RevoxRetriesExhaustedError):
+        hook.get_call("call_7f3a9c")
+    assert len(recorder.requests) == 4
+    assert hook.connection_settings().timeout == 2.5
+
+
+def test_a_blank_password_does_not_hide_the_extra_key(conn: Any) -> None:
+    conn(password="   ", api_key=KEY)
+    recorder = Recorder(ok_call)
+    RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
+    assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize("call_ids", [[], "call_a"])
+def test_a_search_for_no_ids_is_refused(conn: Any, call_ids: Any) -> None:
+    recorder = Recorder(ok_call)
+    with pytest.raises(RevoxConfigError, match="call_ids"):
+        RevoxHook(transport=recorder.transport).search_calls(call_ids)
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("addresses", "loopback"), [(["127.0.0.1", "::1"], True), (["10.0.0.5"], False), ([], False)]
+)
+def test_a_dot_localhost_name_counts_as_loopback_only_if_it_resolves_there(
+    addresses: list[str], loopback: bool
+) -> None:
+    conn = Connection(conn_id="revox_dev", conn_type="revox", host="http://api.localhost:8089", password=KEY)
+    if loopback:
+        assert settings_from_connection(conn, resolve=lambda name: addresses).base_url.startswith("http://")
+    else:
+        with pytest.raises(RevoxInsecureConnectionError, match=r"api\.localhost"):
+            settings_from_connection(conn, resolve=lambda name: addresses)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://someone:pa55-w0rd@api.revox.test/api", "someone:pa55-w0rd@api.revox.test/api"]
+)
+async def test_a_base_url_with_a_password_is_refused_without_showing_it(conn: Any, host: str) -> None:
+    conn(host=host)
+    recorder = Recorder(ok_call)
+    hook = RevoxHook(transport=recorder.transport)
+    with pytest.raises(RevoxConfigError, match="user name or password") as caught:
+        hook.get_call("call_7f3a9c")
+    ok, message = hook.test_connection()
+    aok, amessage = await hook.atest_connection()
+    assert ok is False and aok is False and "user name or password" in message
+    for text in (str(caught.value), message, amessage, repr(hook)):
+        assert "pa55-w0rd" not in text and "someone" not in text
+    assert recorder.requests == []
+
+
 # -- bad input never reaches the network -----------------------------------------------------
 
 BAD_IDS = [
@@ -475,7 +570,8 @@ BAD_IDS = [
     ("a/b", "'/'"),
     ("a?b=1", "'\\?'"),
     ("a#b", "'#'"),
-    ("..", "'\\.\\.'"),
+    (".", "directory"),
+    ("..", "directory"),
     ("a..b", "'\\.\\.'"),
     ("a%2Fb", "'%'"),
     ("a b", "whitespace"),
