@@ -110,7 +110,7 @@ def crafted_api(route: Route) -> Iterator[CraftedApi]:
     seen = CraftedApi(base_url="")
     server = _Server(route, seen)
     seen.base_url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield seen

@@ -58,7 +58,7 @@ def fixture_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[tup
     seen: list[tuple[str, str | None]] = []
     handler = type("Handler", (FixtureApi,), {"seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     base_url = f"http://127.0.0.1:{server.server_address[1]}/api"
     monkeypatch.setenv(

@@ -36,6 +36,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 #: interval, so every poll of a sensor or trigger paid a new TCP (and TLS) connection.
 KEEPALIVE_EXPIRY = 60.0
 
+# The hook's logger: retry warnings keep the name users filter on.
 log = logging.getLogger("airflow_provider_revox.hooks.revox")
 
 
@@ -231,7 +232,9 @@ class Transport:
                 if download and response.status_code < 400:
                     return response
                 return await responses.aread_body(response, settings.max_response_bytes)
-        except TimeoutError:
+        except TimeoutError as error:
+            if phase.in_tls:
+                raise self._tls_failed(request, error) from None
             raise httpx.ReadTimeout(
                 f"no complete answer within the timeout of {settings.timeout:g} s", request=request
             ) from None
