@@ -57,6 +57,14 @@ def call_body(call_id: str, **changes: Any) -> dict[str, Any]:
     return {"call": {**call, "id": call_id, **changes}}
 
 
+CALL_PATH = "/api/call/"
+
+
+def orders(request: Request, out: BinaryIO) -> None:
+    """A well-behaved ``GET /call/{id}``: the fixture order under the id asked for."""
+    answer(out, 200, call_body(request.path.removeprefix(CALL_PATH)))
+
+
 @dataclass
 class CraftedApi:
     """What :func:`crafted_api` yields: the base URL and what the server saw."""

@@ -23,10 +23,19 @@ from airflow_provider_revox.exceptions import (
     is_transient,
 )
 from airflow_provider_revox.hooks.revox import RevoxHook
-from tests.crafted_api import CraftedApi, Request, answer, call_body, conn_json, crafted_api, trickle
+from tests.crafted_api import (
+    CALL_PATH,
+    CraftedApi,
+    Request,
+    answer,
+    call_body,
+    conn_json,
+    crafted_api,
+    orders,
+    trickle,
+)
 
 KEY = "rvx_live_hardening_0123456789abcdefXYZ"
-CALL_PATH = "/api/call/"
 
 
 @pytest.fixture
@@ -37,11 +46,6 @@ def use_api(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", conn_json(api.base_url, key, **extra))
 
     return _use
-
-
-def orders(request: Request, out: BinaryIO) -> None:
-    """A well-behaved ``GET /call/{id}``."""
-    answer(out, 200, call_body(request.path.removeprefix(CALL_PATH)))
 
 
 # -- 2: excerpts are redacted whole, then cut -------------------------------------------------

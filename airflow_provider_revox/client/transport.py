@@ -50,6 +50,20 @@ def shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def client_options(settings: RevoxSettings) -> dict[str, Any]:
+    """What every httpx client of a hook is built with: base URL, timeouts, headers, TLS, keep-alive."""
+    return {
+        "base_url": settings.base_url + "/",
+        # The connect timeout also bounds the TLS handshake, so an https URL pointed at a
+        # plain-http server fails within it.
+        "timeout": httpx.Timeout(settings.timeout, connect=min(DEFAULT_CONNECT_TIMEOUT, settings.timeout)),
+        "headers": {"Accept": "application/json", "User-Agent": f"airflow-provider-revox/{__version__}"},
+        "follow_redirects": False,
+        "verify": shared_ssl_context(),
+        "limits": httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+    }
+
+
 class _Phase:
     """The last connection step httpcore reported for a request (its ``trace`` extension)."""
 
@@ -103,26 +117,11 @@ class Transport:
 
     # -- clients ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _options(settings: RevoxSettings) -> dict[str, Any]:
-        return {
-            "base_url": settings.base_url + "/",
-            # The connect timeout also bounds the TLS handshake, so an https URL pointed at a
-            # plain-http server fails within it.
-            "timeout": httpx.Timeout(
-                settings.timeout, connect=min(DEFAULT_CONNECT_TIMEOUT, settings.timeout)
-            ),
-            "headers": {"Accept": "application/json", "User-Agent": f"airflow-provider-revox/{__version__}"},
-            "follow_redirects": False,
-            "verify": shared_ssl_context(),
-            "limits": httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
-        }
-
     def client(self, settings: RevoxSettings) -> httpx.Client:
         """The one blocking client, created on first use and reused."""
         if self._client is None or self._client.is_closed:
             transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
-            self._client = httpx.Client(transport=transport, **self._options(settings))
+            self._client = httpx.Client(transport=transport, **client_options(settings))
         return self._client
 
     def async_client(self, settings: RevoxSettings) -> httpx.AsyncClient:
@@ -132,7 +131,7 @@ class Transport:
         if client is None or client.is_closed or self._async_loop is not loop:
             # A client's connections belong to the loop that opened them; a new loop needs a new one.
             transport = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
-            client = self._async_client = httpx.AsyncClient(transport=transport, **self._options(settings))
+            client = self._async_client = httpx.AsyncClient(transport=transport, **client_options(settings))
             self._async_loop = loop
         return client
 
@@ -387,4 +386,4 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or default_port
 
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "KEEPALIVE_EXPIRY", "Transport", "shared_ssl_context"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "KEEPALIVE_EXPIRY", "Transport", "client_options", "shared_ssl_context"]
