@@ -265,6 +265,7 @@ def rotating_api() -> Iterator[tuple[CraftedApi, list[str]]]:
 
     def route(request: Request, out: BinaryIO) -> None:
         if request.key != valid[0]:
+            time.sleep(0.1)  # so that requests sent together are all refused before any re-read
             answer(out, 401, {"error": "unauthorized"})
         elif request.method == "POST":
             ids = json.loads(request.body)["call_ids"]
@@ -292,6 +293,20 @@ def test_a_rotated_key_is_read_again_once(
             hook.get_call("call_C")
     # A key that is still refused after the re-read fails at once: one more request, not a loop.
     assert len(api.requests) == 4
+
+
+async def test_requests_refused_together_all_retry_with_the_rotated_key(
+    rotating_api: tuple[CraftedApi, list[str]], use_api: Callable[..., None]
+) -> None:
+    api, valid = rotating_api
+    use_api(api, key="rvx_old_key_0001")
+    async with RevoxHook() as hook:
+        assert (await hook.aget_call("call_A")).id == "call_A"
+        valid[0] = "rvx_new_key_0002"
+        use_api(api, key="rvx_new_key_0002")
+        calls = await asyncio.gather(*(hook.aget_call(f"call_{n}") for n in range(3)))
+    assert [call.id for call in calls] == ["call_0", "call_1", "call_2"]
+    assert sorted(r.key for r in api.requests[1:]) == ["rvx_new_key_0002"] * 3 + ["rvx_old_key_0001"] * 3
 
 
 async def test_the_shared_poller_picks_up_a_rotated_key(

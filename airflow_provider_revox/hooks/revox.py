@@ -146,27 +146,33 @@ class RevoxHook(BaseHook):
             self._settings = self._read(await self._aconnection())
         return self._settings
 
-    def _take_new_key(self, fresh: RevoxSettings) -> bool:
-        """Adopt the key of a re-read connection; True when it differs from the one refused."""
+    def _take_new_key(self, fresh: RevoxSettings, refused: str | None) -> bool:
+        """Adopt the key of a re-read connection; True when it is not the one refused."""
         current = self._resolve()
-        if fresh.api_key == current.api_key:
+        refused = current.api_key if refused is None else refused
+        if fresh.api_key == refused:
             return False
-        mask_secret(fresh.api_key)
-        self._settings = dataclasses.replace(current, api_key=fresh.api_key)
-        log.info("Revox connection %r holds a new API key; retrying with it", self.revox_conn_id)
+        if fresh.api_key != current.api_key:
+            mask_secret(fresh.api_key)
+            self._settings = dataclasses.replace(current, api_key=fresh.api_key)
+            log.info("Revox connection %r holds a new API key; retrying with it", self.revox_conn_id)
         return True
 
-    def reread_key(self) -> bool:
+    def reread_key(self, refused: str | None = None) -> bool:
         """Re-read the connection after a refused key (the key may have been rotated).
+
+        Args:
+            refused: the key the API refused (default: the one in use); requests that were in
+                flight together pass theirs, so only the first re-read changes anything.
 
         Returns:
             True when the connection now holds another key, which later requests use.
         """
-        return self._take_new_key(self._read(self.get_connection(self.revox_conn_id)))
+        return self._take_new_key(self._read(self.get_connection(self.revox_conn_id)), refused)
 
-    async def areread_key(self) -> bool:
+    async def areread_key(self, refused: str | None = None) -> bool:
         """Async twin of :meth:`reread_key`."""
-        return self._take_new_key(self._read(await self._aconnection()))
+        return self._take_new_key(self._read(await self._aconnection()), refused)
 
     def connection_settings(self) -> RevoxSettings:
         """What the hook read from its connection (read once, on first use)."""
@@ -224,15 +230,17 @@ class RevoxHook(BaseHook):
         await self.aclose()
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = self._transport.request(self._resolve(), method, url, **kwargs)
-        if response.status_code in (401, 403) and self.reread_key():
+        sent = self._resolve()
+        response = self._transport.request(sent, method, url, **kwargs)
+        if response.status_code in (401, 403) and self.reread_key(sent.api_key):
             # The key may have been rotated since the connection was read: try the new one once.
             response = self._transport.request(self._resolve(), method, url, **kwargs)
         return response
 
     async def _arequest(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = await self._transport.arequest(await self._aresolve(), method, url, **kwargs)
-        if response.status_code in (401, 403) and await self.areread_key():
+        sent = await self._aresolve()
+        response = await self._transport.arequest(sent, method, url, **kwargs)
+        if response.status_code in (401, 403) and await self.areread_key(sent.api_key):
             response = await self._transport.arequest(await self._aresolve(), method, url, **kwargs)
         return response
 
