@@ -166,6 +166,36 @@ def test_a_recording_over_the_limit_stops_the_download(use_api: Callable[..., No
     assert written <= 1024 * 1024
 
 
+async def test_an_async_recording_over_the_limit_stops_the_download(use_api: Callable[..., None]) -> None:
+    with crafted_api(lambda request, out: _chunked(out, 4 * 1024 * 1024)) as api:
+        use_api(api, max_recording_mb=1)
+        written = 0
+        async with RevoxHook() as hook:
+            with pytest.raises(RevoxResponseTooLargeError, match="max_recording_mb"):
+                async with hook.aiter_download("/recordings/a.mp3") as chunks:
+                    async for chunk in chunks:
+                        written += len(chunk)
+    assert written <= 1024 * 1024
+
+
+def test_a_trickled_recording_is_cut_at_the_download_timeout(use_api: Callable[..., None]) -> None:
+    def route(request: Request, out: BinaryIO) -> None:
+        out.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        trickle(out, b"r" * 100, 0.1)
+
+    with crafted_api(route) as api:
+        use_api(api, download_timeout=0.5)
+        began = time.monotonic()
+        with (
+            RevoxHook() as hook,
+            pytest.raises(RevoxTransportError, match="download_timeout"),
+            hook.iter_download("/recordings/a.mp3") as chunks,
+        ):
+            for _ in chunks:
+                pass
+    assert time.monotonic() - began < 2
+
+
 # -- 5: every request has an overall deadline --------------------------------------------------
 
 

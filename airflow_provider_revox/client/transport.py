@@ -285,45 +285,31 @@ class Transport:
 
     def limited(self, settings: RevoxSettings, response: httpx.Response, chunk_size: int) -> Iterator[bytes]:
         """The chunks of a streamed download, within ``max_recording_mb`` and ``download_timeout``."""
-        limit, deadline = settings.max_recording_bytes, time.monotonic() + settings.download_timeout
-        if int(response.headers.get("content-length", "0") or 0) > limit:
-            raise responses.too_large(response, limit, "max_recording_mb")
-        size = 0
+        budget = _Budget(settings, response, chunk_size)
         try:
-            for chunk in response.iter_bytes(chunk_size):
-                size += len(chunk)
-                if size > limit:
-                    raise responses.too_large(response, limit, "max_recording_mb")
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout(f"longer than download_timeout ({settings.download_timeout:g} s)")
-                yield chunk
+            # Without a chunk size httpx yields bytes as they arrive, so the deadline is checked often.
+            for piece in response.iter_bytes():
+                yield from budget.take(piece)
         except httpx.HTTPError as error:
             raise self._download_error(response, error) from None
 
     async def alimited(
         self, settings: RevoxSettings, response: httpx.Response, chunk_size: int
     ) -> AsyncIterator[bytes]:
-        """Async twin of :meth:`limited`."""
-        limit, deadline = settings.max_recording_bytes, time.monotonic() + settings.download_timeout
-        if int(response.headers.get("content-length", "0") or 0) > limit:
-            raise responses.too_large(response, limit, "max_recording_mb")
-        size = 0
-        chunks = response.aiter_bytes(chunk_size)
+        """Async twin of :meth:`limited`; a stalled download is cut at its deadline too."""
+        budget = _Budget(settings, response, chunk_size)
+        pieces = response.aiter_bytes()
         try:
             while True:
                 try:
-                    with anyio.fail_after(max(0.0, deadline - time.monotonic())):
-                        chunk = await chunks.__anext__()
+                    with anyio.fail_after(budget.left()):
+                        piece = await pieces.__anext__()
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
-                    raise httpx.ReadTimeout(
-                        f"longer than download_timeout ({settings.download_timeout:g} s)"
-                    ) from None
-                size += len(chunk)
-                if size > limit:
-                    raise responses.too_large(response, limit, "max_recording_mb")
-                yield chunk
+                    raise budget.late() from None
+                for chunk in budget.take(piece):
+                    yield chunk
         except httpx.HTTPError as error:
             raise self._download_error(response, error) from None
 
@@ -379,6 +365,33 @@ class Transport:
             self._max_retries + 1,
             wait,
         )
+
+
+class _Budget:
+    """What a download may still take: bytes up to ``max_recording_mb``, time up to ``download_timeout``."""
+
+    def __init__(self, settings: RevoxSettings, response: httpx.Response, chunk_size: int) -> None:
+        self.limit, self.timeout = settings.max_recording_bytes, settings.download_timeout
+        self.deadline = time.monotonic() + self.timeout
+        self.response, self.chunk_size, self.size = response, max(1, chunk_size), 0
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            raise responses.too_large(response, self.limit, "max_recording_mb")
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def late(self) -> httpx.ReadTimeout:
+        return httpx.ReadTimeout(f"longer than download_timeout ({self.timeout:g} s)")
+
+    def take(self, piece: bytes) -> list[bytes]:
+        """Count ``piece`` against the budget; return it cut into chunks of at most the chunk size."""
+        self.size += len(piece)
+        if self.size > self.limit:
+            raise responses.too_large(self.response, self.limit, "max_recording_mb")
+        if time.monotonic() > self.deadline:
+            raise self.late()
+        return [piece[start : start + self.chunk_size] for start in range(0, len(piece), self.chunk_size)]
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
