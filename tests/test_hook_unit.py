@@ -342,6 +342,23 @@ async def test_async_retries_share_the_policy(conn: Any, sleeps: list[float]) ->
             await hook.aget_call("call_7f3a9c")
 
 
+async def test_retry_sleeps_can_be_passed_in(conn: Any) -> None:
+    waits: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    def busy_then_ok() -> httpx.MockTransport:
+        return Recorder(httpx.Response(503, headers={"Retry-After": "2"}), ok_call).transport
+
+    hook = RevoxHook(transport=busy_then_ok(), sleep=waits.append, asleep=asleep)
+    assert hook.get_call("call_7f3a9c").id == "call_7f3a9c"
+    async with RevoxHook(transport=busy_then_ok(), sleep=waits.append, asleep=asleep) as other:
+        assert (await other.aget_call("call_7f3a9c")).id == "call_7f3a9c"
+    hook.close()
+    assert waits == [2.0, 2.0]
+
+
 def test_max_retries_from_extra_and_argument_wins(conn: Any, sleeps: list[float]) -> None:
     # Numbers typed in the UI form arrive as text, spaces and all.
     conn(max_retries="3", timeout=" 12.5 ")

@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any
@@ -82,6 +82,8 @@ class RevoxHook(BaseHook):
         transport: an httpx transport to use instead of the network (``httpx.MockTransport`` in
             unit tests); a transport that is both sync and async serves both clients.
         logger_name: name of the logger, as for any Airflow hook.
+        sleep: sleeps between blocking retries (default :func:`retry_sleep`); tests pass a recorder.
+        asleep: sleeps between async retries (default :func:`retry_asleep`).
     """
 
     conn_name_attr = "revox_conn_id"
@@ -97,6 +99,8 @@ class RevoxHook(BaseHook):
         max_retries: int | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         logger_name: str | None = None,
+        sleep: Callable[[float], None] | None = None,
+        asleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(logger_name=logger_name)
         self.revox_conn_id = revox_conn_id
@@ -111,8 +115,8 @@ class RevoxHook(BaseHook):
             clock=self.server_clock,
             secrets=lambda: self._secrets,
             # Looked up when sleeping, so a test's replacement of the module functions is seen.
-            sleep=lambda seconds: retry_sleep(seconds),
-            asleep=lambda seconds: retry_asleep(seconds),
+            sleep=sleep or (lambda seconds: retry_sleep(seconds)),
+            asleep=asleep or (lambda seconds: retry_asleep(seconds)),
         )
 
     def __repr__(self) -> str:
