@@ -122,11 +122,38 @@ class RevoxRetriesExhaustedError(RevoxError):
         return {**super()._details(), "attempts": self.attempts}
 
 
-class RevoxInsecureConnectionError(RevoxError):
+class RevoxResponseTooLargeError(RevoxResponseError):
+    """A response body or recording is larger than the connection allows (``max_response_mb``,
+    ``max_recording_mb``). Not transient: the same order would be just as large on the next poll.
+
+    Args:
+        message: the full message, naming the limit and the extra that sets it.
+        status_code: the HTTP status of the response.
+    """
+
+    transient = False
+
+
+class RevoxTransportError(RevoxError):
+    """A request failed in transport and was not retried: a POST that may have reached the
+    server, or a server that does not complete a TLS handshake (it may not speak TLS)."""
+
+
+class RevoxConfigError(RevoxError, ValueError):
+    """A connection or an argument that cannot be used, found before any request is sent
+    (an unreadable extra, a base URL holding a password, an empty list of ids). Also a
+    ``ValueError``.
+
+    Args:
+        message: the full message, naming the connection and the field (never its secret value).
+    """
+
+
+class RevoxInsecureConnectionError(RevoxConfigError):
     """The connection would send the API key over plain ``http://`` to a host that is not loopback."""
 
 
-class RevoxInvalidCallIdError(RevoxError, ValueError):
+class RevoxInvalidCallIdError(RevoxConfigError):
     """A call id that cannot be sent: not a string, empty, too long, or with a character that
     would change the URL. Raised before any request; also a ``ValueError``.
 
@@ -143,12 +170,15 @@ def is_transient(error: BaseException) -> bool:
 __all__ = [
     "RevoxApiError",
     "RevoxAuthError",
+    "RevoxConfigError",
     "RevoxError",
     "RevoxInsecureConnectionError",
     "RevoxInvalidCallIdError",
     "RevoxNotFoundError",
     "RevoxResponseError",
+    "RevoxResponseTooLargeError",
     "RevoxRetriesExhaustedError",
+    "RevoxTransportError",
     "is_transient",
 ]
 

@@ -44,7 +44,7 @@ def get_provider_info() -> dict[str, Any]:
                     "timeout": {
                         "label": "Timeout (seconds)",
                         "schema": {"type": ["number", "null"], "default": 60},
-                        "description": "Per-request timeout in seconds.",
+                        "description": "Overall deadline of one request, in seconds (at most 3600).",
                     },
                     "max_retries": {
                         "label": "Max retries",
@@ -56,6 +56,28 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["number", "null"], "minimum": 0},
                         "description": "Shared by every task and trigger of this connection in one "
                         "process; slowed down by 429 answers. Empty or 0: no limit.",
+                    },
+                    "allow_insecure_http": {
+                        "label": "Allow plain http",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                        "description": "Send the API key over plain http:// to a host that is not "
+                        "loopback. Only on a network you trust.",
+                    },
+                    "max_response_mb": {
+                        "label": "Max response size (MiB)",
+                        "schema": {"type": ["number", "null"], "default": 64, "exclusiveMinimum": 0},
+                        "description": "Largest API answer read into memory; a larger one fails the "
+                        "request with a clear error.",
+                    },
+                    "max_recording_mb": {
+                        "label": "Max recording size (MiB)",
+                        "schema": {"type": ["number", "null"], "default": 2048, "exclusiveMinimum": 0},
+                        "description": "Largest recording downloaded.",
+                    },
+                    "download_timeout": {
+                        "label": "Download timeout (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 900, "exclusiveMinimum": 0},
+                        "description": "Overall deadline of one recording download.",
                     },
                     "batch_polls": {
                         "label": "Batch polls",

@@ -13,10 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from airflow.sdk import Connection
 
+from airflow_provider_revox.client.retry import parse_retry_after
+from airflow_provider_revox.client.settings import settings_from_connection
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
     RevoxAuthError,
+    RevoxConfigError,
     RevoxError,
     RevoxInsecureConnectionError,
     RevoxNotFoundError,
@@ -24,7 +28,7 @@ from airflow_provider_revox.exceptions import (
     RevoxRetriesExhaustedError,
 )
 from airflow_provider_revox.hooks import revox as revox_hook
-from airflow_provider_revox.hooks.revox import RevoxHook, parse_retry_after, validate_call_id
+from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 
 KEY = "rvx_live_9f8e7d6c5b4a_SuperSecret"
 CALL = json.loads((Path(__file__).parent / "fixtures" / "current_spec_call.json").read_text())
@@ -53,7 +57,10 @@ class Recorder:
 
 
 def ok_call(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=CALL)
+    """The fixture order, under the id the request asked for."""
+    asked = request.url.path.removeprefix("/api/call/")
+    call_id = asked if asked and "/" not in asked and request.method == "GET" else CALL["call"]["id"]
+    return httpx.Response(200, json={"call": {**CALL["call"], "id": call_id}})
 
 
 @pytest.fixture
@@ -122,7 +129,7 @@ async def test_async_lookup_falls_back_to_sync_connection(conn: Any, monkeypatch
 
     hook = RevoxHook(transport=Recorder(ok_call).transport)
     monkeypatch.setattr(hook, "aget_connection", unavailable)
-    assert (await hook.aget_call("c1")).id == "call_7f3a9c"
+    assert (await hook.aget_call("call_7f3a9c")).id == "call_7f3a9c"
     assert hook.base_url == "https://api.revox.test/api"
     await hook.aclose()
 
@@ -131,12 +138,12 @@ def test_one_client_reused_and_reopened_after_close(conn: Any) -> None:
     recorder = Recorder(ok_call)
     hook = RevoxHook(transport=recorder.transport)
     first = hook.get_conn()
-    hook.get_call("a")
-    hook.get_call("b")
+    hook.get_call("call_7f3a9c")
+    hook.get_call("call_7f3a9c")
     assert hook.get_conn() is first
     hook.close()
     assert first.is_closed
-    assert hook.get_call("c").id == "call_7f3a9c"
+    assert hook.get_call("call_7f3a9c").id == "call_7f3a9c"
     assert hook.get_conn() is not first
     hook.close()
 
@@ -169,7 +176,7 @@ def test_cancel_call_returns_the_order_even_after_a_bare_acknowledgement(conn: A
 def test_rejected_key(conn: Any, status: int) -> None:
     recorder = Recorder(httpx.Response(status, json={"error": f"bad key {KEY}"}))
     with RevoxHook(transport=recorder.transport) as hook, pytest.raises(RevoxAuthError) as caught:
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     assert caught.value.status_code == status
     assert caught.value.conn_id == "revox_default"
     assert "'revox_default'" in str(caught.value) and "rejected" in str(caught.value)
@@ -187,31 +194,30 @@ def test_not_found_names_the_call(conn: Any) -> None:
     assert caught.value.call_id == "call_missing"
 
 
-def test_other_client_error_gives_status_and_redacted_excerpt(conn: Any) -> None:
-    body = json.dumps({"error": "invalid", "echo": f"Authorization: Bearer {KEY}", "pad": "x" * 400})
-    with (
-        RevoxHook(transport=Recorder(httpx.Response(422, text=body)).transport) as hook,
-        pytest.raises(RevoxApiError) as caught,
-    ):
-        hook.get_call("c1")
-    message = str(caught.value)
-    assert caught.value.status_code == 422
-    assert "HTTP 422" in message and '"error": "invalid"' in message
-    assert KEY not in message and "Bearer ***" in message
-    assert "x" * 201 not in message
+_ECHO = json.dumps({"error": "invalid", "echo": f"Authorization: Bearer {KEY}", "pad": "x" * 400})
+_HTML = "<html><body>Gateway says hello " + "y" * 500 + "</body></html>"
 
 
-def test_body_that_is_not_json(conn: Any) -> None:
-    html = "<html><body>Gateway says hello " + "y" * 500 + "</body></html>"
+@pytest.mark.parametrize(
+    ("status", "body", "error", "fragments"),
+    [
+        (422, _ECHO, RevoxApiError, ["HTTP 422", '"error": "invalid"', "Bearer ***"]),
+        (200, _HTML, RevoxResponseError, ["not JSON", "<html><body>Gateway says hello"]),
+    ],
+)
+def test_error_bodies_are_quoted_redacted_and_cut(
+    conn: Any, status: int, body: str, error: type[RevoxError], fragments: list[str]
+) -> None:
     with (
-        RevoxHook(transport=Recorder(httpx.Response(200, text=html)).transport) as hook,
-        pytest.raises(RevoxResponseError) as caught,
+        RevoxHook(transport=Recorder(httpx.Response(status, text=body)).transport) as hook,
+        pytest.raises(error) as caught,
     ):
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     message = str(caught.value)
-    assert caught.value.status_code == 200
-    assert "not JSON" in message and "<html><body>Gateway says hello" in message
-    assert "y" * 200 not in message
+    assert caught.value.status_code == status
+    assert [fragment in message for fragment in fragments] == [True] * len(fragments)
+    assert KEY not in message
+    assert "x" * 201 not in message and "y" * 200 not in message
 
 
 @pytest.mark.parametrize("body", [[1, 2], {"call": {"status": "calling"}}, "just text"])
@@ -220,7 +226,7 @@ def test_json_that_is_not_a_call(conn: Any, body: Any) -> None:
         RevoxHook(transport=Recorder(httpx.Response(200, json=body)).transport) as hook,
         pytest.raises(RevoxResponseError, match="not a call order") as caught,
     ):
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     assert caught.value.status_code == 200
 
 
@@ -242,7 +248,7 @@ def test_errors_are_revox_errors_and_survive_pickling() -> None:
 def test_retry_after_seconds_is_honoured(conn: Any, sleeps: list[float]) -> None:
     recorder = Recorder(httpx.Response(429, headers={"Retry-After": "7"}), ok_call)
     with RevoxHook(transport=recorder.transport) as hook:
-        assert hook.get_call("c1").id == "call_7f3a9c"
+        assert hook.get_call("call_7f3a9c").id == "call_7f3a9c"
     assert sleeps == [7.0]
     assert len(recorder.requests) == 2
 
@@ -251,7 +257,7 @@ def test_retry_after_http_date_is_honoured(conn: Any, sleeps: list[float]) -> No
     when = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
     recorder = Recorder(httpx.Response(503, headers={"Retry-After": when}), ok_call)
     with RevoxHook(transport=recorder.transport) as hook:
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     # The header has whole-second precision and the clock moves on while the test runs.
     assert len(sleeps) == 1 and 28.0 <= sleeps[0] <= 30.0
 
@@ -263,7 +269,7 @@ def test_retry_after_ms_and_cap(conn: Any, sleeps: list[float]) -> None:
         ok_call,
     )
     with RevoxHook(transport=recorder.transport) as hook:
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     assert sleeps == [1.5, 60.0]
 
 
@@ -279,7 +285,7 @@ def test_parse_retry_after_date_exactly() -> None:
 def test_backoff_without_retry_after_grows_with_jitter(conn: Any, sleeps: list[float]) -> None:
     recorder = Recorder(*([httpx.Response(500)] * 5), ok_call)
     with RevoxHook(transport=recorder.transport) as hook:
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     bases = [0.5, 1.0, 2.0, 4.0, 8.0]
     assert len(sleeps) == 5
     for wait, base in zip(sleeps, bases, strict=True):
@@ -299,7 +305,7 @@ def test_backoff_without_retry_after_grows_with_jitter(conn: Any, sleeps: list[f
 def test_transport_errors_are_retried(conn: Any, sleeps: list[float], error: Exception) -> None:
     recorder = Recorder(error, ok_call)
     with RevoxHook(transport=recorder.transport) as hook:
-        assert hook.get_call("c1").id == "call_7f3a9c"
+        assert hook.get_call("call_7f3a9c").id == "call_7f3a9c"
     assert len(recorder.requests) == 2 and len(sleeps) == 1
 
 
@@ -309,7 +315,7 @@ def test_exhausted_retries_on_status(conn: Any, sleeps: list[float]) -> None:
         RevoxHook(max_retries=2, transport=recorder.transport) as hook,
         pytest.raises(RevoxRetriesExhaustedError) as caught,
     ):
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     assert len(recorder.requests) == 3 and len(sleeps) == 2
     assert caught.value.attempts == 3 and caught.value.status_code == 503
     assert "after 3 tries" in str(caught.value) and "last status 503" in str(caught.value)
@@ -321,7 +327,7 @@ def test_exhausted_retries_on_transport_error(conn: Any, sleeps: list[float]) ->
         RevoxHook(max_retries=1, transport=recorder.transport) as hook,
         pytest.raises(RevoxRetriesExhaustedError) as caught,
     ):
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     assert caught.value.attempts == 2 and caught.value.status_code is None
     assert "ConnectError: connection refused" in str(caught.value)
 
@@ -329,20 +335,38 @@ def test_exhausted_retries_on_transport_error(conn: Any, sleeps: list[float]) ->
 async def test_async_retries_share_the_policy(conn: Any, sleeps: list[float]) -> None:
     recorder = Recorder(httpx.Response(503, headers={"Retry-After": "4"}), httpx.ReadError("reset"), ok_call)
     async with RevoxHook(transport=recorder.transport) as hook:
-        assert (await hook.aget_call("c1")).id == "call_7f3a9c"
+        assert (await hook.aget_call("call_7f3a9c")).id == "call_7f3a9c"
     assert sleeps[0] == 4.0 and len(sleeps) == 2
     async with RevoxHook(max_retries=0, transport=Recorder(httpx.Response(500)).transport) as hook:
         with pytest.raises(RevoxRetriesExhaustedError, match="after 1 tries"):
-            await hook.aget_call("c1")
+            await hook.aget_call("call_7f3a9c")
+
+
+async def test_retry_sleeps_can_be_passed_in(conn: Any) -> None:
+    waits: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    def busy_then_ok() -> httpx.MockTransport:
+        return Recorder(httpx.Response(503, headers={"Retry-After": "2"}), ok_call).transport
+
+    hook = RevoxHook(transport=busy_then_ok(), sleep=waits.append, asleep=asleep)
+    assert hook.get_call("call_7f3a9c").id == "call_7f3a9c"
+    async with RevoxHook(transport=busy_then_ok(), sleep=waits.append, asleep=asleep) as other:
+        assert (await other.aget_call("call_7f3a9c")).id == "call_7f3a9c"
+    hook.close()
+    assert waits == [2.0, 2.0]
 
 
 def test_max_retries_from_extra_and_argument_wins(conn: Any, sleeps: list[float]) -> None:
-    conn(max_retries="1", timeout="12.5")
+    # Numbers typed in the UI form arrive as text, spaces and all.
+    conn(max_retries="3", timeout=" 12.5 ")
     recorder = Recorder(httpx.Response(500))
     hook = RevoxHook(transport=recorder.transport)
     with pytest.raises(RevoxRetriesExhaustedError):
-        hook.get_call("c1")
-    assert len(recorder.requests) == 2
+        hook.get_call("call_7f3a9c")
+    assert len(recorder.requests) == 4
     timeout = hook.get_conn().timeout
     assert (timeout.read, timeout.connect) == (12.5, 5.0)
     hook.close()
@@ -350,7 +374,7 @@ def test_max_retries_from_extra_and_argument_wins(conn: Any, sleeps: list[float]
     recorder = Recorder(httpx.Response(500))
     hook = RevoxHook(max_retries=0, timeout=3, transport=recorder.transport)
     with pytest.raises(RevoxRetriesExhaustedError):
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     assert len(recorder.requests) == 1
     assert hook.get_conn().timeout.read == 3.0 and hook.get_conn().timeout.connect == 3.0
     hook.close()
@@ -370,7 +394,7 @@ def test_defaults_timeout_and_retries(conn: Any) -> None:
 def test_bad_extras_are_named(conn: Any, extra: dict[str, Any], message: str) -> None:
     conn(**extra)
     with pytest.raises(ValueError, match=message):
-        RevoxHook().get_call("c1")
+        RevoxHook().get_call("call_7f3a9c")
 
 
 def test_post_is_not_resent_after_a_timeout(conn: Any, sleeps: list[float]) -> None:
@@ -398,7 +422,7 @@ def test_retry_warning_logged_without_key(
         RevoxHook(transport=recorder.transport) as hook,
         pytest.raises(RevoxAuthError),
     ):
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("status 503" in m and "attempt 1 of 6" in m and "7.00 s" in m for m in warnings), warnings
     assert KEY not in caplog.text
@@ -416,7 +440,7 @@ def test_key_absent_from_reprs_and_errors(
     )
     hook = RevoxHook(max_retries=1, transport=recorder.transport)
     with caplog.at_level(logging.DEBUG), pytest.raises(RevoxRetriesExhaustedError) as caught:
-        hook.get_call("c1")
+        hook.get_call("call_7f3a9c")
     client = hook.get_conn()
     texts = [
         repr(hook),
@@ -452,15 +476,95 @@ def test_missing_key_names_the_connection(conn: Any) -> None:
     conn(password=None)
     recorder = Recorder(ok_call)
     with pytest.raises(RevoxAuthError, match="'revox_default' has no API key"):
-        RevoxHook(transport=recorder.transport).get_call("c1")
+        RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
     assert recorder.requests == []
 
 
 def test_key_from_extra(conn: Any) -> None:
     conn(password=None, api_key=KEY)
     recorder = Recorder(ok_call)
-    RevoxHook(transport=recorder.transport).get_call("c1")
+    RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
     assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+# -- unusable connections are named before any request ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"timeout": 1e300}, "'timeout'"),
+        ({"timeout": "inf"}, "'timeout'"),
+        ({"timeout": float("inf")}, "'timeout'"),
+        ({"max_requests_per_second": 1e-300}, "'max_requests_per_second'"),
+        ({"max_retries": "3.5"}, "'max_retries'"),
+        ({"max_retries": 3.5}, "'max_retries'"),
+        ({"max_retries": "abc"}, "'max_retries'"),
+        ({"max_retries": True}, "'max_retries'"),
+        ({"max_response_mb": 0}, "'max_response_mb'"),
+        ({"download_timeout": -1}, "'download_timeout'"),
+    ],
+)
+def test_unusable_extras_are_named_before_any_request(conn: Any, extra: dict[str, Any], problem: str) -> None:
+    conn(**extra)
+    recorder = Recorder(ok_call)
+    with pytest.raises(RevoxConfigError, match=problem) as caught:
+        RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
+    assert isinstance(caught.value, ValueError) and "'revox_default'" in str(caught.value)
+    assert recorder.requests == []
+
+
+def test_an_extra_that_is_a_json_list_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"conn_type": "revox", "host": "https://api.revox.test/api", "password": KEY, "extra": [1, 2]}
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(body))
+    with pytest.raises(RevoxConfigError, match="extra must be a JSON object"):
+        RevoxHook(transport=Recorder(ok_call).transport).get_call("call_7f3a9c")
+
+
+def test_a_blank_password_does_not_hide_the_extra_key(conn: Any) -> None:
+    conn(password="   ", api_key=KEY)
+    recorder = Recorder(ok_call)
+    RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
+    assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize("call_ids", [[], "call_a"])
+def test_a_search_for_no_ids_is_refused(conn: Any, call_ids: Any) -> None:
+    recorder = Recorder(ok_call)
+    with pytest.raises(RevoxConfigError, match="call_ids"):
+        RevoxHook(transport=recorder.transport).search_calls(call_ids)
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("addresses", "loopback"), [(["127.0.0.1", "::1"], True), (["10.0.0.5"], False), ([], False)]
+)
+def test_a_dot_localhost_name_counts_as_loopback_only_if_it_resolves_there(
+    addresses: list[str], loopback: bool
+) -> None:
+    conn = Connection(conn_id="revox_dev", conn_type="revox", host="http://api.localhost:8089", password=KEY)
+    if loopback:
+        assert settings_from_connection(conn, resolve=lambda name: addresses).base_url.startswith("http://")
+    else:
+        with pytest.raises(RevoxInsecureConnectionError, match=r"api\.localhost"):
+            settings_from_connection(conn, resolve=lambda name: addresses)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://someone:pa55-w0rd@api.revox.test/api", "someone:pa55-w0rd@api.revox.test/api"]
+)
+async def test_a_base_url_with_a_password_is_refused_without_showing_it(conn: Any, host: str) -> None:
+    conn(host=host)
+    recorder = Recorder(ok_call)
+    hook = RevoxHook(transport=recorder.transport)
+    with pytest.raises(RevoxConfigError, match="user name or password") as caught:
+        hook.get_call("call_7f3a9c")
+    ok, message = hook.test_connection()
+    aok, amessage = await hook.atest_connection()
+    assert ok is False and aok is False and "user name or password" in message
+    for text in (str(caught.value), message, amessage, repr(hook)):
+        assert "pa55-w0rd" not in text and "someone" not in text
+    assert recorder.requests == []
 
 
 # -- bad input never reaches the network -----------------------------------------------------
@@ -474,7 +578,8 @@ BAD_IDS = [
     ("a/b", "'/'"),
     ("a?b=1", "'\\?'"),
     ("a#b", "'#'"),
-    ("..", "'\\.\\.'"),
+    (".", "directory"),
+    ("..", "directory"),
     ("a..b", "'\\.\\.'"),
     ("a%2Fb", "'%'"),
     ("a b", "whitespace"),
@@ -511,7 +616,7 @@ def test_plain_http_to_a_remote_host_is_refused(conn: Any) -> None:
     conn(host="http://api.revox.test/api")
     recorder = Recorder(ok_call)
     with pytest.raises(RevoxInsecureConnectionError, match="allow_insecure_http") as caught:
-        RevoxHook(transport=recorder.transport).get_call("c1")
+        RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
     assert "plain http" in str(caught.value) and "api.revox.test" in str(caught.value)
     assert recorder.requests == []
 
@@ -519,8 +624,8 @@ def test_plain_http_to_a_remote_host_is_refused(conn: Any) -> None:
 def test_plain_http_allowed_by_extra(conn: Any) -> None:
     conn(host="http://api.revox.test/api", allow_insecure_http=True)
     recorder = Recorder(ok_call)
-    RevoxHook(transport=recorder.transport).get_call("c1")
-    assert str(recorder.requests[0].url) == "http://api.revox.test/api/call/c1"
+    RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
+    assert str(recorder.requests[0].url) == "http://api.revox.test/api/call/call_7f3a9c"
 
 
 @pytest.mark.parametrize(
@@ -529,7 +634,7 @@ def test_plain_http_allowed_by_extra(conn: Any) -> None:
 def test_plain_http_to_loopback_is_fine(conn: Any, host: str) -> None:
     conn(host=host)
     recorder = Recorder(ok_call)
-    RevoxHook(transport=recorder.transport).get_call("c1")
+    RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
     assert recorder.requests[0].url.scheme == "http"
 
 
@@ -567,8 +672,8 @@ def test_uri_connection_keeps_the_api_path(monkeypatch: pytest.MonkeyPatch) -> N
     recorder = Recorder(ok_call)
     hook = RevoxHook(transport=recorder.transport)
     assert hook.base_url == "https://www.getrevox.com/api"
-    hook.get_call("c1")
-    assert str(recorder.requests[0].url) == "https://www.getrevox.com/api/call/c1"
+    hook.get_call("call_7f3a9c")
+    assert str(recorder.requests[0].url) == "https://www.getrevox.com/api/call/call_7f3a9c"
     assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
@@ -585,8 +690,8 @@ def test_json_connection(monkeypatch: pytest.MonkeyPatch) -> None:
         json.dumps({"conn_type": "revox", "host": "www.getrevox.com/api", "password": KEY}),
     )
     recorder = Recorder(ok_call)
-    RevoxHook(transport=recorder.transport).get_call("c1")
-    assert str(recorder.requests[0].url) == "https://www.getrevox.com/api/call/c1"
+    RevoxHook(transport=recorder.transport).get_call("call_7f3a9c")
+    assert str(recorder.requests[0].url) == "https://www.getrevox.com/api/call/call_7f3a9c"
 
 
 def test_other_connection_id(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -612,10 +717,11 @@ def test_connection_true(conn: Any) -> None:
     "answer",
     [httpx.Response(200, json={"authenticated": False}), httpx.Response(401, json={"error": "unauthorized"})],
 )
-def test_connection_false_names_the_connection(conn: Any, answer: httpx.Response) -> None:
+def test_connection_false_says_this_connection(conn: Any, answer: httpx.Response) -> None:
+    # Airflow's Test button runs the hook on a copy of the connection under a random id.
     ok, message = RevoxHook(transport=Recorder(answer).transport).test_connection()
-    assert ok is False and "'revox_default'" in message
-    assert KEY not in message
+    assert ok is False and "API key of this connection" in message
+    assert "revox_default" not in message and KEY not in message
 
 
 async def test_atest_connection(conn: Any) -> None:

@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_revox.client import ratelimit
-from airflow_provider_revox.client.ratelimit import TokenBucket, bucket_for, parse_max_rate
-from airflow_provider_revox.exceptions import RevoxRetriesExhaustedError
+from airflow_provider_revox.client.ratelimit import TokenBucket, bucket_for
+from airflow_provider_revox.client.settings import settings_from_connection
+from airflow_provider_revox.exceptions import RevoxConfigError, RevoxRetriesExhaustedError
 from airflow_provider_revox.hooks import revox as hook_module
-from airflow_provider_revox.hooks.revox import RevoxHook, settings_from_connection
+from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 
 EPSILON = 1e-9
@@ -206,13 +207,21 @@ def test_reconfigure_caps_rate_and_tokens() -> None:
     ("value", "rate"), [(None, 0.0), ("", 0.0), (0, 0.0), ("0", 0.0), (2.5, 2.5), ("7", 7.0)]
 )
 def test_extra_values_that_are_accepted(value: Any, rate: float) -> None:
-    assert parse_max_rate("revox_prod", value) == rate
+    assert _rate_of(value) == rate
 
 
-@pytest.mark.parametrize("value", [-1, "-0.5", "fast", True, "nan", math.inf, [5], {"rate": 5}])
+def _rate_of(value: Any) -> float:
+    extra = json.dumps({"max_requests_per_second": value})
+    conn = Connection(conn_id="revox_prod", conn_type="revox", password="sk_live_0123456789", extra=extra)
+    return settings_from_connection(conn).max_requests_per_second
+
+
+@pytest.mark.parametrize(
+    "value", [-1, "-0.5", "fast", True, "nan", math.inf, [5], {"rate": 5}, 1e-300, 1e300]
+)
 def test_extra_values_that_are_refused_name_the_connection_and_the_extra(value: Any) -> None:
-    with pytest.raises(ValueError) as error:
-        parse_max_rate("revox_prod", value)
+    with pytest.raises(RevoxConfigError) as error:
+        _rate_of(value)
     assert "'revox_prod'" in str(error.value)
     assert "'max_requests_per_second'" in str(error.value)
     assert repr(value) in str(error.value)
@@ -272,7 +281,7 @@ def test_hooks_of_one_connection_share_its_bucket(monkeypatch: pytest.MonkeyPatc
     for conn_id in ("revox_limited", "revox_limited", "revox_other", "revox_free"):
         hook = RevoxHook(conn_id)
         hook.get_conn()
-        buckets.append(hook._rate_bucket())
+        buckets.append(hook.rate_bucket())
     assert buckets[0] is not None
     assert buckets[0] is buckets[1]
     assert buckets[2] is not None and buckets[2] is not buckets[0]
@@ -445,7 +454,7 @@ async def test_a_429_storm_on_one_call_slows_the_other_callers(
 
     async with RevoxHook() as other:
         await other.aget_call(calm)
-        bucket = other._rate_bucket()
+        bucket = other.rate_bucket()
         assert bucket is not None
         # Three 429s halved the shared rate three times; the one success since won a little back.
         assert bucket.rate == pytest.approx(rate / 8 + rate / 20)

@@ -39,11 +39,19 @@ def test_connection_type_field_behaviours(providers: Any) -> None:
     assert behaviour["placeholders"]["host"] == "https://www.getrevox.com/api"
 
 
-def test_connection_type_extra_fields(providers: Any) -> None:
+def test_every_extra_the_hook_reads_is_in_the_connection_form(providers: Any) -> None:
     widgets = providers.connection_form_widgets
-    assert {"extra__revox__timeout", "extra__revox__max_retries"} <= set(widgets)
-    assert widgets["extra__revox__timeout"].field_name == "timeout"
-    assert widgets["extra__revox__max_retries"].field_name == "max_retries"
+    fields = {widget.field_name for key, widget in widgets.items() if key.startswith("extra__revox__")}
+    assert fields == {
+        "timeout",
+        "max_retries",
+        "max_requests_per_second",
+        "allow_insecure_http",
+        "max_response_mb",
+        "max_recording_mb",
+        "download_timeout",
+        "batch_polls",
+    }
 
 
 def test_hook_class_attributes_match_the_registration() -> None:
@@ -83,10 +91,29 @@ def _modules() -> list[str]:
     )
 
 
-def test_the_package_has_the_expected_modules() -> None:
-    names = _modules()
-    for module in ("hooks.revox", "exceptions", "models", "statuses", "redact", "get_provider_info"):
-        assert f"airflow_provider_revox.{module}" in names
+def test_the_public_import_paths_give_the_public_classes() -> None:
+    from airflow_provider_revox.client.requests import SEARCH_FILTERS as filters
+    from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
+    from airflow_provider_revox.hooks.revox import SEARCH_FILTERS, RevoxHook, validate_call_id
+    from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, RevoxCallsToStorageOperator
+    from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor
+    from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger
+
+    classes = [RevoxHook, RevoxCallResultsOperator, RevoxCallsToStorageOperator, RevoxCallSensor]
+    classes += [RevoxCallsSensor, RevoxCallTrigger, RevoxCallsTrigger]
+    assert [cls.__name__ for cls in classes] == [
+        "RevoxHook",
+        "RevoxCallResultsOperator",
+        "RevoxCallsToStorageOperator",
+        "RevoxCallSensor",
+        "RevoxCallsSensor",
+        "RevoxCallTrigger",
+        "RevoxCallsTrigger",
+    ]
+    assert SEARCH_FILTERS is filters and "campaign_ids" in SEARCH_FILTERS
+    with pytest.raises(RevoxInvalidCallIdError):
+        validate_call_id("..")
+    assert "airflow_provider_revox.client.settings" in _modules()
 
 
 _IMPORT_ALL = """

@@ -45,7 +45,7 @@ USELESS_SEARCHES_LIMIT = 3
 log = logging.getLogger(__name__)
 
 #: What fetching one order gave: the order, or the error a GET of it would have raised.
-Outcome = Call | RevoxError | ValueError
+Outcome = Call | RevoxError
 
 
 class CallPoller:
@@ -192,7 +192,7 @@ class CallPoller:
             try:
                 if await self._searching():
                     found = await self._search_chunk(ids)
-            except (RevoxError, ValueError) as error:
+            except RevoxError as error:
                 # A rejected key, or an API still failing after retries: a GET would fare the same.
                 run.put_all(ids, error)
                 return
@@ -236,7 +236,7 @@ class CallPoller:
             self.gets += 1
             try:
                 run.put(call_id, await self.hook.aget_call(call_id))
-            except (RevoxError, ValueError) as error:
+            except RevoxError as error:
                 run.put(call_id, error)
                 return False
             return True

@@ -29,10 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-#: The connection extra that sets the rate.
-EXTRA_NAME = "max_requests_per_second"
 #: A 429 multiplies the current rate by this.
 DECREASE_FACTOR = 0.5
 #: The rate never drops below this fraction of the configured one.
@@ -41,27 +38,6 @@ MIN_RATE_FRACTION = 1 / 16
 RECOVERY_FRACTION = 1 / 20
 #: Longest pause a single 429 can impose on every caller, in seconds.
 MAX_PAUSE_SECONDS = 60.0
-
-
-def parse_max_rate(conn_id: str, value: Any) -> float:
-    """Read the ``max_requests_per_second`` extra: None, empty or 0 mean unlimited (returns 0).
-
-    Raises:
-        ValueError: naming the connection and the extra, for a value that is not a finite
-            number of 0 or more (text holding a number is accepted, as the UI stores text).
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return 0.0
-    problem = f"Revox connection {conn_id!r}: extra {EXTRA_NAME!r} must be a number of requests per second"
-    if isinstance(value, bool):
-        raise ValueError(f"{problem}, not {value!r}")
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{problem}, not {value!r}") from None
-    if not math.isfinite(rate) or rate < 0:
-        raise ValueError(f"{problem} (0 or absent for no limit), not {value!r}")
-    return rate
 
 
 class TokenBucket:
@@ -217,9 +193,7 @@ def reset_buckets() -> None:
 
 
 __all__ = [
-    "EXTRA_NAME",
     "TokenBucket",
     "bucket_for",
-    "parse_max_rate",
     "reset_buckets",
 ]

@@ -20,6 +20,13 @@ SERVER_SPEED_HEADER = "x-revox-simulator-speed"
 
 # A manual clock only moves when a test moves it: look again soon rather than never.
 _FROZEN_CLOCK_POLL_SECONDS = 1.0
+#: Fastest clock believed (the simulator's own limit is far below).
+MAX_SPEED = 1e6
+#: Server times outside this range are not believed: a waiting task would time out at once or never.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+# Longest stretch of server time extrapolated from one observation, so ``now`` cannot overflow.
+_MAX_EXTRAPOLATION = timedelta(days=3650)
 
 
 class ServerClock:
@@ -32,16 +39,25 @@ class ServerClock:
         self.speed = 1.0
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Record the server's clock from a response's headers, when it reports one."""
+        """Record the server's clock from a response's headers, when it reports a sane one.
+
+        Any server can send these headers: a speed that is not a finite number from 0 (a manual
+        clock) to :data:`MAX_SPEED`, or a time without a zone or outside 2000-2200, is ignored.
+        """
         stamp = headers.get(SERVER_TIME_HEADER)
         if not stamp:
             return
         try:
-            server_time = datetime.fromisoformat(stamp)
-            speed = float(headers.get(SERVER_SPEED_HEADER, "1"))
-        except ValueError:
+            server_time = datetime.fromisoformat(stamp[:64])
+            speed = float(headers.get(SERVER_SPEED_HEADER, "1")[:64])
+        except (ValueError, OverflowError):
             return
-        if server_time.tzinfo is None or speed < 0:
+        if not (0 <= speed <= MAX_SPEED) or server_time.tzinfo is None:  # also refuses nan
+            return
+        try:
+            if not EARLIEST <= server_time <= LATEST:
+                return
+        except (OverflowError, ValueError):
             return
         with self._lock:
             self._server_time = server_time.astimezone(timezone.utc)
@@ -54,7 +70,7 @@ class ServerClock:
             if self._server_time is None:
                 return datetime.now(timezone.utc)
             elapsed = (time.monotonic() - self._observed_at) * self.speed
-            return self._server_time + timedelta(seconds=elapsed)
+            return self._server_time + min(timedelta(seconds=elapsed), _MAX_EXTRAPOLATION)
 
     def real_seconds(self, server_seconds: float) -> float:
         """How long to really sleep for ``server_seconds`` of the server's clock to pass."""
