@@ -181,6 +181,3 @@ __all__ = [
     "RevoxTransportError",
     "is_transient",
 ]
-
-# Kept only until every wait asks ``is_transient``; not part of the public API.
-TRANSIENT_ERRORS: tuple[type[RevoxError], ...] = (RevoxRetriesExhaustedError, RevoxResponseError)

@@ -196,11 +196,7 @@ def test_a_recording_that_cannot_be_downloaded_fails_the_export_naming_it(
     assert not any(tmp_path.rglob("*.json"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs RevoxHook.get_call to check the id of the order it gets back (issue 11, item 9)",
-)
-def test_export_never_writes_another_order_under_the_id_asked_for__needs_hook_id_check(
+def test_export_never_writes_another_order_under_the_id_asked_for(
     revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim = revox_conn
