@@ -201,7 +201,7 @@ _HTML = "<html><body>Gateway says hello " + "y" * 500 + "</body></html>"
 @pytest.mark.parametrize(
     ("status", "body", "error", "fragments"),
     [
-        (422, _ECHO, RevoxApiError, ["HTTP 422", '"error": "invalid"', "Bearer ***"]),
+        (422, _ECHO, RevoxApiError, ["HTTP 422", '"error": "invalid"', "Authorization: ***"]),
         (200, _HTML, RevoxResponseError, ["not JSON", "<html><body>Gateway says hello"]),
     ],
 )
@@ -578,8 +578,8 @@ BAD_IDS = [
     ("a/b", "'/'"),
     ("a?b=1", "'\\?'"),
     ("a#b", "'#'"),
-    (".", "directory"),
-    ("..", "directory"),
+    (".", "only dots"),
+    ("..", "only dots"),
     ("a..b", "'\\.\\.'"),
     ("a%2Fb", "'%'"),
     ("a b", "whitespace"),

@@ -37,7 +37,7 @@ def validate_call_id(call_id: Any) -> str:
 
     Raises:
         RevoxInvalidCallIdError: a ``ValueError`` naming the problem (not a string, empty, too
-            long, ``.`` or ``..``, or a forbidden character).
+            long, only dots, or a forbidden character).
     """
     if not isinstance(call_id, str):
         raise RevoxInvalidCallIdError(f"call_id must be a string, not {type(call_id).__name__}")
@@ -51,8 +51,8 @@ def validate_call_id(call_id: Any) -> str:
         raise RevoxInvalidCallIdError(f"call_id {call_id!r} contains a control character")
     if any(char.isspace() for char in call_id):
         raise RevoxInvalidCallIdError(f"call_id {call_id!r} contains whitespace")
-    if call_id in (".", ".."):
-        raise RevoxInvalidCallIdError(f"call_id {call_id!r} would name a directory, not a call order")
+    if not call_id.strip("."):
+        raise RevoxInvalidCallIdError(f"call_id {call_id!r} is only dots, which a URL reads as a path step")
     for forbidden in ("/", "?", "#", "%", ".."):
         if forbidden in call_id:
             raise RevoxInvalidCallIdError(f"call_id {call_id!r} contains {forbidden!r}, which is not allowed")

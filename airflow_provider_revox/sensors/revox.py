@@ -14,6 +14,7 @@ from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_revox import statuses
+from airflow_provider_revox.client.requests import validate_call_id
 from airflow_provider_revox.exceptions import RevoxError
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.models import Call
@@ -29,7 +30,6 @@ from airflow_provider_revox.waiting.events import (
     fail_or_skip,
     read_event,
 )
-from airflow_provider_revox.waiting.ids import check_call_id
 
 
 class RevoxCallSensor(RevoxWaitSensor):
@@ -68,14 +68,14 @@ class RevoxCallSensor(RevoxWaitSensor):
     def __init__(self, *, call_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(call_id, str) and "{{" not in call_id:
-            check_call_id(call_id)  # a literal id: report a bad one when the DAG is parsed
+            validate_call_id(call_id)  # a literal id: report a bad one when the DAG is parsed
         self.call_id = call_id
         self._last_call: Call | None = None
         self._warned: set[str] = set()
 
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or check once and defer."""
-        check_call_id(self.call_id)
+        validate_call_id(self.call_id)
         self._begin(context)
         RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
         try:

@@ -8,33 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_provider_revox.client.requests import validate_call_id
 from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
-from airflow_provider_revox.hooks.revox import validate_call_id
 
 
 def _excerpt(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def check_call_id(call_id: Any) -> str:
-    """Return ``call_id`` when it can name an order in a URL path, else raise.
-
-    Adds to the hook's check the ids made only of dots (``"."``), which a URL resolves as a
-    path step instead of sending as an id.
-
-    Raises:
-        RevoxInvalidCallIdError: naming the problem (also a ``ValueError``).
-    """
-    try:
-        checked = validate_call_id(call_id)
-    except RevoxInvalidCallIdError:
-        raise
-    except ValueError as error:
-        raise RevoxInvalidCallIdError(str(error)) from None
-    if not checked.strip("."):
-        raise RevoxInvalidCallIdError(f"call_id {checked!r} is only dots, which a URL reads as a path step")
-    return checked
 
 
 def is_templated(value: Any) -> bool:
@@ -59,7 +39,7 @@ def normalize_call_ids(value: Any) -> list[str]:
 
     def visit(item: Any) -> None:
         if isinstance(item, str):
-            ids.setdefault(check_call_id(item), None)
+            ids.setdefault(validate_call_id(item), None)
         elif isinstance(item, Mapping):
             if "call_id" in item:
                 visit_id(item["call_id"])
@@ -82,7 +62,7 @@ def normalize_call_ids(value: Any) -> list[str]:
 
     def visit_id(item: Any) -> None:
         try:
-            ids.setdefault(check_call_id(item), None)
+            ids.setdefault(validate_call_id(item), None)
         except ValueError as error:
             raise RevoxInvalidCallIdError(f"call_ids: {error}") from None
 
