@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ import pytest
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.simulator.lanes import Lanes
+from airflow_provider_revox.simulator.search import SEARCH_FILTERS
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 
 revox = pytest.importorskip("revox")
@@ -31,19 +33,8 @@ MORNINGS = {
     "call_twice_in_a_row": False,
     "timezone": "Europe/Paris",
 }
-NO_FILTERS: dict[str, Any] = {
-    name: []
-    for name in (
-        "assignee_ids",
-        "assistant_ids",
-        "campaign_ids",
-        "directions",
-        "from_phone_numbers",
-        "outcomes",
-        "results",
-        "statuses",
-    )
-}
+#: A search that filters nothing (every filter list is required, an empty one does not filter).
+NO_FILTERS: dict[str, Any] = dict.fromkeys(SEARCH_FILTERS, ())
 ALL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 EVERYONE = {
     "filters": {"statuses": [], "outcomes": [], "results": [], "directions": [], "assignee_ids": []},
@@ -64,20 +55,34 @@ def sim() -> Iterator[SimulatorHandle]:
         yield handle
 
 
-@pytest.fixture
-def client(sim: SimulatorHandle) -> Iterator[httpx.Client]:
+@contextmanager
+def api_client(sim: SimulatorHandle) -> Iterator[httpx.Client]:
+    """An HTTP client of the simulator's API, with its key."""
     headers = {"Authorization": f"Bearer {sim.api_key}"}
     with httpx.Client(base_url=sim.base_url, headers=headers, timeout=5) as http:
         yield http
 
 
-@pytest.fixture
-def sdk(sim: SimulatorHandle) -> Iterator[Any]:
+@contextmanager
+def strict_sdk(sim: SimulatorHandle) -> Iterator[Any]:
+    """The vendor's SDK on the simulator, validating every response strictly, never retrying."""
     client = revox.Revox(
         api_key=sim.api_key, base_url=sim.base_url, _strict_response_validation=True, max_retries=0
     )
-    yield client
-    client.close()
+    with client:
+        yield client
+
+
+@pytest.fixture
+def client(sim: SimulatorHandle) -> Iterator[httpx.Client]:
+    with api_client(sim) as http:
+        yield http
+
+
+@pytest.fixture
+def sdk(sim: SimulatorHandle) -> Iterator[Any]:
+    with strict_sdk(sim) as client:
+        yield client
 
 
 def create(client: httpx.Client, count: int, **extra: Any) -> dict[str, Any]:
@@ -287,18 +292,16 @@ def test_campaign_life_runs_on_a_scaled_clock() -> None:
         "retry_delay_seconds": 60,
     }
     anytime = {**MORNINGS, "calling_windows": [window], "allowed_days": list(ALL_DAYS)}
-    with running_simulator(seed=9, speed=3600.0) as sim:
-        headers = {"Authorization": f"Bearer {sim.api_key}"}
-        with httpx.Client(base_url=sim.base_url, headers=headers, timeout=5) as client:
-            campaign = create(client, 3, call_retry_config=anytime)
-            url = f"/campaigns/{campaign['id']}"
-            client.post(f"{url}/launch-calls", json={"mode": "ai_first", "selection": EVERYONE})
-            deadline = time.monotonic() + 20
-            seen = set()
-            while time.monotonic() < deadline:
-                status = client.get(url).json()["campaign"]["status"]
-                seen.add(status)
-                if status == "completed":
-                    break
-                time.sleep(0.05)
+    with running_simulator(seed=9, speed=3600.0) as sim, api_client(sim) as client:
+        campaign = create(client, 3, call_retry_config=anytime)
+        url = f"/campaigns/{campaign['id']}"
+        client.post(f"{url}/launch-calls", json={"mode": "ai_first", "selection": EVERYONE})
+        deadline = time.monotonic() + 20
+        seen = set()
+        while time.monotonic() < deadline:
+            status = client.get(url).json()["campaign"]["status"]
+            seen.add(status)
+            if status == "completed":
+                break
+            time.sleep(0.05)
     assert seen == {"running", "completed"}

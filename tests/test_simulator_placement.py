@@ -16,6 +16,8 @@ from airflow_provider_revox import statuses
 from airflow_provider_revox.simulator import Faults
 from airflow_provider_revox.simulator.clock import VirtualClock
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from tests import test_simulator_campaigns as campaign_tests
+from tests.test_simulator_campaigns import NO_FILTERS, api_client
 
 revox = pytest.importorskip("revox")
 
@@ -23,19 +25,6 @@ PARIS = "+33612345678"
 LYON = "+33478123456"
 #: Monday 2 a.m. in Paris: outside every default calling window.
 NIGHT = datetime(2025, 3, 3, 1, 0, tzinfo=timezone.utc)
-NO_FILTERS: dict[str, Any] = {
-    name: []
-    for name in (
-        "assignee_ids",
-        "assistant_ids",
-        "campaign_ids",
-        "directions",
-        "from_phone_numbers",
-        "outcomes",
-        "results",
-        "statuses",
-    )
-}
 
 
 @pytest.fixture
@@ -44,20 +33,9 @@ def sim() -> Iterator[SimulatorHandle]:
         yield handle
 
 
-@pytest.fixture
-def client(sim: SimulatorHandle) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {sim.api_key}"}
-    with httpx.Client(base_url=sim.base_url, headers=headers, timeout=5) as http:
-        yield http
-
-
-@pytest.fixture
-def sdk(sim: SimulatorHandle) -> Iterator[Any]:
-    client = revox.Revox(
-        api_key=sim.api_key, base_url=sim.base_url, _strict_response_validation=True, max_retries=0
-    )
-    yield client
-    client.close()
+# The campaign tests' fixtures, on this module's night-time ``sim``.
+client = campaign_tests.client
+sdk = campaign_tests.sdk
 
 
 def search(client: httpx.Client, **fields: Any) -> httpx.Response:
@@ -167,8 +145,7 @@ def test_updated_at_moves_and_search_sorts_by_it(sim: SimulatorHandle, client: h
 
 def test_refuse_sort_answers_422_to_a_sort_only() -> None:
     with running_simulator(seed=1, refuse_sort=True) as sim:
-        headers = {"Authorization": f"Bearer {sim.api_key}"}
-        with httpx.Client(base_url=sim.base_url, headers=headers, timeout=5) as client:
+        with api_client(sim) as client:
             sim.place_call(phone_number=PARIS, assistant_id="a")
             refused = search(client, sort_by="updated_at", sort_direction="desc")
             assert refused.status_code == 422 and "sort" in refused.json()["message"]
@@ -207,8 +184,7 @@ def test_drop_after_commit_stores_the_order_then_drops_the_connection(
 def test_drop_after_commit_by_rate() -> None:
     faults = Faults("drop_after_commit=1", seed=2)
     with running_simulator(seed=2, faults=faults) as sim:
-        headers = {"Authorization": f"Bearer {sim.api_key}"}
-        with httpx.Client(base_url=sim.base_url, headers=headers, timeout=5) as client:
+        with api_client(sim) as client:
             for _ in range(3):
                 with pytest.raises(httpx.RemoteProtocolError):
                     client.post("/call", json={"phone_number": PARIS, "assistant_id": "a"})
