@@ -165,6 +165,20 @@ def test_launch_keeps_at_most_max_concurrent_calls_live_inside_the_windows(
     assert 0 < done["funnel_stats"]["talked_to_human"] <= 30
 
 
+def test_a_single_order_resumed_inside_a_campaign_waits_for_a_free_line(sim: SimulatorHandle) -> None:
+    book = sim.engine.campaigns
+    cid = book.create(name="one line", assistant_id="a", contacts=contacts(3), max_concurrent_calls=1)
+    book.launch(cid, mode="ai_first", selection=None)
+    first = book.campaign(cid).call_ids[0]
+    sim.engine.pause(first)
+    sim.engine.resume(first)
+    attempts = [a for call_id in book.campaign(cid).call_ids for a in sim.engine.plan(call_id).attempts]
+    for attempt in attempts:
+        overlapping = [o for o in attempts if o.dial_due < attempt.ended_at and attempt.dial_due < o.ended_at]
+        assert overlapping == [attempt]
+    assert sim.stats()["campaigns"] == 1
+
+
 def test_lanes_never_overlap_more_than_their_count() -> None:
     lanes = Lanes(2)
     start = datetime(2025, 3, 3, 9, tzinfo=timezone.utc)

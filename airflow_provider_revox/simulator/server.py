@@ -216,7 +216,11 @@ class SimulatorServer:
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """API requests served, per status code, per call id and per endpoint (``/_simulator`` excluded)."""
+        """API requests served, per status code, per call id and per endpoint (``/_simulator`` excluded).
+
+        A ``drop_after_commit`` fault counts under its own name in ``by_status``: the request was
+        served and stored, its answer never sent.
+        """
         with self._stats_lock:
             return {
                 "requests_total": sum(self._by_status.values()),
@@ -226,6 +230,7 @@ class SimulatorServer:
                 "recordings_served": self._recordings,
                 "recording_bytes": self._recording_bytes,
                 "calls": len(self.engine.call_ids()),
+                "campaigns": len(self.engine.campaigns.ids()),
             }
 
     def reset_stats(self) -> None:
