@@ -226,6 +226,8 @@ class Faults:
         The first non-empty script of ``call_id``, then of each key in ``also`` (a recipient's
         number, an endpoint name), then of ``target`` when there is no ``call_id``, applies.
         """
+        if not self._scripts and not self.rates.rates:
+            return NO_FAULT  # the hot path of a fault-free run: no lock, no key list
         keys = [call_id] if call_id is not None else []
         keys += [*also, *(() if call_id is not None else (target,))]
         with self._lock:

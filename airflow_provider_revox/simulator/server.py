@@ -311,7 +311,8 @@ class SimulatorServer:
             body = await request.body() if request.method == "POST" else b""
             subject = self.engine.key_of(call_id) if call_id else request.path_params.get("campaign_id")
             target = endpoint if subject is None else f"{endpoint}:{subject}"
-            fault = self.faults.next_fault(target, call_id or subject, also=_script_keys(endpoint, body))
+            also = _script_keys(endpoint, body) if body else ()
+            fault = self.faults.next_fault(target, call_id or subject, also=also)
             if fault.delay:
                 await self._delay(fault.delay)
             if fault.replace == "drop":
