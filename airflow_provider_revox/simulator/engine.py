@@ -17,7 +17,9 @@ Status conventions (shared with the package's polling code):
 * then ``completed`` (a person, a voicemail or an IVR answered at least once; ``outcome`` and
   ``structured_output`` are null when no person was reached), ``errored`` (every attempt
   failed to dial) or ``cancelled``; ``paused`` between :meth:`SimulatorEngine.pause` and
-  :meth:`SimulatorEngine.resume`.
+  :meth:`SimulatorEngine.resume`;
+* ``not_launched`` for an order of a campaign (:attr:`SimulatorEngine.campaigns`) until the
+  campaign launches it.
 
 Each order's future is computed at placement, so :meth:`SimulatorEngine.get_call` is a pure
 function of time, cached per phase: reading an order at any moment costs a bisection and a

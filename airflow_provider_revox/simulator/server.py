@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import socket
 import threading
@@ -41,11 +40,9 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from airflow_provider_revox.simulator.campaign_routes import campaign_routes
 from airflow_provider_revox.simulator.dashboard import call_page
@@ -60,6 +57,7 @@ from airflow_provider_revox.simulator.engine import (
 from airflow_provider_revox.simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
 from airflow_provider_revox.simulator.recordings import recording_chunks, recording_length
 from airflow_provider_revox.simulator.replies import BadBody, Reply, error_reply, json_body, json_reply
+from airflow_provider_revox.simulator.transport import Protocol, drop, is_loopback
 
 MAX_BODY_BYTES = 1024 * 1024
 #: Idle keep-alive connections stay open this long: pollers come back every few seconds to minutes.
@@ -77,28 +75,6 @@ ORDER_FIELDS = (
     "skip_calling_window",
     "concurrency",
 )
-# The key under which the connection's transport reaches the app, so a "drop" fault can close it.
-_TRANSPORT = "revox.transport"
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, handing the transport to the app (for the ``drop`` fault)."""
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope[_TRANSPORT] = self.transport  # type: ignore[literal-required]
-
-
 Handler = Callable[[Request, str | None, bytes], Reply]
 
 
@@ -185,7 +161,7 @@ class SimulatorServer:
         """A uvicorn server for :attr:`app` with httptools, long keep-alive and no logging setup."""
         config = uvicorn.Config(
             self._asgi,
-            http=_Protocol,
+            http=Protocol,
             interface="asgi3",
             proxy_headers=False,
             lifespan="off",
@@ -317,7 +293,7 @@ class SimulatorServer:
                 await self._delay(fault.delay)
             if fault.replace == "drop":
                 self._count(endpoint, "dropped", call_id)
-                return await _drop(request)
+                return await drop(request)
             if fault.replace is not None and fault.replace.isdigit():
                 status = int(fault.replace)
                 reply = error_reply(status, "simulated_fault", f"simulated HTTP {status}")
@@ -329,7 +305,7 @@ class SimulatorServer:
                 if fault.replace == DROP_AFTER_COMMIT:
                     # The change is stored; the client never hears of it (and may send it again).
                     self._count(endpoint, DROP_AFTER_COMMIT, reply.call_id or call_id)
-                    return await _drop(request)
+                    return await drop(request)
                 if reply.status == 200:
                     reply.body = apply_body_faults(reply.body, fault, calls=reply.wrap_calls)
             self._count(endpoint, str(reply.status), reply.call_id or call_id, reply.listed)
@@ -455,18 +431,6 @@ def _script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
             if isinstance(number, str):
                 return (number.strip(), endpoint)
     return (endpoint,) if endpoint in ("POST /call", "POST /campaigns") else ()
-
-
-async def _drop(request: Request) -> Response:
-    """Close the connection without an answer, as a crashed proxy would."""
-    transport = request.scope.get(_TRANSPORT)
-    if transport is None:
-        raise HTTPException(500, "cannot drop this connection")
-    transport.close()
-    # Let the transport report the disconnection before uvicorn looks at the request again.
-    for _ in range(3):
-        await asyncio.sleep(0)
-    return Response(b"", 500)
 
 
 __all__ = ["KEEP_ALIVE_SECONDS", "SimulatorServer", "is_loopback"]
