@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+import secrets
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,6 @@ class Campaign:
     paused_at: datetime | None = None
     cancelled: bool = False
     scheduled_at: datetime | None = None
-    launched: set[str] = field(default_factory=set)
 
 
 class CampaignBook:
@@ -80,7 +80,8 @@ class CampaignBook:
     def __init__(self, engine: SimulatorEngine) -> None:
         self._engine = engine
         self._campaigns: dict[str, Campaign] = {}
-        self._of_call: dict[str, str] = {}
+        # A salt per start, as for call ids: a restarted simulator never hands out an old id.
+        self._run = secrets.token_hex(8)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -183,8 +184,6 @@ class CampaignBook:
                 changed_at=now,
                 lanes=Lanes(limit),
             )
-            for call_id in call_ids:
-                self._of_call[call_id] = campaign_id
         return campaign_id
 
     def launch(
@@ -221,7 +220,6 @@ class CampaignBook:
                 if current == statuses.NOT_LAUNCHED:
                     spec = replace(plan.spec, launched_at=moment, scheduled_at=when or plan.spec.scheduled_at)
                     engine.install(initial_plan(spec, engine.profile, self.slot_for(spec)))
-                    campaign.launched.add(call_id)
                     launched += 1
                 elif current == statuses.CANCELLED:
                     skipped["cancelled"] += 1
