@@ -293,7 +293,8 @@ def _valid_contacts(contacts: Any) -> list[tuple[str, dict[str, str]]]:
         if not isinstance(contact, dict):
             raise InvalidOrder(f"{where} must be an object, not {type(contact).__name__}")
         number = valid_phone(contact.get("to_phone_number"), f"{where}.to_phone_number")
-        rows.append((number, valid_map(f"{where}.prompt_variables", contact.get("prompt_variables"))))
+        variables = valid_map(f"{where}.prompt_variables", contact.get("prompt_variables"), strings=True)
+        rows.append((number, variables))
     return rows
 
 

@@ -127,18 +127,21 @@ def valid_time(value: Any) -> datetime | None:
     return parsed
 
 
-def valid_map(name: str, value: Any) -> dict[str, Any]:
+def valid_map(name: str, value: Any, *, strings: bool = False) -> dict[str, Any]:
     """A key/value map (``metadata``, ``prompt_variables``); empty when absent.
 
+    The API takes string values only (``strings``, what its HTTP routes check); an order placed
+    on the engine directly may carry any JSON value, to plant what a changed API could return.
+
     Raises:
-        InvalidOrder: not an object.
+        InvalidOrder: not an object, or (with ``strings``) a value that is not a string.
     """
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidOrder(f"{name} must be an object of key/value pairs, not {type(value).__name__}")
     for key, item in value.items():
-        if not isinstance(item, str):
+        if strings and not isinstance(item, str):
             raise InvalidOrder(f"{name}.{key} must be a string, not {type(item).__name__}")
     return dict(value)
 

@@ -55,6 +55,7 @@ from airflow_provider_revox.simulator.engine import (
     UnknownCall,
 )
 from airflow_provider_revox.simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
+from airflow_provider_revox.simulator.orders import valid_map
 from airflow_provider_revox.simulator.recordings import recording_chunks, recording_length
 from airflow_provider_revox.simulator.replies import BadBody, Reply, error_reply, json_body, json_reply
 from airflow_provider_revox.simulator.transport import Protocol, drop, is_loopback
@@ -348,6 +349,8 @@ class SimulatorServer:
 
     def _place(self, request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
+        for name in ("metadata", "prompt_variables"):
+            valid_map(name, payload.get(name), strings=True)  # the API's maps hold strings only
         call = self.engine.place_call(**{key: payload[key] for key in ORDER_FIELDS if key in payload})
         return json_reply(200, {"call": call}, call_id=call["id"])
 
