@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test test-fast demo bench simulator clean
+.PHONY: install lint test test-fast demo bench simulator clean system-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: lint
 # The edit loop: unit tests only, no real Airflow run.
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not airflow"
+
+# A real deployment: PostgreSQL, the simulator, scheduler, dag-processor, two triggerers and
+# api-server as separate processes; checks through the REST API. SYSTEM_TEST_DB=sqlite for SQLite.
+system-test: install
+	$(UV) pip install --quiet --python $(PY) psycopg2-binary asyncpg
+	$(PY) -m system_tests
 
 demo: install
 	$(PY) demo/run_demo.py
