@@ -29,9 +29,12 @@ class Plan:
     """Which order ends how, and when (seconds of real time after the simulator starts)."""
 
     planted: str = field(default_factory=lambda: f"planted-{secrets.token_hex(8)}")
-    basic_at: float = 45.0
-    ha_at: float = 60.0
-    kill_at: float = 90.0
+    # Late enough that every sensor has deferred first, even on a loaded machine: a trigger that
+    # fires seconds after its task deferred meets an Airflow 3.3 scheduler race (the stale
+    # success of the deferring try fails the task; apache/airflow#72716).
+    basic_at: float = 75.0
+    ha_at: float = 90.0
+    kill_at: float = 130.0
     ha_calls: int = 8
 
     def assistant(self) -> dict[str, Any]:

@@ -166,6 +166,13 @@ class Postgres:
             shutil.copy(self.log_path, self._log_copy)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def pid(self) -> int | None:
+        """The postmaster's process id while the cluster runs."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def tail(self, lines: int = 40) -> str:
         """The last lines of the server log."""
         text = self.log_path.read_text(encoding="utf-8", errors="replace")

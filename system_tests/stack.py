@@ -69,7 +69,7 @@ class Stack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "20",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
                 # Left alone, the first triggerer takes every wait; few per loop and a capacity
                 # spread them over both, as Airflow advises for HA deployments.
@@ -188,7 +188,32 @@ class Stack:
             raise RuntimeError(f"the simulator did not start:\n{process.tail()}")
         return process
 
+    def listening(self) -> list[tuple[str, str, int]]:
+        """Listening TCP sockets of the deployment's processes and their children: (name, address, port)."""
+        import psutil
+
+        owners: dict[int, str] = {}
+        roots = [(p.name, p.pid) for p in self.processes if p.alive()]
+        if self.postgres is not None and self.postgres.pid():
+            roots.append(("postgres", int(str(self.postgres.pid()))))
+        for name, pid in roots:
+            try:
+                parent = psutil.Process(pid)
+                for member in [parent, *parent.children(recursive=True)]:
+                    owners[member.pid] = name
+            except psutil.NoSuchProcess:
+                continue
+        return sorted(
+            (owners[conn.pid], conn.laddr.ip, conn.laddr.port)
+            for conn in psutil.net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN and conn.pid in owners
+        )
+
     # -- shutdown --------------------------------------------------------------------------
+
+    def output(self, name: str) -> str:
+        """Everything the named process wrote (empty when there is no such process)."""
+        return "".join(p.output() for p in self.processes if p.name == name)
 
     def tails(self) -> str:
         """The last lines of every process's output, for a failure report."""
