@@ -158,9 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.close(keep=args.keep or bool(failed and os.environ.get("SYSTEM_TEST_KEEP_ON_FAILURE")))
     total = time.monotonic() - started
     passed_count = len(CHECKS) - len(failed)
-    print(f"system test took {total:.0f} s (budget {BUDGET_SECONDS:.0f} s)", flush=True)
-    print(f"{passed_count} passed, {len(failed)} failed", flush=True)
-    return 0 if not failed and total <= BUDGET_SECONDS else 1
+    within = total <= BUDGET_SECONDS
+    print(
+        f"{'PASS' if within else 'FAIL'}  finished in {total:.0f} s (budget {BUDGET_SECONDS:.0f} s)",
+        flush=True,
+    )
+    passed_count, failed_count = passed_count + within, len(failed) + (not within)
+    print(f"{passed_count} passed, {failed_count} failed", flush=True)
+    return 0 if failed_count == 0 else 1
 
 
 if __name__ == "__main__":

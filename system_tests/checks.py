@@ -375,7 +375,8 @@ def check_loopback_only(ctx: Context) -> str:
     """Every socket the deployment listens on is on the loopback interface."""
     expect(ctx.listeners, "no listening socket found: the snapshot is void")
     names = {name for name, _, _ in ctx.listeners}
-    expect({"api-server", "simulator", "postgres"} <= names, f"listeners seen only for {sorted(names)}")
+    wanted = {"api-server", "simulator"} | ({"postgres"} if ctx.stack.postgres is not None else set())
+    expect(wanted <= names, f"listeners seen only for {sorted(names)}")
     wide = [entry for entry in ctx.listeners if not ipaddress.ip_address(entry[1]).is_loopback]
     expect(not wide, f"listening beyond loopback: {wide}")
     return ", ".join(f"{name} {ip}:{port}" for name, ip, port in ctx.listeners)

@@ -2,73 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import DAG, BaseSensorOperator
 
 from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor
 
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
+CALL_ID = "{{ dag_run.conf['call_id'] }}"
+CALL_IDS = "{{ dag_run.conf['call_ids'] }}"
 CONN_ID = "{{ dag_run.conf.get('conn_id') or 'revox_default' }}"
 
 
-@dag(dag_id="st_call_wait", schedule=None, start_date=START, catchup=False, max_active_runs=32)
-def st_call_wait() -> None:
-    """One order, the derived deadline, the default failing statuses."""
-    RevoxCallSensor(
-        task_id="wait",
-        call_id="{{ dag_run.conf['call_id'] }}",
-        revox_conn_id=CONN_ID,
-        deferrable=True,
-        poke_interval=2,
-    )
+def sensor_dag(dag_id: str, sensor: type[BaseSensorOperator], doc: str, **kwargs: Any) -> DAG:
+    """One DAG with one deferrable sensor ``wait`` polling every 2 s; the run's conf gives the ids."""
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        max_active_runs=32,
+        render_template_as_native_obj=sensor is RevoxCallsSensor,  # the conf's list stays a list
+        doc_md=doc,
+    ) as dag:
+        sensor(task_id="wait", deferrable=True, poke_interval=2, revox_conn_id=CONN_ID, **kwargs)
+    return dag
 
 
-@dag(dag_id="st_call_timeout", schedule=None, start_date=START, catchup=False)
-def st_call_timeout() -> None:
-    """One order that cannot end in time: an explicit 20-second timeout."""
-    RevoxCallSensor(
-        task_id="wait", call_id="{{ dag_run.conf['call_id'] }}", deferrable=True, poke_interval=2, timeout=20
-    )
-
-
-@dag(
-    dag_id="st_calls_wait",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    render_template_as_native_obj=True,
-    max_active_runs=8,
+sensor_dag("st_call_wait", RevoxCallSensor, "One order, the derived deadline.", call_id=CALL_ID)
+sensor_dag(
+    "st_call_timeout", RevoxCallSensor, "An order that cannot end in 20 s.", call_id=CALL_ID, timeout=20
 )
-def st_calls_wait() -> None:
-    """A batch where half the orders must complete."""
-    RevoxCallsSensor(
-        task_id="wait",
-        call_ids="{{ dag_run.conf['call_ids'] }}",
-        deferrable=True,
-        poke_interval=2,
-        min_completed_ratio=0.5,
-    )
-
-
-@dag(
-    dag_id="st_calls_timeout",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    render_template_as_native_obj=True,
+sensor_dag(
+    "st_calls_wait",
+    RevoxCallsSensor,
+    "A batch where half must complete.",
+    call_ids=CALL_IDS,
+    min_completed_ratio=0.5,
 )
-def st_calls_timeout() -> None:
-    """A batch that cannot end in time: an explicit 20-second timeout."""
-    RevoxCallsSensor(
-        task_id="wait",
-        call_ids="{{ dag_run.conf['call_ids'] }}",
-        deferrable=True,
-        poke_interval=2,
-        timeout=20,
-    )
-
-
-st_call_wait()
-st_call_timeout()
-st_calls_wait()
-st_calls_timeout()
+sensor_dag(
+    "st_calls_timeout", RevoxCallsSensor, "A batch that cannot end in 20 s.", call_ids=CALL_IDS, timeout=20
+)
