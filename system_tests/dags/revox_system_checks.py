@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -30,7 +31,10 @@ def sensor_dag(dag_id: str, sensor: type[BaseSensorOperator], doc: str, **kwargs
     return dag
 
 
-sensor_dag("st_call_wait", RevoxCallSensor, "One order, the derived deadline.", call_id=CALL_ID)
+# A retry is allowed where the wait can fail: a failed order must still fail at once, without it.
+RETRY = {"retries": 1, "retry_delay": timedelta(seconds=5)}
+
+sensor_dag("st_call_wait", RevoxCallSensor, "One order, the derived deadline.", call_id=CALL_ID, **RETRY)
 sensor_dag(
     "st_call_timeout", RevoxCallSensor, "An order that cannot end in 20 s.", call_id=CALL_ID, timeout=20
 )
@@ -40,6 +44,7 @@ sensor_dag(
     "A batch where half must complete.",
     call_ids=CALL_IDS,
     min_completed_ratio=0.5,
+    **RETRY,
 )
 sensor_dag(
     "st_calls_timeout", RevoxCallsSensor, "A batch that cannot end in 20 s.", call_ids=CALL_IDS, timeout=20
