@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint test test-fast test-matrix demo bench simulator clean
+.PHONY: install lint test test-fast test-matrix system-test demo bench simulator clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo
-	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo
+	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests
+	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests
 	$(VENV)/bin/mypy airflow_provider_revox
 
 test: lint
@@ -30,6 +30,11 @@ test-fast: install
 # The suites on the oldest supported Airflow and the newest, on Python 3.10 and 3.13.
 test-matrix: install
 	scripts/test-matrix
+
+# A real deployment: PostgreSQL, the simulator, scheduler, dag-processor, two triggerers and
+# api-server as separate processes; checks through the REST API. SYSTEM_TEST_DB=sqlite for SQLite.
+system-test: install
+	$(PY) -m system_tests
 
 demo: install
 	$(PY) demo/run_demo.py

@@ -1,0 +1,1 @@
+"""System test: the provider inside a real Airflow deployment (``make system-test``)."""
