@@ -30,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from airflow_provider_revox.simulator.process import SimulatorProcess, write_scenario
 from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
-from bench._sim import SimulatorProcess, write_scenario
 from bench.results import merge_results
 
 API_KEY = "bench-export-key"

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._sim import SimulatorProcess
+from airflow_provider_revox.simulator.process import SimulatorProcess
 from bench.results import merge_results
 
 API_KEY = "bench-triggerer-key"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,36 +61,27 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
     return _run
 
 
-@pytest.fixture
-def simulator() -> Iterator[Any]:
-    """A simulator on loopback with a manual virtual clock; yields its handle."""
-    from airflow_provider_revox.simulator.testing import running_simulator
-
-    with running_simulator(seed=7) as handle:
-        yield handle
+# The simulator fixtures are the package's own pytest plugin (``revox_simulator``,
+# ``revox_fast_simulator``), which users get too; these names are the ones the tests grew up with.
 
 
 @pytest.fixture
-def revox_conn(simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Point ``revox_default`` at the running simulator through the environment."""
-    import json
-
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_REVOX_DEFAULT",
-        json.dumps({"conn_type": "revox", "host": simulator.base_url, "password": simulator.api_key}),
-    )
-    return simulator
+def simulator(revox_simulator: Any) -> Any:
+    """A simulator on loopback with a manual virtual clock, ``revox_default`` pointing at it."""
+    return revox_simulator
 
 
 @pytest.fixture
-def fast_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def revox_conn(revox_simulator: Any) -> Any:
+    """The same simulator, for tests that mostly need the connection."""
+    return revox_simulator
+
+
+@pytest.fixture
+def fast_simulator(revox_fast_simulator: Any) -> Any:
     """A simulator at 600x real time with ``revox_default`` pointing at it.
 
     It reports its clock in its responses and sensors schedule on it, so an order with a few
     attempts resolves in seconds while the sensor polls exactly as it would in production.
     """
-    from airflow_provider_revox.simulator.testing import running_simulator
-
-    with running_simulator(seed=11, speed=600) as sim:
-        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
-        yield sim
+    return revox_fast_simulator

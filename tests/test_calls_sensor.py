@@ -323,13 +323,6 @@ def manual_sim(monkeypatch: pytest.MonkeyPatch, no_waiting: None) -> Iterator[Si
         yield sim
 
 
-def finish_all(sim: SimulatorHandle) -> None:
-    """Move a manual clock past the end of every order placed so far."""
-    ends = [sim.engine.terminal_at(call_id) for call_id in sim.engine.call_ids()]
-    assert all(end is not None for end in ends)
-    sim.clock.set(max(end for end in ends if end is not None) + timedelta(seconds=1))  # type: ignore[attr-defined]
-
-
 async def until(condition: Callable[[], bool], limit: float = 30.0) -> None:
     """Poll the simulator (it runs on its own thread, so no event to await) until ``condition`` holds."""
     for _ in range(int(limit / 0.005)):
@@ -373,7 +366,7 @@ async def test_only_due_orders_are_fetched(scaled_sim: SimulatorHandle) -> None:
 
 async def test_settled_orders_are_not_fetched_again(manual_sim: SimulatorHandle) -> None:
     done, rest = place(manual_sim, "settled-done", HUMAN), place(manual_sim, "settled-rest", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     trigger = RevoxCallsTrigger(call_ids=[done, rest], poke_interval=0.05, settled={"completed": [done]})
     events = await collect(trigger)
 
@@ -440,7 +433,7 @@ async def test_concurrency_bound_is_respected(
     else:
         monkeypatch.setattr(poller_module, "MAX_BATCH", 4)
     ids = [place(manual_sim, f"many-{index:02d}", HUMAN) for index in range(24)]
-    finish_all(manual_sim)
+    manual_sim.finish()
     peak = Peak(monkeypatch, method)
     events = await collect(RevoxCallsTrigger(call_ids=ids, poke_interval=0.05, max_concurrency=bound))
 
@@ -456,7 +449,7 @@ async def test_transient_errors_are_waited_out_per_order(
 ) -> None:
     connect(monkeypatch, manual_sim, max_retries=1, batch_polls=False)
     flaky, steady = place(manual_sim, "flaky", HUMAN), place(manual_sim, "steady", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     # max_retries=1: each fetch makes two requests, so two fetches fail before one succeeds.
     manual_sim.faults.script(flaky, ["503", "503", "429", "429", "ok"])
     events = await collect(RevoxCallsTrigger(call_ids=[flaky, steady], poke_interval=0.05))
@@ -473,7 +466,7 @@ async def test_a_failing_search_is_waited_out_then_asked_again(
     manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     first, second = place(manual_sim, "search-a", HUMAN), place(manual_sim, "search-b", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     # max_retries=1: the first round's search fails twice (503, 429); the next round's works.
     manual_sim.faults.script("POST /call/search", ["503", "429", "ok"])
     warned: list[str] = []
@@ -504,7 +497,7 @@ async def test_a_failing_search_is_waited_out_then_asked_again(
 
 async def test_unknown_ids_send_one_error_event_naming_them(manual_sim: SimulatorHandle) -> None:
     real = place(manual_sim, "real-one", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     events = await collect(RevoxCallsTrigger(call_ids=["ghost-1", real, "ghost-2"], poke_interval=0.05))
 
     assert [event["status"] for event in events] == ["error"]
@@ -518,7 +511,7 @@ async def test_rejected_key_stops_the_round(
     manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch, batch_polls: bool, refused: int
 ) -> None:
     ids = [place(manual_sim, f"key-{index}", HUMAN) for index in range(10)]
-    finish_all(manual_sim)
+    manual_sim.finish()
     conn = {
         "conn_type": "revox",
         "host": manual_sim.base_url,
@@ -549,7 +542,7 @@ async def test_unreachable_ratio_sends_failed_event_before_the_rest_end(scaled_s
 
 async def test_fixed_deadline_sends_timeout_listing_pending(manual_sim: SimulatorHandle) -> None:
     done = place(manual_sim, "late-done", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     paused = place(manual_sim, "late-paused", HUMAN)
     manual_sim.engine.pause(paused)
     soon = (datetime.now(timezone.utc) + timedelta(seconds=0.5)).isoformat()
@@ -741,7 +734,7 @@ def test_sensor_raises_naming_unknown_ids_in_poke_mode(
     manual_sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = place(manual_sim, "poke-real", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     sensor = make_sensor(call_ids=[real, "poke-ghost"])
     with pytest.raises(AirflowException) as info:
         sensor.poke(context={})  # type: ignore[arg-type]
@@ -753,7 +746,7 @@ def test_sensor_raises_naming_unknown_ids_in_poke_mode(
 def test_sensor_poke_reports_unreachable_ratio_with_ids(manual_sim: SimulatorHandle) -> None:
     dead_1, dead_2 = errored(manual_sim, "poke-dead1"), errored(manual_sim, "poke-dead2")
     ok = place(manual_sim, "poke-ok", HUMAN)
-    finish_all(manual_sim)
+    manual_sim.finish()
     with pytest.raises(AirflowFailException, match=rf"2 of 3 call orders failed.*failed: {dead_1}, {dead_2}"):
         make_sensor(call_ids=[dead_1, ok, dead_2]).poke(context={})  # type: ignore[arg-type]
 

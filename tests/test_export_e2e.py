@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.test_operators import GOOD_OUTPUT, dag_source, finish, place, task_logs, task_state, xcoms
+from tests.test_operators import GOOD_OUTPUT, dag_source, place, task_logs, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, failing_store, reader_view
 
 __all__ = ["failing_store", "task_logs"]  # fixtures shared with the other export tests
@@ -37,7 +37,7 @@ def test_an_upload_failing_midway_fails_the_task_and_readers_keep_waiting(
 ) -> None:
     sim = revox_conn
     first, second = place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})
-    finish(sim, first, second)
+    sim.finish(first, second)
     destination = "memory://bucket/campaign"
     ok = run_dag(export_source("revox_publish", [first, second], destination), "revox_publish")
     assert task_state(ok, "export") == "success"
@@ -69,7 +69,7 @@ def test_a_rerun_with_fewer_ids_publishes_exactly_what_its_manifest_lists(
 ) -> None:
     sim = revox_conn
     ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False}), place(sim, GOOD_OUTPUT)]
-    finish(sim, *ids)
+    sim.finish(*ids)
     destination = str(tmp_path / "out")
     first = run_dag(export_source("revox_fewer", ids, destination, include_recordings=True), "revox_fewer")
     assert task_state(first, "export") == "success"
@@ -92,7 +92,7 @@ def test_the_export_returns_a_small_result_and_takes_ids_from_a_batch_sensor_s_r
 ) -> None:
     sim = revox_conn
     ids = [place(sim, GOOD_OUTPUT) for _ in range(12)]
-    finish(sim, *ids)
+    sim.finish(*ids)
     destination = f"file://{tmp_path}/out"
     source = dag_source(
         "revox_small_result",
@@ -174,7 +174,7 @@ def test_a_recording_that_cannot_be_downloaded_fails_the_export_naming_it(
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
-    finish(sim, call_id)
+    sim.finish(call_id)
     order = sim.get_call(call_id)
     gone = "/gone/rec.wav?sig=presigned-secret-0001"
     for attempt in order["call_attempts"]:
@@ -201,7 +201,7 @@ def test_export_never_writes_another_order_under_the_id_asked_for(
 ) -> None:
     sim = revox_conn
     other = place(sim, GOOD_OUTPUT)
-    finish(sim, other)
+    sim.finish(other)
     api = FixedApi(sim.get_call(other))  # whatever id is asked for
     try:
         monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", api.connection_json(sim.api_key))

@@ -179,12 +179,6 @@ def place(
     return str(call["id"])
 
 
-def finish(sim: Any, *call_ids: str) -> None:
-    """Advance the virtual clock past the last order's end."""
-    end = max(sim.engine.terminal_at(c) for c in call_ids)
-    sim.advance(max(0.0, (end - sim.clock.now()).total_seconds()) + 1)
-
-
 def xcoms(dag_run: Any, task_id: str) -> dict[str, Any]:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -269,7 +263,7 @@ def test_results_operator_pushes_redacted_transcript_and_output(
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
-    finish(sim, call_id)
+    sim.finish(call_id)
     dag_run = run_dag(
         dag_source(
             "revox_results",
@@ -324,7 +318,7 @@ def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT, outcome=f"call back; the key was {sim.api_key}")
-    finish(sim, call_id)
+    sim.finish(call_id)
     dag_run = run_dag(
         dag_source("revox_results_echo", f"RevoxCallResultsOperator(task_id='results', call_id={call_id!r})"),
         "revox_results_echo",
@@ -387,7 +381,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     second = place(sim, bad_output)
     other_fields = [{"name": "budget", "type": "number", "required": True}, FIELDS[0]]
     third = place(sim, {"budget": 1200, "confirmed": False}, fields=other_fields)
-    finish(sim, first, second, third)
+    sim.finish(first, second, third)
     destination = tmp_path / "export"
     dag_id = f"revox_export_{file_format}"
     source = dag_source(
@@ -541,7 +535,7 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
-    finish(sim, call_id)
+    sim.finish(call_id)
     destination = tmp_path / "export"
 
     def source(ids: list[str], sleep: bool = False) -> str:
@@ -570,7 +564,7 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
 
     # A call the API keeps failing on: each round's request fails, three rounds, then it gives up.
     flaky = place(sim, GOOD_OUTPUT)
-    finish(sim, flaky)
+    sim.finish(flaky)
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
     sim.faults.script(flaky, ["503"] * 50)
     failed = run_dag(source([call_id, flaky], sleep=True), "revox_export_failure")
@@ -590,7 +584,7 @@ def test_a_call_that_recovers_between_rounds_is_exported(
 ) -> None:
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
-    finish(sim, call_id)
+    sim.finish(call_id)
     pauses: list[float] = []
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
     sim.faults.script(call_id, ["503", "ok"])  # the first round's one try fails
@@ -617,7 +611,7 @@ def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
 
     sim = revox_conn
     call_id = place(sim, GOOD_OUTPUT)
-    finish(sim, call_id)
+    sim.finish(call_id)
     source = dag_source(
         "revox_export_alias",
         f"""
@@ -655,7 +649,7 @@ def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without
     store.store.clear()
     sim = revox_conn
     ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})]
-    finish(sim, *ids)
+    sim.finish(*ids)
     source = dag_source(
         "revox_export_mapped",
         f"""

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,7 @@ def sim(monkeypatch: pytest.MonkeyPatch, no_retry_wait: None) -> Iterator[Simula
         monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", handle.connection_json(max_retries=1))
         for index in range(30):
             handle.place_scripted(f"o-{index:02d}", HUMAN)
-        ends = [handle.engine.terminal_at(call_id) for call_id in handle.engine.call_ids()]
-        handle.clock.set(max(end for end in ends if end is not None) + timedelta(seconds=1))  # type: ignore[attr-defined]
+        handle.finish()
         handle.reset_stats()
         yield handle
 

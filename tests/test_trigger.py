@@ -39,9 +39,7 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
 def finished_call(sim: SimulatorHandle, call_id: str, **extra: Any) -> str:
     extra.setdefault("attempts", [{"result": "human", "duration": 60}])
     sim.place_scripted(call_id, **extra)
-    terminal = sim.engine.terminal_at(call_id)
-    assert terminal is not None
-    sim.clock.set(terminal + timedelta(seconds=1))  # type: ignore[attr-defined]
+    sim.finish(call_id)
     return call_id
 
 

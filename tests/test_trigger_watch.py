@@ -59,9 +59,7 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
 
 def finished(sim: SimulatorHandle, call_id: str) -> str:
     sim.place_scripted(call_id, [{"result": "human", "duration": 60}])
-    end = sim.engine.terminal_at(call_id)
-    assert end is not None
-    sim.clock.set(end + timedelta(seconds=1))  # type: ignore[attr-defined]
+    sim.finish(call_id)
     return call_id
 
 

@@ -30,6 +30,20 @@ from airflow_provider_revox.simulator.scenario import apply_scenario, load_scena
 from airflow_provider_revox.simulator.server import SimulatorServer
 
 
+def connection_json(base_url: str, api_key: str, **extra: Any) -> str:
+    """A ``revox`` connection as JSON, for an ``AIRFLOW_CONN_<ID>`` variable.
+
+    Args:
+        base_url: the API base URL, such as a simulator's ``http://127.0.0.1:PORT/api``.
+        api_key: the key the connection sends.
+        **extra: connection extras, such as ``max_retries=1``.
+    """
+    conn: dict[str, Any] = {"conn_type": "revox", "host": base_url, "password": api_key}
+    if extra:
+        conn["extra"] = extra
+    return json.dumps(conn)
+
+
 def generate_api_key() -> str:
     """A fresh random API key for a simulator run."""
     return "sk_sim_" + secrets.token_urlsafe(24)
@@ -194,10 +208,7 @@ class SimulatorHandle:
 
     def connection_json(self, **extra: Any) -> str:
         """A ``revox`` connection to this simulator as JSON, for ``AIRFLOW_CONN_<ID>`` variables."""
-        conn: dict[str, Any] = {"conn_type": "revox", "host": self.base_url, "password": self.api_key}
-        if extra:
-            conn["extra"] = extra
-        return json.dumps(conn)
+        return connection_json(self.base_url, self.api_key, **extra)
 
     def get_call(self, call_id: str) -> dict[str, Any]:
         """The order as ``GET /call/{id}`` shows it now."""
@@ -212,6 +223,21 @@ class SimulatorHandle:
         if not isinstance(self.clock, VirtualClock):
             raise TypeError("advance() needs the manual VirtualClock; this simulator runs on real time")
         self.clock.advance(seconds)
+
+    def finish(self, *call_ids: str) -> None:
+        """Move a manual clock one second past the end of these orders (default: every order).
+
+        Raises:
+            TypeError: when the simulator runs on a real or scaled clock.
+            ValueError: when one of the orders has no planned end (paused, or not launched).
+        """
+        ids = call_ids or tuple(self.engine.call_ids())
+        ends = [self.engine.terminal_at(call_id) for call_id in ids]
+        if any(end is None for end in ends):
+            unfinished = [call_id for call_id, end in zip(ids, ends, strict=True) if end is None]
+            raise ValueError(f"orders with no planned end: {unfinished}")
+        last = max(end for end in ends if end is not None)
+        self.advance(max(0.0, (last - self.clock.now()).total_seconds()) + 1)
 
     def __repr__(self) -> str:
         return f"SimulatorHandle(base_url={self.base_url!r}, engine={self.engine!r})"
@@ -273,6 +299,7 @@ __all__ = [
     "ALWAYS_OPEN_RETRY_CONFIG",
     "ServerThread",
     "SimulatorHandle",
+    "connection_json",
     "generate_api_key",
     "running_simulator",
 ]

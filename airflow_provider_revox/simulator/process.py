@@ -1,4 +1,5 @@
-"""The ``revox-simulator`` CLI as a subprocess, for benchmarks that need the server out of process.
+"""The ``revox-simulator`` CLI as a subprocess, for benchmarks, demos and system tests that need the
+server out of process.
 
 ::
 
@@ -20,6 +21,8 @@ import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from airflow_provider_revox.simulator.testing import connection_json
 
 
 def write_scenario(path: Path, calls: list[dict[str, Any]]) -> Path:
@@ -118,11 +121,7 @@ class SimulatorProcess:
             conn_id: the connection id.
             **extra: connection extras, such as ``max_retries``.
         """
-        connection: dict[str, Any] = {"conn_type": "revox", "host": self.base_url, "password": self.api_key}
-        if extra:
-            connection["extra"] = extra
-        value = json.dumps(connection)
-        return {f"AIRFLOW_CONN_{conn_id.upper()}": value}
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": connection_json(self.base_url, self.api_key, **extra)}
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -139,3 +138,6 @@ class SimulatorProcess:
         if self._process.stdout is not None:
             self._process.stdout.close()
         self._process = None
+
+
+__all__ = ["SimulatorProcess", "write_scenario"]
