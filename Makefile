@@ -20,12 +20,14 @@ lint: install
 	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests
 	$(VENV)/bin/mypy airflow_provider_revox
 
+# Two workers: the suite is mostly waiting on loopback I/O and Airflow start-up, and each
+# worker gets its own AIRFLOW_HOME and SQLite database (tests/conftest.py).
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 # The edit loop: unit tests only, no real Airflow run.
 test-fast: install
-	$(VENV)/bin/pytest -q -m "not airflow"
+	$(VENV)/bin/pytest -q -n 2 -m "not airflow"
 
 # The suites on the oldest supported Airflow and the newest, on Python 3.10 and 3.13.
 test-matrix: install
