@@ -39,6 +39,17 @@ MAX_CALL_DURATION_SECONDS = 86400.0
 MAX_RETRY_ATTEMPTS = 50
 
 
+def parse_iso(text: str) -> datetime:
+    """``datetime.fromisoformat``, also for a trailing ``Z`` on Python 3.10 (3.11 reads it itself).
+
+    Raises:
+        ValueError: the text is not an ISO 8601 timestamp.
+    """
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
 def _to_datetime(value: Any) -> datetime | None:
     """Read an API timestamp: ISO 8601 text or epoch seconds; placeholders become None.
 
@@ -60,7 +71,7 @@ def _parse_datetime(value: Any) -> datetime | None:
         text = value.strip()
         try:
             # The common case, and a tenth of pendulum's cost: pollers parse thousands a minute.
-            stamp = datetime.fromisoformat(text)
+            stamp = parse_iso(text)
         except ValueError:
             pass
         else:

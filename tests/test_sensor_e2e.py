@@ -10,11 +10,11 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from airflow_provider_revox.models import parse_iso
 from airflow_provider_revox.simulator.testing import SimulatorHandle
 
 pytestmark = pytest.mark.airflow
@@ -111,7 +111,7 @@ def test_completed_order_succeeds_with_summary(case: Case) -> None:
         "last_attempt_result": "human",
         "last_attempt_end_reason": truth["last_call_attempt"]["end_reason"],
         "last_attempt_dial_error": None,
-        "ended_at": datetime.fromisoformat(truth["last_call_attempt"]["ended_at"]).isoformat(),
+        "ended_at": parse_iso(truth["last_call_attempt"]["ended_at"]).isoformat(),
     }
     # Nothing else: no transcript, no assistant, no secret in the XCom.
     assert "transcript" not in json.dumps(summary)
@@ -128,21 +128,21 @@ def test_completed_order_succeeds_with_summary(case: Case) -> None:
 
 def test_post_processing_is_not_success(case: Case) -> None:
     mode, fast_simulator = case.mode, case.sim
-    # Dialled forty simulated minutes from now (4 real seconds), once the sensor is running; then
-    # half an hour of post-processing (3 real seconds) that the sensor sees and waits through.
-    dial_at = fast_simulator.clock.now() + timedelta(minutes=40)
+    # Held until the sensor's first look (however slowly Airflow starts), then dialled; then half
+    # an hour of post-processing (3 real seconds) that the sensor sees and waits through.
     call_id = fast_simulator.place_scripted(
         f"call-post-{mode}",
         [{"result": "human", "duration": 30}],
         post_processing_seconds=1800,
-        scheduled_at=dial_at.isoformat(),
     )
+    resumer = held(fast_simulator, call_id)
     state, summary, _ = case.run(f"sensor_post_{mode}", call_id)
+    resumer.join(timeout=5)
 
     assert state == "success"
     assert summary["status"] == "completed"
     truth = fast_simulator.get_call(call_id)
-    assert summary["ended_at"] == datetime.fromisoformat(truth["last_call_attempt"]["ended_at"]).isoformat()
+    assert summary["ended_at"] == parse_iso(truth["last_call_attempt"]["ended_at"]).isoformat()
     assert fast_simulator.stats()["by_call_id"][call_id] >= 3  # polled through post_processing
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from airflow_provider_revox import statuses
+from airflow_provider_revox.models import parse_iso
 from airflow_provider_revox.simulator import Faults
 from airflow_provider_revox.simulator.clock import VirtualClock
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
@@ -74,7 +75,7 @@ def test_skip_calling_window_dials_at_night(sim: SimulatorHandle) -> None:
     anytime = sim.place_call(phone_number=PARIS, assistant_id="a", skip_calling_window=True)
     windowed = sim.place_call(phone_number=PARIS, assistant_id="a")
     assert anytime["next_call_at"] == "2025-03-03T01:00:00.000Z"
-    local = datetime.fromisoformat(windowed["next_call_at"]).astimezone(ZoneInfo("Europe/Paris"))
+    local = parse_iso(windowed["next_call_at"]).astimezone(ZoneInfo("Europe/Paris"))
     assert (local.hour, local.minute) == (10, 0)
 
 
@@ -92,7 +93,7 @@ def test_pause_stops_the_retry_loop_and_resume_plans_from_then(sim: SimulatorHan
     assert sdk.call.resume(call_id).success is True
     after = sdk.call.retrieve(call_id).call
     assert after.status in (statuses.SCHEDULED, statuses.QUEUED_FOR_CALLING)
-    assert datetime.fromisoformat(after.model_extra["next_call_at"]) >= resumed_at
+    assert parse_iso(after.model_extra["next_call_at"]) >= resumed_at
     sim.clock.set(sim.engine.terminal_at(call_id) or resumed_at)
     done = sdk.call.retrieve(call_id).call
     assert done.status == statuses.COMPLETED and done.calls_count == 3

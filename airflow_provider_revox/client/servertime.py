@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
+from airflow_provider_revox.models import parse_iso
+
 #: ISO 8601 time of the server's clock when it answered (sent by the simulator only).
 SERVER_TIME_HEADER = "x-revox-simulator-time"
 #: Server seconds per real second: 1 for real time, 600 for ``--speed 600``, 0 for a manual clock.
@@ -48,7 +50,7 @@ class ServerClock:
         if not stamp:
             return
         try:
-            server_time = datetime.fromisoformat(stamp[:64])
+            server_time = parse_iso(stamp[:64])
             speed = float(headers.get(SERVER_SPEED_HEADER, "1")[:64])
         except (ValueError, OverflowError):
             return

@@ -19,7 +19,7 @@ from airflow_provider_revox import statuses
 from airflow_provider_revox.client.poller import CallPoller, shared_poller
 from airflow_provider_revox.exceptions import RevoxError, is_transient
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.models import Call
+from airflow_provider_revox.models import Call, parse_iso
 from airflow_provider_revox.redact import redact_text
 from airflow_provider_revox.waiting import rounds
 from airflow_provider_revox.waiting.batch import Fleet, validate_concurrency, validate_ratio
@@ -43,7 +43,7 @@ def _utcnow() -> datetime:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return parse_iso(value) if value else None
 
 
 def _secrets(poller: CallPoller) -> tuple[str, ...]:
