@@ -132,9 +132,9 @@ def string_map(value: Any, field: str) -> dict[str, str]:
         raise _invalid(field, f"must be a mapping of strings to strings, not {_kind(value)}")
     for key, item in value.items():
         if not isinstance(key, str):
-            raise _invalid(field, f"keys must be strings; {key!r} is a {_kind(key)}")
+            raise _invalid(field, f"keys must be strings; {key!r} is of type {_kind(key)}")
         if not isinstance(item, str):
-            raise _invalid(field, f"values must be strings; {field}[{key!r}] is a {_kind(item)}")
+            raise _invalid(field, f"values must be strings; {field}[{key!r}] is of type {_kind(item)}")
     return dict(value)
 
 
