@@ -143,6 +143,23 @@ def test_without_a_store_a_first_placement_searches_then_places_once(
     assert fast_simulator.get_call(call_id)["metadata"][durable.METADATA_KEY].startswith("af-")
 
 
+@pytest.mark.parametrize("mode", [{"mode": "reschedule"}, {"deferrable": True}])
+def test_without_a_store_every_poke_and_the_resumed_task_reattach(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], no_store: None, mode: dict[str, Any]
+) -> None:
+    # Each reschedule poke runs a fresh operator: it finds the order by its key, never places again.
+    # A deferred task resumes on a fresh operator too: it takes the id back from the event.
+    name = "reschedule" if "mode" in mode else "deferrable"
+    ti = run_place(run_dag, f"place_no_store_{name}", phone_number=PARIS, assistant_id="asst_wait",
+                   poke_interval=15, fail_on_statuses=["cancelled"], **mode)  # fmt: skip
+    (call_id,) = fast_simulator.engine.call_ids()
+    assert ti.state == "success" and ti.xcom_pull(task_ids="call")["call_id"] == call_id
+    calls = endpoints(fast_simulator)
+    assert calls["POST /call"] == 1
+    if name == "reschedule":  # each poke: one search (finding nothing, then the order), one GET
+        assert calls["POST /call/search"] == calls["GET /call/{id}"] >= 2
+
+
 def test_when_the_search_cannot_be_done_nothing_is_placed(
     fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
