@@ -137,6 +137,11 @@ def test_a_local_export_reports_the_calls_read_and_each_table_with_its_schema(
     task, task_instance = lineage_capture.ran["export"]
     direct = task.get_openlineage_facets_on_complete(task_instance)
     assert described(direct.outputs) == described(lineage.outputs)
+    # The tables are also the task's Asset outlets: OpenLineage names them the same way.
+    from airflow.providers.openlineage.utils.utils import translate_airflow_asset
+
+    translated = [translate_airflow_asset(asset, None) for asset in task.outlets]
+    assert [(d.namespace, d.name) for d in translated] == [(d.namespace, d.name) for d in lineage.outputs[:2]]
 
 
 def test_an_object_store_export_splits_bucket_and_key_like_openlineage(
