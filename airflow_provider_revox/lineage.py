@@ -11,7 +11,8 @@ was read:
 * ``calls?ids_sha256=<digest>``: a list of call orders (the same set in any order, any
   repetition, gives the same name; the ids themselves would make names of any length);
 * ``calls?campaign_ids=c1,c2&statuses=completed``: a search, filters sorted by name, values
-  sorted; phone numbers are replaced by their digest, so lineage backends get no numbers.
+  sorted; phone numbers and free text are replaced by their digest, so lineage backends get
+  no numbers or names.
 
 Building the datasets is pure and needs no OpenLineage package. Only
 :func:`openlineage_facets` imports the OpenLineage provider, and returns None without it, so
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 #: The scheme of the namespaces of Revox datasets.
 REVOX_SCHEME = "revox"
-#: Search filters whose values are phone numbers: named by their digest only.
-PERSONAL_FILTERS = frozenset({"from_phone_numbers", "to_phone_number", "to_phone_numbers"})
+#: Search filters whose values may be personal (phone numbers, free text): named by their digest only.
+PERSONAL_FILTERS = frozenset({"from_phone_numbers", "to_phone_number", "to_phone_numbers", "query"})
 #: Export folders that hold one file per call or attempt: one dataset each, not one per file.
 FILE_FOLDERS = ("calls", "recordings")
 

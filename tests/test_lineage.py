@@ -291,6 +291,10 @@ def test_a_search_is_named_by_its_sorted_filters_and_phone_numbers_by_digest() -
         f"calls?campaign_ids=camp_1,camp_2&from_phone_numbers=sha256:{phone}&statuses=completed",
     )
     assert calls_read("https://api.revox.io/api", search={"statuses": []}).name == "calls"
+    # A single value, as a search's recipient or free text: a digest too.
+    text = hashlib.sha256(b"Ann Smith").hexdigest()[:16]
+    named = calls_read("https://h/api", search={"to_phone_number": "+33612345678", "query": "Ann Smith"})
+    assert named.name == f"calls?query=sha256:{text}&to_phone_number=sha256:{phone}"
     # The same ids in any order, repeated or not, are the same dataset.
     assert calls_read("https://h/api", ["b", "a", "b"]) == calls_read("https://h/api", ["a", "b"])
     assert calls_read("https://h/api", ["a"]) != calls_read("https://h/api", ["a", "b"])
