@@ -61,6 +61,8 @@ def export_calls(
 ) -> dict[str, Any]:
     """Export ``call_ids`` under ``destination``; return the manifest of the published set.
 
+    The returned manifest also maps each table's file to its columns under ``schemas``.
+
     Rows follow the order of ``call_ids``, so a rerun writes the same files. Nothing is
     published unless every call was fetched (see :mod:`~airflow_provider_revox.export.staging`).
     """
@@ -108,7 +110,8 @@ def export_calls(
             writer.close()
         staging.set_rows(tables[0], transcript_count)
         staging.set_rows(tables[1], len(call_ids))
-        return staging.commit()
+        # The columns are not published in the manifest; the operator reports them as lineage.
+        return {**staging.commit(), "schemas": {tables[0]: TRANSCRIPT_SCHEMA, tables[1]: table.schema}}
 
 
 __all__ = ["TABLES", "ExportOptions", "export_calls"]

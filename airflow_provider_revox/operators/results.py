@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
@@ -13,10 +13,14 @@ from airflow_provider_revox import statuses
 from airflow_provider_revox.export.fetch import Sleep, fetch_call
 from airflow_provider_revox.export.tables import check_transcript_source, transcript_turns
 from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
+from airflow_provider_revox.lineage import Lineage, call_read, openlineage_facets
 from airflow_provider_revox.links import RevoxCallLink
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.waiting.events import describe_end
 from airflow_provider_revox.waiting.ids import is_templated
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 class RevoxCallResultsOperator(BaseOperator):
@@ -69,6 +73,7 @@ class RevoxCallResultsOperator(BaseOperator):
         with RevoxHook(self.revox_conn_id) as hook:
             secrets = hook.known_secrets()
             RevoxCallLink.persist(context, call_id=call_id, base_url=hook.base_url)
+            self.revox_lineage = Lineage(inputs=(call_read(hook.base_url, call_id),))
             call = fetch_call(hook, call_id, sleep=self.sleep)
         # What the API sent may echo the connection's key or other credentials: every text
         # that leaves here (messages, XCom) goes through the one redaction.
@@ -93,6 +98,13 @@ class RevoxCallResultsOperator(BaseOperator):
             len(output),
         )
         return {**summary, "structured_output": output}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """OpenLineage's view of the run: the call read as input; no outputs (XCom is no dataset).
+
+        None without the OpenLineage provider (see :mod:`airflow_provider_revox.lineage`).
+        """
+        return openlineage_facets(getattr(self, "revox_lineage", None))
 
 
 __all__ = ["RevoxCallResultsOperator"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
@@ -17,8 +17,12 @@ from airflow_provider_revox.export.staging import MANIFEST, storage_uri
 from airflow_provider_revox.export.tables import check_transcript_source
 from airflow_provider_revox.export.writers import check_file_format, import_pyarrow
 from airflow_provider_revox.hooks.revox import RevoxHook
+from airflow_provider_revox.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox.redact import redact_text
 from airflow_provider_revox.waiting.ids import is_templated, normalize_call_ids
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 
 def _plain_uri(destination: str | ObjectStoragePath) -> str:
@@ -163,6 +167,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         )
         with RevoxHook(self.revox_conn_id) as hook:
             manifest = export_calls(hook, call_ids, destination, options)
+            self.revox_lineage = export_lineage(hook.base_url, call_ids, storage_uri(destination), manifest)
         alias_outlet = AssetAlias(self.asset_alias_name)
         if alias_outlet in self.outlets:  # the destination was templated: name the tables now
             alias = context["outlet_events"][alias_outlet]
@@ -181,6 +186,13 @@ class RevoxCallsToStorageOperator(BaseOperator):
             "tables": {name: str(destination / path) for name, path in tables.items()},
             "manifest": str(destination / MANIFEST),
         }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """OpenLineage's view of the run: the calls read, and each file written (tables with schemas).
+
+        None without the OpenLineage provider (see :mod:`airflow_provider_revox.lineage`).
+        """
+        return openlineage_facets(getattr(self, "revox_lineage", None))
 
 
 __all__ = ["RevoxCallsToStorageOperator"]
