@@ -311,7 +311,7 @@ def test_cancel_while_scheduled_and_while_calling() -> None:
     attempt = cut["last_call_attempt"]
     assert cut["status"] == statuses.CANCELLED
     assert attempt["status"] == statuses.ATTEMPT_COMPLETED and parse(attempt["ended_at"]) == mid_call
-    assert (attempt["ended_by"], attempt["end_reason"]) == ("system", "cancelled")
+    assert (attempt["ended_by"], attempt["end_reason"]) == ("system", "client_initiated")
     assert engine.terminal_at(live["id"]) == mid_call
     with pytest.raises(Conflict, match="already cancelled"):
         engine.cancel(live["id"], at=mid_call + timedelta(seconds=1))

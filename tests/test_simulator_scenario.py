@@ -18,6 +18,7 @@ from airflow_provider_revox import statuses
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.simulator import ScaledClock, ScenarioError, VirtualClock, cli, load_scenario
 from airflow_provider_revox.simulator import clock as clock_module
+from airflow_provider_revox.simulator.search import SEARCH_FILTERS
 from airflow_provider_revox.simulator.testing import running_simulator
 
 SCENARIO: dict[str, Any] = {
@@ -120,6 +121,9 @@ def test_cli_serves_a_population_and_stops_on_sigterm() -> None:
             "600",
             "--calls",
             "20",
+            "--refuse-sort",
+            "--faults",
+            "drop_after_commit=0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -136,9 +140,14 @@ def test_cli_serves_a_population_and_stops_on_sigterm() -> None:
         api_key = key_line.removeprefix("API key: ")
         ids = httpx.get(f"{base_url}/_simulator/calls").json()["call_ids"]
         assert len(ids) == 20
-        response = httpx.get(f"{base_url}/call/{ids[0]}", headers={"Authorization": f"Bearer {api_key}"})
+        headers = {"Authorization": f"Bearer {api_key}"}
+        response = httpx.get(f"{base_url}/call/{ids[0]}", headers=headers)
         assert response.status_code == 200
         assert Call.from_response(response.json()).id == ids[0]
+        filters = dict.fromkeys(SEARCH_FILTERS, ())
+        sorted_search = {**filters, "page": 0, "page_size": 5, "sort_by": "updated_at"}
+        refused = httpx.post(f"{base_url}/call/search", json=sorted_search, headers=headers)
+        assert refused.status_code == 422 and "sort" in refused.json()["message"]
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)

@@ -280,7 +280,7 @@ def test_every_missing_field_is_named(client: httpx.Client) -> None:
         ("page_size", "10", "page_size must be an integer, not string"),
         ("sort_direction", "up", "sort_direction 'up' is not one of asc, desc"),
         ("sort_direction", 1, "sort_direction must be a string, not integer"),
-        ("sort_by", "duration", "sort_by 'duration' is not one of created_at, id, scheduled_at"),
+        ("sort_by", "duration", "sort_by 'duration' is not one of created_at, ended_at, id"),
         ("call_ids", "c-human", "call_ids must be a list of strings, not string"),
         ("call_ids", ["c-human", 7], "call_ids[1] must be a string, not integer"),
         ("query", 5, "query must be a string, not integer"),

@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--calls", type=int, default=0, help="place N random orders at start-up")
     parser.add_argument("--scenario", help="JSON or YAML file of scripted calls to place at start-up")
-    parser.add_argument("--faults", help="fault rates, e.g. 429=0.05,503=0.02,drop=0.01,slow=0.05:2.0")
+    parser.add_argument(
+        "--faults",
+        help="fault rates, e.g. 429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0",
+    )
+    parser.add_argument(
+        "--refuse-sort", action="store_true", help="answer 422 to a call search that asks for a sort"
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     return parser
 
@@ -55,7 +61,7 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
     if not args.allow_remote and not is_loopback(args.host):
         raise ValueError(f"refusing to bind {args.host}: pass --allow-remote to listen beyond loopback")
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(args.speed)
-    engine = SimulatorEngine(seed=args.seed, clock=clock)
+    engine = SimulatorEngine(seed=args.seed, clock=clock, refuse_sort=args.refuse_sort)
     faults = Faults(args.faults, seed=args.seed)
     given = args.api_key or environ.get("REVOX_API_KEY", "").strip()
     generated = None if given else generate_api_key()

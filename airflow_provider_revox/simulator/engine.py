@@ -17,7 +17,9 @@ Status conventions (shared with the package's polling code):
 * then ``completed`` (a person, a voicemail or an IVR answered at least once; ``outcome`` and
   ``structured_output`` are null when no person was reached), ``errored`` (every attempt
   failed to dial) or ``cancelled``; ``paused`` between :meth:`SimulatorEngine.pause` and
-  :meth:`SimulatorEngine.resume`.
+  :meth:`SimulatorEngine.resume`;
+* ``not_launched`` for an order of a campaign (:attr:`SimulatorEngine.campaigns`) until the
+  campaign launches it.
 
 Each order's future is computed at placement, so :meth:`SimulatorEngine.get_call` is a pure
 function of time, cached per phase: reading an order at any moment costs a bisection and a
@@ -35,6 +37,7 @@ import threading
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -53,20 +56,20 @@ from airflow_provider_revox.simulator.orders import (
     default_assistant,
     retry_rules,
     valid_assistant,
+    valid_concurrency,
+    valid_flag,
     valid_map,
     valid_phone,
     valid_time,
 )
 from airflow_provider_revox.simulator.profile import Profile
+from airflow_provider_revox.simulator.queries import CallQueries
 from airflow_provider_revox.simulator.render import render_call, simulated_user, status_at
 from airflow_provider_revox.simulator.search import (
     MAX_SEARCH_PAGE_SIZE,
     SEARCH_OPTIONAL_FIELDS,
     SEARCH_REQUIRED_FIELDS,
     CallSearch,
-    matches,
-    sort_key,
-    valid_search,
 )
 from airflow_provider_revox.simulator.timeline import (
     AttemptPlan,
@@ -83,12 +86,7 @@ from airflow_provider_revox.simulator.timeline import (
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8089/api"
 
 
-# The envelope get_call_json wraps every call in: a search response splices the inner objects.
-_CALL_PREFIX = b'{"call":'
-_CALL_SUFFIX = b"}"
-
-
-class SimulatorEngine:
+class SimulatorEngine(CallQueries):
     """Deterministic Revox order lifecycles driven by a clock.
 
     Args:
@@ -105,8 +103,11 @@ class SimulatorEngine:
         clock: Clock | None = None,
         profile: Profile | None = None,
         public_url: str = DEFAULT_PUBLIC_URL,
+        refuse_sort: bool = False,
     ) -> None:
         self.seed = seed
+        #: Answer a search that asks for a sort with 422, as an API without sorting would.
+        self.refuse_sort = refuse_sort
         self.clock: Clock = clock if clock is not None else VirtualClock()
         self.profile = profile if profile is not None else Profile()
         self._public_url = public_url.rstrip("/")
@@ -119,6 +120,11 @@ class SimulatorEngine:
         self._placed = 0
         self._run = secrets.token_hex(8)
         self._keys: dict[str, str] = {}
+        # Imported here: the campaign book drives this engine's plans.
+        from airflow_provider_revox.simulator.campaigns import CampaignBook
+
+        #: The campaigns: ``engine.campaigns.create(...)``, ``launch``, ``get``, ``pause``...
+        self.campaigns = CampaignBook(self)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -146,98 +152,6 @@ class SimulatorEngine:
             body = json.dumps({"call": self.get_call(call_id, at)}, separators=(",", ":")).encode()
             plan.json_cache[phase] = body
         return body
-
-    def search_calls(
-        self,
-        *,
-        call_ids: Any = None,
-        statuses: Any = (),
-        assistant_ids: Any = (),
-        directions: Any = (),
-        outcomes: Any = (),
-        results: Any = (),
-        campaign_ids: Any = (),
-        assignee_ids: Any = (),
-        from_phone_numbers: Any = (),
-        to_phone_number: Any = None,
-        query: Any = None,
-        sort_by: Any = None,
-        sort_direction: Any = None,
-        page: Any = 0,
-        page_size: Any = 100,
-        at: datetime | None = None,
-    ) -> CallSearch:
-        """Find orders as the API's ``POST /call/search`` does, every order read at one moment.
-
-        An empty (or None) filter does not filter. Orders placed after ``at`` do not exist yet.
-        Orders have no campaign and no assignee, so a non-empty ``campaign_ids`` or
-        ``assignee_ids`` matches nothing; every order is ``outbound`` from the simulated line.
-        Read the page with :meth:`search_json` (or :meth:`get_call` at :attr:`CallSearch.at`).
-
-        Args:
-            call_ids: only these ids; unknown ids are skipped, never an error.
-            statuses: order statuses at ``at`` (documented values only).
-            assistant_ids: the order's assistant id.
-            directions: ``inbound`` and/or ``outbound``.
-            outcomes: the order's ``outcome``; ``"none"`` matches a null outcome.
-            results: the last attempt's ``result``; ``"none"`` matches a null result or no attempt.
-            campaign_ids: the order's campaign id.
-            assignee_ids: the order's assignee id.
-            from_phone_numbers: the number the order is dialled from.
-            to_phone_number: a part of the recipient's number.
-            query: a part of the order id or of the recipient's number, case-insensitive.
-            sort_by: ``created_at`` (default), ``scheduled_at`` or ``id``.
-            sort_direction: ``desc`` (default, most recent first) or ``asc``.
-            page: 0-based page number.
-            page_size: calls per page, 1 to :data:`MAX_SEARCH_PAGE_SIZE`.
-            at: the moment to read at (default: the clock's now).
-
-        Raises:
-            InvalidSearch: a field has the wrong type or an unknown value; the message names it.
-        """
-        search = valid_search(
-            call_ids=call_ids,
-            statuses=statuses,
-            assistant_ids=assistant_ids,
-            directions=directions,
-            outcomes=outcomes,
-            results=results,
-            campaign_ids=campaign_ids,
-            assignee_ids=assignee_ids,
-            from_phone_numbers=from_phone_numbers,
-            to_phone_number=to_phone_number,
-            query=query,
-            sort_by=sort_by,
-            sort_direction=sort_direction,
-            page=page,
-            page_size=page_size,
-        )
-        moment = self._moment(at)
-        with self._lock:
-            if search.call_ids is None:
-                candidates = list(self._plans.values())
-            else:
-                # Direct lookups: a batch of ids must not cost a scan of every order.
-                candidates = [plan for i in search.call_ids if (plan := self._plans.get(i)) is not None]
-        matched = [plan for plan in candidates if matches(plan, moment, search, self._rendered)]
-        matched.sort(key=lambda plan: sort_key(plan, search, self._rank), reverse=search.descending)
-        start = search.page * search.page_size
-        page_ids = tuple(plan.spec.call_id for plan in matched[start : start + search.page_size])
-        return CallSearch(call_ids=page_ids, total_count=len(matched), at=moment)
-
-    def search_json(self, search: CallSearch) -> bytes:
-        """The ``POST /call/search`` response body of ``search`` as UTF-8 JSON.
-
-        Each call is byte-for-byte the object ``GET /call/{id}`` returns at :attr:`CallSearch.at`,
-        taken from the per-phase JSON cache rather than serialised again.
-        """
-        parts = []
-        for call_id in search.call_ids:
-            body = self.get_call_json(call_id, search.at)
-            parts.append(body[len(_CALL_PREFIX) : -len(_CALL_SUFFIX)])
-        return (
-            b'{"calls":[' + b",".join(parts) + b'],"total_count":' + str(search.total_count).encode() + b"}"
-        )
 
     def status(self, call_id: str, at: datetime | None = None) -> str:
         """The order status at ``at`` (default: now)."""
@@ -298,7 +212,11 @@ class SimulatorEngine:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def place_call(
+    def place_call(self, **fields: Any) -> dict[str, Any]:
+        """Place a call order now and return it as ``POST /call`` does; takes :meth:`place`'s arguments."""
+        return self.get_call(self.place(**fields))
+
+    def place(
         self,
         *,
         phone_number: Any,
@@ -308,10 +226,14 @@ class SimulatorEngine:
         metadata: Any = None,
         prompt_variables: Any = None,
         call_retry_config: Any = None,
+        from_phone_number: Any = None,
+        skip_calling_window: Any = False,
+        concurrency: Any = None,
         call_id: str | None = None,
         script: OrderScript | None = None,
-    ) -> dict[str, Any]:
-        """Place a call order now and return it as ``POST /call`` does.
+        campaign: tuple[str, str] | None = None,
+    ) -> str:
+        """Place a call order now and return its id.
 
         Args:
             phone_number: the recipient, E.164 (``+33612345678``).
@@ -321,8 +243,12 @@ class SimulatorEngine:
             metadata: free key/value map stored with the order.
             prompt_variables: variables for the assistant's prompt.
             call_retry_config: the order's own retry config; wins over the assistant's.
+            from_phone_number: the line to dial from (E.164); the simulated line by default.
+            skip_calling_window: dial at any hour and on any day (retry delays still apply).
+            concurrency: ``{"key": str}``, kept and shown on the order.
             call_id: a fixed id (scenarios); generated from the seed otherwise.
             script: a scripted lifecycle replacing the random draws.
+            campaign: ``(id, name)`` of the campaign: the order stays ``not_launched`` until launched.
 
         Raises:
             InvalidOrder: bad input; the message names the field and the problem.
@@ -332,10 +258,15 @@ class SimulatorEngine:
         when = valid_time(scheduled_at)
         meta = valid_map("metadata", metadata)
         variables = valid_map("prompt_variables", prompt_variables)
+        line = valid_phone(from_phone_number, "from_phone_number") if from_phone_number is not None else None
+        anytime = valid_flag("skip_calling_window", skip_calling_window)
+        concurrency_key = valid_concurrency(concurrency)
         # The order's own retry config wins over its assistant's.
         rules, retry = retry_rules(call_retry_config) if call_retry_config is not None else (None, None)
         if rules is None:
             rules = dial_rules(assistant_obj.get("call_retry_config"))
+        if anytime:
+            rules = replace(rules, windows=((0, 24 * 60),), days=frozenset(range(7)))
         assistant_model = Assistant.model_validate(assistant_obj)
         with self._lock:
             self._placed += 1
@@ -361,15 +292,18 @@ class SimulatorEngine:
                 output_fields=tuple(assistant_model.structured_output_config),
                 voicemail_message=assistant_obj.get("voicemail_message"),
                 script=script,
+                campaign=campaign,
+                from_phone_number=line,
+                skip_calling_window=anytime,
+                concurrency_key=concurrency_key,
             )
             try:
                 next_dial(rules, spec.zone, max(now, when or now))
             except ValueError as error:
                 raise InvalidOrder(f"call_retry_config: {error}") from None
             self._keys[new_id] = key
-            plan = initial_plan(spec, self.profile)
-            self._install(plan)
-            return self.get_call(new_id, now)
+            self._install(initial_plan(spec, self.profile))
+            return new_id
 
     def cancel(self, call_id: str, at: datetime | None = None) -> dict[str, Any]:
         """Cancel an order at ``at`` (default: now); a live attempt is hung up at that moment.
@@ -405,7 +339,7 @@ class SimulatorEngine:
             at,
             lambda now: now != statuses.PAUSED,
             "is {}, not paused",
-            lambda plan, moment: resumed_plan(plan, self.profile, moment),
+            lambda plan, moment: resumed_plan(plan, self.profile, moment, self.campaigns.slot_for(plan.spec)),
         )
 
     def _change(
@@ -425,7 +359,32 @@ class SimulatorEngine:
             self._install(new_plan(plan, moment))
             return self.get_call(call_id, moment)
 
-    # -- internals -------------------------------------------------------------------------
+    # -- internals (shared with the campaign book) ------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every change of plans holds."""
+        return self._lock
+
+    def plan(self, call_id: str) -> OrderPlan:
+        """The current plan of an order.
+
+        Raises:
+            UnknownCall: no such order.
+        """
+        return self._plan(call_id)
+
+    def install(self, plan: OrderPlan) -> None:
+        """Make ``plan`` the order's plan (hold :attr:`lock`)."""
+        self._install(plan)
+
+    def rendered_phase(self, plan: OrderPlan, phase: int) -> dict[str, Any]:
+        """The cached call object of a plan's phase (do not change it)."""
+        return self._rendered(plan, phase)
+
+    def moment(self, at: datetime | None = None) -> datetime:
+        """``at`` in UTC, or the clock's now."""
+        return self._moment(at)
 
     def _install(self, plan: OrderPlan) -> None:
         self._plans[plan.spec.call_id] = plan

@@ -1,10 +1,12 @@
 """Injected API faults: by rate, or scripted per call id.
 
-A SPEC string gives rates: ``429=0.05,503=0.02,drop=0.01,slow=0.05:2.0,truncate=0.01,
-unknown_status=0.01,extra_fields=0.1``. ``429=RATE:SECONDS`` sets the ``Retry-After``
-value and ``slow=RATE:SECONDS`` the delay. A script is a list of tokens consumed by the
-successive API requests about one call (``["429", "503", "ok"]``); once it is used up the
-rates apply again.
+A SPEC string gives rates: ``429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0,
+truncate=0.01,unknown_status=0.01,extra_fields=0.1``. ``drop`` closes the connection before the
+request is served; ``drop_after_commit`` serves it (a ``POST`` is stored) and then closes the
+connection without the answer, the case that makes a client place the same order twice.
+``429=RATE:SECONDS`` sets the ``Retry-After`` value and ``slow=RATE:SECONDS`` the delay. A
+script is a list of tokens consumed by the successive API requests about one call
+(``["429", "503", "ok"]``); once it is used up the rates apply again.
 
 Faults of one request: at most one of the *replacing* kinds (an error status, a dropped
 connection, a truncated body), plus any of the *modifying* kinds (a delay, an unknown
@@ -23,7 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-REPLACING = ("429", "500", "502", "503", "504", "drop", "truncate")
+#: Serve the request (a POST is stored), then close the connection without the answer.
+DROP_AFTER_COMMIT = "drop_after_commit"
+REPLACING = ("429", "500", "502", "503", "504", "drop", DROP_AFTER_COMMIT, "truncate")
 MODIFYING = ("slow", "unknown_status", "extra_fields")
 KINDS = (*REPLACING, *MODIFYING)
 
@@ -39,7 +43,8 @@ class Fault:
     """The faults chosen for one request.
 
     Attributes:
-        replace: an error status code as text (``"429"``), ``"drop"``, ``"truncate"`` or None.
+        replace: an error status code as text (``"429"``), ``"drop"``, ``"drop_after_commit"``,
+            ``"truncate"`` or None.
         delay: seconds to wait before answering.
         unknown_status: report a status value nobody has documented.
         extra_fields: add fields the models do not know.
@@ -192,7 +197,9 @@ class Faults:
     def script(self, call_id: str, tokens: Iterable[str]) -> None:
         """Script the next API requests about ``call_id``, one token each (``["429", "ok"]``).
 
-        ``call_id`` may also name an endpoint about no single call, such as ``"POST /call/search"``.
+        ``call_id`` may also name an endpoint about no single call, such as ``"POST /call/search"``,
+        a campaign id, or, for ``POST /call``, the recipient's number (``"+33612345678"``, checked
+        before ``"POST /call"``); ``POST /campaigns`` is scripted by its endpoint name.
 
         Raises:
             ValueError: for an unknown token.
@@ -213,12 +220,21 @@ class Faults:
             self._counts.clear()
         self.rates = FaultRates()
 
-    def next_fault(self, target: str, call_id: str | None = None) -> Fault:
-        """The faults of the next request to ``target`` (e.g. ``GET /call/{id}``) about ``call_id``."""
+    def next_fault(self, target: str, call_id: str | None = None, *, also: Iterable[str] = ()) -> Fault:
+        """The faults of the next request to ``target`` (e.g. ``GET /call/{id}``) about ``call_id``.
+
+        The first non-empty script of ``call_id``, then of each key in ``also`` (a recipient's
+        number, an endpoint name), then of ``target`` when there is no ``call_id``, applies.
+        """
+        if not self._scripts and not self.rates.rates:
+            return NO_FAULT  # the hot path of a fault-free run: no lock, no key list
+        keys = [call_id] if call_id is not None else []
+        keys += [*also, *(() if call_id is not None else (target,))]
         with self._lock:
-            script = self._scripts.get(call_id if call_id is not None else target)
-            if script:
-                return script.popleft()
+            for key in keys:
+                script = self._scripts.get(key)
+                if script:
+                    return script.popleft()
             if not self.rates.rates:
                 return NO_FAULT
             self._counts[target] += 1
@@ -262,6 +278,7 @@ def _modify_call(call: dict[str, Any], fault: Fault) -> None:
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
+    "DROP_AFTER_COMMIT",
     "KINDS",
     "NO_FAULT",
     "UNKNOWN_STATUS_VALUE",

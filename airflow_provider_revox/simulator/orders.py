@@ -67,21 +67,21 @@ def default_assistant(assistant_id: str) -> dict[str, Any]:
     }
 
 
-def valid_phone(value: Any) -> str:
-    """The recipient as E.164 text.
+def valid_phone(value: Any, name: str = "phone_number") -> str:
+    """A phone number (the recipient by default) as E.164 text.
 
     Raises:
         InvalidOrder: missing, unreadable or not a valid number.
     """
     if not isinstance(value, str) or not value.strip():
-        raise InvalidOrder("phone_number is required: an E.164 number such as +33612345678")
+        raise InvalidOrder(f"{name} is required: an E.164 number such as +33612345678")
     text = value.strip()
     try:
         parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException as error:
-        raise InvalidOrder(f"phone_number {text!r} is not an E.164 number: {error}") from None
+        raise InvalidOrder(f"{name} {text!r} is not an E.164 number: {error}") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidOrder(f"phone_number {text!r} is not a valid phone number")
+        raise InvalidOrder(f"{name} {text!r} is not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -127,17 +127,50 @@ def valid_time(value: Any) -> datetime | None:
     return parsed
 
 
-def valid_map(name: str, value: Any) -> dict[str, Any]:
+def valid_map(name: str, value: Any, *, strings: bool = False) -> dict[str, Any]:
     """A key/value map (``metadata``, ``prompt_variables``); empty when absent.
 
+    The API takes string values only (``strings``, what its HTTP routes check); an order placed
+    on the engine directly may carry any JSON value, to plant what a changed API could return.
+
     Raises:
-        InvalidOrder: not an object.
+        InvalidOrder: not an object, or (with ``strings``) a value that is not a string.
     """
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidOrder(f"{name} must be an object of key/value pairs, not {type(value).__name__}")
+    for key, item in value.items():
+        if strings and not isinstance(item, str):
+            raise InvalidOrder(f"{name}.{key} must be a string, not {type(item).__name__}")
     return dict(value)
+
+
+def valid_flag(name: str, value: Any) -> bool:
+    """A boolean field; False when absent.
+
+    Raises:
+        InvalidOrder: not a boolean.
+    """
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidOrder(f"{name} must be a boolean, not {type(value).__name__}")
+    return value
+
+
+def valid_concurrency(value: Any) -> str | None:
+    """The key of ``concurrency: {"key": ...}``; None when absent.
+
+    Raises:
+        InvalidOrder: not an object with a non-empty string ``key``.
+    """
+    if value is None:
+        return None
+    key = value.get("key") if isinstance(value, dict) else None
+    if not isinstance(key, str) or not key:
+        raise InvalidOrder('concurrency must be an object {"key": "<non-empty string>"}')
+    return key
 
 
 def retry_rules(value: Any, name: str = "call_retry_config") -> tuple[DialRules, dict[str, Any]]:
@@ -161,4 +194,13 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
-__all__ = ["default_assistant", "retry_rules", "valid_assistant", "valid_map", "valid_phone", "valid_time"]
+__all__ = [
+    "default_assistant",
+    "retry_rules",
+    "valid_assistant",
+    "valid_concurrency",
+    "valid_flag",
+    "valid_map",
+    "valid_phone",
+    "valid_time",
+]

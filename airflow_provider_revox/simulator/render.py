@@ -29,6 +29,9 @@ def status_at(plan: OrderPlan, moment: datetime) -> str:
     """The order status at ``moment`` (see the status conventions in :mod:`.engine`)."""
     if plan.final_at is not None and moment >= plan.final_at and plan.final_status:
         return plan.final_status
+    launched = plan.spec.launched_at
+    if plan.spec.waiting_for_launch or (launched is not None and moment < launched):
+        return statuses.NOT_LAUNCHED
     for start, end in plan.pauses:
         if start <= moment and (end is None or moment < end):
             return statuses.PAUSED
@@ -100,20 +103,24 @@ def render_call(plan: OrderPlan, moment: datetime, link: RecordingLink) -> dict[
         "direction": "outbound",
         "organization_id": ORGANIZATION_ID,
         "to_phone_number": spec.phone_number,
-        "from_phone_number": FROM_PHONE_NUMBER,
+        "from_phone_number": spec.from_phone_number or FROM_PHONE_NUMBER,
         "assistant": spec.assistant,
         "llm_model": spec.assistant.get("llm_model"),
         "call_retry_config": spec.call_retry_config,
         "timezone": spec.zone.key,
         "metadata": spec.metadata,
         "prompt_variables": spec.prompt_variables,
-        "campaign": None,
+        "campaign": {"id": spec.campaign[0], "name": spec.campaign[1]} if spec.campaign else None,
         "contact": _contact(spec.prompt_variables),
         "assignee": None,
         "first_sentence_delay_ms": 400,
         "created_at": iso(spec.created_at),
         "scheduled_at": iso(spec.scheduled_at or spec.created_at),
+        # Rendered at the start of a phase: the moment of the order's last change.
         "updated_at": iso(moment),
+        "ended_at": iso(plan.final_at) if statuses.is_terminal(status) else None,
+        "skip_calling_window": spec.skip_calling_window,
+        "concurrency": {"key": spec.concurrency_key} if spec.concurrency_key else None,
         "next_call_at": iso(_next_call_at(plan, moment, status)),
         "calls_count": len(started),
         "call_attempts": attempts,

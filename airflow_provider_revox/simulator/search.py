@@ -21,7 +21,7 @@ SEARCH_REQUIRED_FIELDS = (*SEARCH_FILTERS, "page", "page_size")
 #: The fields a call search request may carry.
 SEARCH_OPTIONAL_FIELDS = ("call_ids", "query", "sort_by", "sort_direction", "to_phone_number")
 #: What a search can sort on; ``created_at`` by default.
-SEARCH_SORT_FIELDS = ("created_at", "id", "scheduled_at")
+SEARCH_SORT_FIELDS = ("created_at", "ended_at", "id", "scheduled_at", "updated_at")
 SEARCH_DIRECTIONS = ("inbound", "outbound")
 MAX_SEARCH_PAGE_SIZE = 1000
 #: The filter value of ``outcomes`` and ``results`` that matches a null field.
@@ -153,12 +153,15 @@ def matches(
         return False
     if search.assistant_ids and spec.assistant.get("id") not in search.assistant_ids:
         return False
-    # Every simulated order is outbound, from one line, with no campaign and no assignee.
+    # Every simulated order is outbound and has no assignee.
     if search.directions and "outbound" not in search.directions:
         return False
-    if search.campaign_ids or search.assignee_ids:
+    if search.assignee_ids:
         return False
-    if search.from_phone_numbers and FROM_PHONE_NUMBER not in search.from_phone_numbers:
+    if search.campaign_ids and (spec.campaign is None or spec.campaign[0] not in search.campaign_ids):
+        return False
+    line = spec.from_phone_number or FROM_PHONE_NUMBER
+    if search.from_phone_numbers and line not in search.from_phone_numbers:
         return False
     if search.to_phone_number and search.to_phone_number not in spec.phone_number:
         return False
@@ -176,14 +179,25 @@ def matches(
     return True
 
 
-def sort_key(plan: OrderPlan, search: SearchFilter, rank: dict[str, int]) -> tuple[Any, ...]:
-    """Where the order sorts in a search: by id, or by creation (or scheduled) time then placement."""
+def sort_key(
+    plan: OrderPlan, search: SearchFilter, rank: dict[str, int], moment: datetime
+) -> tuple[Any, ...]:
+    """Where the order sorts in a search read at ``moment``: by id, or by a time then placement.
+
+    ``updated_at`` is the order's last change at or before ``moment``; ``ended_at`` its terminal
+    time, and orders not yet ended sort as if they ended at ``moment`` (newest).
+    """
     spec = plan.spec
     if search.sort_by == "id":
         return (spec.call_id,)
     when = spec.created_at
     if search.sort_by == "scheduled_at" and spec.scheduled_at is not None:
         when = spec.scheduled_at
+    elif search.sort_by == "updated_at":
+        when = plan.events[max(0, bisect_right(plan.events, moment) - 1)]
+    elif search.sort_by == "ended_at":
+        ended = plan.final_at
+        when = ended if ended is not None and ended <= moment else moment
     return (when, rank[spec.call_id])
 
 

@@ -4,12 +4,16 @@ Routes under ``/api`` (bearer auth, faults apply, counted in the stats):
 
 * ``GET /auth-status`` -> ``{"authenticated": bool}`` (200 even for a bad key);
 * ``GET /users/me``;
-* ``POST /call``, ``GET /call/{id}``;
+* ``POST /call`` (``metadata``, ``prompt_variables``, ``scheduled_at``, ``from_phone_number``,
+  ``skip_calling_window``, ``concurrency: {key}`` kept and shown), ``GET /call/{id}``;
 * ``POST /call/{id}/cancel``, ``/pause``, ``/resume`` -> ``{"success": true, "call": {...}}``;
 * ``POST /call/search`` -> ``{"calls": [...], "total_count": int}``: filters (lists, an empty
   one does not filter), ``page`` (0-based) and ``page_size`` (1-1000) are required; each call
   is what ``GET /call/{id}`` shows at the same moment, and counts as a look at that call in
-  the stats' ``by_call_id``; a bad field is a 422 naming it.
+  the stats' ``by_call_id``; a bad field is a 422 naming it; ``sort_by`` (``created_at``,
+  ``updated_at``, ``ended_at``, ``scheduled_at``, ``id``) and ``sort_direction``, unless the
+  engine refuses sorting (422);
+* the campaign endpoints of :mod:`.campaign_routes`.
 
 Routes under ``/api/_simulator`` (no auth, no faults, not counted):
 
@@ -27,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import socket
 import threading
@@ -37,12 +40,11 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from airflow_provider_revox.simulator.campaign_routes import campaign_routes
 from airflow_provider_revox.simulator.dashboard import call_page
 from airflow_provider_revox.simulator.engine import (
     SEARCH_OPTIONAL_FIELDS,
@@ -52,8 +54,11 @@ from airflow_provider_revox.simulator.engine import (
     SimulatorError,
     UnknownCall,
 )
-from airflow_provider_revox.simulator.faults import Faults, apply_body_faults
+from airflow_provider_revox.simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
+from airflow_provider_revox.simulator.orders import valid_map
 from airflow_provider_revox.simulator.recordings import recording_chunks, recording_length
+from airflow_provider_revox.simulator.replies import BadBody, Reply, error_reply, json_body, json_reply
+from airflow_provider_revox.simulator.transport import Protocol, drop, is_loopback
 
 MAX_BODY_BYTES = 1024 * 1024
 #: Idle keep-alive connections stay open this long: pollers come back every few seconds to minutes.
@@ -67,76 +72,11 @@ ORDER_FIELDS = (
     "metadata",
     "prompt_variables",
     "call_retry_config",
+    "from_phone_number",
+    "skip_calling_window",
+    "concurrency",
 )
-# The key under which the connection's transport reaches the app, so a "drop" fault can close it.
-_TRANSPORT = "revox.transport"
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _Reply:
-    """A JSON answer, before body faults and headers."""
-
-    __slots__ = ("body", "call_id", "listed", "retry_after", "status", "wrap_calls")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes,
-        *,
-        call_id: str | None = None,
-        wrap_calls: bool = False,
-        listed: tuple[str, ...] = (),
-    ) -> None:
-        self.status, self.body, self.call_id = status, body, call_id
-        # Body faults apply to the call of {"call": ...} or to every call of {"calls": [...]}.
-        self.wrap_calls = wrap_calls
-        #: The orders a search served: each counts as a look at that order in the stats.
-        self.listed = listed
-        self.retry_after: float | None = None
-
-
-def _json(status: int, payload: Any, **kwargs: Any) -> _Reply:
-    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode(), **kwargs)
-
-
-def _error(status: int, code: str, message: str) -> _Reply:
-    return _json(status, {"error": code, "message": message, "status_code": status})
-
-
-class _BadBody(Exception):
-    pass
-
-
-def _json_body(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise _BadBody("request body is empty: send a JSON object")
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _BadBody(f"request body is not valid JSON: {error}") from None
-    if not isinstance(payload, dict):
-        raise _BadBody(f"request body must be a JSON object, not {type(payload).__name__}")
-    return payload
-
-
-class _Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, handing the transport to the app (for the ``drop`` fault)."""
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope[_TRANSPORT] = self.transport  # type: ignore[literal-required]
-
-
-Handler = Callable[[Request, str | None, bytes], _Reply]
+Handler = Callable[[Request, str | None, bytes], Reply]
 
 
 class SimulatorServer:
@@ -222,7 +162,7 @@ class SimulatorServer:
         """A uvicorn server for :attr:`app` with httptools, long keep-alive and no logging setup."""
         config = uvicorn.Config(
             self._asgi,
-            http=_Protocol,
+            http=Protocol,
             interface="asgi3",
             proxy_headers=False,
             lifespan="off",
@@ -253,7 +193,11 @@ class SimulatorServer:
     # -- stats -----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """API requests served, per status code, per call id and per endpoint (``/_simulator`` excluded)."""
+        """API requests served, per status code, per call id and per endpoint (``/_simulator`` excluded).
+
+        A ``drop_after_commit`` fault counts under its own name in ``by_status``: the request was
+        served and stored, its answer never sent.
+        """
         with self._stats_lock:
             return {
                 "requests_total": sum(self._by_status.values()),
@@ -263,6 +207,7 @@ class SimulatorServer:
                 "recordings_served": self._recordings,
                 "recording_bytes": self._recording_bytes,
                 "calls": len(self.engine.call_ids()),
+                "campaigns": len(self.engine.campaigns.ids()),
             }
 
     def reset_stats(self) -> None:
@@ -301,6 +246,10 @@ class SimulatorServer:
                 )
                 for action in ("cancel", "pause", "resume")
             ),
+            *(
+                Route(path, api(endpoint, handler), methods=[method])
+                for path, endpoint, method, handler in campaign_routes(self.engine)
+            ),
             Route("/api/_simulator/stats", self._stats_route, methods=["GET"]),
             Route("/api/_simulator/stats/reset", self._reset_route, methods=["POST"]),
             Route("/api/_simulator/calls", self._calls_route, methods=["GET"]),
@@ -319,7 +268,7 @@ class SimulatorServer:
             headers["connection"] = "keep-alive"
         return headers
 
-    def _send(self, request: Request, reply: _Reply) -> Response:
+    def _send(self, request: Request, reply: Reply) -> Response:
         headers = self._headers(request)
         if reply.retry_after is not None:
             headers["retry-after"] = f"{reply.retry_after:g}"
@@ -335,107 +284,122 @@ class SimulatorServer:
             if not self._authorised(request) and endpoint != "GET /auth-status":
                 self._count(endpoint, "401", call_id)
                 message = "missing or invalid API key: send Authorization: Bearer <key>"
-                return self._send(request, _error(401, "unauthorized", message))
-            key = None if call_id is None else self.engine.key_of(call_id)
-            fault = self.faults.next_fault(endpoint if key is None else f"{endpoint}:{key}", call_id)
+                return self._send(request, error_reply(401, "unauthorized", message))
+            body = await request.body() if request.method == "POST" else b""
+            subject = self.engine.key_of(call_id) if call_id else request.path_params.get("campaign_id")
+            target = endpoint if subject is None else f"{endpoint}:{subject}"
+            also = _script_keys(endpoint, body) if body else ()
+            fault = self.faults.next_fault(target, call_id or subject, also=also)
             if fault.delay:
                 await self._delay(fault.delay)
             if fault.replace == "drop":
                 self._count(endpoint, "dropped", call_id)
-                return await _drop(request)
+                return await drop(request)
             if fault.replace is not None and fault.replace.isdigit():
                 status = int(fault.replace)
-                reply = _error(status, "simulated_fault", f"simulated HTTP {status}")
+                reply = error_reply(status, "simulated_fault", f"simulated HTTP {status}")
                 reply.retry_after = fault.retry_after if status == 429 else None
+            elif len(body) > MAX_BODY_BYTES:
+                reply = error_reply(413, "payload_too_large", "request body is too large")
             else:
-                body = await request.body() if request.method == "POST" else b""
-                if len(body) > MAX_BODY_BYTES:
-                    reply = _error(413, "payload_too_large", "request body is too large")
-                else:
-                    reply = self._answer(handler, request, call_id, body)
-                    if reply.status == 200:
-                        reply.body = apply_body_faults(reply.body, fault, calls=reply.wrap_calls)
+                reply = self._answer(handler, request, call_id, body)
+                if fault.replace == DROP_AFTER_COMMIT:
+                    # The change is stored; the client never hears of it (and may send it again).
+                    self._count(endpoint, DROP_AFTER_COMMIT, reply.call_id or call_id)
+                    return await drop(request)
+                if reply.status == 200:
+                    reply.body = apply_body_faults(reply.body, fault, calls=reply.wrap_calls)
             self._count(endpoint, str(reply.status), reply.call_id or call_id, reply.listed)
             return self._send(request, reply)
 
         return serve
 
     @staticmethod
-    def _answer(handler: Handler, request: Request, call_id: str | None, body: bytes) -> _Reply:
+    def _answer(handler: Handler, request: Request, call_id: str | None, body: bytes) -> Reply:
         try:
             return handler(request, call_id, body)
-        except _BadBody as error:
-            return _error(400, "bad_request", str(error))
+        except BadBody as error:
+            return error_reply(400, "bad_request", str(error))
         except SimulatorError as error:
             code = {404: "not_found", 409: "conflict", 422: "invalid_request"}.get(
                 error.http_status, "bad_request"
             )
-            return _error(error.http_status, code, str(error))
+            return error_reply(error.http_status, code, str(error))
 
     # -- API handlers ----------------------------------------------------------------------
 
-    def _auth_status(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
-        return _json(200, {"authenticated": self._authorised(request)})
+    def _auth_status(self, request: Request, call_id: str | None, body: bytes) -> Reply:
+        return json_reply(200, {"authenticated": self._authorised(request)})
 
-    def _user(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
-        return _json(200, {"user": self.engine.user()})
+    def _user(self, request: Request, call_id: str | None, body: bytes) -> Reply:
+        return json_reply(200, {"user": self.engine.user()})
 
-    def _get_call(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
+    def _get_call(self, request: Request, call_id: str | None, body: bytes) -> Reply:
         assert call_id is not None
-        return _Reply(200, self.engine.get_call_json(call_id), call_id=call_id)
+        return Reply(200, self.engine.get_call_json(call_id), call_id=call_id)
 
-    def _search(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
-        payload = _json_body(body)
+    def _search(self, request: Request, call_id: str | None, body: bytes) -> Reply:
+        payload = json_body(body)
         missing = [name for name in SEARCH_REQUIRED_FIELDS if name not in payload]
         if missing:
             raise InvalidSearch(f"missing required field(s): {', '.join(missing)}")
         fields = (*SEARCH_REQUIRED_FIELDS, *SEARCH_OPTIONAL_FIELDS)
         found = self.engine.search_calls(**{name: payload[name] for name in fields if name in payload})
-        return _Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
+        return Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
 
-    def _place(self, request: Request, call_id: str | None, body: bytes) -> _Reply:
-        payload = _json_body(body)
+    def _place(self, request: Request, call_id: str | None, body: bytes) -> Reply:
+        payload = json_body(body)
+        for name in ("metadata", "prompt_variables"):
+            valid_map(name, payload.get(name), strings=True)  # the API's maps hold strings only
         call = self.engine.place_call(**{key: payload[key] for key in ORDER_FIELDS if key in payload})
-        return _json(200, {"call": call}, call_id=call["id"])
+        return json_reply(200, {"call": call}, call_id=call["id"])
 
     def _action(self, action: str) -> Handler:
-        def act(request: Request, call_id: str | None, body: bytes) -> _Reply:
+        def act(request: Request, call_id: str | None, body: bytes) -> Reply:
             assert call_id is not None
             call = getattr(self.engine, action)(call_id)
             # The API answers {"success": true}; the order as it now stands comes along.
-            return _json(200, {"success": True, "call": call}, call_id=call_id)
+            return json_reply(200, {"success": True, "call": call}, call_id=call_id)
 
         return act
 
     # -- simulator routes ------------------------------------------------------------------
 
     async def _stats_route(self, request: Request) -> Response:
-        return self._send(request, _json(200, self.stats()))
+        return self._send(request, json_reply(200, self.stats()))
 
     async def _reset_route(self, request: Request) -> Response:
         self.reset_stats()
-        return self._send(request, _json(200, {"reset": True}))
+        return self._send(request, json_reply(200, {"reset": True}))
 
     async def _calls_route(self, request: Request) -> Response:
-        return self._send(request, _json(200, {"call_ids": self.engine.call_ids()}))
+        return self._send(request, json_reply(200, {"call_ids": self.engine.call_ids()}))
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         path, method = request.url.path, request.method
         if path != "/api" and not path.startswith("/api/"):
-            return self._send(request, _error(404, "not_found", f"no route {path}; the API lives under /api"))
+            return self._send(
+                request, error_reply(404, "not_found", f"no route {path}; the API lives under /api")
+            )
         if not path.startswith("/api/_simulator"):
             self._count(f"{method} (unknown)", "404", None)
-        return self._send(request, _error(404, "not_found", f"no route {method} {path.removeprefix('/api')}"))
+        return self._send(
+            request, error_reply(404, "not_found", f"no route {method} {path.removeprefix('/api')}")
+        )
 
     async def _recording(self, request: Request) -> Response:
         attempt_id = request.path_params["name"].removesuffix(".wav")
         sig = request.query_params.get("sig", "")
         if not hmac.compare_digest(sig.encode(), self.engine.recording_signature(attempt_id).encode()):
-            return self._send(request, _error(403, "forbidden", "invalid or missing recording signature"))
+            return self._send(
+                request, error_reply(403, "forbidden", "invalid or missing recording signature")
+            )
         found = self.engine.attempt(attempt_id)
         now = self.engine.clock.now()
         if found is None or found[1].answered_at is None or found[1].ended_at > now:
-            return self._send(request, _error(404, "not_found", f"no recording for attempt {attempt_id}"))
+            return self._send(
+                request, error_reply(404, "not_found", f"no recording for attempt {attempt_id}")
+            )
         attempt = found[1]
         assert attempt.answered_at is not None
         talk = (attempt.ended_at - attempt.answered_at).total_seconds()
@@ -462,16 +426,14 @@ class SimulatorServer:
         return HTMLResponse(call_page(call_id, call), 200, self._headers(request))
 
 
-async def _drop(request: Request) -> Response:
-    """Close the connection without an answer, as a crashed proxy would."""
-    transport = request.scope.get(_TRANSPORT)
-    if transport is None:
-        raise HTTPException(500, "cannot drop this connection")
-    transport.close()
-    # Let the transport report the disconnection before uvicorn looks at the request again.
-    for _ in range(3):
-        await asyncio.sleep(0)
-    return Response(b"", 500)
+def _script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
+    """Script keys of a request about no order yet: the recipient of a ``POST /call``, then the endpoint."""
+    if endpoint == "POST /call" and body:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            number = json.loads(body).get("phone_number")
+            if isinstance(number, str):
+                return (number.strip(), endpoint)
+    return (endpoint,) if endpoint in ("POST /call", "POST /campaigns") else ()
 
 
 __all__ = ["KEEP_ALIVE_SECONDS", "SimulatorServer", "is_loopback"]

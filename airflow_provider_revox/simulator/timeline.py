@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,6 +73,18 @@ class OrderSpec:
     output_fields: tuple[StructuredOutputField, ...]
     voicemail_message: str | None = None
     script: OrderScript | None = None
+    #: ``(id, name)`` of the campaign the order belongs to; such an order waits for a launch.
+    campaign: tuple[str, str] | None = None
+    #: When the campaign launched the order (None: not launched yet, or not a campaign order).
+    launched_at: datetime | None = None
+    from_phone_number: str | None = None
+    skip_calling_window: bool = False
+    concurrency_key: str | None = None
+
+    @property
+    def waiting_for_launch(self) -> bool:
+        """True for a campaign order nobody has launched."""
+        return self.campaign is not None and self.launched_at is None
 
     @property
     def max_attempts(self) -> int:
@@ -157,6 +170,8 @@ class OrderPlan:
 
     def _event_times(self) -> list[datetime]:
         times = [self.spec.created_at]
+        if self.spec.launched_at is not None:
+            times.append(self.spec.launched_at)
         for attempt in self.attempts:
             times += [attempt.dial_due, attempt.started_at, attempt.ringing_at, attempt.ended_at]
             if attempt.answered_at is not None:
@@ -174,14 +189,29 @@ class OrderPlan:
         return self.final_at
 
 
+#: The ``end_reason`` of an attempt hung up by a cancel or a pause: the API's own value for an
+#: ending the customer asked for (the spec has no "cancelled" or "paused" reason).
+CUT_REASON = "client_initiated"
+
+
 def attempt_id(spec: OrderSpec, number: int) -> str:
     """A stable attempt id derived from the call id and the attempt number."""
     digest = hashlib.sha256(f"{spec.seed}/{spec.call_id}/attempt/{number}".encode()).hexdigest()
     return f"att_{digest[:24]}"
 
 
+#: Finds the dial time of an attempt of a given length, at or after a window-respecting time;
+#: a campaign uses it to keep at most ``max_concurrent_calls`` attempts live at once.
+Slot = Callable[[datetime, timedelta], datetime]
+
+
 def plan_attempts(
-    spec: OrderSpec, profile: Profile, start: datetime, first_number: int, previous: AttemptPlan | None
+    spec: OrderSpec,
+    profile: Profile,
+    start: datetime,
+    first_number: int,
+    previous: AttemptPlan | None,
+    slot: Slot | None = None,
 ) -> list[AttemptPlan]:
     """Place the dials numbered ``first_number`` onwards, the first not before ``start``.
 
@@ -207,8 +237,26 @@ def plan_attempts(
             earliest = before.ended_at + timedelta(seconds=rules.retry_delay_seconds)
         rng = spec.rng("attempt", number)
         draw = _draw_for(spec, profile, number, rng)
-        planned.append(_place(spec, number, draw, next_dial(rules, spec.zone, earliest), rng))
+        due = next_dial(rules, spec.zone, earliest)
+        attempt = _place(spec, number, draw, due, rng)
+        if slot is not None:
+            attempt = _shifted(attempt, slot(due, attempt.ended_at - due) - due)
+        planned.append(attempt)
     return planned
+
+
+def _shifted(attempt: AttemptPlan, delta: timedelta) -> AttemptPlan:
+    if not delta:
+        return attempt
+    answered = attempt.answered_at + delta if attempt.answered_at is not None else None
+    return replace(
+        attempt,
+        dial_due=attempt.dial_due + delta,
+        started_at=attempt.started_at + delta,
+        ringing_at=attempt.ringing_at + delta,
+        answered_at=answered,
+        ended_at=attempt.ended_at + delta,
+    )
 
 
 def _draw_for(spec: OrderSpec, profile: Profile, number: int, rng: random.Random) -> AttemptDraw:
@@ -307,10 +355,13 @@ def finish(
     )
 
 
-def initial_plan(spec: OrderSpec, profile: Profile) -> OrderPlan:
-    """The plan of a freshly placed order."""
-    start = max(spec.created_at, spec.scheduled_at or spec.created_at)
-    return finish(spec, profile, tuple(plan_attempts(spec, profile, start, 1, None)))
+def initial_plan(spec: OrderSpec, profile: Profile, slot: Slot | None = None) -> OrderPlan:
+    """The plan of a freshly placed (or launched) order; a campaign order waits for its launch."""
+    if spec.waiting_for_launch:
+        return finish(spec, profile, ())
+    begin = spec.launched_at or spec.created_at
+    start = max(begin, spec.scheduled_at or begin)
+    return finish(spec, profile, tuple(plan_attempts(spec, profile, start, 1, None, slot)))
 
 
 def cut_plan(plan: OrderPlan, moment: datetime, reason: str) -> tuple[AttemptPlan, ...]:
@@ -328,7 +379,7 @@ def cancelled_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
     pauses = tuple((start, end if end is not None else moment) for start, end in plan.pauses)
     return OrderPlan(
         spec=plan.spec,
-        attempts=cut_plan(plan, moment, "cancelled"),
+        attempts=cut_plan(plan, moment, CUT_REASON),
         post_start=plan.post_start if plan.post_start and plan.post_start <= moment else None,
         final_at=moment,
         final_status=statuses.CANCELLED,
@@ -340,7 +391,7 @@ def paused_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
     """The plan of an order paused at ``moment``: a live attempt hung up, nothing planned after."""
     return OrderPlan(
         spec=plan.spec,
-        attempts=cut_plan(plan, moment, "paused"),
+        attempts=cut_plan(plan, moment, CUT_REASON),
         post_start=None,
         final_at=None,
         final_status=None,
@@ -348,13 +399,13 @@ def paused_plan(plan: OrderPlan, moment: datetime) -> OrderPlan:
     )
 
 
-def resumed_plan(plan: OrderPlan, profile: Profile, moment: datetime) -> OrderPlan:
+def resumed_plan(plan: OrderPlan, profile: Profile, moment: datetime, slot: Slot | None = None) -> OrderPlan:
     """The plan of a paused order resumed at ``moment``: the remaining attempts planned from then."""
     pauses = (*plan.pauses[:-1], (plan.pauses[-1][0], moment))
     spec = plan.spec
     previous = plan.attempts[-1] if plan.attempts else None
     start = max(moment, spec.scheduled_at or moment)
-    more = plan_attempts(spec, profile, start, len(plan.attempts) + 1, previous)
+    more = plan_attempts(spec, profile, start, len(plan.attempts) + 1, previous, slot)
     resumed = finish(spec, profile, (*plan.attempts, *more), pauses)
     if resumed.post_start is not None and resumed.post_start < moment and resumed.final_at:
         # Every attempt was made before the pause: the analysis starts again at the resume.
@@ -380,10 +431,12 @@ def resumed_plan(plan: OrderPlan, profile: Profile, moment: datetime) -> OrderPl
 
 
 __all__ = [
+    "CUT_REASON",
     "AttemptPlan",
     "OrderPlan",
     "OrderScript",
     "OrderSpec",
+    "Slot",
     "attempt_id",
     "cancelled_plan",
     "cut_plan",
