@@ -54,6 +54,7 @@ from airflow_provider_revox.exceptions import (
     RevoxError,
     RevoxResponseError,
 )
+from airflow_provider_revox.hooks.campaigns import CampaignEndpoints
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.redact import redact_text
 
@@ -70,7 +71,7 @@ async def retry_asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-class RevoxHook(BaseHook):
+class RevoxHook(CampaignEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place and cancel call orders, download recordings.
 
     Args:
