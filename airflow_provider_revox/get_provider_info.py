@@ -26,13 +26,31 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "Revox", "python-modules": ["airflow_provider_revox.hooks.revox"]}],
         "sensors": [
-            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.sensors.revox"]}
+            {
+                "integration-name": "Revox",
+                "python-modules": [
+                    "airflow_provider_revox.sensors.revox",
+                    "airflow_provider_revox.sensors.campaign",
+                ],
+            }
         ],
         "operators": [
-            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.operators.revox"]}
+            {
+                "integration-name": "Revox",
+                "python-modules": [
+                    "airflow_provider_revox.operators.revox",
+                    "airflow_provider_revox.operators.campaigns",
+                ],
+            }
         ],
         "triggers": [
-            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.triggers.revox"]}
+            {
+                "integration-name": "Revox",
+                "python-modules": [
+                    "airflow_provider_revox.triggers.revox",
+                    "airflow_provider_revox.triggers.campaign",
+                ],
+            }
         ],
         "extra-links": ["airflow_provider_revox.links.RevoxCallLink"],
         "connection-types": [
