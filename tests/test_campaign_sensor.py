@@ -135,3 +135,30 @@ def test_launch_on_kill_cancels_the_campaign(revox_simulator: SimulatorHandle, c
         assert hook.get_campaign(campaign_id).is_cancelled is cancel_on_kill
     endpoints = revox_simulator.stats()["by_endpoint"]
     assert endpoints.get("POST /campaigns/{id}/cancel", 0) == (1 if cancel_on_kill else 0)
+
+
+LAUNCH_DAG = """
+import pendulum
+from datetime import timedelta
+from airflow.sdk import dag
+from airflow_provider_revox.operators.revox import RevoxLaunchCampaignOperator
+
+@dag(dag_id="campaign_launch", schedule=None, start_date=pendulum.datetime(2025, 1, 1), catchup=False)
+def build():
+    RevoxLaunchCampaignOperator(task_id="launch", campaign_id="{campaign_id}", retries=1,
+                                retry_delay=timedelta(0))
+
+build()
+"""
+
+
+def test_launch_retry_after_a_lost_answer_does_not_launch_again(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    campaign_id = campaign(3, launch=False)
+    revox_simulator.faults.script(campaign_id, ["drop_after_commit"])
+    run = run_dag(LAUNCH_DAG.replace("{campaign_id}", campaign_id), "campaign_launch")
+    [ti] = run.get_task_instances()
+    assert ti.state == "success" and ti.try_number == 2
+    assert ti.xcom_pull(task_ids="launch") == {"campaign_id": campaign_id, "launched": None, "skipped": None}
+    assert revox_simulator.stats()["by_endpoint"]["POST /campaigns/{id}/launch-calls"] == 1

@@ -226,9 +226,11 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
 class RevoxLaunchCampaignOperator(_CampaignOperator):
     """Start dialling a campaign's orders (``POST /campaigns/{id}/launch-calls``).
 
-    Launched once per task instance: the task state store remembers the launch, so a retry
-    does not launch again. ``on_kill`` cancels the campaign (``cancel_on_kill=True``), so a
-    task stopped by hand or by a timeout stops the calls too.
+    Launched once per task instance: the task state store remembers the launch, and a retry
+    that finds none (a worker that died before storing it, an Airflow without the store) does
+    not launch a campaign whose rows have left ``not_launched``. ``on_kill`` cancels the
+    campaign (``cancel_on_kill=True``), so a task stopped by hand or by a timeout stops the
+    calls too.
 
     Returns:
         ``{"campaign_id", "launched", "skipped"}`` (``launched`` is None on a retry that found
@@ -277,7 +279,7 @@ class RevoxLaunchCampaignOperator(_CampaignOperator):
         self._launching = campaign_id
         state = TaskState(context)
         try:
-            if state.get(LAUNCHED_KEY) == campaign_id:
+            if state.get(LAUNCHED_KEY) == campaign_id or self._launched_before(context, campaign_id):
                 self.log.info("Campaign %s was launched by an earlier try; not launching again", campaign_id)
                 return {"campaign_id": campaign_id, "launched": None, "skipped": None}
             result = self.hook.launch_campaign(
@@ -297,6 +299,18 @@ class RevoxLaunchCampaignOperator(_CampaignOperator):
             }
         finally:
             self.hook.close()
+
+    def _launched_before(self, context: Context, campaign_id: str) -> bool:
+        """On a retry, whether an earlier try's launch reached the server (rows left ``not_launched``).
+
+        Covers a worker that died between the launch and storing it, and Airflow without a task
+        state store: launching again could dial people whose orders already ended.
+        """
+        ti = context.get("ti")
+        if ti is None or getattr(ti, "try_number", 1) <= 1:
+            return False
+        rows = self.hook.get_campaign(campaign_id).row_stats
+        return rows.total > 0 and rows.not_launched < rows.total
 
     def on_kill(self) -> None:
         """Cancel the campaign this task launched (``cancel_on_kill``)."""
