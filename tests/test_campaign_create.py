@@ -154,3 +154,43 @@ def test_a_fixed_key_reattaches_across_runs(
     assert (first["reattached"], second["reattached"]) == (False, True)
     assert first["name"] == "Reminders [spring-2025]"
     assert revox_simulator.stats()["campaigns"] == 1
+
+
+STORED_DAG = """
+import pendulum
+from datetime import timedelta
+from airflow.sdk import dag
+from airflow_provider_revox.operators.revox import RevoxCreateCampaignOperator
+
+
+class DiesAfterCreating(RevoxCreateCampaignOperator):
+    def execute(self, context):
+        result = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("the worker died after the campaign was created")
+        return result
+
+
+@dag(dag_id="campaign_stored", schedule=None, start_date=pendulum.datetime(2025, 1, 1), catchup=False)
+def build():
+    DiesAfterCreating(
+        task_id="create", name="Reminders", assistant_id="asst_demo", retries=1, retry_delay=timedelta(0),
+        contacts=[{"to_phone_number": "+33612345601", "prompt_variables": {}}],
+    )
+
+build()
+"""
+
+
+def test_retry_reattaches_through_the_task_state_store(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    run = run_dag(STORED_DAG, "campaign_stored")
+    [ti] = run.get_task_instances()
+    assert ti.state == "success" and ti.try_number == 2
+    result = ti.xcom_pull(task_ids="create")
+    assert result["reattached"] is True
+    endpoints = revox_simulator.stats()["by_endpoint"]
+    # The second try read the stored id (one GET of that campaign) and listed nothing.
+    assert endpoints["POST /campaigns"] == 1 and endpoints["GET /campaigns"] == 1
+    assert endpoints["GET /campaigns/{id}"] == 1
