@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import phonenumbers
 from pydantic import BeforeValidator, Field, ValidationError
 
 from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.models import Call, RevoxModel
+
+if TYPE_CHECKING:  # annotations only: typing.Unpack needs Python 3.11
+    from typing_extensions import Unpack
 
 #: Campaign statuses (``GET /campaigns/{id}``); ``is_cancelled`` is a separate flag.
 RUNNING = "running"
@@ -238,14 +241,16 @@ def validate_name(name: Any, field: str = "name") -> str:
     return name
 
 
+class CampaignOptions(TypedDict, total=False):
+    """The optional fields of ``POST /campaigns``."""
+
+    call_retry_config: Mapping[str, Any] | None
+    from_phone_number: str | None
+    max_concurrent_calls: int | None
+
+
 def create_body(
-    *,
-    name: str,
-    assistant_id: str,
-    contacts: Sequence[Mapping[str, Any]],
-    call_retry_config: Mapping[str, Any] | None = None,
-    from_phone_number: str | None = None,
-    max_concurrent_calls: int | None = None,
+    *, name: str, assistant_id: str, contacts: Sequence[Mapping[str, Any]], **options: Unpack[CampaignOptions]
 ) -> dict[str, Any]:
     """The checked body of ``POST /campaigns``.
 
@@ -260,6 +265,9 @@ def create_body(
     if isinstance(contacts, str | bytes) or not isinstance(contacts, Sequence) or not contacts:
         raise RevoxConfigError("contacts must be a non-empty list of {to_phone_number, prompt_variables}")
     body["contacts"] = [validate_contact(c, f"contacts[{i}]") for i, c in enumerate(contacts)]
+    call_retry_config = options.get("call_retry_config")
+    from_phone_number = options.get("from_phone_number")
+    max_concurrent_calls = options.get("max_concurrent_calls")
     if call_retry_config is not None:
         if not isinstance(call_retry_config, Mapping):
             raise RevoxConfigError("call_retry_config must be a map")
@@ -329,6 +337,7 @@ __all__ = [
     "PAUSED",
     "RUNNING",
     "Campaign",
+    "CampaignOptions",
     "CampaignRow",
     "CampaignStatistics",
     "FunnelStats",

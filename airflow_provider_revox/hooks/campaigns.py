@@ -18,6 +18,7 @@ import httpx
 from airflow_provider_revox import campaign as shapes
 from airflow_provider_revox.campaign import (
     Campaign,
+    CampaignOptions,
     CampaignRow,
     CampaignStatistics,
     LaunchResult,
@@ -26,6 +27,9 @@ from airflow_provider_revox.campaign import (
 from airflow_provider_revox.client import responses
 from airflow_provider_revox.exceptions import RevoxResponseError
 from airflow_provider_revox.models import RevoxModel
+
+if TYPE_CHECKING:  # annotations only: typing.Unpack needs Python 3.11
+    from typing_extensions import Unpack
 
 CAMPAIGNS_ENDPOINT = "campaigns"
 CAMPAIGN_ENDPOINT = "campaigns/{campaign_id}"
@@ -99,13 +103,12 @@ class CampaignEndpoints:
         name: str,
         assistant_id: str,
         contacts: Sequence[Mapping[str, Any]],
-        call_retry_config: Mapping[str, Any] | None = None,
-        from_phone_number: str | None = None,
-        max_concurrent_calls: int | None = None,
+        **options: Unpack[CampaignOptions],
     ) -> Campaign:
         """Create a campaign (``POST /campaigns``): every contact becomes an order in ``not_launched``.
 
-        Nothing is dialled until :meth:`launch_campaign`.
+        Nothing is dialled until :meth:`launch_campaign`. ``options``: ``call_retry_config``,
+        ``from_phone_number`` (E.164), ``max_concurrent_calls``.
 
         Raises:
             RevoxConfigError: an empty name or assistant id, no contacts, a contact whose
@@ -113,14 +116,7 @@ class CampaignEndpoints:
                 is not a string map (named by index); nothing is sent.
             RevoxApiError: the API refused it; a timeout is not retried.
         """
-        body = shapes.create_body(
-            name=name,
-            assistant_id=assistant_id,
-            contacts=contacts,
-            call_retry_config=call_retry_config,
-            from_phone_number=from_phone_number,
-            max_concurrent_calls=max_concurrent_calls,
-        )
+        body = shapes.create_body(name=name, assistant_id=assistant_id, contacts=contacts, **options)
         response = self._request("POST", CAMPAIGNS_ENDPOINT, json=body, idempotent=False)
         return self._one(response, Campaign, "campaign", "a campaign")
 
