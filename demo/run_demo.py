@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
+from airflow_provider_revox.simulator.process import SimulatorProcess
+from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, connection_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -55,7 +56,7 @@ def airflow_env(base_url: str, api_key: str) -> dict[str, str]:
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "example_dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
-        AIRFLOW_CONN_REVOX_DEFAULT=json.dumps({"conn_type": "revox", "host": base_url, "password": api_key}),
+        AIRFLOW_CONN_REVOX_DEFAULT=connection_json(base_url, api_key),
     )
     return env
 
@@ -72,34 +73,8 @@ def run(step: str, args: list[str], env: dict[str, str]) -> None:
         raise SystemExit(f"demo step {step!r} failed (exit {code})")
 
 
-def start_simulator(api_key: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            str(BIN / "revox-simulator"),
-            "--port",
-            "0",
-            "--speed",
-            str(SPEED),
-            "--seed",
-            "42",
-            "--api-key",
-            api_key,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    first = process.stdout.readline().strip()
-    if "http" not in first:
-        process.kill()
-        raise SystemExit(f"the simulator did not start: {first!r}")
-    return process, first[first.index("http") :]
-
-
 def place_calls(base_url: str, api_key: str) -> list[str]:
-    os.environ["AIRFLOW_CONN_REVOX_DEFAULT"] = json.dumps(
-        {"conn_type": "revox", "host": base_url, "password": api_key}
-    )
+    os.environ["AIRFLOW_CONN_REVOX_DEFAULT"] = connection_json(base_url, api_key)
     from airflow_provider_revox.hooks.revox import RevoxHook
 
     with RevoxHook() as hook:
@@ -151,8 +126,8 @@ def main() -> int:
     os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)  # the in-process hook reads Airflow's config too
     api_key = "sk_demo_" + secrets.token_hex(12)
     print("Revox provider demo")
-    simulator, base_url = start_simulator(api_key)
-    try:
+    with SimulatorProcess(api_key=api_key, speed=SPEED, seed=42) as simulator:
+        base_url = simulator.base_url
         print(f"  simulator at {base_url} ({SPEED}x real time)")
         env = airflow_env(base_url, api_key)
         run("airflow db migrate", [str(BIN / "airflow"), "db", "migrate"], env)
@@ -209,9 +184,6 @@ def main() -> int:
         print(f"  campaign created from {contacts.name}; 1 bad row in {contacts.name}.rejects.jsonl")
         runs = sorted(p for p in EXPORT.iterdir() if p.is_dir()) if EXPORT.exists() else []
         report(call_ids, runs[-1] if runs else None)
-    finally:
-        simulator.terminate()
-        simulator.wait(timeout=10)
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s; simulator stopped.")
     return 0
 
