@@ -15,7 +15,6 @@ from airflow_provider_revox import statuses
 from airflow_provider_revox.client.poller import CallPoller
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.sensors.base import RevoxWaitSensor
-from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
 from airflow_provider_revox.waiting import rounds
 from airflow_provider_revox.waiting.batch import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.waiting.events import (
@@ -120,6 +119,9 @@ class RevoxCallsSensor(RevoxWaitSensor):
             done = self._check(fleet)
             if done is not None:
                 return done
+            # The trigger module is needed only when the wait is handed to the triggerer.
+            from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
+
             self._defer_to(
                 RevoxCallsTrigger,
                 self._limit(fleet),

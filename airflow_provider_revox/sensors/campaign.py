@@ -15,7 +15,6 @@ from airflow_provider_revox.exceptions import RevoxError
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.sensors.base import validate_poke_interval
-from airflow_provider_revox.triggers.campaign import RevoxCampaignTrigger
 from airflow_provider_revox.waiting import campaign as waiting
 from airflow_provider_revox.waiting import rounds
 from airflow_provider_revox.waiting.events import fail_or_skip, read_event
@@ -85,6 +84,9 @@ class RevoxCampaignSensor(BaseSensorOperator):
                 done = self._check(campaign)
                 if done is not None:
                     return done
+            # The trigger module is needed only when the wait is handed to the triggerer.
+            from airflow_provider_revox.triggers.campaign import RevoxCampaignTrigger
+
             self.defer(
                 trigger=RevoxCampaignTrigger(
                     campaign_id=self.campaign_id,

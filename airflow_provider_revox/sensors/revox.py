@@ -21,7 +21,6 @@ from airflow_provider_revox.models import Call
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.sensors.base import RevoxWaitSensor
 from airflow_provider_revox.sensors.calls import RevoxCallsSensor
-from airflow_provider_revox.triggers.revox import RevoxCallTrigger
 from airflow_provider_revox.waiting import rounds
 from airflow_provider_revox.waiting.events import (
     call_summary,
@@ -86,6 +85,9 @@ class RevoxCallSensor(RevoxWaitSensor):
                 done = self._check(call)
                 if done is not None:
                     return done
+            # The trigger module is needed only when the wait is handed to the triggerer.
+            from airflow_provider_revox.triggers.revox import RevoxCallTrigger
+
             self._defer_to(RevoxCallTrigger, self._limit(call), call_id=self.call_id)
         finally:
             self.hook.close()
