@@ -162,6 +162,30 @@ class RevoxInvalidCallIdError(RevoxConfigError):
     """
 
 
+class RevoxInvalidRequestError(RevoxConfigError):
+    """A request that cannot be sent as given (a phone number that is not E.164, both or neither
+    of ``assistant_id`` / ``assistant``, a metadata value that is not a string, ...). Raised
+    before any request; also a ``ValueError``.
+
+    Args:
+        message: the full message, naming the field and the problem.
+        field: the request field at fault, such as ``phone_number`` or ``metadata``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.field = field
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "field": self.field}
+
+
+class RevoxPlacementUnknownError(RevoxError):
+    """Whether a call order was already placed cannot be told, so none is placed: the search for
+    an earlier placement failed, or a placement failed after it may have reached Revox. A later
+    try searches again before placing anything."""
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether waiting can fix ``error``: the one answer every wait uses (see ``RevoxError.transient``)."""
     return isinstance(error, RevoxError) and error.transient
@@ -174,7 +198,9 @@ __all__ = [
     "RevoxError",
     "RevoxInsecureConnectionError",
     "RevoxInvalidCallIdError",
+    "RevoxInvalidRequestError",
     "RevoxNotFoundError",
+    "RevoxPlacementUnknownError",
     "RevoxResponseError",
     "RevoxResponseTooLargeError",
     "RevoxRetriesExhaustedError",

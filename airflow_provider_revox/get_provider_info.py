@@ -14,8 +14,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-revox",
         "name": "Revox",
-        "description": "Revox AI phone calls: wait for call orders and move transcripts and "
-        "structured_output into your warehouse.",
+        "description": "Revox AI phone calls: place call orders, wait for them and move transcripts "
+        "and structured_output into your warehouse.",
         "versions": [__version__],
         "integrations": [
             {
@@ -29,7 +29,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.sensors.revox"]}
         ],
         "operators": [
-            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.operators.revox"]}
+            {
+                "integration-name": "Revox",
+                "python-modules": [
+                    "airflow_provider_revox.operators.revox",
+                    "airflow_provider_revox.operators.place",
+                ],
+            }
         ],
         "triggers": [
             {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.triggers.revox"]}

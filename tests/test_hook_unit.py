@@ -151,10 +151,10 @@ def test_one_client_reused_and_reopened_after_close(conn: Any) -> None:
 def test_place_call_posts_the_payload(conn: Any) -> None:
     recorder = Recorder(ok_call)
     with RevoxHook(transport=recorder.transport) as hook:
-        call = hook.place_call(phone_number="+33612345678", prompt="Say hello")
+        call = hook.place_call(phone_number="+33612345678", assistant_id="asst_hello")
     request = recorder.requests[0]
     assert (request.method, request.url.path) == ("POST", "/api/call")
-    assert json.loads(request.content) == {"phone_number": "+33612345678", "prompt": "Say hello"}
+    assert json.loads(request.content) == {"phone_number": "+33612345678", "assistant_id": "asst_hello"}
     assert call.id == "call_7f3a9c"
 
 
@@ -400,7 +400,7 @@ def test_bad_extras_are_named(conn: Any, extra: dict[str, Any], message: str) ->
 def test_post_is_not_resent_after_a_timeout(conn: Any, sleeps: list[float]) -> None:
     recorder = Recorder(httpx.ReadTimeout("slow"), ok_call)
     with RevoxHook(transport=recorder.transport) as hook, pytest.raises(RevoxError, match="not retried"):
-        hook.place_call(phone_number="+33612345678")
+        hook.place_call(phone_number="+33612345678", assistant_id="asst_hello")
     assert len(recorder.requests) == 1 and sleeps == []
 
 
@@ -409,7 +409,7 @@ def test_post_is_resent_after_429_and_refused_connection(conn: Any, sleeps: list
         httpx.Response(429, headers={"Retry-After": "1"}), httpx.ConnectError("refused"), ok_call
     )
     with RevoxHook(transport=recorder.transport) as hook:
-        assert hook.place_call(phone_number="+33612345678").id == "call_7f3a9c"
+        assert hook.place_call(phone_number="+33612345678", assistant_id="asst_hello").id == "call_7f3a9c"
     assert len(recorder.requests) == 3
 
 

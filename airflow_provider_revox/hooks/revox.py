@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any
@@ -36,7 +36,6 @@ from airflow_provider_revox.client.requests import (
     CANCEL_CALL_ENDPOINT,
     SEARCH_CALLS_ENDPOINT,
     SEARCH_FILTERS,
-    search_args,
     search_body,
     validate_call_id,
 )
@@ -49,11 +48,8 @@ from airflow_provider_revox.client.settings import (
     settings_from_connection,
 )
 from airflow_provider_revox.client.transport import Transport
-from airflow_provider_revox.exceptions import (
-    RevoxConfigError,
-    RevoxError,
-    RevoxResponseError,
-)
+from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError
+from airflow_provider_revox.hooks.calls import CallEndpoints
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.redact import redact_text
 
@@ -70,8 +66,9 @@ async def retry_asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-class RevoxHook(BaseHook):
-    """Talk to the Revox API: fetch, place and cancel call orders, download recordings.
+class RevoxHook(CallEndpoints, BaseHook):
+    """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, download
+    recordings. The call-order endpoints live in :class:`~airflow_provider_revox.hooks.calls.CallEndpoints`.
 
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
@@ -286,54 +283,6 @@ class RevoxHook(BaseHook):
         """
         call_id = validate_call_id(call_id)
         return self._call_from(await self._arequest("GET", CALL_ENDPOINT.format(call_id=call_id)), call_id)
-
-    def search_calls(
-        self, call_ids: Sequence[str], *, page: int = 0, page_size: int | None = None
-    ) -> CallPage:
-        """Fetch many call orders in one request (``POST /call/search`` filtered by ``call_ids``).
-
-        Ids the API does not know are simply absent from the page. The search only reads, so it
-        is retried like a GET.
-
-        Args:
-            call_ids: the orders to fetch (at least one).
-            page: the page, starting at 0.
-            page_size: orders per page; by default as many as ``call_ids``.
-
-        Raises:
-            RevoxConfigError: no ids, or an unusable id, page or page size (nothing is sent).
-            RevoxAuthError: the API key was rejected.
-            RevoxApiError: the API refused the search (an API without it answers 404 or 405).
-            RevoxResponseError: the body is not a page of call orders.
-        """
-        kwargs = search_args(call_ids, page, page_size)
-        return self._page_from(self._request("POST", SEARCH_CALLS_ENDPOINT, **kwargs))
-
-    async def asearch_calls(
-        self, call_ids: Sequence[str], *, page: int = 0, page_size: int | None = None
-    ) -> CallPage:
-        """Fetch many call orders in one request without blocking; see :meth:`search_calls`."""
-        kwargs = search_args(call_ids, page, page_size)
-        return self._page_from(await self._arequest("POST", SEARCH_CALLS_ENDPOINT, **kwargs))
-
-    def place_call(self, **payload: Any) -> Call:
-        """Place a call order (``POST /call`` with ``payload`` as the JSON body).
-
-        Only failures that prove the order was not received (connection refused, 429) are retried,
-        so a timeout never places the same order twice.
-        """
-        return self._call_from(self._request("POST", CALLS_ENDPOINT, json=payload, idempotent=False))
-
-    def cancel_call(self, call_id: str) -> Call:
-        """Cancel a call order (``POST /call/{id}/cancel``) and return it as it now stands."""
-        call_id = validate_call_id(call_id)
-        response = self._request("POST", CANCEL_CALL_ENDPOINT.format(call_id=call_id))
-        self._check(response, call_id)
-        try:
-            return self._call_from(response, call_id)
-        except RevoxResponseError:
-            # Some API versions answer a cancel with a bare acknowledgement, not the order.
-            return self.get_call(call_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove the API key with ``GET /auth-status``; used by the UI's Test button."""

@@ -1,6 +1,7 @@
-"""Operators that move what Revox calls produced into XCom and into object storage.
+"""Operators that place Revox calls and move what they produced into XCom and object storage.
 
-The classes live in :mod:`~airflow_provider_revox.operators.results` and
+The classes live in :mod:`~airflow_provider_revox.operators.place`,
+:mod:`~airflow_provider_revox.operators.results` and
 :mod:`~airflow_provider_revox.operators.storage`; this module keeps their public import path.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from airflow_provider_revox.export.recordings import recording_extension
 from airflow_provider_revox.export.writers import FILE_FORMATS
+from airflow_provider_revox.operators.place import RevoxPlaceCallOperator
 from airflow_provider_revox.operators.results import RevoxCallResultsOperator
 from airflow_provider_revox.operators.storage import RevoxCallsToStorageOperator
 
@@ -15,5 +17,6 @@ __all__ = [
     "FILE_FORMATS",
     "RevoxCallResultsOperator",
     "RevoxCallsToStorageOperator",
+    "RevoxPlaceCallOperator",
     "recording_extension",
 ]

@@ -149,6 +149,9 @@ class RevoxCallTrigger(_Wait):
             ``deadline_at`` only applies while the order cannot be read.
         stop_at: ISO 8601 real time at which the wait ends whatever the order does (the task's
             ``execution_timeout``); a request in flight then is cut.
+        cancel_on_kill: cancel the order when a user kills the deferred task (Airflow 3.3's
+            trigger ``on_kill``). Only the operator that placed the order sets it: a sensor
+            waiting for someone else's order never cancels it.
     """
 
     def __init__(
@@ -161,13 +164,34 @@ class RevoxCallTrigger(_Wait):
         deadline_at: str | None = None,
         deadline_fixed: bool = False,
         stop_at: str | None = None,
+        cancel_on_kill: bool = False,
     ) -> None:
         super().__init__(revox_conn_id, poke_interval, fail_on_statuses, deadline_at, deadline_fixed, stop_at)
         self.call_id = call_id
+        self.cancel_on_kill = bool(cancel_on_kill)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and JSON-only kwargs: the trigger's whole state."""
-        return self._serialized(call_id=self.call_id)
+        return self._serialized(call_id=self.call_id, cancel_on_kill=self.cancel_on_kill)
+
+    async def on_kill(self) -> None:
+        """Cancel the order when ``cancel_on_kill`` is set (the task placed it and was killed).
+
+        Airflow 3.3 calls this only when a user kills the deferred task, never on a triggerer
+        restart. A failed cancel is logged, not raised: the kill goes on either way.
+        """
+        if not self.cancel_on_kill:
+            return
+        # A hook of its own: the run's shared poller may be closing as the trigger is cancelled.
+        hook = RevoxHook(revox_conn_id=self.revox_conn_id)
+        try:
+            call = await hook.acancel_call(self.call_id)
+            self.log.info("Call %s cancelled on kill; it is now %r", self.call_id, call.status)
+        except (RevoxError, AirflowNotFoundException) as error:
+            # The hook's errors are already redacted; a missing connection holds no key.
+            self.log.warning("Call %s could not be cancelled on kill: %s", self.call_id, error)
+        finally:
+            await hook.aclose()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the order on its own schedule; yield one event."""

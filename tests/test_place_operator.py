@@ -1,0 +1,162 @@
+"""RevoxPlaceCallOperator through a real Airflow (dag.test) against the simulator over loopback:
+placement then wait in each mode, the id at once without waiting, and bad input refused before
+any request."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_provider_revox import durable
+from airflow_provider_revox.exceptions import RevoxInvalidRequestError
+from airflow_provider_revox.models import Call
+from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
+from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
+from airflow_provider_revox.waiting.events import call_summary
+
+pytestmark = pytest.mark.airflow
+
+PARIS = "+33612345678"
+#: An inline assistant that may dial at any hour, so an order ends within seconds at 600x.
+ASSISTANT = {"prompt": "Confirm the appointment", "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG}
+
+DAG_TEMPLATE = """
+import pendulum
+from datetime import timedelta
+from airflow.sdk import dag
+from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
+
+@dag(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
+def build():
+    RevoxPlaceCallOperator(task_id="call", retries={retries}, retry_delay=timedelta(seconds=0), **{kwargs})
+
+build()
+"""
+
+MODES = {
+    "poke": {"mode": "poke", "poke_interval": 15},
+    "reschedule": {"mode": "reschedule", "poke_interval": 15},
+    "deferrable": {"deferrable": True, "poke_interval": 15},
+}
+
+
+def run_place(
+    run_dag: Callable[..., Any],
+    dag_id: str,
+    retries: int = 0,
+    conf: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run a one-task DAG; return its task instance."""
+    source = DAG_TEMPLATE.format(dag_id=dag_id, retries=retries, kwargs=kwargs)
+    (ti,) = run_dag(source, dag_id).get_task_instances()
+    return ti
+
+
+def orders(sim: SimulatorHandle) -> list[dict[str, Any]]:
+    return [sim.get_call(call_id) for call_id in sim.engine.call_ids()]
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_places_one_order_then_waits_for_it(
+    mode: str, fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    ti = run_place(
+        run_dag,
+        f"place_wait_{mode}",
+        phone_number=PARIS,
+        assistant=ASSISTANT,
+        metadata={"customer": "c-42"},
+        prompt_variables={"first_name": "Ada"},
+        fail_on_statuses=["cancelled"],
+        **MODES[mode],
+    )
+    (order,) = orders(fast_simulator)
+    assert ti.state == "success"
+    assert order["status"] in ("completed", "errored")
+    summary = ti.xcom_pull(task_ids="call")
+    assert summary == call_summary(Call.from_response(order))
+    assert order["metadata"]["customer"] == "c-42"
+    assert order["metadata"][durable.METADATA_KEY].startswith("af-")
+    assert order["prompt_variables"] == {"first_name": "Ada"}
+    link = ti.xcom_pull(task_ids="call", key="revox_call_link")
+    assert link["call_id"] == order["id"] and link["url"].endswith(f"/dashboard/calls/{order['id']}")
+    stats = fast_simulator.stats()
+    assert stats["by_endpoint"]["POST /call"] == 1
+    # Airflow 3.3 keeps the id in the task state store: no search was needed, even across pokes.
+    assert "POST /call/search" not in stats["by_endpoint"] or mode == "deferrable"
+
+
+def test_without_waiting_returns_the_id_at_once(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    ti = run_place(
+        run_dag, "place_no_wait", phone_number=PARIS, assistant_id="asst_nowait", wait_for_completion=False
+    )
+    (order,) = orders(fast_simulator)
+    assert ti.state == "success"
+    assert ti.xcom_pull(task_ids="call") == order["id"]
+    assert order["status"] not in ("completed", "cancelled", "errored")
+    assert fast_simulator.stats()["by_endpoint"] == {"POST /call": 1}
+    assert ti.xcom_pull(task_ids="call", key="revox_call_link")["call_id"] == order["id"]
+
+
+@pytest.mark.parametrize(
+    ("conf", "problem"),
+    [
+        ({"phone": "06 12 34 56 78", "metadata": {"k": "v"}}, "phone_number"),
+        ({"phone": "+33000000000", "metadata": {"k": "v"}}, "phone_number"),
+        ({"phone": PARIS, "assistant": {"prompt": "x"}, "metadata": {"k": "v"}}, "both"),
+        ({"phone": PARIS, "assistant_id": None, "metadata": {"k": "v"}}, "neither"),
+        ({"phone": PARIS, "metadata": {"count": 3}}, "metadata"),
+    ],
+)
+def test_bad_input_is_refused_before_any_request(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], conf: dict[str, Any], problem: str
+) -> None:
+    dag_id = "place_bad_" + re.sub(r"\W", "_", f"{problem}{conf['phone']}")
+    source = f"""
+import pendulum
+from airflow.sdk import dag, task
+from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
+
+@dag(dag_id={dag_id!r}, schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+     catchup=False, render_template_as_native_obj=True)
+def build():
+    RevoxPlaceCallOperator(
+        task_id="call",
+        phone_number="{{{{ dag_run.conf['phone'] }}}}",
+        assistant_id="{{{{ dag_run.conf.get('assistant_id', 'asst_x') }}}}",
+        assistant="{{{{ dag_run.conf.get('assistant') }}}}",
+        metadata="{{{{ dag_run.conf['metadata'] }}}}",
+    )
+
+build()
+"""
+    (ti,) = run_dag(source, dag_id, conf=conf).get_task_instances()
+    assert ti.state == "failed"
+    assert fast_simulator.stats()["requests_total"] == 0
+    assert fast_simulator.stats()["calls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"phone_number": "0612345678", "assistant_id": "a"}, "phone_number"),
+        ({"phone_number": PARIS}, "assistant_id"),
+        ({"phone_number": PARIS, "assistant_id": "a", "metadata": {"n": 1}}, "metadata"),
+        ({"phone_number": PARIS, "assistant_id": "a", "metadata": {durable.METADATA_KEY: "x"}}, "metadata"),
+    ],
+)
+def test_literal_bad_input_is_refused_when_the_dag_is_parsed(arguments: dict[str, Any], field: str) -> None:
+    with pytest.raises(RevoxInvalidRequestError) as caught:
+        RevoxPlaceCallOperator(task_id="call", **arguments)
+    assert caught.value.field == field
+
+
+def test_templated_values_are_left_for_run_time() -> None:
+    operator = RevoxPlaceCallOperator(task_id="call", phone_number="{{ params.phone }}", assistant_id="a")
+    assert operator.call_id == "" and operator.wait_for_completion is True and operator.cancel_on_kill is True
