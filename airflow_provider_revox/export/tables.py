@@ -27,7 +27,9 @@ BOOLEAN = "boolean"
 DATE = "date"
 DATETIME = "datetime"
 STRING_LIST = "string_list"
-COLUMN_TYPES = frozenset({STRING, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME, STRING_LIST})
+#: A map of text to text (``metadata``, ``prompt_variables``): a JSON object, or a Parquet map.
+STRING_MAP = "string_map"
+COLUMN_TYPES = frozenset({STRING, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME, STRING_LIST, STRING_MAP})
 
 TRANSCRIPT_SOURCES = ("best", "live", "post_call")
 
@@ -354,6 +356,7 @@ __all__ = [
     "NUMBER",
     "STRING",
     "STRING_LIST",
+    "STRING_MAP",
     "STRUCTURED_OUTPUT_BASE",
     "TRANSCRIPT_SCHEMA",
     "TRANSCRIPT_SOURCES",
