@@ -23,7 +23,7 @@ from airflow_provider_revox.export.tables import (
     finite,
 )
 from airflow_provider_revox.models import Call, CallAttempt, Timestamp
-from airflow_provider_revox.redact import redact_text
+from airflow_provider_revox.redact import redact, redact_text
 
 CALLS_SCHEMA: Schema = (
     Column("call_id", STRING),
@@ -77,8 +77,9 @@ def string_map(value: Any, secrets: tuple[str, ...]) -> dict[str, str] | None:
     """
     if not isinstance(value, Mapping):
         return None
+    cleaned = redact(dict(value), secrets)  # by key (``password``, ``token``...) at any depth
     out: dict[str, str] = {}
-    for key, item in value.items():
+    for key, item in cleaned.items():
         if isinstance(item, str):
             text = item
         else:
