@@ -101,4 +101,17 @@ def takes(watermark: Watermark, head: datetime | None, call_id: str, ended_at: d
     return head is None or _aware(ended_at) <= _aware(head)
 
 
-__all__ = ["MAX_IDS_AT_WATERMARK", "Watermark", "takes"]
+def poll_delay(empty_polls: int, interval: float, max_interval: float) -> float:
+    """Seconds before the next poll: ``interval`` after a poll that found something, doubling
+    with each empty poll in a row up to ``max_interval`` (a quiet API costs few requests)."""
+    if empty_polls <= 0:
+        return interval
+    return float(min(max_interval, interval * (2 ** min(empty_polls, 30))))
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` cut into lists of at most ``size``."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+__all__ = ["MAX_IDS_AT_WATERMARK", "Watermark", "chunks", "poll_delay", "takes"]
