@@ -178,3 +178,46 @@ def test_kwargs_are_configuration_only_and_bad_filters_are_named() -> None:
 
 def test_polls_back_off_while_nothing_changes() -> None:
     assert [poll_delay(n, 30, 600) for n in range(7)] == [30, 60, 120, 240, 480, 600, 600]
+
+
+@pytest.mark.airflow
+def test_the_example_dag_exports_the_orders_named_by_its_triggering_events(
+    revox_simulator: Any, run_dag: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from airflow.models import dagrun
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    sim = revox_simulator
+    named = [place(sim, GOOD_OUTPUT) for _ in range(3)]
+    unnamed = place(sim, GOOD_OUTPUT)
+    sim.finish()
+    real = dagrun.get_or_create_dagrun
+
+    def with_triggering_events(*args: Any, **kwargs: Any) -> Any:
+        # What the scheduler does for an asset-triggered run: the run consumes the asset's events.
+        run = real(*args, **kwargs)
+        session = kwargs["session"]
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == "revox_calls_finished"))
+        for part in (named[:2], named[2:]):
+            payload = {"calls": [{"id": i, "status": "completed"} for i in part], "count": len(part)}
+            event = AssetEvent(asset_id=asset.id, extra={"from_trigger": True, "payload": payload})
+            session.add(event)
+            run.consumed_asset_events.append(event)
+        session.flush()
+        return run
+
+    monkeypatch.setattr(dagrun, "get_or_create_dagrun", with_triggering_events)
+    source = (
+        Path(__file__).resolve().parent.parent / "example_dags" / "revox_on_calls_finished.py"
+    ).read_text()
+    source = source.replace("file:///tmp/revox-finished", tmp_path.as_uri())
+    dag_run = run_dag(source, "revox_on_calls_finished")
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == {"finished_call_ids": "success", "export_finished_calls": "success"}
+    (run_dir,) = [p for p in Path(tmp_path).iterdir() if p.is_dir()]
+    rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+    assert sorted(row["call_id"] for row in rows) == sorted(named) and unnamed not in str(rows)
+    assert (run_dir / "attempts.jsonl").exists()
