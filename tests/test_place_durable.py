@@ -67,33 +67,27 @@ def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(durable, "_STORE_KEY", "no_task_state_store_here")
 
 
-def test_a_retry_after_a_lost_answer_reattaches_instead_of_placing_again(
-    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("search_faults", "tries"), [([], 1), (["503"], 2)])
+def test_a_placement_whose_answer_was_lost_is_found_not_placed_again(
+    fast_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    search_faults: list[str],
+    tries: int,
 ) -> None:
-    # The POST is stored and its answer lost; the search right after it fails too, so the first
-    # try cannot tell and fails. The retry finds the order by its key and places nothing.
+    # The POST is stored and its answer lost; the search right after it finds the order. When
+    # that search fails too, the first try cannot tell and fails; the retry (try 2, nothing in
+    # the store) searches first, finds the order by its key and places nothing.
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", fast_simulator.connection_json(max_retries=0))
     fast_simulator.faults.script("POST /call", ["drop_after_commit"])
-    fast_simulator.faults.script("POST /call/search", ["503"])
-    ti = run_place(run_dag, "place_lost_answer", phone_number=PARIS, assistant_id="asst_lost",
+    fast_simulator.faults.script("POST /call/search", search_faults)
+    ti = run_place(run_dag, f"place_lost_answer_{tries}", phone_number=PARIS, assistant_id="asst_lost",
                    wait_for_completion=False)  # fmt: skip
     (call_id,) = fast_simulator.engine.call_ids()
-    assert ti.state == "success" and ti.try_number == 2
+    assert ti.state == "success" and ti.try_number == tries
     assert ti.xcom_pull(task_ids="call") == call_id
-    assert endpoints(fast_simulator) == {"POST /call": 1, "POST /call/search": 2}
+    assert endpoints(fast_simulator) == {"POST /call": 1, "POST /call/search": tries}
     assert fast_simulator.stats()["by_status"]["drop_after_commit"] == 1
-
-
-def test_a_lost_answer_found_at_once_needs_no_retry(
-    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
-) -> None:
-    fast_simulator.faults.script("POST /call", ["drop_after_commit"])
-    ti = run_place(run_dag, "place_lost_found", phone_number=PARIS, assistant_id="asst_lost",
-                   wait_for_completion=False)  # fmt: skip
-    (call_id,) = fast_simulator.engine.call_ids()
-    assert ti.state == "success" and ti.try_number == 1
-    assert ti.xcom_pull(task_ids="call") == call_id
-    assert endpoints(fast_simulator) == {"POST /call": 1, "POST /call/search": 1}
 
 
 def test_a_retry_reattaches_to_the_id_in_the_task_state_store(
@@ -147,6 +141,23 @@ def test_without_a_store_a_first_placement_searches_then_places_once(
     assert ti.state == "success" and ti.xcom_pull(task_ids="call") == call_id
     assert endpoints(fast_simulator) == {"POST /call/search": 1, "POST /call": 1}
     assert fast_simulator.get_call(call_id)["metadata"][durable.METADATA_KEY].startswith("af-")
+
+
+@pytest.mark.parametrize("mode", [{"mode": "reschedule"}, {"deferrable": True}])
+def test_without_a_store_every_poke_and_the_resumed_task_reattach(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], no_store: None, mode: dict[str, Any]
+) -> None:
+    # Each reschedule poke runs a fresh operator: it finds the order by its key, never places again.
+    # A deferred task resumes on a fresh operator too: it takes the id back from the event.
+    name = "reschedule" if "mode" in mode else "deferrable"
+    ti = run_place(run_dag, f"place_no_store_{name}", phone_number=PARIS, assistant_id="asst_wait",
+                   poke_interval=15, fail_on_statuses=["cancelled"], **mode)  # fmt: skip
+    (call_id,) = fast_simulator.engine.call_ids()
+    assert ti.state == "success" and ti.xcom_pull(task_ids="call")["call_id"] == call_id
+    calls = endpoints(fast_simulator)
+    assert calls["POST /call"] == 1
+    if name == "reschedule":  # each poke: one search (finding nothing, then the order), one GET
+        assert calls["POST /call/search"] == calls["GET /call/{id}"] >= 2
 
 
 def test_when_the_search_cannot_be_done_nothing_is_placed(

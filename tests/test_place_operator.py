@@ -160,3 +160,29 @@ def test_literal_bad_input_is_refused_when_the_dag_is_parsed(arguments: dict[str
 def test_templated_values_are_left_for_run_time() -> None:
     operator = RevoxPlaceCallOperator(task_id="call", phone_number="{{ params.phone }}", assistant_id="a")
     assert operator.call_id == "" and operator.wait_for_completion is True and operator.cancel_on_kill is True
+
+
+def test_mapped_placements_place_one_order_each_under_its_own_key(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    numbers = [PARIS, "+33478123456", "+12125550123"]
+    source = f"""
+import pendulum
+from airflow.sdk import dag
+from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
+
+@dag(dag_id="place_mapped", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
+def build():
+    RevoxPlaceCallOperator.partial(
+        task_id="call", assistant_id="asst_mapped", wait_for_completion=False
+    ).expand(phone_number={numbers!r})
+
+build()
+"""
+    tis = run_dag(source, "place_mapped").get_task_instances()
+    assert sorted(ti.state for ti in tis) == ["success"] * 3
+    placed = {ti.map_index: ti.xcom_pull(task_ids="call", map_indexes=ti.map_index) for ti in tis}
+    by_id = {order["id"]: order for order in orders(fast_simulator)}
+    assert sorted(placed.values()) == sorted(by_id)
+    assert [by_id[placed[index]]["to_phone_number"] for index in range(3)] == numbers
+    assert len({order["metadata"][durable.METADATA_KEY] for order in by_id.values()}) == 3

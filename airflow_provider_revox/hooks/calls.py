@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from typing_extensions import Required, TypedDict, Unpack
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.client import responses
@@ -29,6 +30,52 @@ from airflow_provider_revox.models import Call
 
 #: Guard against an API that ignores ``page``: a listing stops after this many pages.
 MAX_PAGES = 10_000
+
+
+class CallPlacement(TypedDict, total=False):
+    """What :meth:`CallEndpoints.place_call` takes (checked by
+    :func:`~airflow_provider_revox.client.requests.place_call_body`).
+
+    ``phone_number``: the recipient, a valid E.164 number such as ``+33612345678``;
+    ``assistant_id`` or ``assistant`` (an inline configuration): exactly one; ``metadata`` and
+    ``prompt_variables``: string maps; ``scheduled_at``: a timezone-aware datetime or ISO 8601
+    string; ``from_phone_number``: the caller id, E.164; ``skip_calling_window``: dial even
+    outside the calling window; ``concurrency_key``: orders sharing it share a concurrency limit.
+    """
+
+    phone_number: Required[str]
+    assistant_id: str | None
+    assistant: Mapping[str, Any] | None
+    metadata: Mapping[str, str] | None
+    prompt_variables: Mapping[str, str] | None
+    scheduled_at: datetime | str | None
+    from_phone_number: str | None
+    skip_calling_window: bool | None
+    concurrency_key: str | None
+
+
+class CallFilters(TypedDict, total=False):
+    """The filters and sort of ``POST /call/search``, by their API names; None or empty: no filter.
+
+    ``statuses``; ``campaign_ids``; ``assistant_ids``; ``to_phone_number`` (E.164);
+    ``from_phone_numbers``; ``outcomes`` (``interested``, ..., ``none``); ``results`` (``human``,
+    ``voicemail``, ..., ``none``); ``directions`` (``inbound`` / ``outbound``); ``assignee_ids``;
+    ``query`` (free text); ``sort_by`` (``created_at``, ``updated_at``, ...);
+    ``sort_direction`` (``asc`` / ``desc``).
+    """
+
+    statuses: Sequence[str] | None
+    campaign_ids: Sequence[str] | None
+    assistant_ids: Sequence[str] | None
+    to_phone_number: str | None
+    from_phone_numbers: Sequence[str] | None
+    outcomes: Sequence[str] | None
+    results: Sequence[str] | None
+    directions: Sequence[str] | None
+    assignee_ids: Sequence[str] | None
+    query: str | None
+    sort_by: str | None
+    sort_direction: str | None
 
 
 def reached(action: str, status: str) -> bool:
@@ -57,36 +104,6 @@ def _acted(response: httpx.Response, call_id: str, action: str, secrets: Sequenc
     except RevoxResponseError:
         # The current API answers ``{"success": true}`` only; the order is then fetched.
         return None
-
-
-def _search_filters(
-    statuses_: Sequence[str] | None,
-    campaign_ids: Sequence[str] | None,
-    assistant_ids: Sequence[str] | None,
-    to_phone_number: str | None,
-    from_phone_numbers: Sequence[str] | None,
-    outcomes: Sequence[str] | None,
-    results: Sequence[str] | None,
-    directions: Sequence[str] | None,
-    assignee_ids: Sequence[str] | None,
-    query: str | None,
-    sort_by: str | None,
-    sort_direction: str | None,
-) -> dict[str, Any]:
-    return {
-        "statuses": statuses_,
-        "campaign_ids": campaign_ids,
-        "assistant_ids": assistant_ids,
-        "to_phone_number": to_phone_number,
-        "from_phone_numbers": from_phone_numbers,
-        "outcomes": outcomes,
-        "results": results,
-        "directions": directions,
-        "assignee_ids": assignee_ids,
-        "query": query,
-        "sort_by": sort_by,
-        "sort_direction": sort_direction,
-    }
 
 
 class _Pages:
@@ -127,19 +144,7 @@ class CallEndpoints:
 
     # -- placing ------------------------------------------------------------------------------
 
-    def place_call(
-        self,
-        *,
-        phone_number: str,
-        assistant_id: str | None = None,
-        assistant: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        prompt_variables: Mapping[str, str] | None = None,
-        scheduled_at: datetime | str | None = None,
-        from_phone_number: str | None = None,
-        skip_calling_window: bool | None = None,
-        concurrency_key: str | None = None,
-    ) -> Call:
+    def place_call(self, **placement: Unpack[CallPlacement]) -> Call:
         """Place a call order (``POST /call``) and return it.
 
         Only failures that prove the order was not received (connection refused, 429) are
@@ -147,58 +152,21 @@ class CallEndpoints:
         sent again blindly (:class:`~airflow_provider_revox.exceptions.RevoxTransportError`).
 
         Args:
-            phone_number: the recipient, a valid E.164 number such as ``+33612345678``.
-            assistant_id: the assistant to call with; exactly one of it and ``assistant``.
-            assistant: an inline assistant configuration (``{"prompt": ..., ...}``).
-            metadata: strings kept with the order and returned with it.
-            prompt_variables: strings interpolated into the assistant's prompt.
-            scheduled_at: when to start, a timezone-aware datetime or ISO 8601 string.
-            from_phone_number: the caller id, E.164; by default the organisation's.
-            skip_calling_window: dial even outside the assistant's calling window.
-            concurrency_key: orders sharing a key share a concurrency limit set on the server.
+            **placement: the fields of :class:`CallPlacement`: ``phone_number`` (required,
+                E.164), exactly one of ``assistant_id`` / ``assistant``, and optionally
+                ``metadata``, ``prompt_variables``, ``scheduled_at``, ``from_phone_number``,
+                ``skip_calling_window``, ``concurrency_key``.
 
         Raises:
             RevoxInvalidRequestError: a field that cannot be sent, named (nothing is sent).
             RevoxTransportError: the request may have reached Revox but no answer came.
         """
-        body = place_call_body(
-            phone_number=phone_number,
-            assistant_id=assistant_id,
-            assistant=assistant,
-            metadata=metadata,
-            prompt_variables=prompt_variables,
-            scheduled_at=scheduled_at,
-            from_phone_number=from_phone_number,
-            skip_calling_window=skip_calling_window,
-            concurrency_key=concurrency_key,
-        )
+        body = place_call_body(**placement)
         return self._call_from(self._request("POST", CALLS_ENDPOINT, json=body, idempotent=False))
 
-    async def aplace_call(
-        self,
-        *,
-        phone_number: str,
-        assistant_id: str | None = None,
-        assistant: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        prompt_variables: Mapping[str, str] | None = None,
-        scheduled_at: datetime | str | None = None,
-        from_phone_number: str | None = None,
-        skip_calling_window: bool | None = None,
-        concurrency_key: str | None = None,
-    ) -> Call:
+    async def aplace_call(self, **placement: Unpack[CallPlacement]) -> Call:
         """Async twin of :meth:`place_call`, with the same checks and the same no-resend rule."""
-        body = place_call_body(
-            phone_number=phone_number,
-            assistant_id=assistant_id,
-            assistant=assistant,
-            metadata=metadata,
-            prompt_variables=prompt_variables,
-            scheduled_at=scheduled_at,
-            from_phone_number=from_phone_number,
-            skip_calling_window=skip_calling_window,
-            concurrency_key=concurrency_key,
-        )
+        body = place_call_body(**placement)
         response = await self._arequest("POST", CALLS_ENDPOINT, json=body, idempotent=False)
         return self._call_from(response)
 
@@ -278,53 +246,26 @@ class CallEndpoints:
         self,
         call_ids: Sequence[str] | None = None,
         *,
-        statuses: Sequence[str] | None = None,
-        campaign_ids: Sequence[str] | None = None,
-        assistant_ids: Sequence[str] | None = None,
-        to_phone_number: str | None = None,
-        from_phone_numbers: Sequence[str] | None = None,
-        outcomes: Sequence[str] | None = None,
-        results: Sequence[str] | None = None,
-        directions: Sequence[str] | None = None,
-        assignee_ids: Sequence[str] | None = None,
-        query: str | None = None,
-        sort_by: str | None = None,
-        sort_direction: str | None = None,
         page: int = 0,
         page_size: int | None = None,
+        **filters: Unpack[CallFilters],
     ) -> CallPage:
         """One page of ``POST /call/search``; the search only reads, so it is retried like a GET.
 
-        Every filter the API has; a filter left None (or an empty list) does not filter. Ids the
-        API does not know are simply absent from the page.
+        Ids the API does not know are simply absent from the page.
 
         Args:
             call_ids: the orders to fetch; None for no id filter (an empty list is refused).
-            statuses: order statuses, such as ``["completed"]``.
-            campaign_ids: campaigns the orders belong to.
-            assistant_ids: assistants the orders use.
-            to_phone_number: the recipient, E.164.
-            from_phone_numbers: caller ids.
-            outcomes: ``interested``, ``not_interested``, ``completed``,
-                ``requested_callback_later``, or ``none`` (no outcome).
-            results: the last attempt's result (``human``, ``voicemail``, ..., ``none``).
-            directions: ``inbound`` / ``outbound``.
-            assignee_ids: users the orders are assigned to.
-            query: free text.
-            sort_by: a field such as ``created_at`` or ``updated_at``.
-            sort_direction: ``asc`` or ``desc``.
             page: the page, starting at 0.
             page_size: orders per page; by default as many as ``call_ids``, else 100.
+            **filters: any of :class:`CallFilters` (every filter and the sort the API has); one
+                left None or empty does not filter.
 
         Raises:
             RevoxConfigError: an unusable id, filter, page or page size (nothing is sent).
             RevoxApiError: the API refused the search (an API without it answers 404 or 405).
             RevoxResponseError: the body is not a page of call orders.
         """
-        filters = _search_filters(
-            statuses, campaign_ids, assistant_ids, to_phone_number, from_phone_numbers,
-            outcomes, results, directions, assignee_ids, query, sort_by, sort_direction,
-        )  # fmt: skip
         kwargs = search_args(call_ids, page, page_size, filters)
         return self._page_from(self._request("POST", SEARCH_CALLS_ENDPOINT, **kwargs))
 
@@ -332,50 +273,37 @@ class CallEndpoints:
         self,
         call_ids: Sequence[str] | None = None,
         *,
-        statuses: Sequence[str] | None = None,
-        campaign_ids: Sequence[str] | None = None,
-        assistant_ids: Sequence[str] | None = None,
-        to_phone_number: str | None = None,
-        from_phone_numbers: Sequence[str] | None = None,
-        outcomes: Sequence[str] | None = None,
-        results: Sequence[str] | None = None,
-        directions: Sequence[str] | None = None,
-        assignee_ids: Sequence[str] | None = None,
-        query: str | None = None,
-        sort_by: str | None = None,
-        sort_direction: str | None = None,
         page: int = 0,
         page_size: int | None = None,
+        **filters: Unpack[CallFilters],
     ) -> CallPage:
         """Async twin of :meth:`search_calls`."""
-        filters = _search_filters(
-            statuses, campaign_ids, assistant_ids, to_phone_number, from_phone_numbers,
-            outcomes, results, directions, assignee_ids, query, sort_by, sort_direction,
-        )  # fmt: skip
         kwargs = search_args(call_ids, page, page_size, filters)
         return self._page_from(await self._arequest("POST", SEARCH_CALLS_ENDPOINT, **kwargs))
 
-    def iter_calls(self, *, page_size: int = 100, **filters: Any) -> Iterator[Call]:
-        """Every order matching ``filters`` (the keyword arguments of :meth:`search_calls`), page
-        after page, each once. The filters are checked before the first request."""
-        search_args(filters.get("call_ids"), 0, page_size, _without_ids(filters))
+    def iter_calls(
+        self, call_ids: Sequence[str] | None = None, *, page_size: int = 100, **filters: Unpack[CallFilters]
+    ) -> Iterator[Call]:
+        """Every order matching the filters of :meth:`search_calls`, page after page, each once.
+
+        The filters are checked before the first request.
+        """
+        search_args(call_ids, 0, page_size, filters)
         pages = _Pages()
         while not pages.done:
-            found = self.search_calls(page=pages.page, page_size=page_size, **filters)
+            found = self.search_calls(call_ids, page=pages.page, page_size=page_size, **filters)
             yield from pages.take(found, page_size)
 
-    async def aiter_calls(self, *, page_size: int = 100, **filters: Any) -> AsyncIterator[Call]:
+    async def aiter_calls(
+        self, call_ids: Sequence[str] | None = None, *, page_size: int = 100, **filters: Unpack[CallFilters]
+    ) -> AsyncIterator[Call]:
         """Async twin of :meth:`iter_calls`: ``async for call in hook.aiter_calls(...)``."""
-        search_args(filters.get("call_ids"), 0, page_size, _without_ids(filters))
+        search_args(call_ids, 0, page_size, filters)
         pages = _Pages()
         while not pages.done:
-            found = await self.asearch_calls(page=pages.page, page_size=page_size, **filters)
+            found = await self.asearch_calls(call_ids, page=pages.page, page_size=page_size, **filters)
             for call in pages.take(found, page_size):
                 yield call
 
 
-def _without_ids(filters: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in filters.items() if name != "call_ids"}
-
-
-__all__ = ["MAX_PAGES", "CallEndpoints", "reached"]
+__all__ = ["MAX_PAGES", "CallEndpoints", "CallFilters", "CallPlacement", "reached"]

@@ -185,7 +185,7 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
         key = arguments["metadata"][durable.METADATA_KEY]
         state = durable.TaskState(context)
         if not state.available:
-            self.log.info(
+            self.log.warning(
                 "This Airflow has no task state store (Airflow 3.3+): a retry finds the order this "
                 "task placed by searching the orders to the same number for idempotency key %s",
                 key,

@@ -173,7 +173,9 @@ class RevoxCallTrigger(_Wait):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and JSON-only kwargs: the trigger's whole state."""
-        return self._serialized(call_id=self.call_id, cancel_on_kill=self.cancel_on_kill)
+        # Only a placing operator's trigger carries the flag: a sensor's serializes as before.
+        own: dict[str, Any] = {"cancel_on_kill": True} if self.cancel_on_kill else {}
+        return self._serialized(call_id=self.call_id, **own)
 
     async def on_kill(self) -> None:
         """Cancel the order when ``cancel_on_kill`` is set (the task placed it and was killed).
