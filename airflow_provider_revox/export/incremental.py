@@ -111,7 +111,9 @@ class NewCalls:
             return
         head = first.calls[0].updated_at if first.calls else None
         sorted_filters = {**self._filters, **NEWEST_CHANGE_FIRST}
-        for call in calls_by_search(hook, sorted_filters, self._sleep, size, first_page=first):
+        for call in calls_by_search(
+            hook, sorted_filters, self._sleep, size, first_page=first, prefetch=False
+        ):
             if self._start.is_past(call.updated_at):
                 return
             if takes(self._start, head, call.id, terminal_moment(call)):

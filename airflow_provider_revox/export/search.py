@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -144,27 +145,41 @@ def calls_by_ids(
 ) -> Iterator[FetchedCall]:
     """Every order of ``call_ids``, in that order: searches of up to 100 ids, a GET for the rest.
 
-    An order is only ever handed out under its own id (a search answering another id is ignored).
+    The next search is sent while the caller works on the orders of the previous one. An order
+    is only ever handed out under its own id (a search answering another id is ignored).
     """
+    chunks = [call_ids[start : start + IDS_PER_SEARCH] for start in range(0, len(call_ids), IDS_PER_SEARCH)]
     searching = True
-    for start in range(0, len(call_ids), IDS_PER_SEARCH):
-        chunk = list(dict.fromkeys(call_ids[start : start + IDS_PER_SEARCH]))
-        found: dict[str, Call] = {}
-        if searching:
-            try:
-                page = in_rounds(
-                    f"Revox search of {len(chunk)} call(s)",
-                    lambda chunk=chunk: hook.search_calls(chunk, page_size=len(chunk)),  # type: ignore[misc]
-                    sleep,
-                    passthrough=NO_SEARCH_STATUSES,
+
+    def search(chunk: Sequence[str]) -> dict[str, Call]:
+        unique = list(dict.fromkeys(chunk))
+        page = in_rounds(
+            f"Revox search of {len(unique)} call(s)",
+            lambda: hook.search_calls(unique, page_size=len(unique)),
+            sleep,
+            passthrough=NO_SEARCH_STATUSES,
+        )
+        return {call.id: call for call in page.calls}
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revox-search") as pool:
+        ahead: Future[dict[str, Call]] | None = pool.submit(search, chunks[0]) if chunks else None
+        for index, chunk in enumerate(chunks):
+            found: dict[str, Call] = {}
+            if searching and ahead is not None:
+                try:
+                    found = ahead.result()
+                except RevoxError as error:
+                    log.warning(
+                        "The Revox API has no call search (%s): fetching each call", error.status_code
+                    )
+                    searching = False
+            more = searching and index + 1 < len(chunks)
+            ahead = pool.submit(search, chunks[index + 1]) if more else None
+            for call_id in chunk:
+                call = found.get(call_id)
+                yield FetchedCall(
+                    call_id, call if call is not None else fetch_call(hook, call_id, sleep=sleep)
                 )
-                found = {call.id: call for call in page.calls}
-            except RevoxError as error:
-                log.warning("The Revox API has no call search (%s): fetching each call", error.status_code)
-                searching = False
-        for call_id in call_ids[start : start + IDS_PER_SEARCH]:
-            call = found.get(call_id)
-            yield FetchedCall(call_id, call if call is not None else fetch_call(hook, call_id, sleep=sleep))
 
 
 def calls_by_search(
@@ -173,29 +188,49 @@ def calls_by_search(
     sleep: Sleep = time.sleep,
     page_size: int = SEARCH_PAGE_SIZE,
     first_page: CallPage | None = None,
+    prefetch: bool = True,
 ) -> Iterator[Call]:
     """Every order matching ``filters`` (those of :meth:`RevoxHook.search_calls`), page by page,
     each once; a page that fails transiently is asked again a few rounds later.
 
-    ``first_page``: page 0, when the caller already read it.
+    Args:
+        hook: the hook to search with.
+        filters: the search filters, by their API names.
+        sleep: how to pause between rounds.
+        page_size: orders per page.
+        first_page: page 0, when the caller already read it.
+        prefetch: ask for the next page of a full page while the caller works on this one
+            (False for a caller that may stop early: it would cost a request for nothing).
     """
+
+    def read(number: int) -> CallPage:
+        if number == 0 and first_page is not None:
+            return first_page
+        return in_rounds(
+            f"Revox search page {number}",
+            lambda: hook.search_calls(page=number, page_size=page_size, **filters),
+            sleep,
+        )
+
     seen: set[str] = set()
-    page_number = 0
-    while True:
-        if page_number == 0 and first_page is not None:
-            page = first_page
-        else:
-            page = in_rounds(
-                f"Revox search page {page_number}",
-                lambda n=page_number: hook.search_calls(page=n, page_size=page_size, **filters),  # type: ignore[misc]
-                sleep,
-            )
-        fresh = [call for call in page.calls if call.id not in seen]
-        seen.update(call.id for call in fresh)
-        yield from fresh
-        page_number += 1
-        if len(page.calls) < page_size or not fresh or len(seen) >= page.total_count:
-            return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revox-search") as pool:
+        ahead = pool.submit(read, 0)
+        page_number = 0
+        while True:
+            page = ahead.result()
+            full = len(page.calls) >= page_size
+            if prefetch and full:
+                ahead = pool.submit(read, page_number + 1)
+            fresh = [call for call in page.calls if call.id not in seen]
+            seen.update(call.id for call in fresh)
+            yield from fresh
+            page_number += 1
+            if not full or not fresh or len(seen) >= page.total_count:
+                if prefetch and full:
+                    ahead.cancel()
+                return
+            if not prefetch:
+                ahead = pool.submit(read, page_number)
 
 
 __all__ = [

@@ -341,9 +341,18 @@ def structured_output_record(call: Call, secrets: Iterable[str] = ()) -> dict[st
 
 
 def call_document(call: Call, secrets: Iterable[str] = ()) -> bytes:
-    """The whole call as the API returned it, redacted, as stable pretty-printed JSON bytes."""
-    raw = finite(redact(call.raw, secrets))
-    text = json.dumps(raw, indent=2, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
+    """The whole call as the API returned it, redacted, as stable JSON bytes (keys sorted, one line).
+
+    One line rather than indented: Python's C encoder only writes compact JSON, and this is the
+    costliest step of an export per call. A NaN or infinity is written ``null``, found by the
+    strict dump failing rather than by walking every call.
+    """
+    raw = redact(call.raw, secrets)
+    options: dict[str, Any] = {"sort_keys": True, "ensure_ascii": False, "default": str, "allow_nan": False}
+    try:
+        text = json.dumps(raw, separators=(",", ":"), **options)
+    except ValueError:
+        text = json.dumps(finite(raw), separators=(",", ":"), **options)
     return (text + "\n").encode()
 
 
