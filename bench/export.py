@@ -280,6 +280,11 @@ def search_figures(sim: SimulatorProcess, work: Path, get_calls_per_s: float) ->
         "get_calls_per_s_concurrency16": get_calls_per_s,
         "speedup_search_vs_get": round(search_rate / get_calls_per_s, 2),
         "profile_search_us_per_call": profiled["profile"],
+        "profile_note": (
+            "cProfile of the main thread, microseconds per call with the profiler's overhead; "
+            "parts overlap (redaction runs inside call_documents and transcript_rows); HTTP, "
+            "JSON decoding and validation run in the prefetch thread, so they read 0 here"
+        ),
     }
     print(f"search: {found}", flush=True)
     return found
