@@ -566,17 +566,18 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     flaky = place(sim, GOOD_OUTPUT)
     sim.finish(flaky)
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
-    sim.faults.script(flaky, ["503"] * 50)
+    # The ids are read by one search: the search keeps failing, three rounds, then it gives up.
+    sim.faults.script("POST /call/search", ["503"] * 50)
+    searches = sim.stats()["by_endpoint"].get("POST /call/search", 0)
     failed = run_dag(source([call_id, flaky], sleep=True), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before
     log_text = task_logs()
-    assert (
-        f"Revox call {flaky!r} could not be fetched in 3 rounds: Revox API still failing after 1 tries"
-        in (log_text)
+    assert "Revox search of 2 call(s) failed after 3 round(s): Revox API still failing after 1 tries" in (
+        log_text
     )
     assert_no_planted(log_text, sim.api_key)
-    assert sim.stats()["by_call_id"][flaky] == 3  # three rounds of one try each
+    assert sim.stats()["by_endpoint"]["POST /call/search"] - searches == 3  # three rounds of one try each
 
 
 def test_a_call_that_recovers_between_rounds_is_exported(
@@ -587,7 +588,7 @@ def test_a_call_that_recovers_between_rounds_is_exported(
     sim.finish(call_id)
     pauses: list[float] = []
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
-    sim.faults.script(call_id, ["503", "ok"])  # the first round's one try fails
+    sim.faults.script("POST /call/search", ["503", "ok"])  # the first round's one try fails
     export = RevoxCallsToStorageOperator(
         task_id="export",
         call_ids=[call_id],
@@ -597,7 +598,7 @@ def test_a_call_that_recovers_between_rounds_is_exported(
     )
     result = export.execute(context={})  # type: ignore[arg-type]
     assert result["calls"] == 1 and (tmp_path / "calls" / f"{call_id}.json").exists()
-    assert sim.stats()["by_call_id"][call_id] == 2
+    assert sim.stats()["by_endpoint"]["POST /call/search"] == 2
     assert pauses == [5.0]  # the one pause between rounds
 
 

@@ -32,6 +32,7 @@ FETCH_ROUND_PAUSE_SECONDS = 5.0
 
 Sleep = Callable[[float], None]
 _T = TypeVar("_T")
+_I = TypeVar("_I")
 log = logging.getLogger(__name__)
 
 
@@ -113,7 +114,7 @@ def download_recording(
 
 
 def fetch_in_order(
-    items: Iterable[str], fetch: Callable[[str], _T], max_concurrency: int
+    items: Iterable[_I], fetch: Callable[[_I], _T], max_concurrency: int
 ) -> Generator[_T, None, None]:
     """Run ``fetch`` for each item in a bounded pool; yield the results in input order.
 

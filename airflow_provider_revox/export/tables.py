@@ -27,7 +27,9 @@ BOOLEAN = "boolean"
 DATE = "date"
 DATETIME = "datetime"
 STRING_LIST = "string_list"
-COLUMN_TYPES = frozenset({STRING, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME, STRING_LIST})
+#: A map of text to text (``metadata``, ``prompt_variables``): a JSON object, or a Parquet map.
+STRING_MAP = "string_map"
+COLUMN_TYPES = frozenset({STRING, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME, STRING_LIST, STRING_MAP})
 
 TRANSCRIPT_SOURCES = ("best", "live", "post_call")
 
@@ -339,9 +341,18 @@ def structured_output_record(call: Call, secrets: Iterable[str] = ()) -> dict[st
 
 
 def call_document(call: Call, secrets: Iterable[str] = ()) -> bytes:
-    """The whole call as the API returned it, redacted, as stable pretty-printed JSON bytes."""
-    raw = finite(redact(call.raw, secrets))
-    text = json.dumps(raw, indent=2, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
+    """The whole call as the API returned it, redacted, as stable JSON bytes (keys sorted, one line).
+
+    One line rather than indented: Python's C encoder only writes compact JSON, and this is the
+    costliest step of an export per call. A NaN or infinity is written ``null``, found by the
+    strict dump failing rather than by walking every call.
+    """
+    raw = redact(call.raw, secrets)
+    options: dict[str, Any] = {"sort_keys": True, "ensure_ascii": False, "default": str, "allow_nan": False}
+    try:
+        text = json.dumps(raw, separators=(",", ":"), **options)
+    except ValueError:
+        text = json.dumps(finite(raw), separators=(",", ":"), **options)
     return (text + "\n").encode()
 
 
@@ -354,6 +365,7 @@ __all__ = [
     "NUMBER",
     "STRING",
     "STRING_LIST",
+    "STRING_MAP",
     "STRUCTURED_OUTPUT_BASE",
     "TRANSCRIPT_SCHEMA",
     "TRANSCRIPT_SOURCES",

@@ -21,6 +21,7 @@ from airflow_provider_revox.export.tables import (
     NUMBER,
     STRING,
     STRING_LIST,
+    STRING_MAP,
     Schema,
     finite,
 )
@@ -123,6 +124,7 @@ def arrow_schema(schema: Schema) -> Any:
         DATE: pa.date32(),
         DATETIME: pa.timestamp("us", tz="UTC"),
         STRING_LIST: pa.list_(pa.string()),
+        STRING_MAP: pa.map_(pa.string(), pa.string()),
     }
     return pa.schema([pa.field(c.name, types[c.type]) for c in schema])
 
@@ -143,13 +145,16 @@ class ParquetRowWriter:
         self._arrow_schema = arrow_schema(schema)
         self._batch_rows = batch_rows
         self._columns: dict[str, list[Any]] = {c.name: [] for c in schema}
+        self._maps = frozenset(c.name for c in schema if c.type == STRING_MAP)
         self._pending = 0
         self._writer = parquet.ParquetWriter(str(path), self._arrow_schema)
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Append one row; a full batch is written out as a row group."""
         for name, values in self._columns.items():
-            values.append(row.get(name))
+            value = row.get(name)
+            # Arrow takes a map column's values as (key, value) pairs.
+            values.append(list(value.items()) if name in self._maps and value is not None else value)
         self._pending += 1
         if self._pending >= self._batch_rows:
             self._flush()

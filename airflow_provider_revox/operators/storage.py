@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
 
-from airflow_provider_revox.export.fetch import Sleep
+from airflow_provider_revox.export.fetch import FetchedCall, Sleep
+from airflow_provider_revox.export.incremental import NewCalls
 from airflow_provider_revox.export.recordings import RECORDINGS_DIR
-from airflow_provider_revox.export.run import TABLES, ExportOptions, export_calls
+from airflow_provider_revox.export.run import TABLES, ExportOptions, check_tables, export_calls
+from airflow_provider_revox.export.search import CallSearch, calls_by_search, check_search
 from airflow_provider_revox.export.staging import MANIFEST, storage_uri
+from airflow_provider_revox.export.state import (
+    asset_state,
+    call_documents,
+    require_asset_state_store,
+    watermark_key,
+)
 from airflow_provider_revox.export.tables import check_transcript_source
 from airflow_provider_revox.export.writers import check_file_format, import_pyarrow
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox.redact import redact_text
+from airflow_provider_revox.waiting.cursor import Watermark
 from airflow_provider_revox.waiting.ids import is_templated, normalize_call_ids
 
 if TYPE_CHECKING:
@@ -76,7 +85,18 @@ class RevoxCallsToStorageOperator(BaseOperator):
 
     Args:
         call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
-            of them, a multi-call sensor's result (see :func:`normalize_call_ids`).
+            of them, a multi-call sensor's result (see :func:`normalize_call_ids`). Read in
+            searches of up to 100 ids; only an id a search does not return is fetched alone.
+        search: instead of ``call_ids``, the orders matching these filters (a
+            :class:`~airflow_provider_revox.export.search.CallSearch` or a dict: ``campaign_ids``,
+            ``statuses``, ``outcomes``, ``results``, ``assistant_ids``, ``directions``,
+            ``to_phone_number``, ``query``), read page by page; checked when the DAG is parsed.
+        incremental: with ``search``, export only the orders that reached a terminal status
+            since the last successful run, each once across runs, reruns and retries. The
+            watermark lives in the asset state store (Airflow 3.3+) of the destination's Asset,
+            written only once the files are published.
+        tables: the tables to write: ``transcripts`` and ``structured_output`` by default, and
+            the warehouse-ready ``calls`` (one row per order) and ``attempts`` (one per attempt).
         destination: a directory URI or an :class:`~airflow.sdk.ObjectStoragePath` (templated).
         file_format: ``jsonl``, ``json`` or ``parquet`` (needs the ``[parquet]`` extra).
         revox_conn_id: the ``revox`` connection.
@@ -94,7 +114,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
     def __init__(
         self,
         *,
-        call_ids: Any,
+        call_ids: Any = None,
         destination: str | ObjectStoragePath,
         file_format: str = "jsonl",
         revox_conn_id: str = RevoxHook.default_conn_name,
@@ -103,15 +123,29 @@ class RevoxCallsToStorageOperator(BaseOperator):
         max_concurrency: int = 8,
         transcript_source: str = "best",
         sleep: Sleep = time.sleep,
+        search: CallSearch | Mapping[str, Any] | None = None,
+        incremental: bool = False,
+        tables: Sequence[str] = TABLES,
         **kwargs: Any,
     ) -> None:
         """Check the arguments and declare the tables as outlets when the destination is fixed."""
         super().__init__(**kwargs)
         self.file_format = check_file_format(file_format)
+        if (call_ids is None) == (search is None):
+            raise ValueError("give either call_ids or search, not both and not neither")
+        self.search = check_search(search) if search is not None else None
+        if incremental and self.search is None:
+            raise ValueError("incremental=True needs search=: it exports the matching calls that ended since")
+        self.incremental = bool(incremental)
+        self.tables = check_tables(tables)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
         literal = [call_ids] if isinstance(call_ids, str) else call_ids
-        if isinstance(literal, list | tuple) and not any(is_templated(v) for v in literal):
+        if (
+            call_ids is not None
+            and isinstance(literal, list | tuple)
+            and not any(is_templated(v) for v in literal)
+        ):
             normalize_call_ids(literal)  # plain ids: report a bad one when the DAG is parsed
         self.call_ids = call_ids
         self.destination = destination
@@ -124,16 +158,27 @@ class RevoxCallsToStorageOperator(BaseOperator):
         # Known destination: declare the tables. Templated: an alias the run fills in.
         if not is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
             self.outlets = [*self.outlets, *self._table_assets(_plain_uri(destination))]
+            if self.incremental:
+                self.outlets = [*self.outlets, self.state_asset]
+        elif self.incremental:
+            raise ValueError("incremental=True needs a fixed destination: its Asset keeps the watermark")
         else:
             self.outlets = [*self.outlets, AssetAlias(self.asset_alias_name)]
+        if self.incremental:
+            require_asset_state_store()
 
     @property
     def asset_alias_name(self) -> str:
         """Name of the Asset alias that collects the tables of a templated destination."""
         return f"revox-export:{self.dag_id}.{self.task_id}"
 
+    @property
+    def state_asset(self) -> Asset:
+        """The Asset of the destination itself, whose asset state store keeps the watermark."""
+        return Asset(uri=_plain_uri(self.destination))
+
     def _table_assets(self, base_uri: str) -> list[Asset]:
-        return [Asset(uri=f"{base_uri}/{table}.{self.file_format}") for table in TABLES]
+        return [Asset(uri=f"{base_uri}/{table}.{self.file_format}") for table in self.tables]
 
     def _destination_path(self) -> ObjectStoragePath:
         destination = self.destination
@@ -152,40 +197,84 @@ class RevoxCallsToStorageOperator(BaseOperator):
         ``recordings``, ``rows`` (per table), ``tables`` (table name to URI) and ``manifest``
         (the URI of ``_manifest.json``, which lists every file).
         """
-        call_ids = normalize_call_ids(_read_mapped(self.call_ids))
         if self.file_format == "parquet":
             import_pyarrow()  # fail before fetching anything when the extra is missing
         destination = self._destination_path()
         shown = redact_text(str(destination))
-        self.log.info("Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format)
         options = ExportOptions(
             file_format=self.file_format,
             transcript_source=self.transcript_source,
             include_recordings=self.include_recordings,
             max_concurrency=self.max_concurrency,
             sleep=self.sleep,
+            tables=self.tables,
         )
+        extra: dict[str, Any] = {}
         with RevoxHook(self.revox_conn_id) as hook:
-            manifest = export_calls(hook, call_ids, destination, options)
-            self.revox_lineage = export_lineage(hook.base_url, call_ids, storage_uri(destination), manifest)
+            if self.search is None:
+                call_ids = normalize_call_ids(_read_mapped(self.call_ids))
+                self.log.info(
+                    "Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format
+                )
+                manifest = export_calls(hook, call_ids, destination, options)
+                count = len(call_ids)
+            elif not self.incremental:
+                self.log.info("Exporting the Revox calls matching %s to %s", self.search.to_dict(), shown)
+                found = (
+                    FetchedCall(call.id, call)
+                    for call in calls_by_search(hook, self.search.filters(), self.sleep)
+                )
+                manifest = export_calls(hook, found, destination, options)
+                count = call_documents(manifest)
+            else:
+                manifest, count, extra = self._export_new(hook, context, destination, options)
+            self.revox_lineage = export_lineage(
+                hook.base_url,
+                call_ids if self.search is None else (),
+                storage_uri(destination),
+                manifest,
+                search=self.search.filters() if self.search is not None else None,
+            )
         alias_outlet = AssetAlias(self.asset_alias_name)
         if alias_outlet in self.outlets:  # the destination was templated: name the tables now
             alias = context["outlet_events"][alias_outlet]
             for asset in self._table_assets(storage_uri(destination).rstrip("/")):
                 alias.add(asset)
         files = manifest["files"]
-        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(files), len(call_ids), shown)
+        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(files), count, shown)
         rows = {entry["path"]: entry.get("rows") for entry in files}
-        tables = {name: f"{name}.{self.file_format}" for name in TABLES}
+        tables = {name: f"{name}.{self.file_format}" for name in self.tables}
         return {
             "destination": str(destination),
-            "calls": len(call_ids),
+            "calls": count,
             "files": len(files),
             "recordings": sum(1 for entry in files if entry["path"].startswith(f"{RECORDINGS_DIR}/")),
             "rows": {name: rows[path] for name, path in tables.items()},
             "tables": {name: str(destination / path) for name, path in tables.items()},
             "manifest": str(destination / MANIFEST),
+            **extra,
         }
+
+    def _export_new(
+        self, hook: RevoxHook, context: Context, destination: ObjectStoragePath, options: ExportOptions
+    ) -> tuple[dict[str, Any], int, dict[str, Any]]:
+        """Export the calls that ended since the watermark; advance it once they are published."""
+        assert self.search is not None
+        store = asset_state(context, self.state_asset)
+        key = watermark_key(self.search)
+        start = Watermark.from_state(store.get(key))
+        self.log.info(
+            "Exporting the Revox calls matching %s that ended since %s to %s",
+            self.search.to_dict(),
+            start.ended_at.isoformat() if start.ended_at else "the beginning",
+            redact_text(str(destination)),
+        )
+        new = NewCalls(hook, self.search.filters(), start, sleep=self.sleep)
+        manifest = export_calls(hook, (FetchedCall(call.id, call) for call in new), destination, options)
+        # Only now, with the files published: a failed run leaves the watermark where it was.
+        after = new.watermark
+        store.set(key, after.to_state())
+        return manifest, new.taken, {"watermark": after.to_state()["ended_at"], "sorted": new.sorted}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
         """OpenLineage's view of the run: the calls read, and each file written (tables with schemas).

@@ -21,6 +21,7 @@ from airflow_provider_revox.exceptions import RevoxError, is_transient
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.models import Call, parse_iso
 from airflow_provider_revox.redact import redact_text
+from airflow_provider_revox.triggers.events import RevoxCallEventTrigger as RevoxCallEventTrigger
 from airflow_provider_revox.waiting import rounds
 from airflow_provider_revox.waiting.batch import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox.waiting.events import (

@@ -1,0 +1,70 @@
+"""Where an incremental export keeps its watermark: the asset state store of its Asset (Airflow 3.3+)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Asset
+
+from airflow_provider_revox.exceptions import RevoxConfigError
+from airflow_provider_revox.export.search import CallSearch
+
+#: The first Airflow with an asset state store (AIP-103).
+ASSET_STATE_STORE_SINCE = (3, 3)
+
+
+def _airflow_version() -> tuple[int, int]:
+    from airflow import __version__
+
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    return major, minor
+
+
+def require_asset_state_store() -> None:
+    """Raise a clear error when this Airflow has no asset state store.
+
+    Raises:
+        RevoxConfigError: Airflow older than 3.3.
+    """
+    if _airflow_version() < ASSET_STATE_STORE_SINCE:
+        raise RevoxConfigError(
+            "incremental=True keeps its watermark in the asset state store, which needs Airflow 3.3 or "
+            f"later (this is {'.'.join(map(str, _airflow_version()))}); export by search without incremental"
+        )
+
+
+def asset_state(context: Mapping[str, Any], asset: Asset) -> Any:
+    """The asset state store accessor of ``asset`` (an outlet of the task).
+
+    Raises:
+        RevoxConfigError: the context has no asset state store (Airflow older than 3.3).
+    """
+    stores = context.get("asset_state_store")
+    if stores is None:
+        raise RevoxConfigError(
+            "this Airflow gives tasks no asset state store: incremental=True needs Airflow 3.3+"
+        )
+    return stores[asset]
+
+
+def watermark_key(search: CallSearch) -> str:
+    """The state key of one filter set's watermark: changing the filters starts a new one."""
+    text = json.dumps(search.to_dict(), sort_keys=True, separators=(",", ":"))
+    return "revox_watermark_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def call_documents(manifest: Mapping[str, Any]) -> int:
+    """How many call documents (``calls/<id>.json``) a manifest lists."""
+    return sum(1 for entry in manifest["files"] if str(entry["path"]).startswith("calls/"))
+
+
+__all__ = [
+    "ASSET_STATE_STORE_SINCE",
+    "asset_state",
+    "call_documents",
+    "require_asset_state_store",
+    "watermark_key",
+]

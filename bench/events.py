@@ -1,0 +1,159 @@
+"""Call events at scale: 10,000 orders ending over a simulated day, watched by RevoxCallEventTrigger.
+
+The simulator runs in-process on a manual virtual clock, over real HTTP on loopback. Orders are
+scheduled uniformly through one calling window (09:00 to 17:00 of the simulated day; the rest of
+the day nothing ends), each one dial answered by a person. The trigger's shared poll
+(:class:`~airflow_provider_revox.triggers.events.CallPoll`) runs on the virtual clock with the
+trigger's own pace (:func:`~airflow_provider_revox.waiting.cursor.poll_delay`), and each raw
+batch is turned into events by a fresh trigger instance reading its cursor from the same asset
+state store (as after a triggerer restart at every poll). Figures, under ``events``:
+
+* ``requests_per_finished_order``: API requests over orders that ended (target <= 0.05);
+* ``p95_event_delay_s``: 95th percentile of the simulated seconds from an order's end to the
+  event naming it (target <= 60);
+* every order is named by exactly one event (checked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from airflow_provider_revox.simulator.profile import AttemptDraw
+from airflow_provider_revox.simulator.testing import running_simulator
+from airflow_provider_revox.simulator.timeline import OrderScript
+from bench.results import merge_results
+
+ORDERS = 10_000
+DAY_S = 24 * 3600
+WINDOW = (9 * 3600, 17 * 3600)
+POLL_INTERVAL = 60.0
+MAX_POLL_INTERVAL = 1800.0
+REQUESTS_TARGET = 0.05
+DELAY_TARGET = 60.0
+
+
+class Accessor:
+    """An asset state store accessor held in memory."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.values[key] = json.loads(json.dumps(value))
+
+
+class Store:
+    """The ``asset_state_store`` the triggerer injects: one watched Asset."""
+
+    def __init__(self) -> None:
+        self._by_name = {"revox_calls_finished": Accessor()}
+        self._by_uri: dict[str, Accessor] = {}
+
+
+async def run(sim: Any, ends: dict[str, float], start: Any) -> dict[str, Any]:
+    from airflow_provider_revox.hooks.revox import RevoxHook
+    from airflow_provider_revox.triggers.events import CallPoll, RevoxCallEventTrigger
+    from airflow_provider_revox.waiting.cursor import poll_delay
+
+    kwargs = {"assistant_ids": ["asst_bench_events"], "poll_interval": POLL_INTERVAL}
+    kwargs["max_poll_interval"] = MAX_POLL_INTERVAL
+    store = Store()
+    named: dict[str, int] = {}
+    delays: list[float] = []
+    events = 0
+    hook = RevoxHook()
+    poll = CallPoll(hook, RevoxCallEventTrigger(**kwargs).filters)  # type: ignore[arg-type]
+    empty = 0
+    try:
+        while (sim.clock.now() - start).total_seconds() < DAY_S + 2 * MAX_POLL_INTERVAL:
+            batch = await poll.poll()
+            now = (sim.clock.now() - start).total_seconds()
+            if batch is not None:
+                trigger = RevoxCallEventTrigger(**kwargs)  # type: ignore[arg-type]
+                trigger.asset_state_store = store  # type: ignore[assignment]
+
+                async def one(raw: dict[str, Any] = batch) -> AsyncIterator[Any]:
+                    yield raw
+
+                async for event in trigger.filter_shared_stream(one()):
+                    events += 1
+                    for call in event.payload["calls"]:
+                        named[call["id"]] = named.get(call["id"], 0) + 1
+                        delays.append(now - ends[call["id"]])
+            empty = 0 if batch is not None and batch["calls"] else empty + 1
+            sim.advance(poll_delay(empty, POLL_INTERVAL, MAX_POLL_INTERVAL))
+    finally:
+        await hook.aclose()
+    return {"named": named, "delays": delays, "events": events, "requests": poll.requests}
+
+
+def main() -> int:
+    random.seed(7)
+    started = time.perf_counter()
+    with running_simulator(seed=7) as sim:
+        os.environ["AIRFLOW_CONN_REVOX_DEFAULT"] = sim.connection_json()
+        start = sim.clock.now()
+        ends: dict[str, float] = {}
+        for _ in range(ORDERS):
+            offset = random.uniform(*WINDOW)
+            call_id = sim.engine.place_call(
+                phone_number="+33612345678",
+                assistant={"id": "asst_bench_events"},
+                scheduled_at=start + timedelta(seconds=offset),
+                skip_calling_window=True,
+                script=OrderScript(
+                    attempts=(AttemptDraw(kind="human", talk_seconds=random.uniform(30, 240)),)
+                ),
+            )
+            call_id = call_id if isinstance(call_id, str) else call_id["id"]
+            end = sim.engine.terminal_at(call_id)
+            ends[call_id] = (end - start).total_seconds()
+        result = asyncio.run(run(sim, ends, start))
+    named, delays = result["named"], sorted(result["delays"])
+    if set(named) != set(ends) or any(count != 1 for count in named.values()):
+        missing = len(set(ends) - set(named))
+        repeated = sum(1 for count in named.values() if count != 1)
+        print(f"events: {missing} orders never named, {repeated} named more than once")
+        return 1
+    p95 = delays[int(0.95 * (len(delays) - 1))]
+    figures = {
+        "orders": ORDERS,
+        "calling_window": "09:00-17:00 of a 24 h simulated day",
+        "poll_interval_s": POLL_INTERVAL,
+        "max_poll_interval_s": MAX_POLL_INTERVAL,
+        "requests": result["requests"],
+        "events": result["events"],
+        "requests_per_finished_order": round(result["requests"] / ORDERS, 4),
+        "p95_event_delay_s": round(p95, 1),
+        "max_event_delay_s": round(delays[-1], 1),
+        "each_order_named_once": True,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "targets": {
+            "requests_per_finished_order": f"<= {REQUESTS_TARGET:g}",
+            "p95_event_delay_s": f"<= {DELAY_TARGET:g}",
+        },
+    }
+    met = figures["requests_per_finished_order"] <= REQUESTS_TARGET and p95 <= DELAY_TARGET
+    figures["targets_met"] = met
+    merge_results("events", figures)
+    print(f"events: {figures}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

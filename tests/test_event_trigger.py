@@ -1,0 +1,223 @@
+"""RevoxCallEventTrigger run in an event loop against the simulator over real HTTP: one event per
+batch of ended orders, a cursor that survives a restart, one shared poll, small payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_revox.triggers.events import CURSOR_KEY, CallPoll
+from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
+from airflow_provider_revox.waiting.cursor import poll_delay
+from tests.test_operators import GOOD_OUTPUT, PLANTED, place
+
+FAST = {"poll_interval": 0.01, "max_poll_interval": 0.02}
+
+
+class Accessor:
+    """An asset state store accessor kept in a dict (the triggerer's talks to the API server)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.writes = 0
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return json.loads(json.dumps(self.values.get(key, default)))
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.values[key] = json.loads(json.dumps(value))
+        self.writes += 1
+
+
+class Store:
+    """What the triggerer injects as ``asset_state_store``: accessors by asset name."""
+
+    def __init__(self) -> None:
+        self._by_name = {"revox-calls": Accessor()}
+        self._by_uri: dict[str, Accessor] = {}
+
+    @property
+    def accessor(self) -> Accessor:
+        return self._by_name["revox-calls"]
+
+
+def watcher(store: Store, **kwargs: Any) -> RevoxCallEventTrigger:
+    trigger = RevoxCallEventTrigger(assistant_ids=["asst_planted"], **{**FAST, **kwargs})
+    trigger.asset_state_store = store  # type: ignore[assignment]
+    return trigger
+
+
+async def next_event(events: AsyncIterator[Any], timeout: float = 10.0) -> dict[str, Any]:
+    event = await asyncio.wait_for(events.__anext__(), timeout)
+    return dict(event.payload)
+
+
+async def until_saved(store: Store, writes: int, timeout: float = 10.0) -> None:
+    async def wait() -> None:
+        while store.accessor.writes < writes:  # noqa: ASYNC110 - the store is written by the trigger
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+def test_one_event_per_batch_and_a_restart_neither_loses_nor_repeats(revox_simulator: Any) -> None:
+    sim = revox_simulator
+    store = Store()
+
+    async def scenario() -> list[dict[str, Any]]:
+        early = place(sim, GOOD_OUTPUT)
+        sim.finish(early)  # ended before the watcher existed: not an event
+        first, second = place(sim, GOOD_OUTPUT), place(sim, GOOD_OUTPUT)
+        events = watcher(store).run()
+        pending = asyncio.ensure_future(next_event(events))
+        await until_saved(store, 1)  # the first poll set the cursor: from now on
+        sim.finish(first, second)
+        one = await pending
+        await events.aclose()  # the triggerer stops
+
+        third = place(sim, GOOD_OUTPUT)
+        sim.finish(third)  # ends while no triggerer runs
+        restarted = watcher(store).run()
+        two = await next_event(restarted)
+        fourth = place(sim, GOOD_OUTPUT)
+        sim.finish(fourth)
+        three = await next_event(restarted)
+        await restarted.aclose()
+        assert one["calls"] == sorted(
+            [{"id": first, "status": "completed"}, {"id": second, "status": "completed"}],
+            key=lambda c: (sim.get_call(c["id"])["ended_at"], c["id"]),
+        )
+        assert two["calls"] == [{"id": third, "status": "completed"}]
+        assert three["calls"] == [{"id": fourth, "status": "completed"}]
+        assert early not in json.dumps([one, two, three])
+        return [one, two, three]
+
+    events = asyncio.run(scenario())
+    assert [e["count"] for e in events] == [2, 1, 1]
+    assert set(events[0]) == {"calls", "count", "ended_at"}  # ids and statuses, nothing else
+    text = json.dumps(events)
+    for secret in [*PLANTED.values(), sim.api_key]:
+        assert secret not in text
+    assert store.accessor.values[CURSOR_KEY]["ended_at"] == events[-1]["ended_at"]
+
+
+def test_watchers_of_one_filter_set_share_one_poll_and_each_gets_every_event(revox_simulator: Any) -> None:
+    sim = revox_simulator
+    left, right, other = watcher(Store()), watcher(Store()), watcher(Store(), campaign_ids=["c-1"])
+    assert left.shared_stream_key() == right.shared_stream_key() != other.shared_stream_key()
+    assert hash(left.shared_stream_key()) == hash(right.shared_stream_key())
+
+    async def scenario() -> tuple[list[Any], list[Any], int]:
+        from airflow_provider_revox.hooks.revox import RevoxHook
+
+        hook = RevoxHook()
+        poll = CallPoll(hook, left.filters)
+        batches = [await poll.poll()]
+        ended = [place(sim, GOOD_OUTPUT) for _ in range(3)]
+        sim.finish(*ended)
+        batches.append(await poll.poll())
+        quiet_before = poll.requests
+        assert await poll.poll() is None  # nothing changed: one request, no batch
+        quiet = poll.requests - quiet_before
+        await hook.aclose()
+
+        async def replay() -> AsyncIterator[Any]:
+            for batch in batches:
+                yield batch
+
+        got_left = [e.payload async for e in left.filter_shared_stream(replay())]
+        got_right = [e.payload async for e in right.filter_shared_stream(replay())]
+        return got_left, got_right, quiet
+
+    got_left, got_right, quiet = asyncio.run(scenario())
+    assert got_left == got_right and len(got_left) == 1 and got_left[0]["count"] == 3
+    assert quiet == 1
+
+
+def test_a_batch_larger_than_batch_size_is_cut_into_events_and_each_moves_the_cursor(
+    revox_simulator: Any,
+) -> None:
+    sim = revox_simulator
+    store = Store()
+
+    async def scenario() -> list[dict[str, Any]]:
+        events = watcher(store, batch_size=2).run()
+        pending = asyncio.ensure_future(next_event(events))
+        await until_saved(store, 1)
+        ended = [place(sim, GOOD_OUTPUT) for _ in range(5)]
+        sim.finish(*ended)
+        got = [await pending, await next_event(events), await next_event(events)]
+        await events.aclose()
+        return got
+
+    got = asyncio.run(scenario())
+    assert [e["count"] for e in got] == [2, 2, 1]
+    assert len({c["id"] for e in got for c in e["calls"]}) == 5
+    assert store.accessor.writes == 4  # the start, then once per event
+
+
+def test_kwargs_are_configuration_only_and_bad_filters_are_named() -> None:
+    from airflow.triggers.base import BaseEventTrigger
+
+    one, two = RevoxCallEventTrigger(campaign_ids=["b", "a"]), RevoxCallEventTrigger(campaign_ids=["a", "b"])
+    assert one.serialize() == two.serialize()
+    classpath, kwargs = one.serialize()
+    assert BaseEventTrigger.hash(classpath, kwargs) == BaseEventTrigger.hash(*two.serialize())
+    assert RevoxCallEventTrigger(**kwargs).serialize() == one.serialize()  # round trip
+    with pytest.raises(ValueError, match="terminal statuses"):
+        RevoxCallEventTrigger(statuses=["calling"])
+    with pytest.raises(ValueError, match="campaign_ids must be a list"):
+        RevoxCallEventTrigger(campaign_ids="c-1")
+    with pytest.raises(ValueError, match="poll_interval"):
+        RevoxCallEventTrigger(poll_interval=0)
+
+
+def test_polls_back_off_while_nothing_changes() -> None:
+    assert [poll_delay(n, 30, 600) for n in range(7)] == [30, 60, 120, 240, 480, 600, 600]
+
+
+@pytest.mark.airflow
+def test_the_example_dag_exports_the_orders_named_by_its_triggering_events(
+    revox_simulator: Any, run_dag: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from airflow.models import dagrun
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    sim = revox_simulator
+    named = [place(sim, GOOD_OUTPUT) for _ in range(3)]
+    unnamed = place(sim, GOOD_OUTPUT)
+    sim.finish()
+    real = dagrun.get_or_create_dagrun
+
+    def with_triggering_events(*args: Any, **kwargs: Any) -> Any:
+        # What the scheduler does for an asset-triggered run: the run consumes the asset's events.
+        run = real(*args, **kwargs)
+        session = kwargs["session"]
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == "revox_calls_finished"))
+        for part in (named[:2], named[2:]):
+            payload = {"calls": [{"id": i, "status": "completed"} for i in part], "count": len(part)}
+            event = AssetEvent(asset_id=asset.id, extra={"from_trigger": True, "payload": payload})
+            session.add(event)
+            run.consumed_asset_events.append(event)
+        session.flush()
+        return run
+
+    monkeypatch.setattr(dagrun, "get_or_create_dagrun", with_triggering_events)
+    source = (
+        Path(__file__).resolve().parent.parent / "example_dags" / "revox_on_calls_finished.py"
+    ).read_text()
+    source = source.replace("file:///tmp/revox-finished", tmp_path.as_uri())
+    dag_run = run_dag(source, "revox_on_calls_finished")
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == {"finished_call_ids": "success", "export_finished_calls": "success"}
+    (run_dir,) = [p for p in Path(tmp_path).iterdir() if p.is_dir()]
+    rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+    assert sorted(row["call_id"] for row in rows) == sorted(named) and unnamed not in str(rows)
+    assert (run_dir / "attempts.jsonl").exists()

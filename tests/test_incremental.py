@@ -1,0 +1,191 @@
+"""Incremental exports: each call that ended is exported once across runs, reruns and failures;
+the watermark lives in the asset state store. Pure cursor rules first, then real Airflow runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_revox.simulator.testing import running_simulator
+from airflow_provider_revox.waiting.cursor import Watermark, takes
+from tests.test_export_e2e import failing_store
+from tests.test_operators import GOOD_OUTPUT, dag_source, place, task_logs, task_state, xcoms
+from tests.test_staging import FailingMemoryFileSystem, reader_view
+
+__all__ = ["failing_store", "task_logs"]
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+
+
+# -- the cursor (pure) -------------------------------------------------------------------------
+
+
+def test_an_empty_watermark_takes_every_ended_call_up_to_the_head() -> None:
+    empty = Watermark()
+    assert takes(empty, T0, "a", T0 - timedelta(days=30))
+    assert not takes(empty, T0, "b", None)  # not terminal
+    assert not takes(empty, T0, "c", T0 + timedelta(seconds=1))  # ended while the read ran: next time
+    assert not empty.is_past(T0)
+
+
+def test_ties_at_the_watermark_are_neither_taken_twice_nor_missed() -> None:
+    mark = Watermark().advance([("a", T0 - timedelta(seconds=5)), ("b", T0), ("c", T0)])
+    assert mark == Watermark(T0, frozenset({"b", "c"}))
+    assert not mark.is_new("b", T0) and not mark.is_new("c", T0)
+    assert mark.is_new("d", T0)  # ended at the same instant, not seen last time
+    assert not mark.is_new("a", T0 - timedelta(seconds=5))
+    assert mark.advance([("d", T0)]).ids_at == {"b", "c", "d"}
+    later = mark.advance([("e", T0 + timedelta(microseconds=1))])
+    assert later == Watermark(T0 + timedelta(microseconds=1), frozenset({"e"}))
+    assert mark.is_past(T0 - timedelta(seconds=1)) and not mark.is_past(T0)
+
+
+def test_the_watermark_round_trips_through_the_store_and_refuses_foreign_values() -> None:
+    mark = Watermark(T0, frozenset({"x", "y"}))
+    assert Watermark.from_state(json.loads(json.dumps(mark.to_state()))) == mark
+    assert Watermark.from_state(None) == Watermark()
+    naive = Watermark.from_state({"ended_at": "2026-03-02T09:00:00", "ids_at": []})
+    assert naive.ended_at == T0
+    for bad in ("2026", {"ended_at": 5}, {"ended_at": None, "ids_at": "x"}):
+        with pytest.raises(ValueError, match="stored watermark"):
+            Watermark.from_state(bad)
+
+
+# -- through Airflow -----------------------------------------------------------------------------
+
+
+def incremental_source(dag_id: str, destination: str) -> str:
+    return dag_source(
+        dag_id,
+        f"""
+        RevoxCallsToStorageOperator(
+            task_id="export",
+            search={{"assistant_ids": ["asst_planted"]}},
+            incremental=True,
+            destination={destination!r},
+            tables=["calls", "attempts"],
+            sleep=lambda seconds: None,
+        )
+        """,
+    )
+
+
+def exported(destination: Path) -> list[str]:
+    return sorted(
+        json.loads(line)["call_id"] for line in (destination / "calls.jsonl").read_text().splitlines()
+    )
+
+
+def searches(sim: Any) -> int:
+    return int(sim.stats()["by_endpoint"].get("POST /call/search", 0))
+
+
+@pytest.fixture
+def refusing_simulator(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> Iterator[Any]:
+    """A simulator that answers 422 to a sorted search, as ``revox_default``."""
+    with running_simulator(refuse_sort=True) as sim:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
+        yield sim
+
+
+def run_three_rounds(sim: Any, run_dag: Callable[..., Any], destination: Path, dag_id: str) -> list[Any]:
+    """Three calls end, export; two more end (one still running), export; nothing ends, export."""
+    first = [place(sim, GOOD_OUTPUT) for _ in range(3)]
+    sim.finish(*first)
+    run1 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert task_state(run1, "export") == "success"
+    assert exported(destination) == sorted(first)
+
+    second = [place(sim, GOOD_OUTPUT) for _ in range(2)]
+    sim.finish(*second)
+    running = place(sim, GOOD_OUTPUT)  # placed, not ended: not exported yet
+    run2 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert task_state(run2, "export") == "success"
+    assert exported(destination) == sorted(second)
+
+    before = searches(sim)
+    run3 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert task_state(run3, "export") == "success"
+    assert exported(destination) == []
+    assert xcoms(run3, "export")["return_value"]["calls"] == 0
+
+    sim.finish(running)
+    run4 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert exported(destination) == [running]
+    return [run1, run2, run3, run4, searches(sim) - before]
+
+
+@pytest.mark.airflow
+def test_each_ended_call_is_exported_once_across_runs_reading_only_the_new_page(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = revox_conn
+    runs = run_three_rounds(sim, run_dag, tmp_path / "out", "revox_incremental")
+    assert runs[-1] == 2  # one sorted page per later run: paging stops at the watermark
+    result = xcoms(runs[1], "export")["return_value"]
+    assert result["calls"] == 2 and result["sorted"] is True
+    assert result["watermark"] is not None
+
+
+@pytest.mark.airflow
+def test_an_api_that_refuses_the_sort_gets_a_full_scan_with_the_same_result_and_one_warning(
+    refusing_simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, task_logs: Callable[[], str]
+) -> None:
+    task_logs()
+    runs = run_three_rounds(refusing_simulator, run_dag, tmp_path / "out", "revox_incremental_unsorted")
+    assert xcoms(runs[1], "export")["return_value"]["sorted"] is False
+    assert task_logs().count("refused to sort the search (HTTP 422)") == 4  # one per run
+
+
+@pytest.mark.airflow
+def test_a_failed_publish_advances_nothing_and_the_rerun_exports_the_same_calls(
+    revox_conn: Any, run_dag: Callable[..., Any], failing_store: FailingMemoryFileSystem
+) -> None:
+    sim = revox_conn
+    destination = "memory://bucket/incremental"
+    first = [place(sim, GOOD_OUTPUT) for _ in range(2)]
+    sim.finish(*first)
+    ok = run_dag(incremental_source("revox_incremental_fail", destination), "revox_incremental_fail")
+    assert task_state(ok, "export") == "success"
+
+    second = [place(sim, GOOD_OUTPUT) for _ in range(2)]
+    sim.finish(*second)
+    FailingMemoryFileSystem.puts = 0
+    FailingMemoryFileSystem.fail_on = 2
+    failed = run_dag(incremental_source("revox_incremental_fail", destination), "revox_incremental_fail")
+    assert task_state(failed, "export") == "failed"
+
+    FailingMemoryFileSystem.fail_on = None
+    again = run_dag(incremental_source("revox_incremental_fail", destination), "revox_incremental_fail")
+    assert task_state(again, "export") == "success"
+    view = reader_view(ObjectStoragePath(destination))
+    assert view is not None
+    rows = [json.loads(line)["call_id"] for line in view["calls.jsonl"].splitlines()]
+    assert sorted(rows) == sorted(second)  # the failed run's calls, once, nothing of the first run
+
+
+def test_incremental_needs_a_fixed_destination(tmp_path: Path) -> None:
+    from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+
+    with pytest.raises(ValueError, match="fixed destination"):
+        RevoxCallsToStorageOperator(
+            task_id="t", search={}, incremental=True, destination=str(tmp_path) + "/{{ ds }}"
+        )
+
+
+def test_incremental_on_an_airflow_without_an_asset_state_store_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_revox.exceptions import RevoxConfigError
+    from airflow_provider_revox.export import state
+    from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+
+    monkeypatch.setattr(state, "_airflow_version", lambda: (3, 2))
+    with pytest.raises(RevoxConfigError, match=r"needs Airflow 3\.3 or later \(this is 3\.2\)"):
+        RevoxCallsToStorageOperator(task_id="t", search={}, incremental=True, destination=str(tmp_path))

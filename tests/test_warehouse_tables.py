@@ -1,0 +1,117 @@
+"""The warehouse-ready ``calls`` and ``attempts`` tables: values, typed schemas stable across runs,
+redaction and the manifest, through a real Airflow and real HTTP against the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_revox.export.run import ALL_TABLES, check_tables
+from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+from tests.test_export_search import campaign
+from tests.test_operators import GOOD_OUTPUT, assert_no_planted, dag_source, place, task_state, xcoms
+
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def export_all(dag_id: str, ids: list[str], destination: Path, file_format: str, **options: Any) -> str:
+    extra = "".join(f", {name}={value!r}" for name, value in options.items())
+    return dag_source(
+        dag_id,
+        f"""
+        RevoxCallsToStorageOperator(
+            task_id="export", call_ids={ids!r}, destination={str(destination)!r},
+            file_format={file_format!r}, tables={list(ALL_TABLES)!r}{extra}
+        )
+        """,
+    )
+
+
+@pytest.mark.airflow
+def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = revox_conn
+    campaign_id, ids = campaign(sim, "Warehouse", 2)
+    planted = place(sim, GOOD_OUTPUT)  # metadata with a password inside, two attempts
+    sim.finish()
+    dag_run = run_dag(
+        export_all("revox_warehouse", [*ids, planted], tmp_path, "jsonl", include_recordings=True),
+        "revox_warehouse",
+    )
+    assert task_state(dag_run, "export") == "success"
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert [row["call_id"] for row in calls] == [*ids, planted]
+    first = calls[0]
+    assert first["campaign_id"] == campaign_id and first["assistant_id"] == "asst_campaign"
+    assert first["prompt_variables"] == {"first_name": "P0"}
+    assert first["to_phone_number"] == "+33612300000"
+    assert first["status"] in {"completed", "errored", "cancelled"}
+    assert first["ended_at"] is not None and first["created_at"] < first["ended_at"]
+    assert first["calls_count"] == len(sim.get_call(ids[0])["call_attempts"])
+    mine = calls[2]
+    assert mine["campaign_id"] is None and mine["assistant_id"] == "asst_planted"
+    assert mine["outcome"] == "interested" and mine["calls_count"] == 2
+    assert mine["metadata"] == {"crm": '{"password": "***"}'}  # typed map of text, redacted
+
+    attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    own = [row for row in attempts if row["call_id"] == planted]
+    api = sim.get_call(planted)["call_attempts"]
+    assert [row["attempt_id"] for row in own] == [a["id"] for a in reversed(api)]  # oldest first
+    missed, answered = own
+    assert missed["answered_at"] is None and missed["duration_s"] is None and missed["recording_file"] is None
+    assert answered["result"] == "human" and answered["duration_s"] == pytest.approx(45, abs=1)
+    assert answered["recording_file"].startswith(f"recordings/{planted}/{answered['attempt_id']}.")
+    assert (tmp_path / answered["recording_file"]).is_file()
+    assert len(attempts) == sum(row["calls_count"] for row in calls)
+
+    manifest = json.loads((tmp_path / "_manifest.json").read_text())
+    listed = {entry["path"]: entry.get("rows") for entry in manifest["files"]}
+    assert listed["calls.jsonl"] == 3 and listed["attempts.jsonl"] == len(attempts)
+    result = xcoms(dag_run, "export")["return_value"]
+    assert result["rows"]["calls"] == 3 and result["tables"]["attempts"].endswith("attempts.jsonl")
+    everything = "".join(p.read_text() for p in tmp_path.rglob("*.json*"))
+    assert_no_planted(everything, sim.api_key)
+
+
+@pytest.mark.airflow
+def test_parquet_schemas_do_not_change_when_a_batch_lacks_values(
+    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    sim = revox_conn
+    _, ids = campaign(sim, "Typed", 1, launch=False)  # never dialled: no attempt, no end, no metadata
+    full = place(sim, GOOD_OUTPUT)
+    sim.finish(full)
+    sparse = tmp_path / "sparse"
+    rich = tmp_path / "rich"
+    assert task_state(
+        run_dag(export_all("revox_pq_sparse", ids, sparse, "parquet"), "revox_pq_sparse"), "export"
+    ) == ("success")
+    assert task_state(
+        run_dag(export_all("revox_pq_rich", [full], rich, "parquet"), "revox_pq_rich"), "export"
+    ) == ("success")
+    for table in ("calls", "attempts"):
+        assert pq.read_schema(sparse / f"{table}.parquet") == pq.read_schema(rich / f"{table}.parquet")
+    schema = pq.read_schema(rich / "calls.parquet")
+    pa = pytest.importorskip("pyarrow")
+    assert schema.field("metadata").type == pa.map_(pa.string(), pa.string())
+    assert str(schema.field("ended_at").type) == "timestamp[us, tz=UTC]"
+    assert str(schema.field("calls_count").type) == "int64"
+    assert str(pq.read_schema(rich / "attempts.parquet").field("duration_s").type) == "double"
+    sparse_calls = pq.read_table(sparse / "calls.parquet").to_pylist()
+    assert sparse_calls[0]["status"] == "not_launched" and sparse_calls[0]["ended_at"] is None
+    assert pq.read_table(sparse / "attempts.parquet").num_rows == 0
+    rich_calls = pq.read_table(rich / "calls.parquet").to_pylist()
+    assert dict(rich_calls[0]["metadata"]) == {"crm": '{"password": "***"}'}
+
+
+def test_tables_are_checked_by_name() -> None:
+    assert check_tables(["attempts", "transcripts"]) == ("transcripts", "attempts")
+    with pytest.raises(ValueError, match="calls_v2"):
+        check_tables(["calls_v2"])
+    with pytest.raises(ValueError, match="tables must name"):
+        RevoxCallsToStorageOperator(task_id="t", call_ids=["a"], destination="/tmp/x", tables=[])
