@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.test_operators import GOOD_OUTPUT, dag_source, place, task_logs, task_state, xcoms
+from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, place, task_logs, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, failing_store, reader_view
 
 __all__ = ["failing_store", "task_logs"]  # fixtures shared with the other export tests
@@ -21,15 +21,7 @@ pytestmark = pytest.mark.airflow
 
 
 def export_source(dag_id: str, ids: Any, destination: str, **options: Any) -> str:
-    extra = "".join(f", {name}={value!r}" for name, value in options.items())
-    return dag_source(
-        dag_id,
-        f"""
-        RevoxCallsToStorageOperator(
-            task_id="export", call_ids={ids!r}, destination={destination!r}, sleep=lambda seconds: None{extra}
-        )
-        """,
-    )
+    return export_dag(dag_id, call_ids=ids, destination=destination, **options)
 
 
 def test_an_upload_failing_midway_fails_the_task_and_readers_keep_waiting(

@@ -14,7 +14,7 @@ from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.export.search import CallSearch, check_search
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
-from tests.test_operators import GOOD_OUTPUT, dag_source, place, task_state, xcoms
+from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, place, task_state, xcoms
 
 
 def campaign(sim: Any, name: str, size: int, *, launch: bool = True) -> tuple[str, list[str]]:
@@ -46,15 +46,7 @@ def endpoint_counts(sim: Any) -> dict[str, int]:
 
 
 def search_source(dag_id: str, destination: str, search: Any, **options: Any) -> str:
-    extra = "".join(f", {name}={value!r}" for name, value in options.items())
-    return dag_source(
-        dag_id,
-        f"""
-        RevoxCallsToStorageOperator(
-            task_id="export", search={search!r}, destination={destination!r}, sleep=lambda s: None{extra}
-        )
-        """,
-    )
+    return export_dag(dag_id, search=search, destination=destination, **options)
 
 
 @pytest.mark.airflow

@@ -15,7 +15,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_revox.simulator.testing import running_simulator
 from airflow_provider_revox.waiting.cursor import Watermark, takes
 from tests.test_export_e2e import failing_store
-from tests.test_operators import GOOD_OUTPUT, dag_source, place, task_logs, task_state, xcoms
+from tests.test_operators import GOOD_OUTPUT, export_dag, place, task_logs, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, reader_view
 
 __all__ = ["failing_store", "task_logs"]
@@ -61,18 +61,12 @@ def test_the_watermark_round_trips_through_the_store_and_refuses_foreign_values(
 
 
 def incremental_source(dag_id: str, destination: str) -> str:
-    return dag_source(
+    return export_dag(
         dag_id,
-        f"""
-        RevoxCallsToStorageOperator(
-            task_id="export",
-            search={{"assistant_ids": ["asst_planted"]}},
-            incremental=True,
-            destination={destination!r},
-            tables=["calls", "attempts"],
-            sleep=lambda seconds: None,
-        )
-        """,
+        search={"assistant_ids": ["asst_planted"]},
+        incremental=True,
+        destination=destination,
+        tables=["calls", "attempts"],
     )
 
 

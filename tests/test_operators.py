@@ -227,6 +227,15 @@ def dag_source(dag_id: str, body: str) -> str:
     ) + textwrap.indent(textwrap.dedent(body), "    ")
 
 
+def export_dag(dag_id: str, **arguments: Any) -> str:
+    """A one-task DAG, ``RevoxCallsToStorageOperator(task_id="export", **arguments)``, that does not
+    pause between fetch rounds."""
+    listed = "".join(f", {name}={value!r}" for name, value in arguments.items())
+    return dag_source(
+        dag_id, f'RevoxCallsToStorageOperator(task_id="export", sleep=lambda seconds: None{listed})\n'
+    )
+
+
 @pytest.fixture
 def task_logs(capsys: pytest.CaptureFixture[str], caplog: Any) -> Callable[[], str]:
     """Read what the tasks logged since the last read: ``dag.test()`` prints the task logs."""

@@ -13,21 +13,26 @@ import pytest
 from airflow_provider_revox.export.run import ALL_TABLES, check_tables
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from tests.test_export_search import campaign
-from tests.test_operators import GOOD_OUTPUT, assert_no_planted, dag_source, place, task_state, xcoms
+from tests.test_operators import (
+    GOOD_OUTPUT,
+    assert_no_planted,
+    export_dag,
+    place,
+    task_state,
+    xcoms,
+)
 
 pq = pytest.importorskip("pyarrow.parquet")
 
 
 def export_all(dag_id: str, ids: list[str], destination: Path, file_format: str, **options: Any) -> str:
-    extra = "".join(f", {name}={value!r}" for name, value in options.items())
-    return dag_source(
+    return export_dag(
         dag_id,
-        f"""
-        RevoxCallsToStorageOperator(
-            task_id="export", call_ids={ids!r}, destination={str(destination)!r},
-            file_format={file_format!r}, tables={list(ALL_TABLES)!r}{extra}
-        )
-        """,
+        call_ids=ids,
+        destination=str(destination),
+        file_format=file_format,
+        tables=list(ALL_TABLES),
+        **options,
     )
 
 
