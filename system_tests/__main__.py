@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from system_tests.airflow_api import TERMINAL_RUN_STATES
+from system_tests.checks import CHECKS as SENSOR_CHECKS
 from system_tests.checks import (
-    CHECKS,
     CheckFailed,
     Context,
     DeferralWatch,
@@ -30,6 +30,7 @@ from system_tests.checks import (
     probe_ui_port_zero,
     write_export_dir,
 )
+from system_tests.place_kill import RUN, check_place_killed, kill_worker_mid_place, place_kill_conf
 from system_tests.stack import Stack
 
 EXPECTED_DAGS = {
@@ -39,8 +40,10 @@ EXPECTED_DAGS = {
     "st_call_timeout",
     "st_calls_wait",
     "st_calls_timeout",
+    "st_place_kill",
 }
 BUDGET_SECONDS = 600.0
+CHECKS = [*SENSOR_CHECKS, ("j  place-call worker SIGKILLed mid-wait, one order", check_place_killed)]
 RACE = "finished with state success, but the task instance's state attribute is"
 
 
@@ -60,6 +63,7 @@ def planned_runs(stack: Stack) -> dict[str, tuple[str, dict[str, Any]]]:
             "revox_campaign_export",
             {"call_ids": ["exp-1", "exp-2", "exp-3"], "destination": write_export_dir(stack.export_dir)},
         ),
+        RUN: ("st_place_kill", place_kill_conf(stack)),
     }
     for i in range(1, stack.plan.ha_calls + 1):
         runs[f"ha_{i}"] = ("st_call_wait", {"call_id": f"ha-{i}"})
@@ -121,9 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(ctx.runs)} runs started after {time.monotonic() - started:.0f} s", flush=True)
         killer = threading.Thread(target=kill_triggerer_mid_wait, args=(ctx,), name="killer", daemon=True)
         killer.start()
+        worker_killer = threading.Thread(
+            target=kill_worker_mid_place, args=(ctx,), name="worker-killer", daemon=True
+        )
+        worker_killer.start()
         ctx.listeners = stack.listening()
         wait_for_runs(ctx, deadline=started + BUDGET_SECONDS - 90)
         killer.join(timeout=30)
+        worker_killer.join(timeout=30)
         ctx.listeners = sorted(set(ctx.listeners) | set(stack.listening()))
         ctx.watch.stop()
         print(f"runs ended after {time.monotonic() - started:.0f} s", flush=True)

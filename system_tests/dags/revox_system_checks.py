@@ -1,4 +1,5 @@
-"""DAGs of the system test: the deferrable sensors on a conf-given order, connection and timeout."""
+"""DAGs of the system test: the deferrable sensors on a conf-given order, connection and timeout,
+and one placement whose worker the harness kills."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, BaseSensorOperator
 
+from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
 from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor
 
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
@@ -49,3 +51,27 @@ sensor_dag(
 sensor_dag(
     "st_calls_timeout", RevoxCallsSensor, "A batch that cannot end in 20 s.", call_ids=CALL_IDS, timeout=20
 )
+
+with DAG(
+    dag_id="st_place_kill",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    doc_md="One order placed and waited for on a worker; the harness SIGKILLs that worker mid-wait.",
+):
+    RevoxPlaceCallOperator(
+        task_id="place",
+        phone_number="{{ dag_run.conf['phone'] }}",
+        assistant_id="asst_plain",
+        # Dialled after the retry has reattached, on the simulator's clock (given by the harness).
+        scheduled_at="{{ dag_run.conf['scheduled_at'] }}",
+        skip_calling_window=True,
+        # The simulator draws the order's outcome: any end is fine, the check is on the placing.
+        fail_on_statuses=[],
+        wait_for_completion=True,
+        deferrable=False,
+        mode="poke",
+        poke_interval=3,
+        retries=2,
+        retry_delay=timedelta(seconds=5),
+    )
