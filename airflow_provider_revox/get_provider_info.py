@@ -26,7 +26,13 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "Revox", "python-modules": ["airflow_provider_revox.hooks.revox"]}],
         "sensors": [
-            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.sensors.revox"]}
+            {
+                "integration-name": "Revox",
+                "python-modules": [
+                    "airflow_provider_revox.sensors.revox",
+                    "airflow_provider_revox.sensors.campaign",
+                ],
+            }
         ],
         "operators": [
             {
@@ -34,11 +40,18 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_revox.operators.revox",
                     "airflow_provider_revox.operators.place",
+                    "airflow_provider_revox.operators.campaigns",
                 ],
             }
         ],
         "triggers": [
-            {"integration-name": "Revox", "python-modules": ["airflow_provider_revox.triggers.revox"]}
+            {
+                "integration-name": "Revox",
+                "python-modules": [
+                    "airflow_provider_revox.triggers.revox",
+                    "airflow_provider_revox.triggers.campaign",
+                ],
+            }
         ],
         "extra-links": ["airflow_provider_revox.links.RevoxCallLink"],
         "connection-types": [

@@ -147,6 +147,7 @@ def main() -> int:
     for folder in (AIRFLOW_HOME, LOGS):
         folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(EXPORT, ignore_errors=True)
+    shutil.rmtree(DEMO / "campaign_export", ignore_errors=True)
     os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)  # the in-process hook reads Airflow's config too
     api_key = "sk_demo_" + secrets.token_hex(12)
     print("Revox provider demo")
@@ -181,6 +182,31 @@ def main() -> int:
             ],
             env,
         )
+        contacts = DEMO / "contacts.csv"
+        contacts.write_text(
+            "to_phone_number,first_name,appointment\n"
+            + "".join(f"{number},Guest {i},Friday {10 + i}:00\n" for i, number in enumerate(RECIPIENTS))
+            + "0612345678,No country code,Friday 9:00\n"
+        )
+        run(
+            "revox_campaign_from_table",
+            [
+                str(BIN / "airflow"),
+                "dags",
+                "test",
+                "revox_campaign_from_table",
+                "--conf",
+                json.dumps(
+                    {
+                        "contacts_path": contacts.as_uri(),
+                        "assistant_id": "asst_demo",
+                        "destination": (DEMO / "campaign_export").as_uri(),
+                    }
+                ),
+            ],
+            env,
+        )
+        print(f"  campaign created from {contacts.name}; 1 bad row in {contacts.name}.rejects.jsonl")
         runs = sorted(p for p in EXPORT.iterdir() if p.is_dir()) if EXPORT.exists() else []
         report(call_ids, runs[-1] if runs else None)
     finally:

@@ -30,7 +30,7 @@ def test_example_dags_import_without_errors(airflow_db: Path) -> None:
 
     bag = DagBag(str(EXAMPLES))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"revox_call_completion", "revox_campaign_export"}
+    assert set(bag.dag_ids) == {"revox_call_completion", "revox_campaign_export", "revox_campaign_from_table"}
 
 
 def test_call_completion_runs_end_to_end(

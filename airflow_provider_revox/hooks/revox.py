@@ -48,8 +48,12 @@ from airflow_provider_revox.client.settings import (
     settings_from_connection,
 )
 from airflow_provider_revox.client.transport import Transport
-from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError
+from airflow_provider_revox.exceptions import (
+    RevoxConfigError,
+    RevoxError,
+)
 from airflow_provider_revox.hooks.calls import CallEndpoints
+from airflow_provider_revox.hooks.campaigns import CampaignEndpoints
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.redact import redact_text
 
@@ -66,9 +70,11 @@ async def retry_asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-class RevoxHook(CallEndpoints, BaseHook):
-    """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, download
-    recordings. The call-order endpoints live in :class:`~airflow_provider_revox.hooks.calls.CallEndpoints`.
+class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
+    """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
+    campaigns, download recordings. The call-order endpoints live in
+    :class:`~airflow_provider_revox.hooks.calls.CallEndpoints`, the campaign endpoints in
+    :class:`~airflow_provider_revox.hooks.campaigns.CampaignEndpoints`.
 
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)

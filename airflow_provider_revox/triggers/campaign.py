@@ -1,0 +1,119 @@
+"""The deferrable wait for a Revox campaign, run by Airflow's triggerer.
+
+Thin: the verdict, the interval and the summary come from
+:mod:`airflow_provider_revox.waiting.campaign`; the one request per poll is the hook's
+``GET /campaigns/{id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_revox.campaign import Campaign
+from airflow_provider_revox.exceptions import RevoxError, is_transient
+from airflow_provider_revox.hooks.revox import RevoxHook
+from airflow_provider_revox.redact import redact_text
+from airflow_provider_revox.waiting import campaign as waiting
+from airflow_provider_revox.waiting import rounds
+from airflow_provider_revox.waiting.events import EVENT_ERROR, EVENT_FAILED, EVENT_SUCCESS, event_payload
+
+
+class RevoxCampaignTrigger(BaseTrigger):
+    """Wait, fully async, until a campaign is completed or cancelled.
+
+    One hook (one HTTP session) for the trigger's whole life and one ``GET /campaigns/{id}`` per
+    poll, however many orders the campaign has. It logs each status change once; while the API
+    fails it backs off (doubling up to ten minutes) with one warning, then one line when it
+    answers again. It sends exactly one event: ``success`` (completed), ``failed`` (cancelled)
+    or ``error`` (a final error: unknown campaign, rejected key), each with the campaign's
+    summary.
+
+    Args:
+        campaign_id: the campaign to wait for.
+        revox_conn_id: the ``revox`` connection.
+        poke_interval: seconds between polls.
+    """
+
+    #: Awaited to sleep between polls; tests hand in a faster one.
+    pause: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
+
+    def __init__(
+        self,
+        *,
+        campaign_id: str,
+        revox_conn_id: str = RevoxHook.default_conn_name,
+        poke_interval: float = 60.0,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.campaign_id = campaign_id
+        self.revox_conn_id = revox_conn_id
+        self.poke_interval = float(poke_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Classpath and JSON-only kwargs: the trigger's whole state."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "campaign_id": self.campaign_id,
+                "revox_conn_id": self.revox_conn_id,
+                "poke_interval": self.poke_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll the campaign until it ends; yield one event."""
+        streak = rounds.FailureStreak()
+        last: Campaign | None = None
+        last_status: str | None = None
+        async with RevoxHook(revox_conn_id=self.revox_conn_id) as hook:
+            while True:
+                try:
+                    campaign = await hook.aget_campaign(self.campaign_id)
+                except RevoxError as error:
+                    secrets = _secrets(hook)
+                    if not is_transient(error):
+                        yield self._event(EVENT_ERROR, last, f"campaign {self.campaign_id}: {error}", secrets)
+                        return
+                    if streak.failed():
+                        self.log.warning(
+                            "Campaign %s: %s; waiting it out, longer each time",
+                            self.campaign_id,
+                            redact_text(str(error), secrets),
+                        )
+                else:
+                    secrets = _secrets(hook)
+                    if streak.recovered():
+                        self.log.info("Campaign %s: Revox answers again", self.campaign_id)
+                    last = campaign
+                    decided = waiting.verdict(campaign)
+                    if decided != waiting.WAITING:
+                        kind = EVENT_SUCCESS if decided == waiting.SUCCESS else EVENT_FAILED
+                        yield self._event(kind, campaign, waiting.describe(campaign, secrets), secrets)
+                        return
+                    if campaign.status != last_status:
+                        self.log.info("%s", waiting.describe(campaign, secrets))
+                        last_status = campaign.status
+                await self.pause(waiting.poll_interval(last, self.poke_interval, streak.count))
+
+    def _event(
+        self, kind: str, campaign: Campaign | None, message: str, secrets: tuple[str, ...]
+    ) -> TriggerEvent:
+        summary = waiting.summary(campaign) if campaign is not None else {"campaign_id": self.campaign_id}
+        payload = event_payload(kind, message, secrets, campaign_id=self.campaign_id, summary=summary)
+        return TriggerEvent(payload)  # type: ignore[no-untyped-call]
+
+
+def _secrets(hook: RevoxHook) -> tuple[str, ...]:
+    # Called once a request went out; a connection that cannot be read holds no key to mask.
+    try:
+        return hook.known_secrets()
+    except AirflowNotFoundException:
+        return ()
+
+
+__all__ = ["RevoxCampaignTrigger"]
