@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from airflow_provider_revox.simulator.process import SimulatorProcess
 from bench.results import RESULTS, merge_results
+from bench.soak import _airflow_env as soak_airflow_env
 
 NUMBERS = int(os.environ.get("REVOX_BENCH_PLACEMENT_NUMBERS", "1000"))
 KILLS = 5
@@ -149,20 +150,16 @@ OPEN_ALL_WEEK = {
 
 
 def _airflow_env(home: Path) -> None:
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(home / "dags")
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
-    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+    soak_airflow_env(home)
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 
 
 def resume_run(dag_id: str, logical_date: Any) -> bool:
     """Give every unfinished task instance of the existing run its next try; False if no run.
 
-    What a scheduler does after a worker loss: a task instance left running, queued, deferred
-    or scheduled (or failed) runs again under a higher try number, and its task state store
-    rows stay, as they belong to the dag run.
+    What a scheduler does after a worker loss: a task instance left running, queued or
+    deferred (or failed) runs again under a higher try number, and its task state store rows
+    stay, as they belong to the dag run. One only scheduled (never started) keeps its try.
     """
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
@@ -176,10 +173,15 @@ def resume_run(dag_id: str, logical_date: Any) -> bool:
         )
         if run is None:
             return False
-        done = {TaskInstanceState.SUCCESS, TaskInstanceState.SKIPPED}
+        keep = {
+            TaskInstanceState.SUCCESS,
+            TaskInstanceState.SKIPPED,
+            TaskInstanceState.SCHEDULED,
+            TaskInstanceState.UP_FOR_RETRY,
+        }
         query = select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
         for ti in session.scalars(query):
-            if ti.state not in done:
+            if ti.state not in keep:
                 ti.state = None
                 ti.next_method = None
                 ti.next_kwargs = None
