@@ -26,6 +26,7 @@ from airflow_provider_revox.client.requests import (
 )
 from airflow_provider_revox.client.responses import CallPage
 from airflow_provider_revox.exceptions import RevoxApiError, RevoxResponseError
+from airflow_provider_revox.hooks.core import HookCore
 from airflow_provider_revox.models import Call
 
 #: Guard against an API that ignores ``page``: a listing stops after this many pages.
@@ -128,15 +129,11 @@ class _Pages:
         return fresh
 
 
-class CallEndpoints:
+class CallEndpoints(HookCore):
     """Place, cancel, pause, resume and search call orders (mixed into ``RevoxHook``)."""
 
     if TYPE_CHECKING:
-        _secrets: tuple[str, ...]
 
-        def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response: ...
-        async def _arequest(self, method: str, url: str, **kwargs: Any) -> httpx.Response: ...
-        def _check(self, response: httpx.Response, call_id: str | None = None) -> None: ...
         def _call_from(self, response: httpx.Response, call_id: str | None = None) -> Call: ...
         def _page_from(self, response: httpx.Response) -> CallPage: ...
         def get_call(self, call_id: str) -> Call: ...

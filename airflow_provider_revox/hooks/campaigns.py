@@ -26,6 +26,7 @@ from airflow_provider_revox.campaign import (
 )
 from airflow_provider_revox.client import responses
 from airflow_provider_revox.exceptions import RevoxResponseError
+from airflow_provider_revox.hooks.core import HookCore
 from airflow_provider_revox.models import RevoxModel
 
 if TYPE_CHECKING:  # annotations only: typing.Unpack needs Python 3.11
@@ -47,17 +48,8 @@ def _url(endpoint: str, campaign_id: str) -> str:
     return endpoint.format(campaign_id=validate_campaign_id(campaign_id))
 
 
-class CampaignEndpoints:
+class CampaignEndpoints(HookCore):
     """Campaign endpoints, mixed into :class:`~airflow_provider_revox.hooks.revox.RevoxHook`."""
-
-    if TYPE_CHECKING:
-        _secrets: tuple[str, ...]
-
-        def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response: ...
-
-        async def _arequest(self, method: str, url: str, **kwargs: Any) -> httpx.Response: ...
-
-        def _check(self, response: httpx.Response, call_id: str | None = None) -> None: ...
 
     def _body(self, response: httpx.Response, what: str, read: Any) -> Any:
         """Check the status, decode the body and read it with ``read``; a bad body names ``what``."""
