@@ -14,16 +14,16 @@ from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.export.search import CallSearch, check_search
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
-from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, place, task_state, xcoms
+from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, finished, task_state, xcoms
 
 
-def campaign(sim: Any, name: str, size: int, *, launch: bool = True) -> tuple[str, list[str]]:
+def campaign(simulator: Any, name: str, size: int, *, launch: bool = True) -> tuple[str, list[str]]:
     """A campaign of ``size`` contacts on the simulator, launched; returns its id and its orders' ids."""
     contacts = [
         {"to_phone_number": f"+336123{index:05d}", "prompt_variables": {"first_name": f"P{index}"}}
         for index in range(size)
     ]
-    book = sim.engine.campaigns
+    book = simulator.engine.campaigns
     campaign_id = book.create(
         name=name, assistant_id="asst_campaign", contacts=contacts, call_retry_config=ALWAYS_OPEN_RETRY_CONFIG
     )
@@ -31,14 +31,14 @@ def campaign(sim: Any, name: str, size: int, *, launch: bool = True) -> tuple[st
         book.launch(campaign_id, mode="ai_first", selection=None)
     ids = [
         call_id
-        for call_id in sim.engine.call_ids()
-        if (sim.get_call(call_id).get("campaign") or {}).get("id") == campaign_id
+        for call_id in simulator.engine.call_ids()
+        if (simulator.get_call(call_id).get("campaign") or {}).get("id") == campaign_id
     ]
     return campaign_id, ids
 
 
-def endpoint_counts(sim: Any) -> dict[str, int]:
-    counts = sim.stats()["by_endpoint"]
+def endpoint_counts(simulator: Any) -> dict[str, int]:
+    counts = simulator.stats()["by_endpoint"]
     return {
         "search": counts.get("POST /call/search", 0),
         "get": sum(n for name, n in counts.items() if name.startswith("GET /call/")),
@@ -51,19 +51,18 @@ def search_source(dag_id: str, destination: str, search: Any, **options: Any) ->
 
 @pytest.mark.airflow
 def test_an_export_by_campaign_reads_one_search_page_and_exports_only_that_campaign(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    wanted, wanted_ids = campaign(sim, "Spring", 7)
-    _, other_ids = campaign(sim, "Other", 3)
-    sim.finish()
-    sim.reset_stats()
+    wanted, wanted_ids = campaign(simulator, "Spring", 7)
+    _, other_ids = campaign(simulator, "Other", 3)
+    simulator.finish()
+    simulator.reset_stats()
     destination = str(tmp_path / "out")
     dag_run = run_dag(
         search_source("revox_by_campaign", destination, {"campaign_ids": [wanted]}), "revox_by_campaign"
     )
     assert task_state(dag_run, "export") == "success"
-    assert endpoint_counts(sim) == {"search": 1, "get": 0}  # seven calls, one request
+    assert endpoint_counts(simulator) == {"search": 1, "get": 0}  # seven calls, one request
     exported = sorted(p.stem for p in (tmp_path / "out" / "calls").iterdir())
     assert exported == sorted(wanted_ids) and not set(exported) & set(other_ids)
     result = xcoms(dag_run, "export")["return_value"]
@@ -72,12 +71,11 @@ def test_an_export_by_campaign_reads_one_search_page_and_exports_only_that_campa
 
 @pytest.mark.airflow
 def test_a_typed_search_and_a_dict_export_the_same_calls(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    wanted, _ = campaign(sim, "Typed", 4)
-    campaign(sim, "Else", 2)
-    sim.finish()
+    wanted, _ = campaign(simulator, "Typed", 4)
+    campaign(simulator, "Else", 2)
+    simulator.finish()
     typed_source = dag_source(
         "revox_typed_search",
         f"""
@@ -105,16 +103,15 @@ def test_a_typed_search_and_a_dict_export_the_same_calls(
     ).read_text()
 
 
-def test_an_export_of_150_ids_costs_two_searches_and_no_get(revox_conn: Any, tmp_path: Path) -> None:
-    sim = revox_conn
-    _, ids = campaign(sim, "Big", 150)
-    sim.finish()
-    sim.reset_stats()
+def test_an_export_of_150_ids_costs_two_searches_and_no_get(simulator: Any, tmp_path: Path) -> None:
+    _, ids = campaign(simulator, "Big", 150)
+    simulator.finish()
+    simulator.reset_stats()
     ids = list(reversed(ids))
     export = RevoxCallsToStorageOperator(task_id="export", call_ids=ids, destination=str(tmp_path))
     result = export.execute(context={})  # type: ignore[arg-type]
     assert result["calls"] == 150
-    assert endpoint_counts(sim) == {"search": 2, "get": 0}
+    assert endpoint_counts(simulator) == {"search": 2, "get": 0}
     rows = [
         json.loads(line)["call_id"]
         for line in (tmp_path / "structured_output.jsonl").read_text().splitlines()
@@ -123,12 +120,10 @@ def test_an_export_of_150_ids_costs_two_searches_and_no_get(revox_conn: Any, tmp
 
 
 def test_an_id_the_search_does_not_return_is_asked_for_alone_and_named(
-    revox_conn: Any, tmp_path: Path
+    simulator: Any, tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    known = place(sim, GOOD_OUTPUT)
-    sim.finish(known)
-    sim.reset_stats()
+    known = finished(simulator, GOOD_OUTPUT)
+    simulator.reset_stats()
     export = RevoxCallsToStorageOperator(
         task_id="export",
         call_ids=[known, "call-nobody-placed"],
@@ -139,7 +134,7 @@ def test_an_id_the_search_does_not_return_is_asked_for_alone_and_named(
 
     with pytest.raises(AirflowFailException, match="'call-nobody-placed' could not be fetched"):
         export.execute(context={})  # type: ignore[arg-type]
-    assert endpoint_counts(sim) == {"search": 1, "get": 1}  # the GET only for the missing one
+    assert endpoint_counts(simulator) == {"search": 1, "get": 1}  # the GET only for the missing one
     assert not (tmp_path / "_SUCCESS").exists()
 
 

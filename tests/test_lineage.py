@@ -25,7 +25,7 @@ from airflow_provider_revox.lineage import (
     revox_namespace,
 )
 from tests.test_export_e2e import export_source
-from tests.test_operators import GOOD_OUTPUT, dag_source, place, task_state
+from tests.test_operators import GOOD_OUTPUT, dag_source, finished, place, task_state
 
 TRANSCRIPT_FIELDS = [
     ("call_id", "string"),
@@ -99,8 +99,8 @@ def digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(ids))).encode()).hexdigest()[:16]
 
 
-def revox_ns(sim: Any) -> str:
-    parts = urlsplit(sim.base_url)
+def revox_ns(simulator: Any) -> str:
+    parts = urlsplit(simulator.base_url)
     return f"revox://{parts.hostname}:{parts.port}"
 
 
@@ -115,18 +115,17 @@ def described(datasets: list[Any]) -> list[tuple[str, str, list[tuple[str, str]]
 
 
 def test_a_local_export_reports_the_calls_read_and_each_table_with_its_schema(
-    revox_conn: Any, run_dag: Callable[..., Any], lineage_capture: LineageCapture, tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], lineage_capture: LineageCapture, tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})]
-    sim.finish(*ids)
+    ids = [place(simulator, GOOD_OUTPUT), place(simulator, {"confirmed": False})]
+    simulator.finish(*ids)
     out = tmp_path / "out"
     source = export_source("revox_lineage_local", [ids[1], ids[0], ids[1]], str(out), include_recordings=True)
     dag_run = run_dag(source, "revox_lineage_local")
     assert task_state(dag_run, "export") == "success"
 
     lineage = lineage_capture.extracted["export"]
-    assert described(lineage.inputs) == [(revox_ns(sim), f"calls?ids_sha256={digest(ids)}", None)]
+    assert described(lineage.inputs) == [(revox_ns(simulator), f"calls?ids_sha256={digest(ids)}", None)]
     assert described(lineage.outputs) == [
         ("file", f"{out}/transcripts.jsonl", TRANSCRIPT_FIELDS),
         ("file", f"{out}/structured_output.jsonl", STRUCTURED_OUTPUT_FIELDS),
@@ -145,7 +144,7 @@ def test_a_local_export_reports_the_calls_read_and_each_table_with_its_schema(
 
 
 def test_an_object_store_export_splits_bucket_and_key_like_openlineage(
-    revox_conn: Any, run_dag: Callable[..., Any], lineage_capture: LineageCapture
+    simulator: Any, run_dag: Callable[..., Any], lineage_capture: LineageCapture
 ) -> None:
     from airflow.sdk import ObjectStoragePath
     from airflow.sdk.io.store import attach
@@ -154,9 +153,8 @@ def test_an_object_store_export_splits_bucket_and_key_like_openlineage(
     store = MemoryFileSystem()
     attach("memory", fs=store)
     store.store.clear()
-    sim = revox_conn
-    ids = [place(sim, GOOD_OUTPUT)]
-    sim.finish(*ids)
+    ids = [place(simulator, GOOD_OUTPUT)]
+    simulator.finish(*ids)
     destination = "memory://bucket/campaign/2025"
     dag_run = run_dag(
         export_source("revox_lineage_store", ids, destination, file_format="parquet"), "revox_lineage_store"
@@ -164,7 +162,7 @@ def test_an_object_store_export_splits_bucket_and_key_like_openlineage(
     assert task_state(dag_run, "export") == "success"
 
     lineage = lineage_capture.extracted["export"]
-    assert described(lineage.inputs) == [(revox_ns(sim), f"calls?ids_sha256={digest(ids)}", None)]
+    assert described(lineage.inputs) == [(revox_ns(simulator), f"calls?ids_sha256={digest(ids)}", None)]
     assert described(lineage.outputs) == [
         ("memory://bucket", "campaign/2025/transcripts.parquet", TRANSCRIPT_FIELDS),
         ("memory://bucket", "campaign/2025/structured_output.parquet", STRUCTURED_OUTPUT_FIELDS),
@@ -176,35 +174,29 @@ def test_an_object_store_export_splits_bucket_and_key_like_openlineage(
 
 
 def test_the_results_operator_reports_the_call_it_read_and_no_outputs(
-    revox_conn: Any, run_dag: Callable[..., Any], lineage_capture: LineageCapture
+    simulator: Any, run_dag: Callable[..., Any], lineage_capture: LineageCapture
 ) -> None:
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT)
-    sim.finish(call_id)
-    source = dag_source(
-        "revox_lineage_results",
-        """
-        RevoxCallResultsOperator(task_id="results", call_id="{{ dag_run.conf['call_id'] }}")
-        """,
+    results = """RevoxCallResultsOperator(task_id="results", call_id="{{ dag_run.conf['call_id'] }}")"""
+    call_id = finished(simulator, GOOD_OUTPUT)
+    dag_run = run_dag(
+        dag_source("revox_lineage_results", results), "revox_lineage_results", conf={"call_id": call_id}
     )
-    dag_run = run_dag(source, "revox_lineage_results", conf={"call_id": call_id})
     assert task_state(dag_run, "results") == "success"
 
     lineage = lineage_capture.extracted["results"]
-    assert described(lineage.inputs) == [(revox_ns(sim), f"calls/{call_id}", None)]
+    assert described(lineage.inputs) == [(revox_ns(simulator), f"calls/{call_id}", None)]
     assert lineage.outputs == []
 
 
 def test_without_the_openlineage_provider_the_export_runs_and_reports_nothing(
-    revox_conn: Any,
+    simulator: Any,
     run_dag: Callable[..., Any],
     lineage_capture: LineageCapture,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sim = revox_conn
-    ids = [place(sim, GOOD_OUTPUT)]
-    sim.finish(*ids)
+    ids = [place(simulator, GOOD_OUTPUT)]
+    simulator.finish(*ids)
     # A None entry in sys.modules makes the import raise ImportError, as if not installed.
     monkeypatch.setitem(sys.modules, "airflow.providers.openlineage.extractors", None)
     monkeypatch.setitem(sys.modules, "airflow.providers.common.compat.openlineage.facet", None)

@@ -158,7 +158,7 @@ def planted_assistant(fields: list[dict[str, Any]] = FIELDS) -> dict[str, Any]:
 
 
 def place(
-    sim: Any,
+    simulator: Any,
     output: dict[str, Any],
     *,
     human: bool = True,
@@ -170,13 +170,20 @@ def place(
         AttemptDraw(kind="no_answer"),
         AttemptDraw(kind="human" if human else "busy", talk_seconds=45),
     )
-    call = sim.place_call(
+    call = simulator.place_call(
         phone_number="+33612345678",
         assistant=planted_assistant(fields),
         metadata={"crm": {"password": PLANTED["password"]}},
         script=OrderScript(attempts=attempts, structured_output=output, outcome=outcome),
     )
     return str(call["id"])
+
+
+def finished(simulator: Any, output: dict[str, Any]) -> str:
+    """Place an order that ends with ``output`` and run it to its end."""
+    call_id = place(simulator, output)
+    simulator.finish(call_id)
+    return call_id
 
 
 def xcoms(dag_run: Any, task_id: str) -> dict[str, Any]:
@@ -268,11 +275,9 @@ GOOD_OUTPUT = {
 
 @pytest.mark.airflow
 def test_results_operator_pushes_redacted_transcript_and_output(
-    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
+    simulator: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT)
-    sim.finish(call_id)
+    call_id = finished(simulator, GOOD_OUTPUT)
     dag_run = run_dag(
         dag_source(
             "revox_results",
@@ -285,7 +290,7 @@ def test_results_operator_pushes_redacted_transcript_and_output(
     )
     assert task_state(dag_run, "results") == "success"
     pushed = xcoms(dag_run, "results")
-    engine_call = Call.from_response(sim.get_call(call_id))
+    engine_call = Call.from_response(simulator.get_call(call_id))
     expected_turns = [
         (attempt.id, index, turn.role, turn.content) for attempt, index, turn in engine_call.iter_turns()
     ]
@@ -301,13 +306,13 @@ def test_results_operator_pushes_redacted_transcript_and_output(
         "structured_output": pushed["structured_output"],
         "turns": len(expected_turns),
     }
-    dashboard = f"{sim.base_url.removesuffix('/api')}/dashboard/calls/{call_id}"
+    dashboard = f"{simulator.base_url.removesuffix('/api')}/dashboard/calls/{call_id}"
     assert pushed["revox_call_link"] == {"call_id": call_id, "url": dashboard}
     # What the API server shows for the link, computed by the link when the task finished.
     assert pushed[RevoxCallLink().xcom_key] == dashboard
     log_text = task_logs()
     assert f"Revox call {call_id} is completed" in log_text
-    assert_no_planted(json.dumps(pushed) + log_text, sim.api_key)
+    assert_no_planted(json.dumps(pushed) + log_text, simulator.api_key)
 
 
 def stored_xcom_text(dag_run: Any) -> str:
@@ -323,11 +328,10 @@ def stored_xcom_text(dag_run: Any) -> str:
 
 @pytest.mark.airflow
 def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
-    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
+    simulator: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT, outcome=f"call back; the key was {sim.api_key}")
-    sim.finish(call_id)
+    call_id = place(simulator, GOOD_OUTPUT, outcome=f"call back; the key was {simulator.api_key}")
+    simulator.finish(call_id)
     dag_run = run_dag(
         dag_source("revox_results_echo", f"RevoxCallResultsOperator(task_id='results', call_id={call_id!r})"),
         "revox_results_echo",
@@ -336,15 +340,14 @@ def test_results_operator_redacts_the_connection_key_echoed_in_the_outcome(
     assert xcoms(dag_run, "results")["return_value"]["outcome"] == f"call back; the key was {MASK}"
     stored = stored_xcom_text(dag_run)
     assert call_id in stored  # the search does look at the stored values
-    assert sim.api_key not in stored + task_logs()
+    assert simulator.api_key not in stored + task_logs()
 
 
 @pytest.mark.airflow
 def test_results_operator_fails_on_a_call_that_did_not_complete(
-    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
+    simulator: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT)  # not finished: still waiting for its first dial
+    call_id = place(simulator, GOOD_OUTPUT)  # not finished: still waiting for its first dial
     dag_run = run_dag(
         dag_source(
             "revox_results_pending",
@@ -358,7 +361,7 @@ def test_results_operator_fails_on_a_call_that_did_not_complete(
     assert "transcript" not in xcoms(dag_run, "results")
     log_text = task_logs()
     assert f"Revox call {call_id!r} is not completed (status 'scheduled')" in log_text
-    assert_no_planted(log_text, sim.api_key)
+    assert_no_planted(log_text, simulator.api_key)
 
 
 def read_table(path: Path, file_format: str) -> list[dict[str, Any]]:
@@ -379,18 +382,17 @@ def tree(root: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("file_format", ["jsonl", "json", "parquet"])
 def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     file_format: str,
-    revox_conn: Any,
+    simulator: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
     task_logs: Callable[[], str],
 ) -> None:
-    sim = revox_conn
     bad_output = {"confirmed": "yes", "party_size": "three", "interest_level": "extreme", "stray": 1}
-    first = place(sim, GOOD_OUTPUT)
-    second = place(sim, bad_output)
+    first = place(simulator, GOOD_OUTPUT)
+    second = place(simulator, bad_output)
     other_fields = [{"name": "budget", "type": "number", "required": True}, FIELDS[0]]
-    third = place(sim, {"budget": 1200, "confirmed": False}, fields=other_fields)
-    sim.finish(first, second, third)
+    third = place(simulator, {"budget": 1200, "confirmed": False}, fields=other_fields)
+    simulator.finish(first, second, third)
     destination = tmp_path / "export"
     dag_id = f"revox_export_{file_format}"
     source = dag_source(
@@ -409,14 +411,14 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     dag_run = run_dag(source, dag_id)
     assert task_state(dag_run, "export") == "success"
     order = [second, first, third]
-    engine_calls = {c: Call.from_response(sim.get_call(c)) for c in order}
+    engine_calls = {c: Call.from_response(simulator.get_call(c)) for c in order}
 
     # calls/<id>.json: the whole call, redacted.
     for call_id in order:
         document = json.loads((destination / "calls" / f"{call_id}.json").read_text())
         assert document["id"] == call_id
         assert document["assistant"]["llm_model"]["api_key"] == MASK
-        assert document == json.loads(json.dumps(redact(sim.get_call(call_id), (sim.api_key,))))
+        assert document == json.loads(json.dumps(redact(simulator.get_call(call_id), (simulator.api_key,))))
         # Presigned recording links are credentials too.
         assert all(
             "sig=" + MASK in a["recording_url"] for a in document["call_attempts"] if a["recording_url"]
@@ -526,7 +528,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     log_text = task_logs()
     assert "Exporting 3 Revox call(s)" in log_text
     text_files = b"".join(v for k, v in first_run.items() if not k.startswith("recordings/"))
-    assert_no_planted(text_files.decode("utf-8", "replace") + log_text, sim.api_key)
+    assert_no_planted(text_files.decode("utf-8", "replace") + log_text, simulator.api_key)
 
     # A rerun gives the same files, byte for byte.
     rerun = run_dag(source, dag_id)
@@ -537,14 +539,12 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
 @pytest.mark.airflow
 def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     monkeypatch: pytest.MonkeyPatch,
-    revox_conn: Any,
+    simulator: Any,
     run_dag: Callable[..., Any],
     tmp_path: Path,
     task_logs: Callable[[], str],
 ) -> None:
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT)
-    sim.finish(call_id)
+    call_id = finished(simulator, GOOD_OUTPUT)
     destination = tmp_path / "export"
 
     def source(ids: list[str], sleep: bool = False) -> str:
@@ -569,15 +569,14 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert tree(destination) == before  # no new, no half-written, no temporary file
     log_text = task_logs()
     assert "Revox call 'call-that-does-not-exist' could not be fetched" in log_text
-    assert_no_planted(log_text, sim.api_key)
+    assert_no_planted(log_text, simulator.api_key)
 
     # A call the API keeps failing on: each round's request fails, three rounds, then it gives up.
-    flaky = place(sim, GOOD_OUTPUT)
-    sim.finish(flaky)
-    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
+    flaky = finished(simulator, GOOD_OUTPUT)
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", simulator.connection_json(max_retries=0))
     # The ids are read by one search: the search keeps failing, three rounds, then it gives up.
-    sim.faults.script("POST /call/search", ["503"] * 50)
-    searches = sim.stats()["by_endpoint"].get("POST /call/search", 0)
+    simulator.faults.script("POST /call/search", ["503"] * 50)
+    searches = simulator.stats()["by_endpoint"].get("POST /call/search", 0)
     failed = run_dag(source([call_id, flaky], sleep=True), "revox_export_failure")
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before
@@ -585,19 +584,19 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert "Revox search of 2 call(s) failed after 3 round(s): Revox API still failing after 1 tries" in (
         log_text
     )
-    assert_no_planted(log_text, sim.api_key)
-    assert sim.stats()["by_endpoint"]["POST /call/search"] - searches == 3  # three rounds of one try each
+    assert_no_planted(log_text, simulator.api_key)
+    assert (
+        simulator.stats()["by_endpoint"]["POST /call/search"] - searches == 3
+    )  # three rounds of one try each
 
 
 def test_a_call_that_recovers_between_rounds_is_exported(
-    monkeypatch: pytest.MonkeyPatch, revox_conn: Any, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, simulator: Any, tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT)
-    sim.finish(call_id)
+    call_id = finished(simulator, GOOD_OUTPUT)
     pauses: list[float] = []
-    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
-    sim.faults.script("POST /call/search", ["503", "ok"])  # the first round's one try fails
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", simulator.connection_json(max_retries=0))
+    simulator.faults.script("POST /call/search", ["503", "ok"])  # the first round's one try fails
     export = RevoxCallsToStorageOperator(
         task_id="export",
         call_ids=[call_id],
@@ -607,21 +606,19 @@ def test_a_call_that_recovers_between_rounds_is_exported(
     )
     result = export.execute(context={})  # type: ignore[arg-type]
     assert result["calls"] == 1 and (tmp_path / "calls" / f"{call_id}.json").exists()
-    assert sim.stats()["by_endpoint"]["POST /call/search"] == 2
+    assert simulator.stats()["by_endpoint"]["POST /call/search"] == 2
     assert pauses == [5.0]  # the one pause between rounds
 
 
 @pytest.mark.airflow
 def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    sim = revox_conn
-    call_id = place(sim, GOOD_OUTPUT)
-    sim.finish(call_id)
+    call_id = finished(simulator, GOOD_OUTPUT)
     source = dag_source(
         "revox_export_alias",
         f"""
@@ -649,7 +646,7 @@ def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
 
 @pytest.mark.airflow
 def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without_probing_past_their_end(
-    revox_conn: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
+    simulator: Any, run_dag: Callable[..., Any], task_logs: Callable[[], str]
 ) -> None:
     from airflow.sdk.io.store import attach
     from fsspec.implementations.memory import MemoryFileSystem
@@ -657,9 +654,8 @@ def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without
     store = MemoryFileSystem()
     attach("memory", fs=store)
     store.store.clear()
-    sim = revox_conn
-    ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})]
-    sim.finish(*ids)
+    ids = [place(simulator, GOOD_OUTPUT), place(simulator, {"confirmed": False})]
+    simulator.finish(*ids)
     source = dag_source(
         "revox_export_mapped",
         f"""

@@ -17,6 +17,7 @@ from tests.test_operators import (
     GOOD_OUTPUT,
     assert_no_planted,
     export_dag,
+    finished,
     place,
     task_state,
     xcoms,
@@ -38,12 +39,11 @@ def export_all(dag_id: str, ids: list[str], destination: Path, file_format: str,
 
 @pytest.mark.airflow
 def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    campaign_id, ids = campaign(sim, "Warehouse", 2)
-    planted = place(sim, GOOD_OUTPUT)  # metadata with a password inside, two attempts
-    sim.finish()
+    campaign_id, ids = campaign(simulator, "Warehouse", 2)
+    planted = place(simulator, GOOD_OUTPUT)  # metadata with a password inside, two attempts
+    simulator.finish()
     dag_run = run_dag(
         export_all("revox_warehouse", [*ids, planted], tmp_path, "jsonl", include_recordings=True),
         "revox_warehouse",
@@ -57,7 +57,7 @@ def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
     assert first["to_phone_number"] == "+33612300000"
     assert first["status"] in {"completed", "errored", "cancelled"}
     assert first["ended_at"] is not None and first["created_at"] < first["ended_at"]
-    assert first["calls_count"] == len(sim.get_call(ids[0])["call_attempts"])
+    assert first["calls_count"] == len(simulator.get_call(ids[0])["call_attempts"])
     mine = calls[2]
     assert mine["campaign_id"] is None and mine["assistant_id"] == "asst_planted"
     assert mine["outcome"] == "interested" and mine["calls_count"] == 2
@@ -65,7 +65,7 @@ def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
 
     attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
     own = [row for row in attempts if row["call_id"] == planted]
-    api = sim.get_call(planted)["call_attempts"]
+    api = simulator.get_call(planted)["call_attempts"]
     assert [row["attempt_id"] for row in own] == [a["id"] for a in reversed(api)]  # oldest first
     missed, answered = own
     assert missed["answered_at"] is None and missed["duration_s"] is None and missed["recording_file"] is None
@@ -80,17 +80,15 @@ def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
     result = xcoms(dag_run, "export")["return_value"]
     assert result["rows"]["calls"] == 3 and result["tables"]["attempts"].endswith("attempts.jsonl")
     everything = "".join(p.read_text() for p in tmp_path.rglob("*.json*"))
-    assert_no_planted(everything, sim.api_key)
+    assert_no_planted(everything, simulator.api_key)
 
 
 @pytest.mark.airflow
 def test_parquet_schemas_do_not_change_when_a_batch_lacks_values(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    _, ids = campaign(sim, "Typed", 1, launch=False)  # never dialled: no attempt, no end, no metadata
-    full = place(sim, GOOD_OUTPUT)
-    sim.finish(full)
+    _, ids = campaign(simulator, "Typed", 1, launch=False)  # never dialled: no attempt, no end, no metadata
+    full = finished(simulator, GOOD_OUTPUT)
     sparse = tmp_path / "sparse"
     rich = tmp_path / "rich"
     assert task_state(
