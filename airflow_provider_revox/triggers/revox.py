@@ -243,9 +243,9 @@ class RevoxCallTrigger(_Wait):
                         yield self._event(kind, last_summary, describe_end(call, secrets), secrets)
                         return
                     rounds.warn_unknown_status(self.log, self.call_id, call.status, warned)
+                    wake, own_limit = rounds.check_and_limit(call, now, self.poke_interval)
                     if not self.deadline_fixed:
-                        limit = rounds.call_limit(call, now) or limit
-                    wake = rounds.next_check(call, now, self.poke_interval)
+                        limit = own_limit or limit
                     changed, last_status = call.status != last_status, call.status
                     call = None
                 passed = self._passed(limit, now)
