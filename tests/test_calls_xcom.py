@@ -301,6 +301,8 @@ def test_a_compact_event_that_does_not_check_out_fails_the_task(result: dict[str
         ({"max_ids_in_xcom": 1.5}, "max_ids_in_xcom must be a whole number"),
         ({"max_ids_in_xcom": True}, "max_ids_in_xcom must be a whole number"),
         ({"max_ids_in_xcom": 0, "ids_path": "relative/ids.json"}, "must be absolute"),
+        ({"max_ids_in_xcom": 0, "ids_path": "nowhere://bucket/ids.json"}, "not a usable URI"),
+        ({"max_ids_in_xcom": 0, "ids_path": 7}, "must be a file URI or an ObjectStoragePath"),
     ],
 )
 def test_bad_result_settings_are_named(kwargs: dict[str, Any], problem: str) -> None:

@@ -312,6 +312,7 @@ class RevoxCallsSensor(RevoxWaitSensor):
             raise RevoxConfigError(f"ids_path must be a file URI or an ObjectStoragePath, not {path!r}")
         try:
             target = ObjectStoragePath(path)
+            target.fs  # noqa: B018  (a scheme without its provider fails here, not after the wait)
         except ValueError as error:
             raise RevoxConfigError(f"ids_path {redact_text(path)!r} is not a usable URI: {error}") from None
         if not target.protocol and not target.is_absolute():
