@@ -180,6 +180,13 @@ class RevoxInvalidRequestError(RevoxConfigError):
         return {**super()._details(), "field": self.field}
 
 
+class RevoxIdsFileError(RevoxConfigError):
+    """The file holding a batch wait's call ids (``RevoxCallsSensor``'s ``ids_path``) is missing,
+    unreadable, or not the one the wait's result names. Raised before any request; also a
+    ``ValueError``.
+    """
+
+
 class RevoxPlacementUnknownError(RevoxError):
     """Whether a call order was already placed cannot be told, so none is placed: the search for
     an earlier placement failed, or a placement failed after it may have reached Revox. A later
@@ -196,6 +203,7 @@ __all__ = [
     "RevoxAuthError",
     "RevoxConfigError",
     "RevoxError",
+    "RevoxIdsFileError",
     "RevoxInsecureConnectionError",
     "RevoxInvalidCallIdError",
     "RevoxInvalidRequestError",

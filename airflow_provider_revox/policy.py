@@ -85,33 +85,21 @@ class RetryPolicy(BaseModel):
         """Normalise any retry-config shape; absent or unreadable parts take the documented defaults."""
         if config is None:
             return cls()
-        raw_windows: list[tuple[str | None, str | None, float | None]] = [
-            (w.calling_window_start_time, w.calling_window_end_time, w.retry_delay_seconds)
-            for w in config.calling_windows
-        ]
-        if not raw_windows and (
-            config.calling_window_start_time or config.calling_window_end_time or config.retry_delay_seconds
-        ):
-            raw_windows = [
-                (config.calling_window_start_time, config.calling_window_end_time, config.retry_delay_seconds)
-            ]
-        windows = []
-        for start_text, end_text, _ in raw_windows:
-            start = parse_window_time(start_text) or DEFAULT_WINDOW_START
-            end = parse_window_time(end_text) or DEFAULT_WINDOW_END
-            if start < end:
-                windows.append(Window(start=start, end=end))
-        delays = [d for _, _, d in raw_windows if d is not None and d >= 0]
-        if not delays and config.retry_delay_seconds is not None and config.retry_delay_seconds >= 0:
-            delays = [config.retry_delay_seconds]
-        attempts = config.max_retry_attempts
-        return cls(
-            windows=tuple(sorted(windows, key=lambda w: w.start)) or (Window(),),
-            allowed_days=_parse_days(config.allowed_days),
-            retry_delay_seconds=delays[0] if delays else DEFAULT_RETRY_DELAY_SECONDS,
-            max_retry_attempts=attempts if attempts and attempts > 0 else DEFAULT_MAX_RETRY_ATTEMPTS,
-            call_twice_in_a_row=bool(config.call_twice_in_a_row),
-            timezone=config.timezone if config.timezone and _zone(config.timezone) else None,
+        # A wait reads the policy of every order it polls, and most orders share one config:
+        # the policy (immutable) is built once per distinct set of values.
+        flat = (config.calling_window_start_time, config.calling_window_end_time, config.retry_delay_seconds)
+        return _policy_of(
+            (
+                tuple(
+                    (w.calling_window_start_time, w.calling_window_end_time, w.retry_delay_seconds)
+                    for w in config.calling_windows
+                ),
+                flat,
+                config.max_retry_attempts,
+                tuple(config.allowed_days) if config.allowed_days is not None else None,
+                config.call_twice_in_a_row,
+                config.timezone,
+            )
         )
 
     def zone_for(self, phone_number: str | None) -> ZoneInfo:
@@ -123,7 +111,39 @@ class RetryPolicy(BaseModel):
         return ZoneInfo("UTC")
 
 
-def _parse_days(days: list[str] | None) -> frozenset[int]:
+_Window = tuple[str | None, str | None, float | None]
+
+
+@lru_cache(maxsize=256)
+def _policy_of(
+    raw: tuple[tuple[_Window, ...], _Window, int | None, tuple[str, ...] | None, bool | None, str | None],
+) -> RetryPolicy:
+    """The policy of one set of config values: windows, flat window, attempts, days, twice, zone."""
+    configured, flat, attempts, allowed_days, call_twice_in_a_row, zone_name = raw
+    raw_windows = list(configured)
+    if not raw_windows and any(flat):
+        raw_windows = [flat]
+    windows = []
+    for start_text, end_text, _ in raw_windows:
+        start = parse_window_time(start_text) or DEFAULT_WINDOW_START
+        end = parse_window_time(end_text) or DEFAULT_WINDOW_END
+        if start < end:
+            windows.append(Window(start=start, end=end))
+    delays = [d for _, _, d in raw_windows if d is not None and d >= 0]
+    flat_delay = flat[2]
+    if not delays and flat_delay is not None and flat_delay >= 0:
+        delays = [flat_delay]
+    return RetryPolicy(
+        windows=tuple(sorted(windows, key=lambda w: w.start)) or (Window(),),
+        allowed_days=_parse_days(allowed_days),
+        retry_delay_seconds=delays[0] if delays else DEFAULT_RETRY_DELAY_SECONDS,
+        max_retry_attempts=attempts if attempts and attempts > 0 else DEFAULT_MAX_RETRY_ATTEMPTS,
+        call_twice_in_a_row=bool(call_twice_in_a_row),
+        timezone=zone_name if zone_name and _zone(zone_name) else None,
+    )
+
+
+def _parse_days(days: tuple[str, ...] | None) -> frozenset[int]:
     if not days:
         return DEFAULT_ALLOWED_DAYS
     return _parse_day_names(tuple(str(day) for day in days))

@@ -32,7 +32,7 @@ from airflow_provider_revox.sensors.revox import RevoxCallsSensor
 from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
 from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
-from airflow_provider_revox.waiting.batch import Fleet, list_ids
+from airflow_provider_revox.waiting.batch import Fleet, list_ids, settled_from_codes
 from airflow_provider_revox.waiting.events import describe_fetch_errors
 from airflow_provider_revox.waiting.ids import batch_call_ids
 
@@ -332,6 +332,16 @@ async def until(condition: Callable[[], bool], limit: float = 30.0) -> None:
     raise AssertionError(f"still not true after {limit} s")
 
 
+def listed(event: dict[str, Any], call_ids: list[str]) -> dict[str, list[str]]:
+    """The completed and failed ids of an event's compact result, rebuilt as the sensor does."""
+    settled = settled_from_codes(call_ids, event["result"])
+    failed = {call_id for status in statuses.DEFAULT_FAIL_ON for call_id in settled.get(status, [])}
+    return {
+        "completed": settled.get("completed", []),
+        "failed": [call_id for call_id in call_ids if call_id in failed],
+    }
+
+
 async def collect(trigger: RevoxCallsTrigger) -> list[dict[str, Any]]:
     trigger.min_sleep = 0.005  # a fast or manual clock: no need to wait a real second
     return [event.payload async for event in trigger.run()]
@@ -351,13 +361,12 @@ async def test_only_due_orders_are_fetched(scaled_sim: SimulatorHandle) -> None:
     events = await asyncio.wait_for(waiting, timeout=30)
 
     assert [event["status"] for event in events] == ["success"]
-    assert events[0]["result"] == {
+    assert {key: events[0]["result"][key] for key in ("total", "counts", "completed_ratio")} == {
         "total": 3,
         "counts": {"completed": 2, "cancelled": 1},
-        "completed": fast,
-        "failed": [later],
         "completed_ratio": 2 / 3,
     }
+    assert listed(events[0], [*fast, later]) == {"completed": fast, "failed": [later]}
     served = scaled_sim.stats()["by_call_id"]
     # Once at the start, once at its planned dial: never swept along by the others' polls.
     assert served[later] == 2
@@ -371,7 +380,7 @@ async def test_settled_orders_are_not_fetched_again(manual_sim: SimulatorHandle)
     events = await collect(trigger)
 
     assert events[0]["status"] == "success"
-    assert events[0]["result"]["completed"] == [done, rest]
+    assert listed(events[0], [done, rest])["completed"] == [done, rest]
     assert manual_sim.stats()["by_call_id"] == {rest: 1}
 
 
@@ -390,7 +399,7 @@ async def test_restart_resumes_from_kwargs_and_repolls_pending_once(scaled_sim: 
     events = await asyncio.wait_for(collect(RevoxCallsTrigger(**json.loads(json.dumps(kwargs)))), 30)
 
     assert [event["status"] for event in events] == ["success"]
-    assert events[0]["result"]["completed"] == [quick, later]
+    assert listed(events[0], [quick, later])["completed"] == [quick, later]
     # After the restart: once at once, then at its dial and while it rings, talks, post-processes.
     assert scaled_sim.stats()["by_call_id"][later] > before
 
@@ -438,7 +447,7 @@ async def test_concurrency_bound_is_respected(
     events = await collect(RevoxCallsTrigger(call_ids=ids, poke_interval=0.05, max_concurrency=bound))
 
     assert events[0]["status"] == "success"
-    assert events[0]["result"]["completed"] == ids
+    assert listed(events[0], ids)["completed"] == ids
     assert peak.most == bound
     assert manual_sim.stats()["by_endpoint"] == served
     assert manual_sim.stats()["by_call_id"] == dict.fromkeys(ids, 1)
@@ -455,7 +464,7 @@ async def test_transient_errors_are_waited_out_per_order(
     events = await collect(RevoxCallsTrigger(call_ids=[flaky, steady], poke_interval=0.05))
 
     assert [event["status"] for event in events] == ["success"]
-    assert events[0]["result"]["completed"] == [flaky, steady]
+    assert listed(events[0], [flaky, steady])["completed"] == [flaky, steady]
     served = manual_sim.stats()
     assert served["by_call_id"] == {flaky: 5, steady: 1}
     assert served["by_status"]["503"] == 2
@@ -483,7 +492,7 @@ async def test_a_failing_search_is_waited_out_then_asked_again(
         events = await collect(RevoxCallsTrigger(call_ids=[first, second], poke_interval=0.05))
 
     assert [event["status"] for event in events] == ["success"]
-    assert events[0]["result"]["completed"] == [first, second]
+    assert listed(events[0], [first, second])["completed"] == [first, second]
     served = manual_sim.stats()
     # Two failed tries, then (a manual clock never lets the retry fall due) each later round
     # fetches the earliest order alone.
@@ -536,7 +545,7 @@ async def test_unreachable_ratio_sends_failed_event_before_the_rest_end(scaled_s
     assert [event["status"] for event in events] == ["failed"]
     assert f"failed: {dead}" in events[0]["message"]
     assert "min_completed_ratio=1 needs 2" in events[0]["message"]
-    assert events[0]["result"]["failed"] == [dead]
+    assert listed(events[0], [dead, later])["failed"] == [dead]
     assert scaled_sim.get_call(later)["status"] == "scheduled"
 
 

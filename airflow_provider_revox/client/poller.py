@@ -197,15 +197,19 @@ class CallPoller:
                 run.put_all(ids, error)
                 return
         missing = [call_id for call_id in ids if found is None or call_id not in found]
+        found_none = found == {}
         if found:
             for call_id, call in found.items():
                 run.put(call_id, call)
+            # Dropped before handing the loop back: pages of orders kept across the pause
+            # while other pages are read would add up to many megabytes in a large wait.
+            found = None
             # Hand the loop back between batches: other triggers wait while a page is handled.
             await asyncio.sleep(0)
         if not missing:
             return
         fetched = await asyncio.gather(*(self._get_one(call_id, run) for call_id in missing))
-        if found == {} and any(fetched):
+        if found_none and any(fetched):
             self._useless(f"it returned none of {len(ids)} orders that GET /call/{{id}} found")
 
     async def _search_chunk(self, ids: list[str]) -> dict[str, Call] | None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
 
+from airflow_provider_revox.exceptions import RevoxIdsFileError
 from airflow_provider_revox.export.fetch import FetchedCall, Sleep
 from airflow_provider_revox.export.incremental import NewCalls
 from airflow_provider_revox.export.recordings import RECORDINGS_DIR
@@ -29,6 +30,7 @@ from airflow_provider_revox.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox.redact import redact_text
 from airflow_provider_revox.waiting.cursor import Watermark
 from airflow_provider_revox.waiting.ids import is_templated, normalize_call_ids
+from airflow_provider_revox.waiting.results import IDS_URI, decode_ids_file, is_file_result
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -63,6 +65,36 @@ def _read_mapped(value: Any) -> Any:
     return value
 
 
+def _read_ids_file(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The id lists of a ``RevoxCallsSensor`` result that keeps them in a file, checked.
+
+    Raises:
+        RevoxIdsFileError: the file is missing, unreadable, or not the one the result names.
+    """
+    uri = result[IDS_URI]
+    if not isinstance(uri, str) or not uri.strip():
+        raise RevoxIdsFileError(f"call_ids: the sensor result's {IDS_URI} is not a URI: {uri!r}")
+    shown = redact_text(uri)
+    try:
+        data = ObjectStoragePath(uri).read_bytes()
+    except FileNotFoundError:
+        problem = "does not exist"
+    except (OSError, ValueError) as error:
+        problem = f"cannot be read: {redact_text(str(error))}"
+    else:
+        return decode_ids_file(data, result, shown)
+    raise RevoxIdsFileError(f"the call ids file {shown} {problem}; rerun the sensor that wrote it")
+
+
+def _ids_from_files(value: Any) -> Any:
+    """``call_ids`` with each sensor result that keeps its ids in a file replaced by those ids."""
+    if is_file_result(value):
+        return _read_ids_file(value)
+    if isinstance(value, list):
+        return [_ids_from_files(item) for item in value]
+    return value
+
+
 class RevoxCallsToStorageOperator(BaseOperator):
     """Export call orders to object storage: raw calls, transcripts, structured output, recordings.
 
@@ -85,7 +117,9 @@ class RevoxCallsToStorageOperator(BaseOperator):
 
     Args:
         call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
-            of them, a multi-call sensor's result (see :func:`normalize_call_ids`). Read in
+            of them, a multi-call sensor's result (see :func:`normalize_call_ids`); a result
+            that keeps its ids in a file (``ids_uri``) is read from that file, checked against
+            its sha256 and counts before any request. Read in
             searches of up to 100 ids; only an id a search does not return is fetched alone.
         search: instead of ``call_ids``, the orders matching these filters (a
             :class:`~airflow_provider_revox.export.search.CallSearch` or a dict: ``campaign_ids``,
@@ -210,9 +244,12 @@ class RevoxCallsToStorageOperator(BaseOperator):
             tables=self.tables,
         )
         extra: dict[str, Any] = {}
+        # Ids kept in a sensor's file are read and checked before any request.
+        call_ids: list[str] = []
+        if self.search is None:
+            call_ids = normalize_call_ids(_ids_from_files(_read_mapped(self.call_ids)))
         with RevoxHook(self.revox_conn_id) as hook:
             if self.search is None:
-                call_ids = normalize_call_ids(_read_mapped(self.call_ids))
                 self.log.info(
                     "Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format
                 )

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
-from airflow.sdk import Context, PokeReturnValue
+from airflow.sdk import Context, ObjectStoragePath, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.client.poller import CallPoller
+from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.sensors.base import RevoxWaitSensor
 from airflow_provider_revox.waiting import rounds
-from airflow_provider_revox.waiting.batch import Fleet, validate_concurrency, validate_ratio
+from airflow_provider_revox.waiting.batch import (
+    Fleet,
+    settled_from_codes,
+    validate_concurrency,
+    validate_ratio,
+)
 from airflow_provider_revox.waiting.events import (
     describe_fetch_errors,
     describe_success,
@@ -25,6 +32,15 @@ from airflow_provider_revox.waiting.events import (
     read_event,
 )
 from airflow_provider_revox.waiting.ids import batch_call_ids, is_templated
+from airflow_provider_revox.waiting.results import (
+    DEFAULT_MAX_IDS_IN_XCOM,
+    check_capacity,
+    encode_ids_file,
+    ids_go_to_file,
+    sha256_of,
+    small_result,
+    validate_max_ids,
+)
 
 _T = TypeVar("_T")
 
@@ -40,6 +56,30 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return pool.submit(lambda: asyncio.run(factory())).result()
 
 
+def _is_local(path: ObjectStoragePath) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return not path.protocol or isinstance(path.fs, LocalFileSystem)
+
+
+def _write_whole(path: ObjectStoragePath, data: bytes) -> None:
+    """Write ``data`` so that a reader sees the previous file or the new one, never a part of one.
+
+    A sibling is written, then renamed over ``path``: an atomic rename on a local disk, and a
+    single object put on an object store (whose rename is a copy of a complete object).
+    """
+    if _is_local(path):
+        # Object stores have no directories, and making one there could create a bucket.
+        path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        staging.write_bytes(data)
+        staging.rename(path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
 class RevoxCallsSensor(RevoxWaitSensor):
     """Wait until every call order of a batch is settled, with enough of them completed.
 
@@ -51,11 +91,16 @@ class RevoxCallsSensor(RevoxWaitSensor):
     not end the wait, unless ``min_completed_ratio`` can no longer be met: then the task fails
     at once, without retries, naming the failed ids (``soft_fail=True`` skips it instead). The
     wait succeeds when every order is settled and ``completed / total``
-    meets ``min_completed_ratio``, and returns a small result that
+    meets ``min_completed_ratio``, and returns a result that
     :class:`~airflow_provider_revox.operators.revox.RevoxCallsToStorageOperator` takes as is::
 
         {"total": 3, "counts": {"completed": 2, "errored": 1}, "completed": ["c1", "c2"],
          "failed": ["c3"], "completed_ratio": 0.667}
+
+    A wait on more than ``max_ids_in_xcom`` orders writes those id lists to one JSON file at
+    ``ids_path`` instead, and returns counts, the first failed ids and the file's URI and
+    sha256 (see :mod:`~airflow_provider_revox.waiting.results`); the export reads the ids from
+    there. Without ``ids_path`` such a wait is refused before any request.
 
     With ``timeout=None`` the wait gives up at the latest deadline
     (:func:`~airflow_provider_revox.waiting.schedule.deadline` plus
@@ -81,10 +126,15 @@ class RevoxCallsSensor(RevoxWaitSensor):
         fail_on_statuses: statuses that make an order failed.
         min_completed_ratio: share of orders (0 to 1) that must be ``completed``.
         max_concurrency: most requests in flight at once.
+        ids_path: where the id lists go when there are more than ``max_ids_in_xcom`` orders
+            (templated): a file URI (``s3://bucket/revox/{{ run_id }}/ids.json``, ``file:///...``)
+            or an :class:`~airflow.sdk.ObjectStoragePath`. Written whole, ids and counts only.
+        max_ids_in_xcom: most orders whose ids the result lists in XCom (default 1,000);
+            None for no limit.
         **kwargs: the shared settings above and :class:`~airflow.sdk.BaseSensorOperator`'s.
     """
 
-    template_fields: Sequence[str] = ("call_ids", "revox_conn_id")
+    template_fields: Sequence[str] = ("call_ids", "revox_conn_id", "ids_path")
     ui_color = "#ffd6e7"
 
     def __init__(
@@ -93,19 +143,26 @@ class RevoxCallsSensor(RevoxWaitSensor):
         call_ids: Any,
         min_completed_ratio: float = 1.0,
         max_concurrency: int = 16,
+        ids_path: str | ObjectStoragePath | None = None,
+        max_ids_in_xcom: int | None = DEFAULT_MAX_IDS_IN_XCOM,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(call_ids, list | tuple) and not any(is_templated(item) for item in call_ids):
-            batch_call_ids(call_ids)  # a literal list: report a bad id when the DAG is parsed
         self.call_ids = call_ids
         self.min_completed_ratio = validate_ratio(min_completed_ratio)
         self.max_concurrency = validate_concurrency(max_concurrency)
+        self.ids_path = ids_path
+        self.max_ids_in_xcom = validate_max_ids(max_ids_in_xcom)
+        if isinstance(call_ids, list | tuple) and not any(is_templated(item) for item in call_ids):
+            # A literal list: report a bad id, or too many without ids_path, when the DAG is parsed.
+            check_capacity(len(batch_call_ids(call_ids)), self.max_ids_in_xcom, ids_path is not None)
         self._round: rounds.BatchRound | None = None
 
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or poll once and defer."""
         ids = batch_call_ids(self.call_ids)
+        if ids_go_to_file(len(ids), self.max_ids_in_xcom):
+            self._ids_target()  # before any request: a wait that could not deliver never starts
         self._begin(context)
         try:
             if not self.deferrable:
@@ -148,20 +205,32 @@ class RevoxCallsSensor(RevoxWaitSensor):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Take the trigger's event, fail-closed: a missing, unknown or inconsistent event fails the task."""
         ids = batch_call_ids(self.call_ids)
-        result = read_event(
+        payload = read_event(
             event,
             trigger="RevoxCallsTrigger",
             what=f"{len(ids)} call orders",
             payload_key="result",
-            payload_ok=lambda result: self._result_ok(result, ids),
+            payload_ok=lambda result: self._event_result(result, ids) is not None,
             soft_fail=self.soft_fail,
         )
-        secrets = self._secrets()
-        self.log.info("%s", redact_text(str((event or {}).get("message") or ""), secrets))
-        return cast(dict[str, Any], redact(result, secrets))
+        self.log.info("%s", redact_text(str((event or {}).get("message") or ""), self._secrets()))
+        return self._deliver(cast(dict[str, Any], self._event_result(payload, ids)))
+
+    def _event_result(self, result: Any, ids: list[str]) -> dict[str, Any] | None:
+        """The full result of a success event, or None when it does not check out."""
+        if not (isinstance(result, dict) and "codes" in result):
+            # An event of a trigger from before compact results carried the id lists.
+            return result if self._result_ok(result, ids) else None
+        try:
+            settled = settled_from_codes(ids, result)
+            ratio = self.min_completed_ratio
+            fleet = Fleet(ids, fail_on=self.fail_on_statuses, min_completed_ratio=ratio, settled=settled)
+        except ValueError:
+            return None
+        return fleet.result() if fleet.verdict() == statuses.SUCCESS else None
 
     def _result_ok(self, result: Any, ids: list[str]) -> bool:
-        """A success result must cover exactly these orders and meet the ratio."""
+        """A success result with id lists must cover exactly these orders and meet the ratio."""
         if not isinstance(result, dict) or result.get("total") != len(ids):
             return False
         completed, failed, counts = result.get("completed"), result.get("failed"), result.get("counts")
@@ -224,8 +293,46 @@ class RevoxCallsSensor(RevoxWaitSensor):
             fail_or_skip(self.soft_fail, fleet.describe_unreachable())
         if verdict == statuses.SUCCESS:
             self.log.info("%s", describe_success(fleet))
-            return fleet.result()
+            return self._deliver(fleet.result())
         return None
+
+    def _ids_target(self) -> ObjectStoragePath:
+        """Where the id lists go; refuses a wait above ``max_ids_in_xcom`` without ``ids_path``.
+
+        Raises:
+            RevoxConfigError: naming the problem, before any request.
+        """
+        path = self.ids_path
+        if isinstance(path, str):
+            path = path.strip() or None
+        check_capacity(len(batch_call_ids(self.call_ids)), self.max_ids_in_xcom, path is not None)
+        if isinstance(path, ObjectStoragePath):
+            return path
+        if not isinstance(path, str):
+            raise RevoxConfigError(f"ids_path must be a file URI or an ObjectStoragePath, not {path!r}")
+        try:
+            target = ObjectStoragePath(path)
+            target.fs  # noqa: B018  (a scheme without its provider fails here, not after the wait)
+        except ValueError as error:
+            raise RevoxConfigError(f"ids_path {redact_text(path)!r} is not a usable URI: {error}") from None
+        if not target.protocol and not target.is_absolute():
+            # Relative to the worker's directory: the export, on another worker, would not find it.
+            raise RevoxConfigError(
+                f"ids_path {redact_text(path)!r} must be absolute or a URI such as file:///..."
+            )
+        return target
+
+    def _deliver(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The XCom value: the redacted result, or a small one whose id lists went to ``ids_path``."""
+        cleaned = cast(dict[str, Any], redact(result, self._secrets()))
+        if not ids_go_to_file(cleaned["total"], self.max_ids_in_xcom):
+            return cleaned
+        path = self._ids_target()
+        data = encode_ids_file(cleaned)
+        _write_whole(path, data)
+        shown = redact_text(str(path))
+        self.log.info("Wrote the completed and failed ids of %d call orders to %s", cleaned["total"], shown)
+        return small_result(cleaned, uri=str(path), sha256=sha256_of(data))
 
     def _limit(self, fleet: Fleet) -> datetime:
         """The derived deadline (server time); an hour after the task first started while no order answers."""

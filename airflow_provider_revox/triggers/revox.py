@@ -243,9 +243,9 @@ class RevoxCallTrigger(_Wait):
                         yield self._event(kind, last_summary, describe_end(call, secrets), secrets)
                         return
                     rounds.warn_unknown_status(self.log, self.call_id, call.status, warned)
+                    wake, own_limit = rounds.check_and_limit(call, now, self.poke_interval)
                     if not self.deadline_fixed:
-                        limit = rounds.call_limit(call, now) or limit
-                    wake = rounds.next_check(call, now, self.poke_interval)
+                        limit = own_limit or limit
                     changed, last_status = call.status != last_status, call.status
                     call = None
                 passed = self._passed(limit, now)
@@ -281,10 +281,12 @@ class RevoxCallsTrigger(_Wait):
     at a time, in searches of up to a hundred orders; per order only its status, due time and
     deadline are kept. Its whole state is its kwargs plus the API: after a triggerer restart it
     polls every order not in ``settled`` once, then carries on. It sends exactly one event,
-    whose ``result`` is the fleet's result (counts by status, completed and failed ids,
-    completed ratio): ``success`` when every order is settled and the ratio is met, ``failed``
-    as soon as it can no longer be met, ``timeout`` past the deadline, ``error`` when an order
-    cannot be fetched at all (unknown id, rejected key).
+    whose ``result`` is the fleet's compact result (counts by status, completed ratio, and
+    each order's status as one character: see
+    :meth:`~airflow_provider_revox.waiting.batch.Fleet.compact_result`): ``success`` when
+    every order is settled and the ratio is met, ``failed`` as soon as it can no longer be
+    met, ``timeout`` past the deadline, ``error`` when an order cannot be fetched at all
+    (unknown id, rejected key).
 
     Args:
         call_ids: the orders, distinct, in the order results list them.
@@ -386,7 +388,9 @@ class RevoxCallsTrigger(_Wait):
                 await self.pause(self._sleep_for(clock, now, wake, limit))
 
     def _event(self, kind: str, fleet: Fleet, message: str, state: rounds.BatchRound) -> TriggerEvent:
-        payload = event_payload(kind, message, state.secrets, result=fleet.result())
+        # The statuses as one character per order, not id lists: the event is stored with the
+        # task instance, and the sensor knows the ids.
+        payload = event_payload(kind, message, state.secrets, result=fleet.compact_result())
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 

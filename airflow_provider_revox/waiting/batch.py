@@ -23,6 +23,11 @@ from airflow_provider_revox import statuses
 
 #: Ids listed in a failure or timeout message; the rest are counted.
 MAX_LISTED_IDS = 20
+#: The characters that stand for a settled status in :meth:`Fleet.compact_result`, by its
+#: place in the status table; settled statuses are documented ones, far fewer than these.
+_CODES = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: The character of an order not settled yet.
+_PENDING = "-"
 
 
 def list_ids(ids: Sequence[str], limit: int = MAX_LISTED_IDS) -> str:
@@ -223,6 +228,31 @@ class Fleet:
             "completed_ratio": len(completed) / self.total,
         }
 
+    def compact_result(self) -> dict[str, Any]:
+        """The outcome without id lists, for a trigger's event: about one byte per order.
+
+        ``codes`` holds one character per order in input order, standing for its status in
+        ``statuses`` (``-`` while pending); :func:`settled_from_codes` turns it back into ids
+        given the same ``call_ids``. Ten thousand ids as lists would weigh some 250 kB.
+        """
+        table: dict[str, str] = {}
+        codes = []
+        for call_id, status in self._status.items():
+            if status is None or not self.is_settled(call_id):
+                codes.append(_PENDING)
+                continue
+            code = table.get(status)
+            if code is None:
+                code = table[status] = _CODES[len(table)]
+            codes.append(code)
+        return {
+            "total": self.total,
+            "counts": self.counts(),
+            "completed_ratio": self._completed / self.total,
+            "statuses": list(table),
+            "codes": "".join(codes),
+        }
+
     def settled_by_status(self) -> dict[str, list[str]]:
         """Settled orders as ``{status: [ids]}``, the compact form a trigger's kwargs carry."""
         grouped: dict[str, list[str]] = {}
@@ -253,4 +283,44 @@ class Fleet:
         return f"Fleet(total={self.total}, settled={self._settled}, needed={self.needed})"
 
 
-__all__ = ["MAX_LISTED_IDS", "Fleet", "list_ids", "validate_concurrency", "validate_ratio"]
+def settled_from_codes(call_ids: Sequence[str], compact: Any) -> dict[str, list[str]]:
+    """The settled orders of a :meth:`Fleet.compact_result` as ``{status: [ids]}``.
+
+    Args:
+        call_ids: the orders, in the order the fleet had them.
+        compact: the compact result (``statuses`` and ``codes``).
+
+    Raises:
+        ValueError: when ``compact`` is not a compact result of exactly these orders.
+    """
+    table = compact.get("statuses") if isinstance(compact, Mapping) else None
+    codes = compact.get("codes") if isinstance(compact, Mapping) else None
+    if (
+        not isinstance(table, list)
+        or not all(isinstance(status, str) for status in table)
+        or len(table) > len(_CODES)
+        or not isinstance(codes, str)
+    ):
+        raise ValueError("not a compact result: it needs a 'statuses' list and a 'codes' string")
+    if len(codes) != len(call_ids):
+        raise ValueError(f"the compact result covers {len(codes)} orders, not {len(call_ids)}")
+    lookup = dict(zip(_CODES, table, strict=False))
+    grouped: dict[str, list[str]] = {}
+    for call_id, code in zip(call_ids, codes, strict=True):
+        if code == _PENDING:
+            continue
+        status = lookup.get(code)
+        if status is None:
+            raise ValueError(f"the compact result has an unknown status code {code!r}")
+        grouped.setdefault(status, []).append(call_id)
+    return grouped
+
+
+__all__ = [
+    "MAX_LISTED_IDS",
+    "Fleet",
+    "list_ids",
+    "settled_from_codes",
+    "validate_concurrency",
+    "validate_ratio",
+]

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow_provider_revox.client.requests import validate_call_id
 from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
+from airflow_provider_revox.waiting.results import IDS_URI
 
 
 def _excerpt(value: Any, limit: int = 80) -> str:
@@ -41,6 +42,12 @@ def normalize_call_ids(value: Any) -> list[str]:
         if isinstance(item, str):
             ids.setdefault(validate_call_id(item), None)
         elif isinstance(item, Mapping):
+            if IDS_URI in item:
+                # Its lists are cut to a few failed ids: reading them as the ids would lose the rest.
+                raise ValueError(
+                    f"call_ids: this RevoxCallsSensor result keeps its ids in the file {item[IDS_URI]!r}; "
+                    "RevoxCallsToStorageOperator reads them from there"
+                )
             if "call_id" in item:
                 visit_id(item["call_id"])
             elif "completed" in item or "failed" in item:

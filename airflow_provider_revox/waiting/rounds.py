@@ -135,10 +135,20 @@ def call_limit(call: Call, now: datetime) -> datetime | None:
 
 def next_check(call: Call, now: datetime, poke_interval: float) -> datetime:
     """When to fetch the order again; ``poke_interval`` away when its values defeat the schedule."""
+    return check_and_limit(call, now, poke_interval)[0]
+
+
+def check_and_limit(call: Call, now: datetime, poke_interval: float) -> tuple[datetime, datetime | None]:
+    """:func:`next_check` and :func:`call_limit` together, walking the order's deadline once."""
     try:
-        return schedule.next_poll_at(call, now, poke_interval)
+        ends = schedule.deadline(call, now)
     except SCHEDULE_ERRORS:
-        return now + timedelta(seconds=poke_interval)
+        return now + timedelta(seconds=poke_interval), None
+    try:
+        wake = schedule.next_poll_at(call, now, poke_interval, known_deadline=ends)
+    except SCHEDULE_ERRORS:
+        wake = now + timedelta(seconds=poke_interval)
+    return wake, ends + schedule.DEADLINE_MARGIN
 
 
 def server_time_of(clock: Clock, server_now: datetime, real_then: datetime, real_now: datetime) -> datetime:
@@ -208,8 +218,7 @@ class BatchRound:
             fleet.record(call_id, outcome.status, due=now.timestamp())
             return
         warn_unknown_status(self.log, call_id, outcome.status, self.warned)
-        wake = next_check(outcome, now, self.poke_interval)
-        limit = call_limit(outcome, now)
+        wake, limit = check_and_limit(outcome, now, self.poke_interval)
         fleet.record(
             call_id,
             outcome.status,
@@ -279,6 +288,7 @@ __all__ = [
     "BatchRound",
     "FailureStreak",
     "call_limit",
+    "check_and_limit",
     "error_backoff",
     "fleet_limit",
     "next_check",

@@ -278,6 +278,8 @@ def next_poll_at(
     now: datetime,
     poke_interval: float,
     max_sleep: timedelta = DEFAULT_MAX_SLEEP,
+    *,
+    known_deadline: datetime | None = None,
 ) -> datetime:
     """When the order's state can next change, i.e. when to fetch it again.
 
@@ -296,6 +298,8 @@ def next_poll_at(
         now: Timezone-aware current time.
         poke_interval: Seconds between polls while something can happen at any moment.
         max_sleep: Longest sleep, so a cancel or pause during a long wait is noticed.
+        known_deadline: :func:`deadline` of the same ``call`` and ``now``, when the caller
+            has it already (it walks every attempt to come: a batch wait computes it once).
 
     Returns:
         The UTC time of the next poll.
@@ -325,7 +329,7 @@ def next_poll_at(
         wake = poke if dial is None else max(dial, poke)
     else:
         wake = poke
-    limit = deadline(call, now)
+    limit = deadline(call, now) if known_deadline is None else known_deadline
     if limit <= now:
         return poke
     return max(now, min(wake, now + max_sleep, limit))
