@@ -67,7 +67,6 @@ class Store:
 async def run(sim: Any, ends: dict[str, float], start: Any) -> dict[str, Any]:
     from airflow_provider_revox.hooks.revox import RevoxHook
     from airflow_provider_revox.triggers.events import CallPoll, RevoxCallEventTrigger
-    from airflow_provider_revox.waiting.cursor import poll_delay
 
     kwargs = {"assistant_ids": ["asst_bench_events"], "poll_interval": POLL_INTERVAL}
     kwargs["max_poll_interval"] = MAX_POLL_INTERVAL
@@ -76,8 +75,9 @@ async def run(sim: Any, ends: dict[str, float], start: Any) -> dict[str, Any]:
     delays: list[float] = []
     events = 0
     hook = RevoxHook()
-    poll = CallPoll(hook, RevoxCallEventTrigger(**kwargs).filters)  # type: ignore[arg-type]
-    empty = 0
+    pace = RevoxCallEventTrigger(**kwargs)  # type: ignore[arg-type]
+    poll = CallPoll(hook, pace.filters, interval=pace.poll_interval, max_interval=pace.max_poll_interval)
+    sim.reset_stats()
     try:
         while (sim.clock.now() - start).total_seconds() < DAY_S + 2 * MAX_POLL_INTERVAL:
             batch = await poll.poll()
@@ -94,11 +94,19 @@ async def run(sim: Any, ends: dict[str, float], start: Any) -> dict[str, Any]:
                     for call in event.payload["calls"]:
                         named[call["id"]] = named.get(call["id"], 0) + 1
                         delays.append(now - ends[call["id"]])
-            empty = 0 if batch is not None and batch["calls"] else empty + 1
-            sim.advance(poll_delay(empty, POLL_INTERVAL, MAX_POLL_INTERVAL))
+            wake = await poll.next_poll_at(batch)
+            sim.advance((wake - sim.clock.now()).total_seconds())
     finally:
         await hook.aclose()
-    return {"named": named, "delays": delays, "events": events, "requests": poll.requests}
+    served = sim.stats()["by_endpoint"]
+    return {
+        "named": named,
+        "delays": delays,
+        "events": events,
+        "requests": poll.requests,
+        "probes": poll.probes,
+        "served": served,
+    }
 
 
 def main() -> int:
@@ -136,6 +144,8 @@ def main() -> int:
         "poll_interval_s": POLL_INTERVAL,
         "max_poll_interval_s": MAX_POLL_INTERVAL,
         "requests": result["requests"],
+        "probes": result["probes"],
+        "requests_served_by_endpoint": result["served"],
         "events": result["events"],
         "requests_per_finished_order": round(result["requests"] / ORDERS, 4),
         "p95_event_delay_s": round(p95, 1),
