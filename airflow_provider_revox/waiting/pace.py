@@ -135,7 +135,7 @@ class Pace:
         if not state.known:
             return state, None
         if not state.busy:
-            if state.until is None or state.until > now:
+            if state.until is None or state.until + timedelta(seconds=interval) > now:
                 return state, state._wake(now, interval, max_interval)
             return state, None  # past the dial the probe foresaw, and still nothing: look again
         state = replace(state, waited=state.waited + 1)
