@@ -3,15 +3,23 @@
 The simulator runs in-process on a manual virtual clock, over real HTTP on loopback. Orders are
 scheduled uniformly through one calling window (09:00 to 17:00 of the simulated day; the rest of
 the day nothing ends), each one dial answered by a person. The trigger's shared poll
-(:class:`~airflow_provider_revox.triggers.events.CallPoll`) runs on the virtual clock with the
-trigger's own pace (:func:`~airflow_provider_revox.waiting.cursor.poll_delay`), and each raw
-batch is turned into events by a fresh trigger instance reading its cursor from the same asset
-state store (as after a triggerer restart at every poll). Figures, under ``events``:
+(:class:`~airflow_provider_revox.triggers.events.CallPoll`) runs for one simulated day on the
+virtual clock with the trigger's own pace (:mod:`~airflow_provider_revox.waiting.pace`: after an
+empty poll, one search of the open orders says when the next can end), and each raw batch is
+turned into events by a fresh trigger instance reading its cursor from the same asset state
+store (as after a triggerer restart at every poll). Figures, under ``events``:
 
-* ``requests_per_finished_order``: API requests over orders that ended (target <= 0.05);
+* ``requests_per_finished_order``: API requests (polls and probes) over orders that ended
+  (target <= 0.05);
 * ``p95_event_delay_s``: 95th percentile of the simulated seconds from an order's end to the
   event naming it (target <= 60);
-* every order is named by exactly one event (checked).
+* every order is named by exactly one event (checked);
+* ``floor_requests_x_p95_s``: no pace does better than this product (orders ending evenly
+  through a span need polls that close together), against ``requests_x_p95_s`` measured.
+
+``max_poll_interval`` is the sensors' longest sleep (six hours): it bounds how late an order
+placed while the trigger sleeps, and ended before it wakes, is named. ``--max-poll-interval``
+shows its cost: the quiet hours cost one request per ``max_poll_interval``.
 """
 
 from __future__ import annotations
@@ -33,13 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from airflow_provider_revox.simulator.profile import AttemptDraw
 from airflow_provider_revox.simulator.testing import running_simulator
 from airflow_provider_revox.simulator.timeline import OrderScript
+from airflow_provider_revox.waiting.schedule import DEFAULT_MAX_SLEEP
 from bench.results import merge_results
 
 ORDERS = 10_000
 DAY_S = 24 * 3600
 WINDOW = (9 * 3600, 17 * 3600)
 POLL_INTERVAL = 60.0
-MAX_POLL_INTERVAL = 1800.0
+MAX_POLL_INTERVAL = DEFAULT_MAX_SLEEP.total_seconds()
 REQUESTS_TARGET = 0.05
 DELAY_TARGET = 60.0
 
