@@ -39,6 +39,18 @@ def seconds(later: datetime, earlier: datetime) -> float:
 NOW = utc(30, 1)
 
 
+def missed_at_nine() -> Call:
+    """An order whose first dial, 09:00 to 09:30 UTC, reached a voicemail."""
+    attempt = {
+        "id": "t1",
+        "status": "completed",
+        "result": "voicemail",
+        "started_at": "2026-11-30T09:00:00Z",
+        "ended_at": "2026-11-30T09:30:00Z",
+    }
+    return order("r", scheduled_at="2026-11-30T09:00:00Z", calls_count=1, call_attempts=[attempt])
+
+
 def test_the_probe_searches_the_open_orders_of_the_watchers_filters_without_the_end_filters() -> None:
     watcher = {
         "campaign_ids": ["c-1"],
@@ -82,15 +94,7 @@ def test_an_order_waiting_for_its_dial_can_end_only_after_it_in_its_calling_wind
 
 def test_a_retry_waits_for_its_delay() -> None:
     now = utc(30, 9, 45)
-    retry = order(
-        "r",
-        scheduled_at="2026-11-30T09:00:00Z",
-        calls_count=1,
-        call_attempts=[
-            {"id": "t1", "status": "completed", "result": "voicemail",
-             "started_at": "2026-11-30T09:00:00Z", "ended_at": "2026-11-30T09:30:00Z"}
-        ],
-    )  # fmt: skip
+    retry = missed_at_nine()
     assert open_until([retry], now, INTERVAL, more=False) == utc(30, 11, 30)  # default delay 2 h
 
 
@@ -106,15 +110,7 @@ def test_an_order_in_flight_can_end_at_any_moment() -> None:
 
 def test_a_full_page_bounds_the_orders_after_it_by_its_last_scheduled_at() -> None:
     now = utc(30, 9, 45)
-    retry = order(
-        "r",
-        scheduled_at="2026-11-30T09:00:00Z",
-        calls_count=1,
-        call_attempts=[
-            {"id": "t1", "status": "completed", "result": "voicemail",
-             "started_at": "2026-11-30T09:00:00Z", "ended_at": "2026-11-30T09:30:00Z"}
-        ],
-    )  # fmt: skip
+    retry = missed_at_nine()
     later = order("s", scheduled_at="2026-11-30T10:00:00Z", next_call_at="2026-11-30T12:00:00Z")
     assert open_until([retry, later], now, INTERVAL, more=False) == utc(30, 11, 30)
     # An order past the page may be scheduled at 10:00 and dialled then.
