@@ -124,7 +124,7 @@ class CallPoll:
         page = await self.hook.asearch_calls(
             page=0, page_size=PAGE_SIZE, **probe_filters(self.filters), **EARLIEST_SCHEDULED_FIRST
         )
-        more = len(page.calls) < page.total_count
+        more = len(page.calls) >= PAGE_SIZE or len(page.calls) < page.total_count
         return open_until(page.calls, self.clock.now(), self.interval, more)
 
     async def poll(self) -> dict[str, Any] | None:
