@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -113,3 +113,34 @@ def test_an_api_that_refuses_the_probe_gets_the_blind_backoff_with_one_warning(
         assert sim.stats()["by_endpoint"][SEARCH] == 1  # refused once, never asked again
     warnings = [r for r in caplog.records if "refused the search of open orders" in r.getMessage()]
     assert len(warnings) == 1 and "HTTP 422" in warnings[0].getMessage()
+
+
+def test_sleeps_follow_the_api_clock_but_never_shorter_than_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_revox.triggers import events as module
+
+    class FastClock:
+        """A simulator's clock at --speed 600."""
+
+        speed = 600.0
+        moment = datetime(2026, 11, 30, 9, tzinfo=timezone.utc)
+
+        def now(self) -> datetime:
+            return self.moment
+
+        def real_seconds(self, server_seconds: float) -> float:
+            return server_seconds / self.speed
+
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    clock = FastClock()
+    monkeypatch.setattr(module.asyncio, "sleep", record)
+    for wake in (timedelta(seconds=INTERVAL), timedelta(hours=6)):
+        asyncio.run(RevoxCallEventTrigger.pause(clock, clock.moment + wake))  # type: ignore[arg-type]
+    monkeypatch.setattr(RevoxCallEventTrigger, "min_sleep", 0.0)
+    asyncio.run(RevoxCallEventTrigger.pause(clock, clock.moment + timedelta(seconds=INTERVAL)))  # type: ignore[arg-type]
+    assert slept == [1.0, 36.0, 0.1]

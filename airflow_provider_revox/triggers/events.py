@@ -191,6 +191,10 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         batch_size: the most orders named by one event.
     """
 
+    #: Shortest real sleep between polls (a fast simulator's clock included); None reads
+    #: :data:`airflow_provider_revox.waiting.rounds.MIN_SLEEP_SECONDS`. Tests hand in less.
+    min_sleep: float | None = None
+
     def __init__(
         self,
         *,
@@ -279,10 +283,10 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         finally:
             await hook.aclose()
 
-    @staticmethod
-    async def pause(clock: ServerClock, wake: datetime) -> None:
-        """Sleep until ``wake`` on the API's clock (tests on a manual clock move it instead)."""
-        await asyncio.sleep(rounds.sleep_seconds(clock, clock.now(), wake, min_sleep=0.0))
+    @classmethod
+    async def pause(cls, clock: ServerClock, wake: datetime) -> None:
+        """Sleep until ``wake`` on the API's clock, at least :attr:`min_sleep` real seconds."""
+        await asyncio.sleep(rounds.sleep_seconds(clock, clock.now(), wake, min_sleep=cls.min_sleep))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Alone (no shared stream): the same poll, for this watcher only."""
