@@ -18,6 +18,12 @@ from tests.test_operators import GOOD_OUTPUT, PLANTED, place
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.02}
 
 
+@pytest.fixture(autouse=True)
+def fast_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polls a few milliseconds apart: below the one-second floor a deployment keeps."""
+    monkeypatch.setattr(RevoxCallEventTrigger, "min_sleep", 0.0)
+
+
 class Accessor:
     """An asset state store accessor kept in a dict (the triggerer's talks to the API server)."""
 

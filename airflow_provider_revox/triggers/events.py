@@ -1,8 +1,10 @@
 """``RevoxCallEventTrigger``: an event trigger for an ``AssetWatcher`` that fires when orders end.
 
 One poll reads ``POST /call/search`` for terminal orders sorted by ``updated_at`` descending,
-down to where the previous poll began: one request when nothing changed (and then the next poll
-waits longer), a page more per hundred orders that ended. Watchers of one connection and filter
+down to where the previous poll began: one request when nothing changed, a page more per hundred
+orders that ended. When a poll finds nothing, one more search over the orders still open tells
+when the next one can end, and the poll sleeps until about then (see
+:mod:`~airflow_provider_revox.waiting.pace`). Watchers of one connection and filter
 set share that poll (``shared_stream_key``); each keeps its own cursor (see
 :mod:`~airflow_provider_revox.waiting.cursor`) in the asset state store of its Asset, so a
 triggerer restart neither loses nor repeats an event. A new watcher starts from the moment of
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import aclosing
 from datetime import datetime
@@ -22,16 +25,24 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_revox import statuses
 from airflow_provider_revox.client.requests import search_args
+from airflow_provider_revox.client.servertime import ServerClock
+from airflow_provider_revox.exceptions import RevoxError, is_transient
 from airflow_provider_revox.export.incremental import NEWEST_CHANGE_FIRST, terminal_moment
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.models import Call, Timestamp
-from airflow_provider_revox.waiting.cursor import Watermark, chunks, poll_delay, takes
+from airflow_provider_revox.waiting import rounds
+from airflow_provider_revox.waiting.cursor import Watermark, chunks, takes
+from airflow_provider_revox.waiting.pace import EARLIEST_SCHEDULED_FIRST, Pace, open_until, probe_filters
 
 #: The asset state store key of a watcher's cursor.
 CURSOR_KEY = "revox_call_events_cursor"
 PAGE_SIZE = 100
 #: Filters a watcher may set (besides ``statuses``, which only narrows the terminal ones).
 EVENT_FILTERS = ("campaign_ids", "assistant_ids", "outcomes", "results", "directions", "to_phone_number")
+#: Answers of an API that cannot run the probe (its sort or its statuses): polls back off blindly.
+PROBE_REFUSED_STATUSES = frozenset({400, 404, 405, 410, 422, 501})
+
+log = logging.getLogger(__name__)
 
 
 def _stamp(value: Any) -> datetime | None:
@@ -57,15 +68,64 @@ class CallPoll:
     Args:
         hook: the hook to search with.
         filters: the search filters (``statuses`` included), by their API names.
+        interval: seconds between polls while orders end.
+        max_interval: the longest sleep between polls.
     """
 
-    def __init__(self, hook: RevoxHook, filters: dict[str, Any]) -> None:
+    def __init__(
+        self, hook: RevoxHook, filters: dict[str, Any], *, interval: float = 30.0, max_interval: float = 600.0
+    ) -> None:
         """Start with no mark: the first poll reads one page."""
         self.hook = hook
         self.filters = filters
+        self.interval = interval
+        self.max_interval = max(interval, max_interval)
         self.mark: datetime | None = None
         self.requests = 0
+        self.probes = 0
         self.polled = False
+        self.pace = Pace()
+
+    @property
+    def clock(self) -> ServerClock:
+        """The API's clock, as its answers report it: the pace is on the server's time."""
+        return self.hook.server_clock
+
+    async def next_poll_at(self, batch: dict[str, Any] | None) -> datetime:
+        """When to poll next, after a poll that returned ``batch``; probes the open orders if needed."""
+        found = batch is not None and bool(batch["calls"])
+        self.pace, wake = self.pace.after_poll(found, self.clock.now(), self.interval, self.max_interval)
+        if wake is not None:
+            return wake
+        try:
+            until = await self._probe()
+        except RevoxError as error:
+            refused = not is_transient(error) and error.status_code in PROBE_REFUSED_STATUSES
+            if not refused and not is_transient(error):
+                raise
+            if refused and not self.pace.blind:
+                log.warning(
+                    "The Revox API refused the search of open orders (HTTP %s): polls back off "
+                    "while nothing ends, up to %.0f s apart",
+                    error.status_code,
+                    self.max_interval,
+                )
+            self.pace, wake = self.pace.without_probe(
+                refused, self.clock.now(), self.interval, self.max_interval
+            )
+            return wake
+        self.pace, wake = self.pace.after_probe(until, self.clock.now(), self.interval, self.max_interval)
+        return wake
+
+    async def _probe(self) -> datetime | None:
+        """One page of the open orders, due first first: until when none of them can end."""
+        self.requests += 1
+        self.probes += 1
+        page = await self.hook.asearch_calls(
+            page=0, page_size=PAGE_SIZE, **probe_filters(self.filters), **EARLIEST_SCHEDULED_FIRST
+        )
+        more = len(page.calls) >= PAGE_SIZE or len(page.calls) < page.total_count
+        return open_until(page.calls, self.clock.now(), self.interval, more)
 
     async def poll(self) -> dict[str, Any] | None:
         """One poll: a raw batch ``{"head", "low", "calls"}``, or None when nothing changed.
@@ -125,10 +185,15 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         results: only these last-attempt results.
         directions: only these directions.
         to_phone_number: only orders to this number.
-        poll_interval: seconds between polls while orders end.
-        max_poll_interval: the longest wait between polls when nothing changes.
+        poll_interval: seconds between polls while orders end (or can end at any moment).
+        max_poll_interval: the longest sleep while no order known to the trigger can end; an
+            order placed during such a sleep is named at most this long after it ends.
         batch_size: the most orders named by one event.
     """
+
+    #: Shortest real sleep between polls (a fast simulator's clock included); None reads
+    #: :data:`airflow_provider_revox.waiting.rounds.MIN_SLEEP_SECONDS`. Tests hand in less.
+    min_sleep: float | None = None
 
     def __init__(
         self,
@@ -207,16 +272,21 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         trigger = cls(**kwargs)
         hook = RevoxHook(trigger.revox_conn_id)
         try:
-            poller = CallPoll(hook, trigger.filters)
-            empty = 0
+            poller = CallPoll(
+                hook, trigger.filters, interval=trigger.poll_interval, max_interval=trigger.max_poll_interval
+            )
             while True:
                 batch = await poller.poll()
                 if batch is not None:
                     yield batch
-                empty = 0 if batch is not None and batch["calls"] else empty + 1
-                await asyncio.sleep(poll_delay(empty, trigger.poll_interval, trigger.max_poll_interval))
+                await cls.pause(poller.clock, await poller.next_poll_at(batch))
         finally:
             await hook.aclose()
+
+    @classmethod
+    async def pause(cls, clock: ServerClock, wake: datetime) -> None:
+        """Sleep until ``wake`` on the API's clock, at least :attr:`min_sleep` real seconds."""
+        await asyncio.sleep(rounds.sleep_seconds(clock, clock.now(), wake, min_sleep=cls.min_sleep))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Alone (no shared stream): the same poll, for this watcher only."""
