@@ -32,6 +32,7 @@ class Stack:
         self.logs.mkdir()
         self.dags = self.home / "dags"
         self.export_dir = self.home / "export"
+        self.finished_dir = self.export_dir / "finished"
         self.database = database
         self.postgres: Postgres | None = None
         self.processes: list[Process] = []
@@ -86,6 +87,9 @@ class Stack:
                 "AIRFLOW_CONN_REVOX_DEFAULT": json.dumps(
                     {"conn_type": "revox", "host": self.sim_base_url, "password": self.api_key}
                 ),
+                # revox_on_calls_finished: the watcher's filters and pace, and where its exports go.
+                "REVOX_CALL_EVENTS_WATCH": json.dumps(self.plan.watch()),
+                "REVOX_CALLS_FINISHED_DESTINATION": self.finished_dir.as_uri(),
                 "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             }
         )
