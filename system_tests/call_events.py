@@ -124,11 +124,11 @@ def follow_call_events(ctx: Context, timeout: float = 240.0) -> None:
     plan = stack.plan
     orders = plan.event_orders()
     try:
-        asset = wait_until(lambda: watched_asset_with_watcher(ctx), timeout, "the Asset's watcher", 1.0)
+        asset = wait_until(lambda: watched_asset_with_watcher(ctx), timeout, "the Asset's watcher", 2.0)
         assert isinstance(asset, dict)
         trigger_id = int(asset["watchers"][0]["trigger_id"])
         report.update({"asset_id": asset["id"], "trigger_id": trigger_id})
-        wait_until(lambda: cursor(ctx, asset["id"]) is not None, timeout, "the watcher's first poll", 0.5)
+        wait_until(lambda: cursor(ctx, asset["id"]) is not None, timeout, "the watcher's first poll", 2.0)
         report["first_poll_at"] = round(_elapsed(stack), 1)
         if report["first_poll_at"] >= plan.events_at[0]:
             raise RuntimeError(
@@ -136,7 +136,9 @@ def follow_call_events(ctx: Context, timeout: float = 240.0) -> None:
                 f"after the first batch ended ({plan.events_at[0]} s): the machine is too slow for the plan"
             )
         # The mid-wait kill of check c comes first: one kill at a time keeps both checks readable.
-        wait_until(lambda: "at" in ctx.kill_report or "error" in ctx.kill_report, timeout, "check c's kill")
+        wait_until(
+            lambda: "at" in ctx.kill_report or "error" in ctx.kill_report, timeout, "check c's kill", 1.0
+        )
 
         def named(batch: int) -> int:
             ids = set(named_ids(asset_events(ctx, asset["id"])))

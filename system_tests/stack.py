@@ -68,6 +68,10 @@ class Stack:
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": api,
                 "AIRFLOW__API__WORKERS": "1",
+                # Every run starts at once: with the default pool (5 + 10) the api-server's requests
+                # wait 30 s for a connection on a loaded machine and the tasks' start calls time out.
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "10",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "10",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
