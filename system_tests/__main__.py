@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_runs(ctx, deadline=started + BUDGET_SECONDS - 90)
         killer.join(timeout=30)
         worker_killer.join(timeout=30)
+        print(f"sensor and placement runs ended after {time.monotonic() - started:.0f} s", flush=True)
         events.join(timeout=max(started + BUDGET_SECONDS - 60 - time.monotonic(), 1.0))
         wait_for_call_events(ctx, deadline=started + BUDGET_SECONDS - 45)
         ctx.listeners = sorted(set(ctx.listeners) | set(stack.listening()))

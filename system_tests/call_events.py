@@ -318,7 +318,8 @@ def check_call_events(ctx: Context) -> str:
         f"{len(wanted)} matching orders named once each by {len(events)} events (orders per batch "
         f"{dict(sorted(by_batch.items()))}), none cancelled or of another assistant, payloads ids and "
         f"statuses only; first poll {report['first_poll_at']} s after the simulator started; "
-        f"{kills_text}; the watcher ran in {ran}"
+        f"{kills_text}; the watcher ran in {ran}; all runs ended {report.get('settled_at')} s after "
+        "the simulator started"
     )
 
 
