@@ -20,7 +20,7 @@ import httpx
 
 from airflow_provider_revox.triggers.events import CURSOR_KEY
 from system_tests.airflow_api import TERMINAL_RUN_STATES
-from system_tests.checks import CheckFailed, Context, Run, as_dict, expect
+from system_tests.checks import FIRED, CheckFailed, Context, Run, as_dict, expect
 from system_tests.orders import EVENT_ASSISTANT, EventOrder
 from system_tests.processes import wait_until
 from system_tests.stack import Stack
@@ -292,7 +292,11 @@ def check_call_events(ctx: Context) -> str:
     repeated = sorted(i for i, n in names.items() if n > 1)
     lost = sorted(set(wanted) - set(names))
     stray = sorted(set(names) - set(wanted))
-    expect(not repeated and not lost and not stray, f"repeated {repeated}, lost {lost}, not matching {stray}")
+    expect(
+        not repeated and not lost and not stray,
+        f"repeated {repeated}, lost {lost}, not matching {stray}; fired by {_fired_by(ctx.stack, lost)}; "
+        f"kills {[(k['victim'], k['at']) for k in kills]}",
+    )
     secrets = (ctx.stack.api_key, ctx.stack.plan.planted, "transcript")
     for event in events:
         extra = as_dict(event.get("extra"), f"event {event['id']}'s extra")
@@ -321,6 +325,18 @@ def check_call_events(ctx: Context) -> str:
         f"{kills_text}; the watcher ran in {ran}; all runs ended {report.get('settled_at')} s after "
         "the simulator started"
     )
+
+
+def _fired_by(stack: Stack, call_ids: list[str]) -> dict[str, list[str]]:
+    """For each order, the triggerers that logged firing an event naming it (killed ones included)."""
+    return {
+        call_id: sorted(
+            name
+            for name, p in stack.triggerers.items()
+            if any(FIRED in line and f"'id': '{call_id}'" in line for line in p.output().splitlines())
+        )
+        for call_id in call_ids
+    }
 
 
 def holders_ever(stack: Stack, trigger_id: int) -> list[str]:
