@@ -5,10 +5,16 @@ adds an asset event per batch of orders that reached a terminal status; each eve
 orders (ids and statuses only). This DAG is scheduled on that Asset and exports the orders named
 by the events that triggered it, with the warehouse-ready ``calls`` and ``attempts`` tables.
 A manual run can name orders instead: ``--conf '{"call_ids": ["<id>"]}'``.
+
+Per deployment, without editing the file: ``REVOX_CALL_EVENTS_WATCH`` holds the trigger's
+arguments as JSON (filters and pace, e.g. ``{"campaign_ids": ["camp_1"], "poll_interval": 10}``)
+and ``REVOX_CALLS_FINISHED_DESTINATION`` where the exports go.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import pendulum
@@ -19,17 +25,18 @@ from airflow_provider_revox.export.run import ALL_TABLES
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
 
+# Only configuration in the kwargs, the same at every parse: the trigger's identity is a hash of
+# them, so changing the variable replaces the watcher (the cursor stays with the Asset).
+WATCH: dict[str, Any] = {
+    "revox_conn_id": "revox_default",
+    "poll_interval": 30,
+    "max_poll_interval": 600,
+    **json.loads(os.environ.get("REVOX_CALL_EVENTS_WATCH") or "{}"),
+}
+
 CALLS_FINISHED = Asset(
     "revox_calls_finished",
-    watchers=[
-        AssetWatcher(
-            name="revox_calls_finished_watcher",
-            # Only configuration in the kwargs: the trigger's identity is a hash of them.
-            trigger=RevoxCallEventTrigger(
-                revox_conn_id="revox_default", poll_interval=30, max_poll_interval=600
-            ),
-        )
-    ],
+    watchers=[AssetWatcher(name="revox_calls_finished_watcher", trigger=RevoxCallEventTrigger(**WATCH))],
 )
 
 
@@ -38,7 +45,9 @@ CALLS_FINISHED = Asset(
     schedule=[CALLS_FINISHED],
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
-    params={"destination": "file:///tmp/revox-finished"},
+    params={
+        "destination": os.environ.get("REVOX_CALLS_FINISHED_DESTINATION") or "file:///tmp/revox-finished"
+    },
     tags=["revox", "example"],
 )
 def revox_on_calls_finished() -> None:
