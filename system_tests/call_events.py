@@ -30,6 +30,10 @@ ASSET = "revox_calls_finished"
 REPORT = "call_events"
 TERMINAL = ("completed", "errored", "cancelled")
 PAYLOAD_KEYS = {"calls", "count", "ended_at"}
+#: The longest a kill may follow an order's first event for a repeat to be the documented one:
+#: Airflow confirms a stored event on the triggerer's next sync (about a second), then the
+#: watcher saves its cursor; a loaded 2-core machine stretches both.
+REPEAT_WINDOW_S = 10.0
 
 
 def start_watching(stack: Stack) -> None:
@@ -116,6 +120,7 @@ def _kill_holder(ctx: Context, trigger_id: int, batch: int, orders: list[EventOr
     done_before = ended(ctx, batch_orders)
     stack.triggerers[victim].kill()
     moment = _elapsed(stack)
+    killed_at = time.time()
     done_after = ended(ctx, batch_orders)
     replacement = f"triggerer-{len(stack.triggerers) + 1}"
     stack.start_triggerer(replacement)
@@ -123,6 +128,7 @@ def _kill_holder(ctx: Context, trigger_id: int, batch: int, orders: list[EventOr
         "victim": victim,
         "replacement": replacement,
         "at": round(moment, 1),
+        "wall": killed_at,
         "batch": batch,
         # Bounds: the orders of the batch that had ended at the kill are between these two.
         "ended_before": len(done_before),
@@ -256,7 +262,8 @@ def wait_for_call_events(ctx: Context, deadline: float) -> None:
 
 
 def check_call_events(ctx: Context) -> str:
-    """Every matching order is named by exactly one asset event across two triggerer SIGKILLs."""
+    """Every matching order is named by an asset event across two triggerer SIGKILLs, none lost;
+    an order named twice had its first event stored just before a kill (delivery at least once)."""
     report = as_dict(ctx.kill_report.get(REPORT), "the call-events report")
     expect(report.get("error") is None, f"the call-events scenario failed: {report.get('error')}")
     expect(report.get("settle_error") is None, f"{report.get('settle_error')}; report {report}")
@@ -292,9 +299,18 @@ def check_call_events(ctx: Context) -> str:
     repeated = sorted(i for i, n in names.items() if n > 1)
     lost = sorted(set(wanted) - set(names))
     stray = sorted(set(names) - set(wanted))
+    # At least once: an order is named again only when a kill came before its cursor was saved,
+    # within Airflow's confirmation round after its first event was stored.
+    first_stored = _first_stored(events)
+    late = {
+        i: min((k["wall"] - first_stored[i] for k in kills if k["wall"] >= first_stored[i]), default=None)
+        for i in repeated
+    }
+    unexplained = sorted(i for i, gap in late.items() if gap is None or gap > REPEAT_WINDOW_S)
     expect(
-        not repeated and not lost and not stray,
-        f"repeated {repeated}, lost {lost}, not matching {stray}; fired by {_fired_by(ctx.stack, lost)}; "
+        not lost and not stray and not unexplained,
+        f"lost {lost}, not matching {stray}, repeated without a kill within {REPEAT_WINDOW_S} s of its "
+        f"first event {unexplained}; fired by {_fired_by(ctx.stack, lost)}; "
         f"kills {[(k['victim'], k['at']) for k in kills]}",
     )
     secrets = (ctx.stack.api_key, ctx.stack.plan.planted, "transcript")
@@ -307,7 +323,7 @@ def check_call_events(ctx: Context) -> str:
             1 <= payload["count"] <= ctx.stack.plan.watch()["batch_size"], f"event {event['id']}: {payload}"
         )
         for call in payload["calls"]:
-            expect(set(call) == {"id", "status"}, f"event {event['id']}: call entry {call}")
+            expect(set(call) == {"id", "status", "ended_at"}, f"event {event['id']}: call entry {call}")
             expect(call["status"] == orders[call["id"]].final, f"event {event['id']}: {call}")
         text = json.dumps(event)
         for secret in secrets:
@@ -318,13 +334,27 @@ def check_call_events(ctx: Context) -> str:
         f"{k['of']} orders of batch {k['batch']} ended"
         for k in kills
     )
+    again = ", ".join(f"{i} ({late[i]:.1f} s before a kill)" for i in repeated) or "none"
     return (
-        f"{len(wanted)} matching orders named once each by {len(events)} events (orders per batch "
-        f"{dict(sorted(by_batch.items()))}), none cancelled or of another assistant, payloads ids and "
-        f"statuses only; first poll {report['first_poll_at']} s after the simulator started; "
+        f"{len(wanted)} matching orders named by {len(events)} events, none lost (orders per batch "
+        f"{dict(sorted(by_batch.items()))}), none cancelled or of another assistant, payloads ids, "
+        f"statuses and end times only; named again, each stored shortly before a kill: {again}; "
+        f"first poll {report['first_poll_at']} s after the simulator started; "
         f"{kills_text}; the watcher ran in {ran}; all runs ended {report.get('settled_at')} s after "
         "the simulator started"
     )
+
+
+def _first_stored(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Each order's first event's storage time (epoch seconds), from the events' timestamps."""
+    from datetime import datetime
+
+    first: dict[str, float] = {}
+    for event in sorted(events, key=lambda e: str(e["timestamp"])):
+        stored = datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+        for call_id in named_ids([event]):
+            first.setdefault(call_id, stored)
+    return first
 
 
 def _fired_by(stack: Stack, call_ids: list[str]) -> dict[str, list[str]]:
@@ -357,12 +387,14 @@ def _exported_ids(summary: dict[str, Any]) -> list[str]:
 
 
 def check_call_events_dag(ctx: Context) -> str:
-    """The runs the events started exported exactly the orders their events named, each once."""
+    """The runs the events started exported exactly the orders their events named, each once
+    (an order named again is not exported again: the DAG keeps a mark in the Asset's state store)."""
     report = as_dict(ctx.kill_report.get(REPORT), "the call-events report")
     wanted = sorted(o.call_id for o in ctx.stack.plan.event_orders() if o.matches)
     runs = [r for r in ctx.runs.values() if r.dag_id == DAG_ID]
     expect(runs, "no run of revox_on_calls_finished")
     exported: list[str] = []
+    skipped_named: set[str] = set()
     consumed: Counter[int] = Counter()
     for run in runs:
         body = ctx.api.get(f"/dags/{DAG_ID}/dagRuns/{quote(run.run_id, safe='')}")
@@ -373,22 +405,23 @@ def check_call_events_dag(ctx: Context) -> str:
         events = ctx.api.get(path)["asset_events"]
         consumed.update(int(e["id"]) for e in events)
         named = sorted(set(named_ids(events)))
-        if not named:  # a run of the flush event alone has nothing to export
-            expect(_return(ctx, run, "finished_call_ids") is None, f"{run.run_id}: ids without events")
+        chosen = _return(ctx, run, "finished_call_ids")
+        if chosen is None:  # the flush event alone, or orders all exported by an earlier run
+            skipped_named.update(named)
             continue
-        ids = _return(ctx, run, "finished_call_ids")
-        expect(
-            isinstance(ids, list) and sorted(ids) == named, f"{run.run_id}: ids {ids}, events name {named}"
-        )
+        ids = sorted(as_dict(chosen, "finished_call_ids's result")["call_ids"])
+        expect(set(ids) <= set(named), f"{run.run_id}: ids {ids}, events name {named}")
+        skipped_named.update(set(named) - set(ids))
         summary = as_dict(_return(ctx, run, "export_finished_calls"), "the export summary")
         files = _exported_ids(summary)
-        expect(sorted(files) == named, f"{run.run_id}: calls table {sorted(files)}, named {named}")
-        expect(summary.get("calls") == len(named), f"{run.run_id}: summary {summary}")
+        expect(sorted(files) == ids, f"{run.run_id}: calls table {sorted(files)}, chosen {ids}")
+        expect(summary.get("calls") == len(ids), f"{run.run_id}: summary {summary}")
         exported += files
     all_events = {int(e["id"]) for e in asset_events(ctx, report["asset_id"])}
     twice = sorted(i for i, n in consumed.items() if n > 1)
     expect(set(consumed) == all_events and not twice, f"events {all_events}, consumed {dict(consumed)}")
     expect(sorted(exported) == wanted, f"exported {sorted(exported)}, expected {wanted}")
+    expect(skipped_named <= set(exported), f"named, never exported: {sorted(skipped_named - set(exported))}")
     text = (
         f"{len(runs)} asset-triggered runs (no logical date) consumed the {len(all_events)} events once "
         f"each and exported {len(exported)} calls: exactly the matching orders, each once"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_revox.triggers.events import CURSOR_KEY
-from tests.test_event_trigger import Store, next_event, until_saved, watcher
+from tests.test_event_trigger import Store, named, next_event, until_saved, watcher
 from tests.test_operators import GOOD_OUTPUT, finished, place
 
 shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="ack mode needs Airflow 3.3")
@@ -62,7 +62,7 @@ def test_a_cursor_moves_only_once_its_events_are_stored(revox_simulator: Any) ->
         first = place(sim, GOOD_OUTPUT)
         sim.finish(first)
         one = await pending
-        assert one["calls"] == [{"id": first, "status": "completed"}]
+        assert named(one) == [{"id": first, "status": "completed"}]
         await asyncio.sleep(0.2)  # polls go on; nothing is stored yet
         assert store.accessor.values[CURSOR_KEY] == start
         await triggerer.kill()  # killed before the supervisor stored the event
@@ -80,7 +80,7 @@ def test_a_cursor_moves_only_once_its_events_are_stored(revox_simulator: Any) ->
         second = place(sim, GOOD_OUTPUT)
         sim.finish(second)
         two = await pending
-        assert two["calls"] == [{"id": second, "status": "completed"}]  # the first is not repeated
+        assert named(two) == [{"id": second, "status": "completed"}]  # the first is not repeated
         await restarted.kill()
 
     asyncio.run(scenario())

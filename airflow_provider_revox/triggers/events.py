@@ -177,9 +177,11 @@ class CallPoll:
 class RevoxCallEventTrigger(BaseEventTrigger):
     """Fire one event per batch of orders (matching the filters) that reached a terminal status.
 
-    The event's payload is small: ``{"calls": [{"id", "status"}...], "count", "ended_at"}``, never
-    a transcript or a credential. Use it in an ``AssetWatcher``; a DAG scheduled on the Asset reads
-    the ids from ``triggering_asset_events``.
+    The event's payload is small: ``{"calls": [{"id", "status", "ended_at"}...], "count",
+    "ended_at"}``, never a transcript or a credential. Use it in an ``AssetWatcher``; a DAG
+    scheduled on the Asset reads the ids from ``triggering_asset_events``. Events are delivered at
+    least once (see :mod:`~airflow_provider_revox.triggers.stream`): a consumer that must handle
+    each order once keeps a mark with :func:`~airflow_provider_revox.waiting.cursor.first_named`.
 
     Args:
         revox_conn_id: the ``revox`` connection.
@@ -368,7 +370,10 @@ class RevoxCallEventTrigger(BaseEventTrigger):
             for part in chunks(new, self.batch_size):
                 event = TriggerEvent(  # type: ignore[no-untyped-call]
                     {
-                        "calls": [{"id": call["id"], "status": call["status"]} for call, _ in part],
+                        "calls": [
+                            {"id": call["id"], "status": call["status"], "ended_at": ended.isoformat()}
+                            for call, ended in part
+                        ],
                         "count": len(part),
                         "ended_at": part[-1][1].isoformat(),
                     }
