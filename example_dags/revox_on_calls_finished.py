@@ -5,10 +5,20 @@ adds an asset event per batch of orders that reached a terminal status; each eve
 orders (ids and statuses only). This DAG is scheduled on that Asset and exports the orders named
 by the events that triggered it, with the warehouse-ready ``calls`` and ``attempts`` tables.
 A manual run can name orders instead: ``--conf '{"call_ids": ["<id>"]}'``.
+
+Events come at least once: a triggerer killed just after storing an event names its orders again
+after its restart. So the DAG keeps a mark in the Asset's state store, advanced only once an
+export succeeded, and each run exports only the orders named for the first time.
+
+Per deployment, without editing the file: ``REVOX_CALL_EVENTS_WATCH`` holds the trigger's
+arguments as JSON (filters and pace, e.g. ``{"campaign_ids": ["camp_1"], "poll_interval": 10}``)
+and ``REVOX_CALLS_FINISHED_DESTINATION`` where the exports go.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import pendulum
@@ -18,18 +28,23 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_provider_revox.export.run import ALL_TABLES
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
+from airflow_provider_revox.waiting.cursor import Watermark, first_named
+
+# Only configuration in the kwargs, the same at every parse: the trigger's identity is a hash of
+# them, so changing the variable replaces the watcher (the cursor stays with the Asset).
+WATCH: dict[str, Any] = {
+    "revox_conn_id": "revox_default",
+    "poll_interval": 30,
+    "max_poll_interval": 600,
+    **json.loads(os.environ.get("REVOX_CALL_EVENTS_WATCH") or "{}"),
+}
+
+#: The state key of the last order exported, in the Asset's state store.
+EXPORTED_MARK = "revox_calls_finished_exported"
 
 CALLS_FINISHED = Asset(
     "revox_calls_finished",
-    watchers=[
-        AssetWatcher(
-            name="revox_calls_finished_watcher",
-            # Only configuration in the kwargs: the trigger's identity is a hash of them.
-            trigger=RevoxCallEventTrigger(
-                revox_conn_id="revox_default", poll_interval=30, max_poll_interval=600
-            ),
-        )
-    ],
+    watchers=[AssetWatcher(name="revox_calls_finished_watcher", trigger=RevoxCallEventTrigger(**WATCH))],
 )
 
 
@@ -38,30 +53,43 @@ CALLS_FINISHED = Asset(
     schedule=[CALLS_FINISHED],
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
-    params={"destination": "file:///tmp/revox-finished"},
+    max_active_runs=1,  # runs advance one mark, in order
+    params={
+        "destination": os.environ.get("REVOX_CALLS_FINISHED_DESTINATION") or "file:///tmp/revox-finished"
+    },
     tags=["revox", "example"],
 )
 def revox_on_calls_finished() -> None:
     """Collect the finished orders' ids from the triggering events, then export them."""
 
-    @task(inlets=[CALLS_FINISHED])
-    def finished_call_ids(**context: Any) -> list[str]:
-        """The ids the triggering events name, each once, in event order (or the run's conf)."""
-        ids: list[str] = []
-        for event in context["triggering_asset_events"].get(CALLS_FINISHED, []):
-            payload = (event.extra or {}).get("payload") or {}
-            ids.extend(str(call["id"]) for call in payload.get("calls", []))
-        ids.extend(context["dag_run"].conf.get("call_ids") or [])
+    @task(inlets=[CALLS_FINISHED], multiple_outputs=True)
+    def finished_call_ids(asset_state_store: Any = None, **context: Any) -> dict[str, Any]:
+        """The ids the triggering events name for the first time, in event order (or the run's conf)."""
+        calls = [
+            call
+            for event in context["triggering_asset_events"].get(CALLS_FINISHED, [])
+            for call in ((event.extra or {}).get("payload") or {}).get("calls", [])
+        ]
+        mark = Watermark.from_state(asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK))
+        ids, after = first_named(mark, calls)
+        ids += [str(i) for i in context["dag_run"].conf.get("call_ids") or [] if str(i) not in ids]
         if not ids:
-            raise AirflowSkipException("no finished call orders named by the triggering events")
-        return list(dict.fromkeys(ids))
+            raise AirflowSkipException("no call order named for the first time by the triggering events")
+        return {"call_ids": ids, "mark": after.to_state()}
 
-    RevoxCallsToStorageOperator(
+    @task(inlets=[CALLS_FINISHED])
+    def remember_exported(mark: dict[str, Any], asset_state_store: Any = None) -> None:
+        """Advance the mark once the export succeeded: a failed run is exported again on retry."""
+        asset_state_store[CALLS_FINISHED].set(EXPORTED_MARK, mark)
+
+    finished = finished_call_ids()
+    export = RevoxCallsToStorageOperator(
         task_id="export_finished_calls",
-        call_ids=finished_call_ids(),
+        call_ids=finished["call_ids"],
         destination="{{ params.destination }}/{{ run_id }}",
         tables=list(ALL_TABLES),
     )
+    export >> remember_exported(finished["mark"])
 
 
 revox_on_calls_finished()

@@ -20,6 +20,13 @@ from typing import Any
 import httpx
 
 from system_tests.airflow_api import TERMINAL_RUN_STATES
+from system_tests.call_events import (
+    check_call_events,
+    check_call_events_dag,
+    follow_call_events,
+    start_watching,
+    wait_for_call_events,
+)
 from system_tests.checks import CHECKS as SENSOR_CHECKS
 from system_tests.checks import (
     CheckFailed,
@@ -41,9 +48,15 @@ EXPECTED_DAGS = {
     "st_calls_wait",
     "st_calls_timeout",
     "st_place_kill",
+    "revox_on_calls_finished",
 }
 BUDGET_SECONDS = 600.0
-CHECKS = [*SENSOR_CHECKS, ("j  place-call worker SIGKILLed mid-wait, one order", check_place_killed)]
+CHECKS = [
+    *SENSOR_CHECKS,
+    ("j  place-call worker SIGKILLed mid-wait, one order", check_place_killed),
+    ("k1 call events: no ended order lost, triggerer SIGKILLed twice", check_call_events),
+    ("k2 call-events DAG revox_on_calls_finished exported exactly those orders", check_call_events_dag),
+]
 RACE = "finished with state success, but the task instance's state attribute is"
 
 
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         stack.start_simulator()
+        start_watching(stack)
         ctx = Context(stack=stack, api=stack.api, watch=DeferralWatch(stack.api), runs={})
         ctx.watch.start()
         for name, (dag_id, conf) in planned_runs(stack).items():
@@ -129,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             target=kill_worker_mid_place, args=(ctx,), name="worker-killer", daemon=True
         )
         worker_killer.start()
+        events = threading.Thread(target=follow_call_events, args=(ctx,), name="call-events", daemon=True)
+        events.start()
         ctx.listeners = stack.listening()
         wait_for_runs(ctx, deadline=started + BUDGET_SECONDS - 90)
         killer.join(timeout=30)
         worker_killer.join(timeout=30)
+        print(f"sensor and placement runs ended after {time.monotonic() - started:.0f} s", flush=True)
+        events.join(timeout=max(started + BUDGET_SECONDS - 60 - time.monotonic(), 1.0))
+        wait_for_call_events(ctx, deadline=started + BUDGET_SECONDS - 45)
         ctx.listeners = sorted(set(ctx.listeners) | set(stack.listening()))
         ctx.watch.stop()
         print(f"runs ended after {time.monotonic() - started:.0f} s", flush=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_revox.client.requests import SEARCH_FILTERS
 from system_tests.airflow_api import AirflowApi
 from system_tests.processes import wait_until
 from system_tests.stack import Stack
@@ -126,6 +127,19 @@ class Context:
         )
         response.raise_for_status()
         return dict(response.json()["call"])
+
+    def simulator_search(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every order the simulator's ``POST /call/search`` returns for ``filters`` (one page of 1,000)."""
+        # The API requires every filter list (an empty one does not filter) and the page.
+        body = {**{name: [] for name in SEARCH_FILTERS}, "page": 0, "page_size": 1000, **filters}
+        response = httpx.post(
+            f"{self.stack.sim_base_url}/call/search",
+            json=body,
+            headers={"Authorization": f"Bearer {self.stack.api_key}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return list(response.json()["calls"])
 
 
 def _sensor_ok(ctx: Context, run: str, call_id: str, task_id: str = "wait") -> dict[str, Any]:

@@ -22,6 +22,25 @@ ALL_DAY = {
     "max_retry_attempts": 3,
     "timezone": "UTC",
 }
+#: What the call-events watcher of ``revox_on_calls_finished`` sees: one assistant, two statuses.
+EVENT_ASSISTANT = "asst_events"
+EVENT_STATUSES = ("completed", "errored")
+
+
+@dataclass(frozen=True)
+class EventOrder:
+    """An order of the call-events check: when it ends, how, and whether the watcher's filters match it."""
+
+    call_id: str
+    batch: int
+    at: float
+    final: str
+    watched_assistant: bool
+
+    @property
+    def matches(self) -> bool:
+        """True when the watcher must name this order in exactly one asset event."""
+        return self.watched_assistant and self.final in EVENT_STATUSES
 
 
 @dataclass(frozen=True)
@@ -36,11 +55,39 @@ class Plan:
     ha_at: float = 90.0
     kill_at: float = 130.0
     ha_calls: int = 8
+    # Call events: the first batch ends once the watcher polls, the second while its triggerer is
+    # down, the third one order at a time (a kill lands among them), the last after two restarts.
+    events_at: tuple[float, ...] = (95.0, 112.0, 130.0, 168.0)
+    events_spread: float = 1.5
 
-    def assistant(self) -> dict[str, Any]:
+    def watch(self) -> dict[str, Any]:
+        """The call-events trigger's arguments (``REVOX_CALL_EVENTS_WATCH``): filters, a fast pace."""
+        return {
+            "assistant_ids": [EVENT_ASSISTANT],
+            "statuses": list(EVENT_STATUSES),
+            "poll_interval": 1,
+            "max_poll_interval": 2,
+            "batch_size": 3,
+        }
+
+    def event_orders(self) -> list[EventOrder]:
+        """Per batch: completed and errored orders the watcher names, a cancelled one and one of
+        another assistant that it does not; the third batch ends one order every ``events_spread`` s."""
+        orders = []
+        for batch, at in enumerate(self.events_at, start=1):
+            finals = ["completed", "errored", "completed", "cancelled", "completed"]
+            if batch == 3:
+                finals += ["completed", "errored", "completed"]
+            step = self.events_spread if batch == 3 else 0.0
+            for i, final in enumerate(finals, start=1):
+                orders.append(EventOrder(f"ev{batch}-{i}", batch, at + (i - 1) * step, final, True))
+            orders.append(EventOrder(f"ev{batch}-other", batch, at, "completed", False))
+        return orders
+
+    def assistant(self, assistant_id: str = "asst_systest") -> dict[str, Any]:
         """An assistant whose response carries credentials that must never leave the hook."""
         return {
-            "id": "asst_systest",
+            "id": assistant_id,
             "name": "System test reminder",
             "prompt": "You call customers to confirm their upcoming appointment.",
             "llm_model": {
@@ -67,7 +114,9 @@ class Plan:
         """Every order of the run, ``scheduled_at`` computed for a simulator started at ``now``."""
         start = now or datetime.now(timezone.utc)
 
-        def order(call_id: str, at: float, final: str = "completed", planted: bool = False) -> dict[str, Any]:
+        def order(
+            call_id: str, at: float, final: str = "completed", planted: bool = False, assistant: str = ""
+        ) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "id": call_id,
                 "phone_number": "+33612345678",
@@ -79,7 +128,9 @@ class Plan:
             }
             if final == "completed":
                 entry["structured_output"] = {"confirmed": True, "contact_name": "Ada"}
-            if planted:
+            if assistant:
+                entry["assistant"] = self.assistant(assistant)
+            elif planted:
                 entry["assistant"] = self.assistant()
             else:
                 entry["assistant_id"] = "asst_plain"
@@ -105,6 +156,10 @@ class Plan:
             order("never-2", never),
         ]
         calls += [order(f"ha-{i}", self.ha_at + i % 3) for i in range(1, self.ha_calls + 1)]
+        calls += [
+            order(e.call_id, e.at, e.final, assistant=EVENT_ASSISTANT if e.watched_assistant else "")
+            for e in self.event_orders()
+        ]
         return calls
 
     def write(self, path: Path, speed: float) -> Path:

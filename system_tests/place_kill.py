@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import psutil
 
-from airflow_provider_revox.client.requests import SEARCH_FILTERS
 from system_tests.checks import CheckFailed, Context, expect
 from system_tests.processes import wait_until
 from system_tests.stack import Stack
@@ -26,15 +25,7 @@ def place_kill_conf(stack: Stack) -> dict[str, Any]:
 
 def orders_to_phone(ctx: Context) -> list[dict[str, Any]]:
     """Every order the simulator holds to :data:`PHONE`, searched with the API key."""
-    response = httpx.post(
-        f"{ctx.stack.sim_base_url}/call/search",
-        # The API requires every filter list (an empty one does not filter) and the page.
-        json={**{name: [] for name in SEARCH_FILTERS}, "page": 0, "page_size": 100, "to_phone_number": PHONE},
-        headers={"Authorization": f"Bearer {ctx.stack.api_key}"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return list(response.json()["calls"])
+    return ctx.simulator_search(to_phone_number=PHONE)
 
 
 def placements(ctx: Context) -> int:

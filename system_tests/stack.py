@@ -32,6 +32,7 @@ class Stack:
         self.logs.mkdir()
         self.dags = self.home / "dags"
         self.export_dir = self.home / "export"
+        self.finished_dir = self.export_dir / "finished"
         self.database = database
         self.postgres: Postgres | None = None
         self.processes: list[Process] = []
@@ -67,6 +68,10 @@ class Stack:
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": api,
                 "AIRFLOW__API__WORKERS": "1",
+                # Every run starts at once: with the default pool (5 + 10) the api-server's requests
+                # wait 30 s for a connection on a loaded machine and the tasks' start calls time out.
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "10",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "10",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -86,6 +91,9 @@ class Stack:
                 "AIRFLOW_CONN_REVOX_DEFAULT": json.dumps(
                     {"conn_type": "revox", "host": self.sim_base_url, "password": self.api_key}
                 ),
+                # revox_on_calls_finished: the watcher's filters and pace, and where its exports go.
+                "REVOX_CALL_EVENTS_WATCH": json.dumps(self.plan.watch()),
+                "REVOX_CALLS_FINISHED_DESTINATION": self.finished_dir.as_uri(),
                 "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             }
         )

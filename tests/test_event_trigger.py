@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from airflow_provider_revox.triggers.events import CURSOR_KEY, CallPoll
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
-from airflow_provider_revox.waiting.cursor import poll_delay
+from airflow_provider_revox.waiting.cursor import Watermark, first_named, poll_delay
 from tests.test_operators import GOOD_OUTPUT, PLANTED, place
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.02}
@@ -57,6 +58,11 @@ def watcher(store: Store, **kwargs: Any) -> RevoxCallEventTrigger:
     return trigger
 
 
+def named(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """An event's orders without their end times."""
+    return [{"id": call["id"], "status": call["status"]} for call in payload["calls"]]
+
+
 async def next_event(events: AsyncIterator[Any], timeout: float = 10.0) -> dict[str, Any]:
     event = await asyncio.wait_for(events.__anext__(), timeout)
     return dict(event.payload)
@@ -93,12 +99,14 @@ def test_one_event_per_batch_and_a_restart_neither_loses_nor_repeats(revox_simul
         sim.finish(fourth)
         three = await next_event(restarted)
         await restarted.aclose()
-        assert one["calls"] == sorted(
+        assert named(one) == sorted(
             [{"id": first, "status": "completed"}, {"id": second, "status": "completed"}],
             key=lambda c: (sim.get_call(c["id"])["ended_at"], c["id"]),
         )
-        assert two["calls"] == [{"id": third, "status": "completed"}]
-        assert three["calls"] == [{"id": fourth, "status": "completed"}]
+        assert named(two) == [{"id": third, "status": "completed"}]
+        assert named(three) == [{"id": fourth, "status": "completed"}]
+        ended = datetime.fromisoformat(two["calls"][0]["ended_at"])
+        assert ended == datetime.fromisoformat(sim.get_call(third)["ended_at"].replace("Z", "+00:00"))
         assert early not in json.dumps([one, two, three])
         return [one, two, three]
 
@@ -197,18 +205,24 @@ def test_the_example_dag_exports_the_orders_named_by_its_triggering_events(
     from sqlalchemy import select
 
     sim = revox_simulator
-    named = [place(sim, GOOD_OUTPUT) for _ in range(3)]
+    named = [place(sim, GOOD_OUTPUT) for _ in range(4)]
     unnamed = place(sim, GOOD_OUTPUT)
     sim.finish()
+    ended = {i: sim.get_call(i)["ended_at"] for i in named}
+    named.sort(key=lambda i: (ended[i], i))  # the trigger names orders in the order they ended
     real = dagrun.get_or_create_dagrun
+    # The first run's events name three orders; the second run's name the third again (a triggerer
+    # killed before saving its cursor) and a fourth.
+    runs = [[named[:2], named[2:3]], [named[2:4]]]
 
     def with_triggering_events(*args: Any, **kwargs: Any) -> Any:
         # What the scheduler does for an asset-triggered run: the run consumes the asset's events.
         run = real(*args, **kwargs)
         session = kwargs["session"]
         asset = session.scalar(select(AssetModel).where(AssetModel.name == "revox_calls_finished"))
-        for part in (named[:2], named[2:]):
-            payload = {"calls": [{"id": i, "status": "completed"} for i in part], "count": len(part)}
+        for part in runs.pop(0):
+            calls = [{"id": i, "status": "completed", "ended_at": ended[i]} for i in part]
+            payload = {"calls": calls, "count": len(part), "ended_at": calls[-1]["ended_at"]}
             event = AssetEvent(asset_id=asset.id, extra={"from_trigger": True, "payload": payload})
             session.add(event)
             run.consumed_asset_events.append(event)
@@ -219,11 +233,33 @@ def test_the_example_dag_exports_the_orders_named_by_its_triggering_events(
     source = (
         Path(__file__).resolve().parent.parent / "example_dags" / "revox_on_calls_finished.py"
     ).read_text()
-    source = source.replace("file:///tmp/revox-finished", tmp_path.as_uri())
-    dag_run = run_dag(source, "revox_on_calls_finished")
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-    assert states == {"finished_call_ids": "success", "export_finished_calls": "success"}
-    (run_dir,) = [p for p in Path(tmp_path).iterdir() if p.is_dir()]
-    rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
-    assert sorted(row["call_id"] for row in rows) == sorted(named) and unnamed not in str(rows)
-    assert (run_dir / "attempts.jsonl").exists()
+    exported = []
+    for n in (1, 2):
+        out = tmp_path / f"run{n}"
+        dag_run = run_dag(
+            source.replace("file:///tmp/revox-finished", out.as_uri()), "revox_on_calls_finished"
+        )
+        states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+        assert states == dict.fromkeys(
+            ("finished_call_ids", "export_finished_calls", "remember_exported"), "success"
+        )
+        (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+        assert (run_dir / "attempts.jsonl").exists()
+        exported.append(sorted(row["call_id"] for row in rows))
+    assert exported == [sorted(named[:3]), [named[3]]]  # the order named twice is exported once
+    assert unnamed not in str(exported)
+
+
+def test_a_consumer_takes_each_order_once_across_repeated_events() -> None:
+    calls = [
+        {"id": "a", "status": "completed", "ended_at": "2026-06-10T10:00:00+00:00"},
+        {"id": "b", "status": "errored", "ended_at": "2026-06-10T10:00:00+00:00"},
+    ]
+    first, mark = first_named(Watermark(), calls)
+    assert first == ["a", "b"]
+    later = {"id": "c", "status": "completed", "ended_at": "2026-06-10T10:00:01+00:00"}
+    again, mark = first_named(Watermark.from_state(mark.to_state()), [calls[1], later, later])
+    assert again == ["c"] and mark.ended_at is not None and mark.ids_at == {"c"}
+    legacy, _ = first_named(mark, [{"id": "a", "status": "completed"}])  # no end time: taken
+    assert legacy == ["a"]

@@ -47,7 +47,7 @@ def test_the_trigger_sleeps_until_orders_can_end_then_names_each_within_one_inte
     newcomer: list[str] = []
     sleeps: list[tuple[datetime, datetime, int]] = []
 
-    async def pause(clock: Any, wake: datetime) -> None:
+    async def pause(clock: Any, wake: datetime, wakeup: Any = None) -> bool:
         now = sim.clock.now()
         sleeps.append((now, wake, searches(sim)))
         if not newcomer and (wake - now).total_seconds() > INTERVAL:
@@ -55,6 +55,7 @@ def test_the_trigger_sleeps_until_orders_can_end_then_names_each_within_one_inte
             newcomer.append(place(sim, now + timedelta(seconds=5)))
         sim.advance(max(0.0, (wake - now).total_seconds()))
         await asyncio.sleep(0)
+        return False
 
     monkeypatch.setattr(RevoxCallEventTrigger, "pause", staticmethod(pause))
     trigger = RevoxCallEventTrigger(

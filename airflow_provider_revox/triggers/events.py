@@ -6,9 +6,11 @@ orders that ended. When a poll finds nothing, one more search over the orders st
 when the next one can end, and the poll sleeps until about then (see
 :mod:`~airflow_provider_revox.waiting.pace`). Watchers of one connection and filter
 set share that poll (``shared_stream_key``); each keeps its own cursor (see
-:mod:`~airflow_provider_revox.waiting.cursor`) in the asset state store of its Asset, so a
-triggerer restart neither loses nor repeats an event. A new watcher starts from the moment of
-its first poll.
+:mod:`~airflow_provider_revox.waiting.cursor`) in the asset state store of its Asset. On Airflow
+3.3 the poll runs as an acknowledged stream (:mod:`~airflow_provider_revox.triggers.stream`): a
+cursor moves only once Airflow has stored the events before it, so a triggerer killed at any
+moment loses no order, and names one again only if killed in the instant between the store and
+the cursor's save. A new watcher starts from the moment of its first poll.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from airflow_provider_revox.waiting.pace import EARLIEST_SCHEDULED_FIRST, Pace, 
 
 #: The asset state store key of a watcher's cursor.
 CURSOR_KEY = "revox_call_events_cursor"
+#: Raw batch fields of the acknowledged stream: a batch's number, and "stored through number".
+SEQ = "seq"
+STORED = "stored_through"
 PAGE_SIZE = 100
 #: Filters a watcher may set (besides ``statuses``, which only narrows the terminal ones).
 EVENT_FILTERS = ("campaign_ids", "assistant_ids", "outcomes", "results", "directions", "to_phone_number")
@@ -172,9 +177,11 @@ class CallPoll:
 class RevoxCallEventTrigger(BaseEventTrigger):
     """Fire one event per batch of orders (matching the filters) that reached a terminal status.
 
-    The event's payload is small: ``{"calls": [{"id", "status"}...], "count", "ended_at"}``, never
-    a transcript or a credential. Use it in an ``AssetWatcher``; a DAG scheduled on the Asset reads
-    the ids from ``triggering_asset_events``.
+    The event's payload is small: ``{"calls": [{"id", "status", "ended_at"}...], "count",
+    "ended_at"}``, never a transcript or a credential. Use it in an ``AssetWatcher``; a DAG
+    scheduled on the Asset reads the ids from ``triggering_asset_events``. Events are delivered at
+    least once (see :mod:`~airflow_provider_revox.triggers.stream`): a consumer that must handle
+    each order once keeps a mark with :func:`~airflow_provider_revox.waiting.cursor.first_named`.
 
     Args:
         revox_conn_id: the ``revox`` connection.
@@ -269,6 +276,25 @@ class RevoxCallEventTrigger(BaseEventTrigger):
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         """Poll forever; yield each raw batch of orders that changed (see :class:`CallPoll`)."""
+        async for batch in cls.poll_batches(kwargs):
+            yield batch
+
+    @classmethod
+    def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> Any:
+        """Airflow 3.3's acknowledged stream: a cursor moves only once its events are stored.
+
+        Without it, a triggerer killed between handing an event over and storing it would lose
+        the event, the cursor having moved past it (see :mod:`~airflow_provider_revox.triggers.stream`).
+        """
+        from airflow_provider_revox.triggers.stream import CallEventStream
+
+        return CallEventStream(cls, kwargs)
+
+    @classmethod
+    async def poll_batches(
+        cls, kwargs: dict[str, Any], wakeup: asyncio.Event | None = None
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The poll loop: each raw batch of orders that changed; None each time ``wakeup`` is set."""
         trigger = cls(**kwargs)
         hook = RevoxHook(trigger.revox_conn_id)
         try:
@@ -279,14 +305,28 @@ class RevoxCallEventTrigger(BaseEventTrigger):
                 batch = await poller.poll()
                 if batch is not None:
                     yield batch
-                await cls.pause(poller.clock, await poller.next_poll_at(batch))
+                wake = await poller.next_poll_at(batch)
+                while await cls.pause(poller.clock, wake, wakeup):
+                    yield None
         finally:
             await hook.aclose()
 
     @classmethod
-    async def pause(cls, clock: ServerClock, wake: datetime) -> None:
-        """Sleep until ``wake`` on the API's clock, at least :attr:`min_sleep` real seconds."""
-        await asyncio.sleep(rounds.sleep_seconds(clock, clock.now(), wake, min_sleep=cls.min_sleep))
+    async def pause(cls, clock: ServerClock, wake: datetime, wakeup: asyncio.Event | None = None) -> bool:
+        """Sleep until ``wake`` on the API's clock (at least :attr:`min_sleep` real seconds).
+
+        Returns True when ``wakeup`` cut the sleep short (and clears it): the caller sleeps again.
+        """
+        seconds = rounds.sleep_seconds(clock, clock.now(), wake, min_sleep=cls.min_sleep)
+        if wakeup is None:
+            await asyncio.sleep(seconds)
+            return False
+        try:
+            await asyncio.wait_for(wakeup.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        wakeup.clear()
+        return True
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Alone (no shared stream): the same poll, for this watcher only."""
@@ -300,7 +340,16 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         """Turn raw batches into this watcher's events, each order once, moving its cursor."""
         stored = await self._load()
         cursor = stored if stored is not None else None
+        # Acknowledged stream: cursors waiting for Airflow to store the events before them.
+        unstored: list[tuple[int, Watermark]] = []
         async for batch in shared_stream:
+            if STORED in batch:
+                stored_through = int(batch[STORED])
+                ready = [mark for seq, mark in unstored if seq <= stored_through]
+                unstored = [(seq, mark) for seq, mark in unstored if seq > stored_through]
+                if ready:
+                    await self._save(ready[-1])
+                continue
             head = _stamp(batch["head"])
             calls = [(call, _stamp(call["ended_at"])) for call in batch["calls"]]
             if cursor is None:  # a new watcher starts from now
@@ -321,7 +370,10 @@ class RevoxCallEventTrigger(BaseEventTrigger):
             for part in chunks(new, self.batch_size):
                 event = TriggerEvent(  # type: ignore[no-untyped-call]
                     {
-                        "calls": [{"id": call["id"], "status": call["status"]} for call, _ in part],
+                        "calls": [
+                            {"id": call["id"], "status": call["status"], "ended_at": ended.isoformat()}
+                            for call, ended in part
+                        ],
                         "count": len(part),
                         "ended_at": part[-1][1].isoformat(),
                     }
@@ -329,10 +381,13 @@ class RevoxCallEventTrigger(BaseEventTrigger):
                 try:
                     yield event
                 finally:
-                    # Handed to the triggerer: the cursor moves past it even when the triggerer
-                    # stops right after (the generator is closed at this yield), so no repeat.
                     cursor = cursor.advance((call["id"], ended) for call, ended in part)
-                    await self._save(cursor)
+                    if SEQ not in batch:
+                        # Alone, nothing acknowledges an event: the cursor moves once it is
+                        # handed over, even when the triggerer stops right after.
+                        await self._save(cursor)
+            if SEQ in batch and new:
+                unstored.append((int(batch[SEQ]), cursor))
 
     async def _catch_up(self, cursor: Watermark, head: datetime | None) -> list[tuple[dict[str, Any], Any]]:
         """The orders that ended between this watcher's cursor and the shared poll's start."""

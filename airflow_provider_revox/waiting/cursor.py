@@ -101,6 +101,32 @@ def takes(watermark: Watermark, head: datetime | None, call_id: str, ended_at: d
     return head is None or _aware(ended_at) <= _aware(head)
 
 
+def first_named(mark: Watermark, calls: Iterable[Mapping[str, Any]]) -> tuple[list[str], Watermark]:
+    """For a consumer of call events: the orders named for the first time, and its next mark.
+
+    Call events are delivered at least once: a triggerer killed in the instant between storing an
+    event and saving its cursor names those orders again. A consumer that keeps ``mark`` (in its
+    Asset's state store) and takes only what this returns handles each order once. ``calls`` are
+    the events' ``{"id", "status", "ended_at"}`` entries, in event order; an entry without
+    ``ended_at`` (an event from before it was added) is always taken.
+
+    Raises:
+        ValueError: an entry whose ``ended_at`` is not an ISO time.
+    """
+    taken: list[str] = []
+    moments: list[tuple[str, datetime]] = []
+    for call in calls:
+        call_id, stamp = str(call["id"]), call.get("ended_at")
+        if stamp is None:
+            taken.append(call_id)
+            continue
+        ended_at = _aware(datetime.fromisoformat(str(stamp)))
+        if mark.is_new(call_id, ended_at) and call_id not in taken:
+            taken.append(call_id)
+            moments.append((call_id, ended_at))
+    return taken, mark.advance(moments)
+
+
 def poll_delay(empty_polls: int, interval: float, max_interval: float) -> float:
     """Seconds before the next poll: ``interval`` after a poll that found something, doubling
     with each empty poll in a row up to ``max_interval`` (a quiet API costs few requests)."""
@@ -114,4 +140,4 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-__all__ = ["MAX_IDS_AT_WATERMARK", "Watermark", "chunks", "poll_delay", "takes"]
+__all__ = ["MAX_IDS_AT_WATERMARK", "Watermark", "chunks", "first_named", "poll_delay", "takes"]
