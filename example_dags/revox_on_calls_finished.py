@@ -70,7 +70,9 @@ def revox_on_calls_finished() -> None:
             for event in context["triggering_asset_events"].get(CALLS_FINISHED, [])
             for call in ((event.extra or {}).get("payload") or {}).get("calls", [])
         ]
-        mark = Watermark.from_state(asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK))
+        # No asset state store before Airflow 3.3: no mark, every named order is exported.
+        stored = asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK) if asset_state_store else None
+        mark = Watermark.from_state(stored)
         ids, after = first_named(mark, calls)
         ids += [str(i) for i in context["dag_run"].conf.get("call_ids") or [] if str(i) not in ids]
         if not ids:
@@ -80,7 +82,8 @@ def revox_on_calls_finished() -> None:
     @task(inlets=[CALLS_FINISHED])
     def remember_exported(mark: dict[str, Any], asset_state_store: Any = None) -> None:
         """Advance the mark once the export succeeded: a failed run is exported again on retry."""
-        asset_state_store[CALLS_FINISHED].set(EXPORTED_MARK, mark)
+        if asset_state_store:
+            asset_state_store[CALLS_FINISHED].set(EXPORTED_MARK, mark)
 
     finished = finished_call_ids()
     export = RevoxCallsToStorageOperator(
