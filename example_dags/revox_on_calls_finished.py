@@ -71,7 +71,9 @@ def revox_on_calls_finished() -> None:
             for call in ((event.extra or {}).get("payload") or {}).get("calls", [])
         ]
         # No asset state store before Airflow 3.3: no mark, every named order is exported.
-        stored = asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK) if asset_state_store else None
+        stored = (
+            asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK) if asset_state_store is not None else None
+        )
         mark = Watermark.from_state(stored)
         ids, after = first_named(mark, calls)
         ids += [str(i) for i in context["dag_run"].conf.get("call_ids") or [] if str(i) not in ids]
@@ -82,7 +84,7 @@ def revox_on_calls_finished() -> None:
     @task(inlets=[CALLS_FINISHED])
     def remember_exported(mark: dict[str, Any], asset_state_store: Any = None) -> None:
         """Advance the mark once the export succeeded: a failed run is exported again on retry."""
-        if asset_state_store:
+        if asset_state_store is not None:
             asset_state_store[CALLS_FINISHED].set(EXPORTED_MARK, mark)
 
     finished = finished_call_ids()
