@@ -128,12 +128,14 @@ def test_completed_order_succeeds_with_summary(case: Case) -> None:
 
 def test_post_processing_is_not_success(case: Case) -> None:
     mode, fast_simulator = case.mode, case.sim
-    # Held until the sensor's first look (however slowly Airflow starts), then dialled; then half
-    # an hour of post-processing (3 real seconds) that the sensor sees and waits through.
+    # Held until the sensor's first look (however slowly Airflow starts), then dialled; then
+    # post-processing that the sensor sees and waits through: half an hour (3 real seconds), or
+    # two hours (12 real seconds) in reschedule mode, where every poke starts the task again
+    # (3 to 6 real seconds each on Airflow 3.2 on a loaded machine).
     call_id = fast_simulator.place_scripted(
         f"call-post-{mode}",
         [{"result": "human", "duration": 30}],
-        post_processing_seconds=1800,
+        post_processing_seconds=7200 if mode == "reschedule" else 1800,
     )
     resumer = held(fast_simulator, call_id)
     state, summary, _ = case.run(f"sensor_post_{mode}", call_id)
