@@ -102,8 +102,9 @@ def test_without_waiting_returns_the_id_at_once(
     (order,) = orders(fast_simulator)
     assert ti.state == "success"
     assert ti.xcom_pull(task_ids="call") == order["id"]
-    assert order["status"] not in ("completed", "cancelled", "errored")
-    # Without a task state store (Airflow 3.2) the first try looks for its order before placing it.
+    # Returned at once: the order was never read (whether it has ended by now depends on how fast
+    # the 600x clock ran past its first dial). Without a task state store (Airflow 3.2) the first
+    # try looks for its order before placing it.
     searched = {} if compat.has_task_state_store() else {"POST /call/search": 1}
     assert fast_simulator.stats()["by_endpoint"] == {**searched, "POST /call": 1}
     assert ti.xcom_pull(task_ids="call", key="revox_call_link")["call_id"] == order["id"]
