@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
+
+from airflow_provider_revox import compat
 
 #: The ``metadata`` entry (and campaign name suffix) carrying a placement's idempotency key.
 METADATA_KEY = "airflow_idempotency_key"
 
 #: Longest idempotency key accepted from a user; derived keys are shorter.
 MAX_KEY_LENGTH = 128
-
-_STORE_KEY = "task_state_store"
 
 
 def idempotency_key(context: Mapping[str, Any], override: str | None = None) -> str:
@@ -46,26 +46,36 @@ def idempotency_key(context: Mapping[str, Any], override: str | None = None) -> 
     return "af-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
+class _Log(Protocol):
+    """What :meth:`TaskState.note_missing` needs of a task's logger."""
+
+    def warning(self, message: str, /, *args: Any) -> Any:
+        """Log a warning."""
+
+
 class TaskState:
     """The task state store of one task instance, or a note of why there is none.
 
     Airflow 3.3 injects ``task_state_store`` into the context; older versions do not, and then
-    :attr:`available` is False and every read finds nothing, so callers fall back to searching.
+    :attr:`available` is False, every read finds nothing and every write is dropped, so callers
+    fall back to searching (and say so with :meth:`note_missing`).
 
     Args:
         context: the task's context.
     """
 
     def __init__(self, context: Mapping[str, Any]) -> None:
-        try:
-            self._store: Any = context[_STORE_KEY]
-        except (KeyError, AttributeError):
-            self._store = None
+        self._store: Any = compat.task_state_store(context)
 
     @property
     def available(self) -> bool:
         """Whether this Airflow keeps task state across retries (3.3 and later)."""
         return self._store is not None
+
+    def note_missing(self, log: _Log, instead: str) -> None:
+        """Warn, where there is no store, that a retry cannot reattach by id and what it does instead."""
+        if self._store is None:
+            log.warning("%s; %s", compat.needs_airflow_3_3("The task state store"), instead)
 
     def get(self, key: str) -> str | None:
         """The value stored under ``key`` by an earlier try, if any."""

@@ -85,3 +85,32 @@ def fast_simulator(revox_fast_simulator: Any) -> Any:
     attempts resolves in seconds while the sensor polls exactly as it would in production.
     """
     return revox_fast_simulator
+
+
+# What the provider does on Airflow 3.2, where a 3.3 feature is missing, is tested on every
+# version: these make 3.3 answer as 3.2 does (on 3.2 they change nothing). Markers for tests that
+# need a feature are in tests/versions.py.
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, probe: str) -> None:
+    from airflow_provider_revox import compat
+
+    monkeypatch.setattr(compat, probe, lambda: False)
+
+
+@pytest.fixture
+def without_task_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as on Airflow 3.2: tasks get no task state store."""
+    _without(monkeypatch, "has_task_state_store")
+
+
+@pytest.fixture
+def without_asset_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as on Airflow 3.2: tasks and event triggers get no asset state store."""
+    _without(monkeypatch, "has_asset_state_store")
+
+
+@pytest.fixture
+def without_trigger_on_kill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as on Airflow 3.2: the triggerer never calls a trigger's ``on_kill``."""
+    _without(monkeypatch, "has_trigger_on_kill")

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox import compat
 from airflow_provider_revox.simulator.testing import SimulatorHandle
+from tests.versions import needs_task_state_store
 
 DAG = """
 import pendulum
@@ -182,6 +184,7 @@ build()
 """
 
 
+@needs_task_state_store
 def test_retry_reattaches_through_the_task_state_store(
     revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
@@ -194,3 +197,23 @@ def test_retry_reattaches_through_the_task_state_store(
     # The second try read the stored id (one GET of that campaign) and listed nothing.
     assert endpoints["POST /campaigns"] == 1 and endpoints["GET /campaigns"] == 1
     assert endpoints["GET /campaigns/{id}"] == 1
+
+
+def test_without_a_store_a_retry_finds_the_campaign_by_its_name(
+    revox_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    without_task_state_store: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Airflow 3.2: the id the first try got is not kept; the retry lists the campaigns instead.
+    run = run_dag(STORED_DAG, "campaign_stored")
+    [ti] = run.get_task_instances()
+    assert ti.state == "success" and ti.try_number == 2
+    result = ti.xcom_pull(task_ids="create")
+    assert result["reattached"] is True and revox_simulator.stats()["campaigns"] == 1
+    endpoints = revox_simulator.stats()["by_endpoint"]
+    assert endpoints["POST /campaigns"] == 1 and endpoints["GET /campaigns"] == 2
+    assert "GET /campaigns/{id}" not in endpoints
+    logged = capsys.readouterr().out
+    assert f"store needs Airflow 3.3 or later (this is Airflow {compat.airflow_version()})" in logged
+    assert f"each try first looks for a campaign named {result['name']!r}, reattaching" in logged

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox import compat
 from airflow_provider_revox.triggers.events import CURSOR_KEY, CallPoll
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
 from airflow_provider_revox.waiting.cursor import Watermark, first_named, poll_delay
 from tests.test_operators import GOOD_OUTPUT, PLANTED, place
+from tests.versions import needs_asset_state_store
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.02}
 
@@ -76,6 +78,7 @@ async def until_saved(store: Store, writes: int, timeout: float = 10.0) -> None:
     await asyncio.wait_for(wait(), timeout)
 
 
+@needs_asset_state_store
 def test_one_event_per_batch_and_a_restart_neither_loses_nor_repeats(revox_simulator: Any) -> None:
     sim = revox_simulator
     store = Store()
@@ -119,6 +122,57 @@ def test_one_event_per_batch_and_a_restart_neither_loses_nor_repeats(revox_simul
     assert store.accessor.values[CURSOR_KEY]["ended_at"] == events[-1]["ended_at"]
 
 
+def test_without_an_asset_state_store_a_watcher_says_so_and_starts_again_from_its_first_poll(
+    revox_simulator: Any,
+    without_asset_state_store: None,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Airflow 3.2: no cursor is kept, so an order that ends while no triggerer runs is no event.
+    sim = revox_simulator
+    store = Store()  # what a 3.3 triggerer would give; not used where the feature is missing
+
+    async def first_poll_done(polls: int) -> None:
+        while sim.stats()["by_endpoint"].get("POST /call/search", 0) < polls:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        early = place(sim, GOOD_OUTPUT)
+        sim.finish(early)
+        events = watcher(store).run()
+        pending = asyncio.ensure_future(next_event(events))
+        await asyncio.wait_for(first_poll_done(1), 10)
+        first = place(sim, GOOD_OUTPUT)
+        sim.finish(first)
+        one = await pending
+        await events.aclose()
+
+        lost = place(sim, GOOD_OUTPUT)
+        sim.finish(lost)  # ends while no triggerer runs
+        polls = sim.stats()["by_endpoint"]["POST /call/search"]
+        restarted = watcher(store).run()
+        pending = asyncio.ensure_future(next_event(restarted))
+        await asyncio.wait_for(first_poll_done(polls + 1), 10)
+        after = place(sim, GOOD_OUTPUT)
+        sim.finish(after)
+        two = await pending
+        await restarted.aclose()
+        assert one["calls"] == [{"id": first, "status": "completed"}]
+        assert two["calls"] == [{"id": after, "status": "completed"}]
+        return one, two, [early, lost]
+
+    one, two, missed = asyncio.run(scenario())
+    assert not set(missed) & {c["id"] for event in (one, two) for c in event["calls"]}
+    assert store.accessor.writes == 0
+    logged = capsys.readouterr()
+    text = logged.out + logged.err + caplog.text
+    warning = (
+        "Keeping the cursor in the asset state store needs Airflow 3.3 or later (this is Airflow "
+        f"{compat.airflow_version()}); this watcher starts from its first poll each time its triggerer starts"
+    )
+    assert text.count(warning) == 2  # once per start
+
+
 def test_watchers_of_one_filter_set_share_one_poll_and_each_gets_every_event(revox_simulator: Any) -> None:
     sim = revox_simulator
     left, right, other = watcher(Store()), watcher(Store()), watcher(Store(), campaign_ids=["c-1"])
@@ -152,6 +206,7 @@ def test_watchers_of_one_filter_set_share_one_poll_and_each_gets_every_event(rev
     assert quiet == 1
 
 
+@needs_asset_state_store
 def test_a_batch_larger_than_batch_size_is_cut_into_events_and_each_moves_the_cursor(
     revox_simulator: Any,
 ) -> None:

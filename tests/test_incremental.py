@@ -17,6 +17,7 @@ from airflow_provider_revox.waiting.cursor import Watermark, takes
 from tests.test_export_e2e import failing_store
 from tests.test_operators import GOOD_OUTPUT, export_dag, place, task_logs, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, reader_view
+from tests.versions import needs_asset_state_store
 
 __all__ = ["failing_store", "task_logs"]
 
@@ -116,6 +117,7 @@ def run_three_rounds(sim: Any, run_dag: Callable[..., Any], destination: Path, d
 
 
 @pytest.mark.airflow
+@needs_asset_state_store
 def test_each_ended_call_is_exported_once_across_runs_reading_only_the_new_page(
     revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -128,6 +130,7 @@ def test_each_ended_call_is_exported_once_across_runs_reading_only_the_new_page(
 
 
 @pytest.mark.airflow
+@needs_asset_state_store
 def test_an_api_that_refuses_the_sort_gets_a_full_scan_with_the_same_result_and_one_warning(
     refusing_simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, task_logs: Callable[[], str]
 ) -> None:
@@ -138,6 +141,7 @@ def test_an_api_that_refuses_the_sort_gets_a_full_scan_with_the_same_result_and_
 
 
 @pytest.mark.airflow
+@needs_asset_state_store
 def test_a_failed_publish_advances_nothing_and_the_rerun_exports_the_same_calls(
     revox_conn: Any, run_dag: Callable[..., Any], failing_store: FailingMemoryFileSystem
 ) -> None:
@@ -174,12 +178,32 @@ def test_incremental_needs_a_fixed_destination(tmp_path: Path) -> None:
 
 
 def test_incremental_on_an_airflow_without_an_asset_state_store_says_so(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    without_asset_state_store: None, tmp_path: Path
 ) -> None:
+    from airflow_provider_revox import compat
     from airflow_provider_revox.exceptions import RevoxConfigError
-    from airflow_provider_revox.export import state
     from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 
-    monkeypatch.setattr(state, "_airflow_version", lambda: (3, 2))
-    with pytest.raises(RevoxConfigError, match=r"needs Airflow 3\.3 or later \(this is 3\.2\)"):
+    expected = (
+        "incremental=True keeps its watermark in the asset state store, which needs Airflow 3.3 or later "
+        f"(this is Airflow {compat.airflow_version()}); export by search without incremental"
+    )
+    with pytest.raises(RevoxConfigError) as caught:
         RevoxCallsToStorageOperator(task_id="t", search={}, incremental=True, destination=str(tmp_path))
+    assert str(caught.value) == expected
+    RevoxCallsToStorageOperator(task_id="t", search={}, destination=str(tmp_path))  # without: fine
+
+
+@pytest.mark.airflow
+def test_an_incremental_dag_on_an_airflow_without_an_asset_state_store_fails_to_parse(
+    revox_conn: Any, airflow_db: Path, without_asset_state_store: None, tmp_path: Path
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    path = tmp_path / "revox_incremental_old_airflow.py"
+    path.write_text(incremental_source("revox_incremental_old_airflow", str(tmp_path / "out")))
+    bag = DagBag(str(path))
+    (error,) = bag.import_errors.values()
+    assert "RevoxConfigError: incremental=True keeps its watermark in the asset state store" in error
+    assert bag.get_dag("revox_incremental_old_airflow") is None
+    assert revox_conn.stats()["requests_total"] == 0  # refused before any request

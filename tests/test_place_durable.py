@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_revox import durable
+from airflow_provider_revox import compat, durable
 from airflow_provider_revox.exceptions import RevoxPlacementUnknownError
 from airflow_provider_revox.operators.place import STATE_KEY, RevoxPlaceCallOperator, ambiguous
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
 from airflow_provider_revox.simulator.testing import SimulatorHandle
 from airflow_provider_revox.triggers.revox import RevoxCallTrigger
+from tests.versions import needs_task_state_store
 
 PARIS = "+33612345678"
 
@@ -61,12 +62,7 @@ def endpoints(sim: SimulatorHandle) -> dict[str, int]:
     return dict(sim.stats()["by_endpoint"])
 
 
-@pytest.fixture
-def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run as on Airflow 3.2: the context has no task state store."""
-    monkeypatch.setattr(durable, "_STORE_KEY", "no_task_state_store_here")
-
-
+@needs_task_state_store
 @pytest.mark.parametrize(("search_faults", "tries"), [([], 1), (["503"], 2)])
 def test_a_placement_whose_answer_was_lost_is_found_not_placed_again(
     fast_simulator: SimulatorHandle,
@@ -90,6 +86,25 @@ def test_a_placement_whose_answer_was_lost_is_found_not_placed_again(
     assert fast_simulator.stats()["by_status"]["drop_after_commit"] == 1
 
 
+def test_without_a_store_a_lost_answer_is_found_by_the_search_after_it(
+    fast_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    without_task_state_store: None,
+) -> None:
+    # Airflow 3.2: a search before the POST (nothing yet), the POST stored and its answer lost,
+    # the search after it finds the order; one try, one order.
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", fast_simulator.connection_json(max_retries=0))
+    fast_simulator.faults.script("POST /call", ["drop_after_commit"])
+    ti = run_place(run_dag, "place_lost_answer_no_store", phone_number=PARIS, assistant_id="asst_lost",
+                   wait_for_completion=False)  # fmt: skip
+    (call_id,) = fast_simulator.engine.call_ids()
+    assert ti.state == "success" and ti.try_number == 1
+    assert ti.xcom_pull(task_ids="call") == call_id
+    assert endpoints(fast_simulator) == {"POST /call/search": 2, "POST /call": 1}
+
+
+@needs_task_state_store
 def test_a_retry_reattaches_to_the_id_in_the_task_state_store(
     fast_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
@@ -112,7 +127,7 @@ def test_a_retry_reattaches_to_the_id_in_the_task_state_store(
 
 
 def test_without_a_store_the_order_is_found_by_its_key(
-    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], no_store: None
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], without_task_state_store: None
 ) -> None:
     mine = fast_simulator.place_call(
         phone_number=PARIS, assistant_id="asst_key", metadata={durable.METADATA_KEY: "order-7"}
@@ -132,7 +147,10 @@ def test_without_a_store_the_order_is_found_by_its_key(
 
 
 def test_without_a_store_a_first_placement_searches_then_places_once(
-    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], no_store: None
+    fast_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    without_task_state_store: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ti = run_place(
         run_dag, "place_no_store", phone_number=PARIS, assistant_id="asst_new", wait_for_completion=False
@@ -140,12 +158,19 @@ def test_without_a_store_a_first_placement_searches_then_places_once(
     (call_id,) = fast_simulator.engine.call_ids()
     assert ti.state == "success" and ti.xcom_pull(task_ids="call") == call_id
     assert endpoints(fast_simulator) == {"POST /call/search": 1, "POST /call": 1}
-    assert fast_simulator.get_call(call_id)["metadata"][durable.METADATA_KEY].startswith("af-")
+    key = fast_simulator.get_call(call_id)["metadata"][durable.METADATA_KEY]
+    assert key.startswith("af-")
+    logged = capsys.readouterr().out
+    assert f"store needs Airflow 3.3 or later (this is Airflow {compat.airflow_version()})" in logged
+    assert f"searches the orders to the same number for this task's idempotency key {key}" in logged
 
 
 @pytest.mark.parametrize("mode", [{"mode": "reschedule"}, {"deferrable": True}])
 def test_without_a_store_every_poke_and_the_resumed_task_reattach(
-    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], no_store: None, mode: dict[str, Any]
+    fast_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    without_task_state_store: None,
+    mode: dict[str, Any],
 ) -> None:
     # Each reschedule poke runs a fresh operator: it finds the order by its key, never places again.
     # A deferred task resumes on a fresh operator too: it takes the id back from the event.
@@ -163,7 +188,7 @@ def test_without_a_store_every_poke_and_the_resumed_task_reattach(
 def test_when_the_search_cannot_be_done_nothing_is_placed(
     fast_simulator: SimulatorHandle,
     run_dag: Callable[..., Any],
-    no_store: None,
+    without_task_state_store: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", fast_simulator.connection_json(max_retries=0))
@@ -228,6 +253,7 @@ def test_the_search_failure_is_named_and_says_why_nothing_was_placed(
     assert endpoints(revox_conn) == {"POST /call/search": 1}  # and no POST /call
 
 
+@needs_task_state_store
 def test_the_id_is_stored_before_any_wait(revox_conn: SimulatorHandle) -> None:
     store = DictStore()
     operator = RevoxPlaceCallOperator(
@@ -275,6 +301,28 @@ def test_only_the_placing_operator_defers_with_cancel_on_kill(revox_conn: Simula
     with pytest.raises(TaskDeferred) as waited:
         sensor.execute(context())  # type: ignore[arg-type]
     assert waited.value.trigger.cancel_on_kill is False
+
+
+def test_without_trigger_on_kill_deferring_says_a_kill_will_not_cancel_the_order(
+    revox_conn: SimulatorHandle, without_trigger_on_kill: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operator = RevoxPlaceCallOperator(task_id="call", phone_number=PARIS, assistant_id="a", deferrable=True)
+    with pytest.raises(TaskDeferred) as placed:
+        operator.execute(context())  # type: ignore[arg-type]
+    assert placed.value.trigger.cancel_on_kill is True  # still asked for, should the triggerer upgrade
+    logged = capsys.readouterr()
+    assert (
+        "Cancelling on kill in the triggerer needs Airflow 3.3 or later (this is Airflow "
+        f"{compat.airflow_version()}); while this task is deferred, killing it does not cancel call "
+        f"{operator.call_id}"
+    ) in logged.out + logged.err
+    keeping = RevoxPlaceCallOperator(
+        task_id="keep", phone_number=PARIS, assistant_id="a", deferrable=True, cancel_on_kill=False
+    )
+    with pytest.raises(TaskDeferred):
+        keeping.execute(context())  # type: ignore[arg-type]
+    logged = capsys.readouterr()
+    assert "Cancelling on kill" not in logged.out + logged.err  # nothing promised, nothing to warn of
 
 
 async def test_the_trigger_cancels_on_kill_only_when_told(revox_conn: SimulatorHandle) -> None:

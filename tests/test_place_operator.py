@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import durable
+from airflow_provider_revox import compat, durable
 from airflow_provider_revox.exceptions import RevoxInvalidRequestError
 from airflow_provider_revox.models import Call
 from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
@@ -86,8 +86,11 @@ def test_places_one_order_then_waits_for_it(
     assert link["call_id"] == order["id"] and link["url"].endswith(f"/dashboard/calls/{order['id']}")
     stats = fast_simulator.stats()
     assert stats["by_endpoint"]["POST /call"] == 1
-    # Airflow 3.3 keeps the id in the task state store: no search was needed, even across pokes.
-    assert "POST /call/search" not in stats["by_endpoint"] or mode == "deferrable"
+    searches = stats["by_endpoint"].get("POST /call/search", 0)
+    if compat.has_task_state_store():  # the id is kept there: no search was needed, even across pokes
+        assert searches == 0 or mode == "deferrable"
+    else:  # Airflow 3.2: each try (and each reschedule poke) first looks for its order by key
+        assert searches >= 1
 
 
 def test_without_waiting_returns_the_id_at_once(
@@ -99,8 +102,11 @@ def test_without_waiting_returns_the_id_at_once(
     (order,) = orders(fast_simulator)
     assert ti.state == "success"
     assert ti.xcom_pull(task_ids="call") == order["id"]
-    assert order["status"] not in ("completed", "cancelled", "errored")
-    assert fast_simulator.stats()["by_endpoint"] == {"POST /call": 1}
+    # Returned at once: the order was never read (whether it has ended by now depends on how fast
+    # the 600x clock ran past its first dial). Without a task state store (Airflow 3.2) the first
+    # try looks for its order before placing it.
+    searched = {} if compat.has_task_state_store() else {"POST /call/search": 1}
+    assert fast_simulator.stats()["by_endpoint"] == {**searched, "POST /call": 1}
     assert ti.xcom_pull(task_ids="call", key="revox_call_link")["call_id"] == order["id"]
 
 

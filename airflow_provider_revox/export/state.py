@@ -9,18 +9,11 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from airflow_provider_revox import compat
 from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.export.search import CallSearch
 
-#: The first Airflow with an asset state store (AIP-103).
-ASSET_STATE_STORE_SINCE = (3, 3)
-
-
-def _airflow_version() -> tuple[int, int]:
-    from airflow import __version__
-
-    major, minor = (int(part) for part in __version__.split(".")[:2])
-    return major, minor
+_WATERMARK = "incremental=True keeps its watermark in the asset state store, which"
 
 
 def require_asset_state_store() -> None:
@@ -29,10 +22,9 @@ def require_asset_state_store() -> None:
     Raises:
         RevoxConfigError: Airflow older than 3.3.
     """
-    if _airflow_version() < ASSET_STATE_STORE_SINCE:
+    if not compat.has_asset_state_store():
         raise RevoxConfigError(
-            "incremental=True keeps its watermark in the asset state store, which needs Airflow 3.3 or "
-            f"later (this is {'.'.join(map(str, _airflow_version()))}); export by search without incremental"
+            compat.needs_airflow_3_3(_WATERMARK) + "; export by search without incremental"
         )
 
 
@@ -42,11 +34,9 @@ def asset_state(context: Mapping[str, Any], asset: Asset) -> Any:
     Raises:
         RevoxConfigError: the context has no asset state store (Airflow older than 3.3).
     """
-    stores = context.get("asset_state_store")
+    stores = compat.asset_state_store(context)
     if stores is None:
-        raise RevoxConfigError(
-            "this Airflow gives tasks no asset state store: incremental=True needs Airflow 3.3+"
-        )
+        raise RevoxConfigError(compat.needs_airflow_3_3(_WATERMARK))
     return stores[asset]
 
 
@@ -62,7 +52,6 @@ def call_documents(manifest: Mapping[str, Any]) -> int:
 
 
 __all__ = [
-    "ASSET_STATE_STORE_SINCE",
     "asset_state",
     "call_documents",
     "require_asset_state_store",

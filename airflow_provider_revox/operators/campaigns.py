@@ -143,6 +143,7 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         key = idempotency_key(context, self.idempotency_key)
         name = tagged_name(self.name, key)
         state = TaskState(context)
+        state.note_missing(self.log, f"each try first looks for a campaign named {name!r}, reattaching to it")
         try:
             stored = state.get(CREATED_KEY)
             if stored is not None:
@@ -278,6 +279,9 @@ class RevoxLaunchCampaignOperator(_CampaignOperator):
         campaign_id = validate_campaign_id(self.campaign_id)
         self._launching = campaign_id
         state = TaskState(context)
+        state.note_missing(
+            self.log, "a retry reads the campaign's rows, and launches nothing once one has left not_launched"
+        )
         try:
             if state.get(LAUNCHED_KEY) == campaign_id or self._launched_before(context, campaign_id):
                 self.log.info("Campaign %s was launched by an earlier try; not launching again", campaign_id)

@@ -10,7 +10,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger
 
-from airflow_provider_revox import durable
+from airflow_provider_revox import compat, durable
 from airflow_provider_revox.client.requests import place_call_body
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
@@ -184,12 +184,11 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
         """The id of this task instance's order: stored, found by its key, or placed now."""
         key = arguments["metadata"][durable.METADATA_KEY]
         state = durable.TaskState(context)
-        if not state.available:
-            self.log.warning(
-                "This Airflow has no task state store (Airflow 3.3+): a retry finds the order this "
-                "task placed by searching the orders to the same number for idempotency key %s",
-                key,
-            )
+        state.note_missing(
+            self.log,
+            "each try first searches the orders to the same number for this task's idempotency key "
+            f"{key}, and reattaches to the order it finds",
+        )
         stored = state.get(STATE_KEY)
         if stored:
             self.log.info("Reattaching to call %s, placed by an earlier try of this task", stored)
@@ -245,6 +244,13 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
         # Only this operator's trigger cancels on kill: it placed the order.
         if trigger is RevoxCallTrigger:
             own["cancel_on_kill"] = self.cancel_on_kill
+            if self.cancel_on_kill and not compat.has_trigger_on_kill():
+                self.log.warning(
+                    "%s; while this task is deferred, killing it does not cancel call %s (cancel "
+                    "it with RevoxHook.cancel_call)",
+                    compat.needs_airflow_3_3("Cancelling on kill in the triggerer"),
+                    self.call_id,
+                )
         super()._defer_to(trigger, derived_deadline, **own)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

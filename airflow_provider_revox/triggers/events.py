@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_revox import statuses
+from airflow_provider_revox import compat, statuses
 from airflow_provider_revox.client.requests import search_args
 from airflow_provider_revox.client.servertime import ServerClock
 from airflow_provider_revox.exceptions import RevoxError, is_transient
@@ -412,12 +412,18 @@ class RevoxCallEventTrigger(BaseEventTrigger):
             await hook.aclose()
 
     def _accessors(self) -> list[Any]:
-        store = self.asset_state_store
+        store = compat.trigger_asset_state_store(self)
         if store is None:
             return []
         return [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
 
     async def _load(self) -> Watermark | None:
+        if not compat.has_asset_state_store():
+            self.log.warning(
+                "%s; this watcher starts from its first poll each time its triggerer starts, so "
+                "orders that end while no triggerer runs get no event",
+                compat.needs_airflow_3_3("Keeping the cursor in the asset state store"),
+            )
         for accessor in self._accessors():
             value = await accessor.aget(CURSOR_KEY)
             if value is not None:
