@@ -199,11 +199,9 @@ def test_retry_reattaches_through_the_task_state_store(
     assert endpoints["GET /campaigns/{id}"] == 1
 
 
+@pytest.mark.usefixtures("without_task_state_store")
 def test_without_a_store_a_retry_finds_the_campaign_by_its_name(
-    revox_simulator: SimulatorHandle,
-    run_dag: Callable[..., Any],
-    without_task_state_store: None,
-    capsys: pytest.CaptureFixture[str],
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Airflow 3.2: the id the first try got is not kept; the retry lists the campaigns instead.
     run = run_dag(STORED_DAG, "campaign_stored")

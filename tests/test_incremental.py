@@ -77,52 +77,53 @@ def exported(destination: Path) -> list[str]:
     )
 
 
-def searches(sim: Any) -> int:
-    return int(sim.stats()["by_endpoint"].get("POST /call/search", 0))
+def searches(simulator: Any) -> int:
+    return int(simulator.stats()["by_endpoint"].get("POST /call/search", 0))
 
 
 @pytest.fixture
 def refusing_simulator(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> Iterator[Any]:
     """A simulator that answers 422 to a sorted search, as ``revox_default``."""
-    with running_simulator(refuse_sort=True) as sim:
-        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
-        yield sim
+    with running_simulator(refuse_sort=True) as simulator:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", simulator.connection_json())
+        yield simulator
 
 
-def run_three_rounds(sim: Any, run_dag: Callable[..., Any], destination: Path, dag_id: str) -> list[Any]:
+def run_three_rounds(
+    simulator: Any, run_dag: Callable[..., Any], destination: Path, dag_id: str
+) -> list[Any]:
     """Three calls end, export; two more end (one still running), export; nothing ends, export."""
-    first = [place(sim, GOOD_OUTPUT) for _ in range(3)]
-    sim.finish(*first)
+    first = [place(simulator, GOOD_OUTPUT) for _ in range(3)]
+    simulator.finish(*first)
     run1 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert task_state(run1, "export") == "success"
     assert exported(destination) == sorted(first)
 
-    second = [place(sim, GOOD_OUTPUT) for _ in range(2)]
-    sim.finish(*second)
-    running = place(sim, GOOD_OUTPUT)  # placed, not ended: not exported yet
+    second = [place(simulator, GOOD_OUTPUT) for _ in range(2)]
+    simulator.finish(*second)
+    running = place(simulator, GOOD_OUTPUT)  # placed, not ended: not exported yet
     run2 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert task_state(run2, "export") == "success"
     assert exported(destination) == sorted(second)
 
-    before = searches(sim)
+    before = searches(simulator)
     run3 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert task_state(run3, "export") == "success"
     assert exported(destination) == []
     assert xcoms(run3, "export")["return_value"]["calls"] == 0
 
-    sim.finish(running)
+    simulator.finish(running)
     run4 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert exported(destination) == [running]
-    return [run1, run2, run3, run4, searches(sim) - before]
+    return [run1, run2, run3, run4, searches(simulator) - before]
 
 
 @pytest.mark.airflow
 @needs_asset_state_store
 def test_each_ended_call_is_exported_once_across_runs_reading_only_the_new_page(
-    revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
-    sim = revox_conn
-    runs = run_three_rounds(sim, run_dag, tmp_path / "out", "revox_incremental")
+    runs = run_three_rounds(simulator, run_dag, tmp_path / "out", "revox_incremental")
     assert runs[-1] == 2  # one sorted page per later run: paging stops at the watermark
     result = xcoms(runs[1], "export")["return_value"]
     assert result["calls"] == 2 and result["sorted"] is True
@@ -143,17 +144,16 @@ def test_an_api_that_refuses_the_sort_gets_a_full_scan_with_the_same_result_and_
 @pytest.mark.airflow
 @needs_asset_state_store
 def test_a_failed_publish_advances_nothing_and_the_rerun_exports_the_same_calls(
-    revox_conn: Any, run_dag: Callable[..., Any], failing_store: FailingMemoryFileSystem
+    simulator: Any, run_dag: Callable[..., Any], failing_store: FailingMemoryFileSystem
 ) -> None:
-    sim = revox_conn
     destination = "memory://bucket/incremental"
-    first = [place(sim, GOOD_OUTPUT) for _ in range(2)]
-    sim.finish(*first)
+    first = [place(simulator, GOOD_OUTPUT) for _ in range(2)]
+    simulator.finish(*first)
     ok = run_dag(incremental_source("revox_incremental_fail", destination), "revox_incremental_fail")
     assert task_state(ok, "export") == "success"
 
-    second = [place(sim, GOOD_OUTPUT) for _ in range(2)]
-    sim.finish(*second)
+    second = [place(simulator, GOOD_OUTPUT) for _ in range(2)]
+    simulator.finish(*second)
     FailingMemoryFileSystem.puts = 0
     FailingMemoryFileSystem.fail_on = 2
     failed = run_dag(incremental_source("revox_incremental_fail", destination), "revox_incremental_fail")
@@ -196,7 +196,7 @@ def test_incremental_on_an_airflow_without_an_asset_state_store_says_so(
 
 @pytest.mark.airflow
 def test_an_incremental_dag_on_an_airflow_without_an_asset_state_store_fails_to_parse(
-    revox_conn: Any, airflow_db: Path, without_asset_state_store: None, tmp_path: Path
+    simulator: Any, airflow_db: Path, without_asset_state_store: None, tmp_path: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -206,4 +206,4 @@ def test_an_incremental_dag_on_an_airflow_without_an_asset_state_store_fails_to_
     (error,) = bag.import_errors.values()
     assert "RevoxConfigError: incremental=True keeps its watermark in the asset state store" in error
     assert bag.get_dag("revox_incremental_old_airflow") is None
-    assert revox_conn.stats()["requests_total"] == 0  # refused before any request
+    assert simulator.stats()["requests_total"] == 0  # refused before any request

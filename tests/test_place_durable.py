@@ -86,11 +86,9 @@ def test_a_placement_whose_answer_was_lost_is_found_not_placed_again(
     assert fast_simulator.stats()["by_status"]["drop_after_commit"] == 1
 
 
+@pytest.mark.usefixtures("without_task_state_store")
 def test_without_a_store_a_lost_answer_is_found_by_the_search_after_it(
-    fast_simulator: SimulatorHandle,
-    run_dag: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch,
-    without_task_state_store: None,
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Airflow 3.2: a search before the POST (nothing yet), the POST stored and its answer lost,
     # the search after it finds the order; one try, one order.
@@ -146,11 +144,9 @@ def test_without_a_store_the_order_is_found_by_its_key(
     assert fast_simulator.stats()["calls"] == 3
 
 
+@pytest.mark.usefixtures("without_task_state_store")
 def test_without_a_store_a_first_placement_searches_then_places_once(
-    fast_simulator: SimulatorHandle,
-    run_dag: Callable[..., Any],
-    without_task_state_store: None,
-    capsys: pytest.CaptureFixture[str],
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     ti = run_place(
         run_dag, "place_no_store", phone_number=PARIS, assistant_id="asst_new", wait_for_completion=False
@@ -166,11 +162,9 @@ def test_without_a_store_a_first_placement_searches_then_places_once(
 
 
 @pytest.mark.parametrize("mode", [{"mode": "reschedule"}, {"deferrable": True}])
+@pytest.mark.usefixtures("without_task_state_store")
 def test_without_a_store_every_poke_and_the_resumed_task_reattach(
-    fast_simulator: SimulatorHandle,
-    run_dag: Callable[..., Any],
-    without_task_state_store: None,
-    mode: dict[str, Any],
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], mode: dict[str, Any]
 ) -> None:
     # Each reschedule poke runs a fresh operator: it finds the order by its key, never places again.
     # A deferred task resumes on a fresh operator too: it takes the id back from the event.
@@ -185,11 +179,9 @@ def test_without_a_store_every_poke_and_the_resumed_task_reattach(
         assert calls["POST /call/search"] == calls["GET /call/{id}"] >= 2
 
 
+@pytest.mark.usefixtures("without_task_state_store")
 def test_when_the_search_cannot_be_done_nothing_is_placed(
-    fast_simulator: SimulatorHandle,
-    run_dag: Callable[..., Any],
-    without_task_state_store: None,
-    monkeypatch: pytest.MonkeyPatch,
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", fast_simulator.connection_json(max_retries=0))
     fast_simulator.faults.script("POST /call/search", ["503", "503"])
