@@ -56,6 +56,14 @@ def has_trigger_on_kill() -> bool:
     return callable(getattr(BaseTrigger, "on_kill", None))
 
 
+@functools.cache
+def has_acknowledged_streams() -> bool:
+    """Whether shared streams of event triggers can wait for their events to be stored (3.3+)."""
+    import importlib.util
+
+    return importlib.util.find_spec("airflow.triggers.shared_stream") is not None
+
+
 def needs_airflow_3_3(feature: str) -> str:
     """The start of every message about a missing feature: what needs what, and what this is."""
     return f"{feature} needs Airflow {SINCE} or later (this is Airflow {airflow_version()})"
@@ -90,6 +98,7 @@ __all__ = [
     "SINCE",
     "airflow_version",
     "asset_state_store",
+    "has_acknowledged_streams",
     "has_asset_state_store",
     "has_task_state_store",
     "has_trigger_on_kill",

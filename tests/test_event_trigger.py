@@ -157,8 +157,8 @@ def test_without_an_asset_state_store_a_watcher_says_so_and_starts_again_from_it
         sim.finish(after)
         two = await pending
         await restarted.aclose()
-        assert one["calls"] == [{"id": first, "status": "completed"}]
-        assert two["calls"] == [{"id": after, "status": "completed"}]
+        assert named(one) == [{"id": first, "status": "completed"}]
+        assert named(two) == [{"id": after, "status": "completed"}]
         return one, two, [early, lost]
 
     one, two, missed = asyncio.run(scenario())
@@ -302,7 +302,10 @@ def test_the_example_dag_exports_the_orders_named_by_its_triggering_events(
         rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
         assert (run_dir / "attempts.jsonl").exists()
         exported.append(sorted(row["call_id"] for row in rows))
-    assert exported == [sorted(named[:3]), [named[3]]]  # the order named twice is exported once
+    if compat.has_asset_state_store():
+        assert exported == [sorted(named[:3]), [named[3]]]  # the order named twice is exported once
+    else:  # Airflow 3.2: no mark to keep, every order named is exported
+        assert exported == [sorted(named[:3]), sorted(named[2:4])]
     assert unnamed not in str(exported)
 
 

@@ -20,7 +20,12 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
+from airflow_provider_revox import compat
+
+try:
+    from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
+except ImportError as error:  # Airflow 3.2: nothing here is ever called there
+    raise ImportError(compat.needs_airflow_3_3("An acknowledged shared stream")) from error
 
 if TYPE_CHECKING:
     from airflow_provider_revox.triggers.events import RevoxCallEventTrigger

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_revox.models import parse_iso
+
 #: Most ids kept at the watermark's instant; more orders ending in one instant is not credible.
 MAX_IDS_AT_WATERMARK = 10_000
 
@@ -120,7 +122,7 @@ def first_named(mark: Watermark, calls: Iterable[Mapping[str, Any]]) -> tuple[li
         if stamp is None:
             taken.append(call_id)
             continue
-        ended_at = _aware(datetime.fromisoformat(str(stamp)))
+        ended_at = _aware(parse_iso(str(stamp)))
         if mark.is_new(call_id, ended_at) and call_id not in taken:
             taken.append(call_id)
             moments.append((call_id, ended_at))
