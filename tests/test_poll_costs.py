@@ -47,8 +47,13 @@ def test_json_bodies_decode_as_the_json_module_reads_them(body: bytes) -> None:
 
 @pytest.mark.parametrize("body", BROKEN)
 def test_bodies_the_json_module_refuses_are_still_refused(body: bytes) -> None:
-    with pytest.raises(RevoxResponseError, match="not JSON"):
-        decode_json(response(body), ())
+    try:
+        expected = json.loads(body)
+    except (ValueError, RecursionError):
+        with pytest.raises(RevoxResponseError, match="not JSON"):
+            decode_json(response(body), ())
+    else:  # Python 3.13's json module reads nesting that 3.11's refuses: then it is read alike
+        assert repr(decode_json(response(body), ())) == repr(expected)
 
 
 @pytest.mark.parametrize(("fields", "now", "poke", "expected"), POLL_CASES)

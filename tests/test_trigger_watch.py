@@ -133,7 +133,8 @@ async def test_a_deferred_wait_logs_each_status_change_once(
 ) -> None:
     with running_simulator(seed=4, clock=ScaledClock(3600, start=DEFAULT_VIRTUAL_START)) as sim:
         monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(batch_polls=False))
-        dial = (sim.clock.now() + timedelta(minutes=20)).isoformat()
+        # Two real seconds away at 3600x: the first poll sees the order scheduled on a loaded host.
+        dial = (sim.clock.now() + timedelta(hours=2)).isoformat()
         call_id = sim.place_scripted(
             "talkative",
             [{"result": "human", "duration": 600}],
