@@ -191,6 +191,15 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
         self._resolve()
         return self._secrets
 
+    def secrets_to_mask(self) -> tuple[str, ...]:
+        """:meth:`known_secrets`, or none when the connection cannot be read (no key to mask)."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            return self.known_secrets()
+        except AirflowNotFoundException:
+            return ()
+
     @property
     def base_url(self) -> str:
         """The API base URL, such as ``https://www.getrevox.com/api`` (resolves the connection)."""

@@ -9,7 +9,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, conf
-from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox import statuses
@@ -91,10 +90,7 @@ class RevoxWaitSensor(BaseSensorOperator):
 
     def _secrets(self) -> tuple[str, ...]:
         """The connection's credentials to mask; none when the connection is gone (nothing to mask)."""
-        try:
-            return self.hook.known_secrets()
-        except AirflowNotFoundException:
-            return ()
+        return self.hook.secrets_to_mask()
 
     def _unread_limit(self) -> datetime:
         """When a wait whose orders never answered gives up, on the server's clock.

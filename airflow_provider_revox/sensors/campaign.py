@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import Any, cast
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_revox.campaign import Campaign, validate_campaign_id
 from airflow_provider_revox.exceptions import RevoxError
@@ -68,10 +67,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
         return RevoxHook(revox_conn_id=self.revox_conn_id)
 
     def _secrets(self) -> tuple[str, ...]:
-        try:
-            return self.hook.known_secrets()
-        except AirflowNotFoundException:
-            return ()
+        return self.hook.secrets_to_mask()
 
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or look once and defer."""

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox.campaign import Campaign
@@ -75,7 +74,7 @@ class RevoxCampaignTrigger(BaseTrigger):
                 try:
                     campaign = await hook.aget_campaign(self.campaign_id)
                 except RevoxError as error:
-                    secrets = _secrets(hook)
+                    secrets = hook.secrets_to_mask()
                     if not is_transient(error):
                         yield self._event(EVENT_ERROR, last, f"campaign {self.campaign_id}: {error}", secrets)
                         return
@@ -86,7 +85,7 @@ class RevoxCampaignTrigger(BaseTrigger):
                             redact_text(str(error), secrets),
                         )
                 else:
-                    secrets = _secrets(hook)
+                    secrets = hook.secrets_to_mask()
                     if streak.recovered():
                         self.log.info("Campaign %s: Revox answers again", self.campaign_id)
                     last = campaign
@@ -106,14 +105,6 @@ class RevoxCampaignTrigger(BaseTrigger):
         summary = waiting.summary(campaign) if campaign is not None else {"campaign_id": self.campaign_id}
         payload = event_payload(kind, message, secrets, campaign_id=self.campaign_id, summary=summary)
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
-
-
-def _secrets(hook: RevoxHook) -> tuple[str, ...]:
-    # Called once a request went out; a connection that cannot be read holds no key to mask.
-    try:
-        return hook.known_secrets()
-    except AirflowNotFoundException:
-        return ()
 
 
 __all__ = ["RevoxCampaignTrigger"]

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox import statuses
-from airflow_provider_revox.client.poller import CallPoller, shared_poller
+from airflow_provider_revox.client.poller import shared_poller
 from airflow_provider_revox.exceptions import RevoxError, is_transient
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.models import Call, parse_iso
@@ -45,15 +45,6 @@ def _utcnow() -> datetime:
 
 def _parse_time(value: str | None) -> datetime | None:
     return parse_iso(value) if value else None
-
-
-def _secrets(poller: CallPoller) -> tuple[str, ...]:
-    # Called once a request went out, so the connection is normally read already; when it
-    # cannot be read there is no key to mask.
-    try:
-        return poller.hook.known_secrets()
-    except AirflowNotFoundException:
-        return ()
 
 
 class _Wait(BaseTrigger):
@@ -218,7 +209,7 @@ class RevoxCallTrigger(_Wait):
                 except asyncio.TimeoutError:
                     pass  # the deadline passed mid-request: the check below ends the wait
                 except RevoxError as exc:
-                    secrets = secrets or _secrets(poller)
+                    secrets = secrets or poller.hook.secrets_to_mask()
                     if not is_transient(exc):  # a rejected key or an unknown call: final
                         message = f"call {self.call_id}: {exc}"
                         yield self._event(EVENT_ERROR, last_summary, message, secrets)
@@ -233,7 +224,7 @@ class RevoxCallTrigger(_Wait):
                 wake = now + timedelta(seconds=rounds.error_backoff(self.poke_interval, streak.count))
                 changed = False
                 if call is not None:
-                    secrets = secrets or _secrets(poller)
+                    secrets = secrets or poller.hook.secrets_to_mask()
                     if streak.recovered():
                         self.log.info("Call %s: Revox answers again", self.call_id)
                     last_summary = call_summary(call, secrets)
@@ -356,7 +347,7 @@ class RevoxCallsTrigger(_Wait):
                     )
                 except asyncio.TimeoutError:
                     errors = []  # the deadline passed mid-round: the check below ends the wait
-                state.secrets = state.secrets or _secrets(poller)
+                state.secrets = state.secrets or poller.hook.secrets_to_mask()
                 if errors:
                     yield self._event(EVENT_ERROR, fleet, describe_fetch_errors(errors, state.secrets), state)
                     return
