@@ -210,9 +210,9 @@ def wait_for_call_events(ctx: Context, deadline: float) -> None:
 
     Airflow 3.3.2 may leave an event stored while the scheduler creates a run without a run of its
     own until the next event comes (the queue row it would have added already existed and is
-    deleted with the run; apache/airflow#70970): one REST event is then added to the Asset, and
-    the run it starts takes the waiting ones. The runs join ``ctx.runs`` (as ``events_<n>``), so
-    the secrets check reads them too.
+    deleted with the run; apache/airflow#56050, fixed for 3.4 by #70972): one REST event is then
+    added to the Asset, and the run it starts takes the waiting ones. The runs join ``ctx.runs``
+    (as ``events_<n>``), so the secrets check reads them too.
     """
     report = ctx.kill_report.setdefault(REPORT, {"kills": []})
     asset_id = report.get("asset_id")
@@ -428,7 +428,7 @@ def check_call_events_dag(ctx: Context) -> str:
     )
     flushed = report.get("flushed")
     if flushed:
-        text += f"; events {flushed} waited for a later event (apache/airflow#70970) until a REST event came"
+        text += f"; events {flushed} waited for a later event (apache/airflow#56050) until a REST event came"
     return text
 
 
