@@ -21,8 +21,8 @@ from airflow_provider_revox.sensors.campaign import RevoxCampaignSensor
 
 @dag(dag_id="campaign_wait", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
 def build():
-    RevoxCampaignSensor(task_id="wait", campaign_id="{campaign_id}", poke_interval=1, retries=2,
-        retry_delay=timedelta(0), **{kwargs})
+    RevoxCampaignSensor(task_id="wait", campaign_id="{campaign_id}", retries=2,
+        retry_delay=timedelta(0), **{{"poke_interval": 1, **{kwargs}}})
 
 build()
 """
@@ -162,3 +162,30 @@ def test_launch_retry_after_a_lost_answer_does_not_launch_again(
     assert ti.state == "success" and ti.try_number == 2
     assert ti.xcom_pull(task_ids="launch") == {"campaign_id": campaign_id, "launched": None, "skipped": None}
     assert revox_simulator.stats()["by_endpoint"]["POST /campaigns/{id}/launch-calls"] == 1
+
+
+def test_a_deferred_wait_does_not_repeat_the_sensors_look(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    # The sensor looks once, then defers: the trigger's first poll is one poke_interval later,
+    # not straight away (which cost a second GET on every start of the wait).
+    campaign_id = campaign(2)
+    revox_simulator.reset_stats()
+    seen: dict[int, float] = {}
+
+    def cancel_after_two_looks() -> None:
+        deadline = time.monotonic() + 120
+        while len(seen) < 2 and time.monotonic() < deadline:
+            gets = revox_simulator.stats()["by_endpoint"].get("GET /campaigns/{id}", 0)
+            for look in range(1, gets + 1):
+                seen.setdefault(look, time.monotonic())
+            time.sleep(0.02)
+        with RevoxHook() as hook:
+            hook.cancel_campaign(campaign_id)
+
+    watcher = threading.Thread(target=cancel_after_two_looks, daemon=True)
+    watcher.start()
+    ti = wait(run_dag, campaign_id, deferrable=True, poke_interval=3)
+    watcher.join(timeout=10)
+    assert ti.state == "failed"
+    assert seen[2] - seen[1] >= 2.5, seen

@@ -121,3 +121,16 @@ def test_launch_body_defaults_to_every_row() -> None:
     )
     assert body["selection"]["filters"]["query"] == "paris"
     assert body["selection"]["rows"] == {"call_ids": ["c1"], "mode": "only"}
+
+
+def test_a_handed_over_wait_sleeps_until_the_sensors_next_look() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    assert waiting.first_pause(None, now) == 0.0
+    assert waiting.first_pause(now + timedelta(seconds=42.5), now) == 42.5
+    # Already due (a triggerer restarted long after the sensor deferred): look at once.
+    assert waiting.first_pause(now - timedelta(minutes=5), now) == 0.0
+    # Another offset, same instant.
+    paris = timezone(timedelta(hours=1))
+    assert waiting.first_pause(datetime(2026, 3, 2, 10, 1, tzinfo=paris), now) == 60.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, cast
 
@@ -13,7 +13,7 @@ from airflow_provider_revox.campaign import Campaign, validate_campaign_id
 from airflow_provider_revox.exceptions import RevoxError
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.redact import redact, redact_text
-from airflow_provider_revox.sensors.base import validate_poke_interval
+from airflow_provider_revox.sensors.base import utcnow, validate_poke_interval
 from airflow_provider_revox.waiting import campaign as waiting
 from airflow_provider_revox.waiting import rounds
 from airflow_provider_revox.waiting.events import fail_or_skip, read_event
@@ -88,6 +88,8 @@ class RevoxCampaignSensor(BaseSensorOperator):
                     campaign_id=self.campaign_id,
                     revox_conn_id=self.revox_conn_id,
                     poke_interval=self.poke_interval,
+                    # This look counts as the trigger's first: it polls next when one is due.
+                    next_poll_at=self._next_poll_at().isoformat(),
                 ),
                 method_name="execute_complete",
                 timeout=self.timeout,
@@ -123,10 +125,17 @@ class RevoxCampaignSensor(BaseSensorOperator):
         self.log.info("Campaign %s ended: %s", self.campaign_id, message)
         return cast(dict[str, Any], redact(summary, secrets))
 
+    def _next_interval(self) -> float:
+        """Seconds until the next look, after what the last one saw."""
+        return waiting.poll_interval(self._last, self.poke_interval, self._streak.count)
+
+    def _next_poll_at(self) -> datetime:
+        return utcnow() + timedelta(seconds=self._next_interval())
+
     def _get_next_poke_interval(
         self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
     ) -> float:
-        return waiting.poll_interval(self._last, self.poke_interval, self._streak.count)
+        return self._next_interval()
 
     def _try_fetch(self) -> Campaign | None:
         """The campaign, or None after a transient failure (the hook already retried)."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox.campaign import Campaign
-from airflow_provider_revox.exceptions import RevoxError, is_transient
+from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError, is_transient
 from airflow_provider_revox.hooks.revox import RevoxHook
+from airflow_provider_revox.models import parse_iso
 from airflow_provider_revox.redact import redact_text
 from airflow_provider_revox.waiting import campaign as waiting
 from airflow_provider_revox.waiting import rounds
@@ -36,6 +38,8 @@ class RevoxCampaignTrigger(BaseTrigger):
         campaign_id: the campaign to wait for.
         revox_conn_id: the ``revox`` connection.
         poke_interval: seconds between polls.
+        next_poll_at: ISO 8601 time (with its offset) of the first poll: the sensor has just
+            looked before deferring. Polls at once when absent or already passed.
     """
 
     #: Awaited to sleep between polls; tests hand in a faster one.
@@ -47,11 +51,14 @@ class RevoxCampaignTrigger(BaseTrigger):
         campaign_id: str,
         revox_conn_id: str = RevoxHook.default_conn_name,
         poke_interval: float = 60.0,
+        next_poll_at: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.campaign_id = campaign_id
         self.revox_conn_id = revox_conn_id
         self.poke_interval = float(poke_interval)
+        self.next_poll_at = next_poll_at
+        self._first_poll_at = _aware_time(next_poll_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and JSON-only kwargs: the trigger's whole state."""
@@ -61,6 +68,7 @@ class RevoxCampaignTrigger(BaseTrigger):
                 "campaign_id": self.campaign_id,
                 "revox_conn_id": self.revox_conn_id,
                 "poke_interval": self.poke_interval,
+                **({"next_poll_at": self.next_poll_at} if self.next_poll_at else {}),
             },
         )
 
@@ -69,6 +77,9 @@ class RevoxCampaignTrigger(BaseTrigger):
         streak = rounds.FailureStreak()
         last: Campaign | None = None
         last_status: str | None = None
+        first = waiting.first_pause(self._first_poll_at, datetime.now(timezone.utc))
+        if first > 0:
+            await self.pause(first)
         async with RevoxHook(revox_conn_id=self.revox_conn_id) as hook:
             while True:
                 try:
@@ -105,6 +116,19 @@ class RevoxCampaignTrigger(BaseTrigger):
         summary = waiting.summary(campaign) if campaign is not None else {"campaign_id": self.campaign_id}
         payload = event_payload(kind, message, secrets, campaign_id=self.campaign_id, summary=summary)
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
+
+
+def _aware_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time with its offset; a naive or unreadable one is refused before any request."""
+    if not text:
+        return None
+    try:
+        when = parse_iso(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise RevoxConfigError(f"next_poll_at must be an ISO 8601 time with its UTC offset, got {text!r}")
+    return when
 
 
 __all__ = ["RevoxCampaignTrigger"]

@@ -7,6 +7,7 @@ many orders it holds, so the wait costs one request per poll.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from airflow_provider_revox.campaign import COMPLETED, PAUSED, Campaign
@@ -45,6 +46,18 @@ def poll_interval(campaign: Campaign | None, poke_interval: float, failures: int
     return poke_interval
 
 
+def first_pause(next_poll_at: datetime | None, now: datetime) -> float:
+    """Seconds a handed-over wait sleeps before its first look.
+
+    The sensor looked just before it deferred and says when its next look is due; polling at
+    once would repeat that look. None (or a time already passed, as after a triggerer restart)
+    means look now.
+    """
+    if next_poll_at is None:
+        return 0.0
+    return max((next_poll_at - now).total_seconds(), 0.0)
+
+
 def summary(
     campaign: Campaign, statistics: dict[str, Any] | None = None, secrets: Iterable[str] = ()
 ) -> dict[str, Any]:
@@ -80,4 +93,14 @@ def summary_ok(payload: Any, campaign_id: str) -> bool:
     return isinstance(payload, dict) and payload.get("campaign_id") == campaign_id
 
 
-__all__ = ["FAILED", "SUCCESS", "WAITING", "describe", "poll_interval", "summary", "summary_ok", "verdict"]
+__all__ = [
+    "FAILED",
+    "SUCCESS",
+    "WAITING",
+    "describe",
+    "first_pause",
+    "poll_interval",
+    "summary",
+    "summary_ok",
+    "verdict",
+]
