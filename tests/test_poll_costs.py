@@ -146,3 +146,62 @@ def test_plain_ids_pass_and_others_get_the_full_check(call_id: str) -> None:
     else:
         with pytest.raises(RevoxInvalidCallIdError):
             validate_call_id(call_id)
+
+
+def test_a_page_of_orders_meets_no_garbage_collection_until_it_is_dropped() -> None:
+    # Collections while a page's thousands of objects are alive promote them towards the oldest
+    # generation, whose growth starts full collections that stop the triggerer's event loop.
+    import gc
+
+    from airflow_provider_revox.client.responses import collector_held, page_from
+
+    order = {"status": "calling", "attempts": [{"status": "calling", "result": None}], "metadata": {"n": "1"}}
+    calls = [{**order, "id": f"call-{i}"} for i in range(2000)]
+    body = json.dumps({"calls": calls, "total_count": 2000}).encode()
+    runs: list[int] = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            runs.append(info["generation"])
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        with collector_held():
+            page = page_from(response(body), ())
+            ids = [call.id for call in page.calls]
+            del page
+            gc.callbacks.remove(count)
+    finally:
+        if count in gc.callbacks:
+            gc.callbacks.remove(count)
+    assert ids == [f"call-{i}" for i in range(2000)]
+    assert runs == []
+    assert gc.isenabled()
+    # Without a holder the read ends the pause itself.
+    assert len(page_from(response(body), ()).calls) == 2000 and gc.isenabled()
+
+
+def test_the_collector_pause_restores_what_it_found() -> None:
+    import gc
+
+    from airflow_provider_revox.client.responses import collector_held, collector_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a page that is not one")
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_held():
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # held past the read...
+        raise RuntimeError("handling the page failed")
+    assert gc.isenabled()  # ...and ended with the block, whatever happened
+    gc.disable()
+    try:
+        with collector_held(), collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # someone else's choice stays
+    finally:
+        gc.enable()

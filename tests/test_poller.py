@@ -4,6 +4,7 @@ against ``httpx.MockTransport``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -83,6 +84,31 @@ async def test_polls_due_together_share_one_search(sim: SimulatorHandle) -> None
     assert sim.stats()["by_call_id"] == dict.fromkeys(ids(30), 1)
 
 
+async def test_a_page_is_handled_before_any_garbage_collection_and_the_collector_runs_after(
+    sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From reading a page to dropping it, no collection may promote its objects (see
+    # responses.collector_paused); the collector is back on once the round is over.
+
+    collector_on_while_handled: list[bool] = []
+    put = poller_module._Round.put
+
+    def recording_put(self: Any, call_id: str, outcome: Any) -> None:
+        collector_on_while_handled.append(gc.isenabled())
+        put(self, call_id, outcome)
+
+    monkeypatch.setattr(poller_module._Round, "put", recording_put)
+    monkeypatch.setattr(poller_module, "MAX_BATCH", 10)
+    poller = CallPoller(RevoxHook())
+    try:
+        outcomes = await poller.get_calls(ids(30))
+    finally:
+        await poller.aclose()
+    assert sorted(outcomes) == ids(30) and poller.searches == 3
+    assert collector_on_while_handled == [False] * 30
+    assert gc.isenabled()
+
+
 async def test_a_full_batch_goes_at_once_and_the_rest_later(
     sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,6 +162,7 @@ async def test_a_failing_search_fails_its_polls_without_falling_back(sim: Simula
 
     assert all(isinstance(result, RevoxRetriesExhaustedError) for result in results)
     assert all(result.status_code == 503 for result in results)  # type: ignore[union-attr]
+    assert gc.isenabled()
     assert sim.stats()["by_endpoint"] == {"POST /call/search": 2}  # max_retries=1; no GET
 
 
@@ -153,6 +180,7 @@ async def test_a_rejected_key_sends_nothing_more(
 
     assert all(isinstance(outcome, RevoxAuthError) for outcome in outcomes.values())
     assert len(outcomes) == 30
+    assert gc.isenabled()
     assert sim.stats()["by_status"] == {"401": 1}
     assert "sk_wrong_key_000" not in str(next(iter(outcomes.values())))
 

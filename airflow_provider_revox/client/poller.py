@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from airflow_provider_revox.client import responses
 from airflow_provider_revox.client.servertime import ServerClock
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
@@ -184,26 +185,30 @@ class CallPoller:
 
     async def _fetch_chunk(self, ids: list[str], run: _Round) -> None:
         found: dict[str, Call] | None = None
-        async with run.gate:
-            if run.rejected is not None:
-                # Every other request would be refused the same way: don't send them.
-                run.put_all(ids, run.rejected)
-                return
-            try:
-                if await self._searching():
-                    found = await self._search_chunk(ids)
-            except RevoxError as error:
-                # A rejected key, or an API still failing after retries: a GET would fare the same.
-                run.put_all(ids, error)
-                return
-        missing = [call_id for call_id in ids if found is None or call_id not in found]
-        found_none = found == {}
-        if found:
-            for call_id, call in found.items():
-                run.put(call_id, call)
-            # Dropped before handing the loop back: pages of orders kept across the pause
-            # while other pages are read would add up to many megabytes in a large wait.
-            found = None
+        # From reading the page to dropping it, no collection: see responses.collector_paused.
+        with responses.collector_held():
+            async with run.gate:
+                if run.rejected is not None:
+                    # Every other request would be refused the same way: don't send them.
+                    run.put_all(ids, run.rejected)
+                    return
+                try:
+                    if await self._searching():
+                        found = await self._search_chunk(ids)
+                except RevoxError as error:
+                    # A rejected key, or an API still failing after retries: a GET would fare the same.
+                    run.put_all(ids, error)
+                    return
+            missing = [call_id for call_id in ids if found is None or call_id not in found]
+            found_none = found == {}
+            handed = bool(found)
+            if found:
+                for call_id, call in found.items():
+                    run.put(call_id, call)
+                # Dropped before handing the loop back: pages of orders kept across the pause
+                # while other pages are read would add up to many megabytes in a large wait.
+                found = None
+        if handed:
             # Hand the loop back between batches: other triggers wait while a page is handled.
             await asyncio.sleep(0)
         if not missing:
