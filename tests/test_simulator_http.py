@@ -322,3 +322,26 @@ def test_cli_takes_the_key_from_the_environment() -> None:
     command_line = build_parser().parse_args(["--port", "0", "--api-key", "sk_given"])
     assert _build(command_line, {"REVOX_API_KEY": "sk_from_environment"})[1] is None
     assert _build(build_parser().parse_args(["--port", "0"]), {})[1] is not None  # generated, printed
+
+
+def test_a_client_that_hangs_up_mid_body_is_dropped_quietly(
+    simulator: SimulatorHandle, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A trigger cancelled while its search is being sent: the server drops the request, without
+    # a traceback in its log, and goes on serving.
+    import socket
+    import time
+
+    head = (
+        f"POST /api/call/search HTTP/1.1\r\nHost: {simulator.host}\r\n"
+        f"Authorization: Bearer {simulator.api_key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+    )
+    with caplog.at_level("ERROR"):
+        with socket.create_connection((simulator.host, simulator.port)) as sock:
+            sock.sendall(head.encode() + b'{"call_ids": [')
+            time.sleep(0.3)
+        time.sleep(0.5)
+        assert client.get("/auth-status").status_code == 200
+    assert "Exception in ASGI application" not in caplog.text
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

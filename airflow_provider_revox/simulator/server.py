@@ -40,7 +40,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -285,7 +285,11 @@ class SimulatorServer:
                 self._count(endpoint, "401", call_id)
                 message = "missing or invalid API key: send Authorization: Bearer <key>"
                 return self._send(request, error_reply(401, "unauthorized", message))
-            body = await request.body() if request.method == "POST" else b""
+            try:
+                body = await request.body() if request.method == "POST" else b""
+            except ClientDisconnect:
+                # The client hung up mid-body (a cancelled wait): nobody is left to answer.
+                return Response(status_code=499)
             subject = self.engine.key_of(call_id) if call_id else request.path_params.get("campaign_id")
             target = endpoint if subject is None else f"{endpoint}:{subject}"
             also = _script_keys(endpoint, body) if body else ()
