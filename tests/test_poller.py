@@ -57,6 +57,16 @@ def ids(count: int) -> list[str]:
     return [f"o-{index:02d}" for index in range(count)]
 
 
+async def three_batches_of_ten(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], int]:
+    """Orders o-00 .. o-29 fetched by one poller in batches of ten: the outcomes, the searches sent."""
+    monkeypatch.setattr(poller_module, "MAX_BATCH", 10)
+    poller = CallPoller(RevoxHook())
+    try:
+        return await poller.get_calls(ids(30)), poller.searches
+    finally:
+        await poller.aclose()
+
+
 # -- over real HTTP ---------------------------------------------------------------------------
 
 
@@ -98,13 +108,8 @@ async def test_a_page_is_handled_before_any_garbage_collection_and_the_collector
         put(self, call_id, outcome)
 
     monkeypatch.setattr(poller_module._Round, "put", recording_put)
-    monkeypatch.setattr(poller_module, "MAX_BATCH", 10)
-    poller = CallPoller(RevoxHook())
-    try:
-        outcomes = await poller.get_calls(ids(30))
-    finally:
-        await poller.aclose()
-    assert sorted(outcomes) == ids(30) and poller.searches == 3
+    outcomes, searches = await three_batches_of_ten(monkeypatch)
+    assert sorted(outcomes) == ids(30) and searches == 3
     assert collector_on_while_handled == [False] * 30
     assert gc.isenabled()
 
@@ -171,12 +176,7 @@ async def test_a_rejected_key_sends_nothing_more(
 ) -> None:
     conn = {"conn_type": "revox", "host": sim.base_url, "password": "sk_wrong_key_000"}
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", json.dumps(conn))
-    monkeypatch.setattr(poller_module, "MAX_BATCH", 10)
-    poller = CallPoller(RevoxHook())
-    try:
-        outcomes = await poller.get_calls(ids(30))
-    finally:
-        await poller.aclose()
+    outcomes, _ = await three_batches_of_ten(monkeypatch)
 
     assert all(isinstance(outcome, RevoxAuthError) for outcome in outcomes.values())
     assert len(outcomes) == 30
