@@ -1,6 +1,6 @@
 """Which of the Airflow 3.3 features this provider uses the installed Airflow has.
 
-The provider runs on Airflow 3.2 and later. Three things it uses arrived in 3.3:
+The provider runs on Airflow 3.2 and later. Four things it uses arrived in 3.3:
 
 * the task state store (``context["task_state_store"]``), where a placing operator keeps the id
   it got back so that a retry reattaches to it; without it a retry searches by idempotency key;
@@ -10,6 +10,9 @@ The provider runs on Airflow 3.2 and later. Three things it uses arrived in 3.3:
   watcher's cursor does not outlive its triggerer;
 * a trigger's ``on_kill``, which cancels the order of a deferred ``RevoxPlaceCallOperator``
   killed by a user; without it a killed deferred task leaves its order running.
+* acknowledged shared streams, through which ``RevoxCallEventTrigger`` moves its cursor only
+  once the triggerer has stored the events before it; without them (and with no asset state
+  store to keep a cursor in) ``triggers.stream`` is never used.
 
 Each is detected here, by looking for it rather than by comparing version numbers, and only
 here: the rest of the package asks these functions and says what it does instead.
@@ -21,7 +24,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-#: The Airflow release that brought all three features.
+#: The Airflow release that brought all four features.
 SINCE = "3.3"
 
 
