@@ -67,7 +67,8 @@ def storage_uri(path: ObjectStoragePath) -> str:
     return f"{protocol}://{text.lstrip('/')}"
 
 
-def _is_local(destination: ObjectStoragePath) -> bool:
+def is_local(destination: ObjectStoragePath) -> bool:
+    """Whether a path is on this machine's disk (no scheme, or ``file://``), not an object store."""
     from fsspec.implementations.local import LocalFileSystem
 
     return not destination.protocol or isinstance(destination.fs, LocalFileSystem)
@@ -156,7 +157,7 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
     ) -> None:
         """Claim a staging folder for ``destination``; sweep dead runs' folders."""
         self.destination = destination
-        self._local = _is_local(destination)
+        self._local = is_local(destination)
         self._lock = threading.Lock()
         self._staged: dict[str, Path] = {}
         self._rows: dict[str, int] = {}
@@ -364,6 +365,7 @@ __all__ = [
     "STALE_AFTER_SECONDS",
     "SUCCESS_MARKER",
     "Staging",
+    "is_local",
     "read_published",
     "storage_uri",
 ]

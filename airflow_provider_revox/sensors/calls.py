@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 from airflow_provider_revox import statuses
 from airflow_provider_revox.client.poller import CallPoller
 from airflow_provider_revox.exceptions import RevoxConfigError
+from airflow_provider_revox.export.staging import is_local
 from airflow_provider_revox.redact import redact, redact_text
 from airflow_provider_revox.sensors.base import RevoxWaitSensor
 from airflow_provider_revox.waiting import rounds
@@ -56,19 +57,13 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return pool.submit(lambda: asyncio.run(factory())).result()
 
 
-def _is_local(path: ObjectStoragePath) -> bool:
-    from fsspec.implementations.local import LocalFileSystem
-
-    return not path.protocol or isinstance(path.fs, LocalFileSystem)
-
-
 def _write_whole(path: ObjectStoragePath, data: bytes) -> None:
     """Write ``data`` so that a reader sees the previous file or the new one, never a part of one.
 
     A sibling is written, then renamed over ``path``: an atomic rename on a local disk, and a
     single object put on an object store (whose rename is a copy of a complete object).
     """
-    if _is_local(path):
+    if is_local(path):
         # Object stores have no directories, and making one there could create a bucket.
         path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
