@@ -28,32 +28,22 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {
                 "integration-name": "Revox",
-                "python-modules": [
-                    "airflow_provider_revox.sensors.revox",
-                    "airflow_provider_revox.sensors.campaign",
-                ],
+                "python-modules": ["airflow_provider_revox.sensors.revox"],
             }
         ],
         "operators": [
             {
                 "integration-name": "Revox",
-                "python-modules": [
-                    "airflow_provider_revox.operators.revox",
-                    "airflow_provider_revox.operators.place",
-                    "airflow_provider_revox.operators.campaigns",
-                ],
+                "python-modules": ["airflow_provider_revox.operators.revox"],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Revox",
-                "python-modules": [
-                    "airflow_provider_revox.triggers.revox",
-                    "airflow_provider_revox.triggers.campaign",
-                ],
+                "python-modules": ["airflow_provider_revox.triggers.revox"],
             }
         ],
-        "extra-links": ["airflow_provider_revox.links.RevoxCallLink"],
+        "extra-links": ["airflow_provider_revox.operators.revox.RevoxCallLink"],
         "connection-types": [
             {
                 "connection-type": "revox",

@@ -3,8 +3,8 @@
 The simulator runs in-process on a manual virtual clock, over real HTTP on loopback. Orders are
 scheduled uniformly through one calling window (09:00 to 17:00 of the simulated day; the rest of
 the day nothing ends), each one dial answered by a person. The trigger's shared poll
-(:class:`~airflow_provider_revox.triggers.events.CallPoll`) runs for one simulated day on the
-virtual clock with the trigger's own pace (:mod:`~airflow_provider_revox.waiting.pace`: after an
+(:class:`~airflow_provider_revox._internal.triggers.call_events.CallPoll`) runs for one simulated day on the
+virtual clock with the trigger's own pace (:mod:`~airflow_provider_revox._internal.waiting.pace`: after an
 empty poll, one search of the open orders says when the next can end), and each raw batch is
 turned into events by a fresh trigger instance reading its cursor from the same asset state
 store (as after a triggerer restart at every poll). Figures, under ``events``:
@@ -38,10 +38,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox.simulator.profile import AttemptDraw
-from airflow_provider_revox.simulator.testing import running_simulator
-from airflow_provider_revox.simulator.timeline import OrderScript
-from airflow_provider_revox.waiting.schedule import DEFAULT_MAX_SLEEP
+from airflow_provider_revox._internal.waiting.schedule import DEFAULT_MAX_SLEEP
+from airflow_provider_revox._simulator.profile import AttemptDraw
+from airflow_provider_revox._simulator.timeline import OrderScript
+from airflow_provider_revox.testing import running_simulator
 from bench.results import merge_results
 
 ORDERS = 10_000
@@ -77,8 +77,8 @@ class Store:
 async def run(
     sim: Any, ends: dict[str, float], start: Any, interval: float, longest: float
 ) -> dict[str, Any]:
+    from airflow_provider_revox._internal.triggers.call_events import CallPoll, RevoxCallEventTrigger
     from airflow_provider_revox.hooks.revox import RevoxHook
-    from airflow_provider_revox.triggers.events import CallPoll, RevoxCallEventTrigger
 
     kwargs: dict[str, Any] = {"assistant_ids": ["asst_bench_events"], "poll_interval": interval}
     kwargs["max_poll_interval"] = longest

@@ -41,8 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox.simulator.process import SimulatorProcess, write_scenario
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorProcess, write_scenario
 from bench.results import merge_results
 
 API_KEY = "bench-export-key"
@@ -122,7 +121,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if path == "get":  # one GET per call, in a pool: the path before the search
         from airflow.sdk import ObjectStoragePath
 
-        from airflow_provider_revox.export.run import ExportOptions, export_calls
+        from airflow_provider_revox._internal.export.run import ExportOptions, export_calls
         from airflow_provider_revox.hooks.revox import RevoxHook
 
         options = ExportOptions(

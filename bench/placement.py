@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox.simulator.process import SimulatorProcess
+from airflow_provider_revox.testing import SimulatorProcess
 from bench.results import RESULTS, merge_results
 from bench.soak import _airflow_env as soak_airflow_env
 
@@ -106,11 +106,8 @@ CAMPAIGN_DAG = """
 from datetime import timedelta
 import pendulum
 from airflow.sdk import dag
-from airflow_provider_revox.operators.campaigns import (
-    RevoxCreateCampaignOperator,
-    RevoxLaunchCampaignOperator,
-)
-from airflow_provider_revox.sensors.campaign import RevoxCampaignSensor
+from airflow_provider_revox.operators.revox import RevoxCreateCampaignOperator, RevoxLaunchCampaignOperator
+from airflow_provider_revox.sensors.revox import RevoxCampaignSensor
 
 CAMPAIGN_ID = "{{{{ ti.xcom_pull(task_ids='create')['campaign_id'] }}}}"
 RETRIES = dict(retries=20, retry_delay=timedelta(seconds=0))
@@ -543,7 +540,7 @@ def main() -> int:
             figures["placements"] = placements(Path(tmp), rng)
         if "campaign" in PHASES:
             try:
-                import airflow_provider_revox.operators.campaigns  # noqa: F401
+                import airflow_provider_revox._internal.operators.campaign  # noqa: F401
             except ImportError:
                 figures["campaign"] = None  # the campaign operators are not in this tree
             else:

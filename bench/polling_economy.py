@@ -31,12 +31,12 @@ import phonenumbers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.models import Call, timezone_for_number
-from airflow_provider_revox.simulator.clock import VirtualClock
-from airflow_provider_revox.simulator.engine import SimulatorEngine
-from airflow_provider_revox.simulator.profile import HUMAN, NO_ANSWER, VOICEMAIL, Profile
-from airflow_provider_revox.waiting.schedule import DEFAULT_MAX_SLEEP, next_poll_at
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.core.call import Call
+from airflow_provider_revox._internal.core.retry_policy import timezone_for_number
+from airflow_provider_revox._internal.waiting.schedule import DEFAULT_MAX_SLEEP, next_poll_at
+from airflow_provider_revox._simulator.profile import HUMAN, NO_ANSWER, VOICEMAIL, Profile
+from airflow_provider_revox.testing import SimulatorEngine, VirtualClock
 from bench.results import merge_results
 
 SEED = 20250303

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox.simulator.process import SimulatorProcess
+from airflow_provider_revox.testing import SimulatorProcess
 from bench.results import merge_results
 
 API_KEY = "bench-simulator-key"

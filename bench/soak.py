@@ -41,9 +41,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox.export.staging import STAGING_DIR
-from airflow_provider_revox.simulator.process import SimulatorProcess, write_scenario
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
+from airflow_provider_revox._internal.export.staging import STAGING_DIR
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorProcess, write_scenario
 from bench.results import merge_results
 
 CALLS = 500
@@ -284,7 +283,7 @@ def count_rows(root: Path, calls: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Lost and duplicate rows of both tables against the simulator's view of the calls."""
     import pyarrow.parquet as pq
 
-    from airflow_provider_revox.models import Call
+    from airflow_provider_revox.hooks.revox import Call
 
     expected_turns: Counter[tuple[Any, ...]] = Counter()
     for call_id, payload in calls.items():

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox.simulator.process import SimulatorProcess
+from airflow_provider_revox.testing import SimulatorProcess
 from bench.results import merge_results
 
 API_KEY = "bench-triggerer-key"
@@ -169,8 +169,8 @@ async def _drive(trigger: Any, delay: float, events: list[dict[str, Any]]) -> No
 
 
 async def _triggerer(variant: str, seconds: float, count: int) -> dict[str, Any]:
-    from airflow_provider_revox.client import poller as poller_module
-    from airflow_provider_revox.triggers import revox as trigger_module
+    from airflow_provider_revox._internal.hooks import poller as poller_module
+    from airflow_provider_revox._internal.triggers import call as trigger_module
 
     if variant == "new_client_per_poll":
         poller_module.RevoxHook = _new_client_per_poll_hook()  # type: ignore[misc]
@@ -234,7 +234,7 @@ def triggerer_main(variant: str, seconds: float, count: int) -> int:
     # Imported as the triggerer would have them, before the clock starts.
     import airflow.sdk  # noqa: F401
 
-    import airflow_provider_revox.triggers.revox  # noqa: F401
+    import airflow_provider_revox._internal.triggers.call  # noqa: F401
 
     figures = asyncio.run(_triggerer(variant, seconds, count))
     print(json.dumps(figures))

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_revox.simulator.process import SimulatorProcess
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, connection_json
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorProcess, connection_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"

@@ -17,12 +17,12 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
-from airflow_provider_revox.operators.campaigns import (
+from airflow_provider_revox.operators.revox import (
+    RevoxCallsToStorageOperator,
     RevoxCreateCampaignOperator,
     RevoxLaunchCampaignOperator,
 )
-from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
-from airflow_provider_revox.sensors.campaign import RevoxCampaignSensor
+from airflow_provider_revox.sensors.revox import RevoxCampaignSensor
 
 #: Every day, all day, retries ten minutes apart: a demo that runs whatever the weekday.
 OPEN_ALL_WEEK = {

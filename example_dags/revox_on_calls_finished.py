@@ -25,10 +25,9 @@ import pendulum
 from airflow.sdk import Asset, AssetWatcher, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_provider_revox.export.run import ALL_TABLES
+from airflow_provider_revox.export import ALL_TABLES, Watermark, first_named
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
-from airflow_provider_revox.waiting.cursor import Watermark, first_named
 
 # Only configuration in the kwargs, the same at every parse: the trigger's identity is a hash of
 # them, so changing the variable replaces the watcher (the cursor stays with the Asset).

@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import httpx
 
-from airflow_provider_revox.triggers.events import CURSOR_KEY
+from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY
 from system_tests.airflow_api import TERMINAL_RUN_STATES
 from system_tests.checks import FIRED, CheckFailed, Context, Run, as_dict, expect
 from system_tests.orders import EVENT_ASSISTANT, EventOrder

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_revox.client.requests import SEARCH_FILTERS
+from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS
 from system_tests.airflow_api import AirflowApi
 from system_tests.processes import wait_until
 from system_tests.stack import Stack

@@ -93,7 +93,7 @@ def fast_simulator(revox_fast_simulator: Any) -> Any:
 
 
 def _without(monkeypatch: pytest.MonkeyPatch, probe: str) -> None:
-    from airflow_provider_revox import compat
+    from airflow_provider_revox._internal.core import compat
 
     monkeypatch.setattr(compat, probe, lambda: False)
 

@@ -24,17 +24,17 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.client import poller as poller_module
-from airflow_provider_revox.hooks import revox as hook_module
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.hooks import poller as poller_module
+from airflow_provider_revox._internal.hooks import revox as hook_module
+from airflow_provider_revox._internal.waiting.batch import Fleet, list_ids, settled_from_codes
+from airflow_provider_revox._internal.waiting.ids import batch_call_ids
+from airflow_provider_revox._internal.waiting.outcome import describe_fetch_errors
+from airflow_provider_revox._simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.sensors.revox import RevoxCallsSensor
-from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
-from airflow_provider_revox.waiting.batch import Fleet, list_ids, settled_from_codes
-from airflow_provider_revox.waiting.events import describe_fetch_errors
-from airflow_provider_revox.waiting.ids import batch_call_ids
 
 HUMAN = [{"result": "human", "duration": 60}]
 VOICEMAIL_THEN_HUMAN = [{"result": "voicemail", "duration": 30}, {"result": "human", "duration": 60}]

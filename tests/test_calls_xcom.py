@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_revox._internal.waiting import results
+from airflow_provider_revox._internal.waiting.batch import Fleet, settled_from_codes
+from airflow_provider_revox._internal.waiting.ids import normalize_call_ids
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxIdsFileError
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.sensors.revox import RevoxCallsSensor
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox.testing import SimulatorHandle
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger
-from airflow_provider_revox.waiting import results
-from airflow_provider_revox.waiting.batch import Fleet, settled_from_codes
-from airflow_provider_revox.waiting.ids import normalize_call_ids
 from tests.test_calls_sensor import (  # noqa: F401  (fixtures)
     DEAD_NUMBER,
     HUMAN,
@@ -249,7 +249,7 @@ def test_the_export_refuses_a_missing_or_damaged_ids_file_before_any_request(
 
 
 def test_the_export_reads_a_good_file_and_a_list_of_results(tmp_path: Path) -> None:
-    from airflow_provider_revox.operators.storage import _ids_from_files
+    from airflow_provider_revox._internal.operators.export import _ids_from_files
 
     result = small_result(tmp_path, GOOD)
     assert normalize_call_ids(_ids_from_files([result, "c-4"])) == ["c-1", "c-2", "c-3", "c-4"]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox.testing import SimulatorHandle
 
 DAG = """
 import pendulum

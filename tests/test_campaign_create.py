@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import compat
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox._internal.core import compat
+from airflow_provider_revox.testing import SimulatorHandle
 from tests.versions import needs_task_state_store
 
 DAG = """

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox.testing import SimulatorHandle
 
 EXAMPLE = Path(__file__).parent.parent / "example_dags" / "revox_campaign_from_table.py"
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.campaign import Campaign, CampaignRow, LaunchResult
+from airflow_provider_revox._internal.hooks import revox as revox_hook_module
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError, RevoxNotFoundError
-from airflow_provider_revox.hooks import revox as revox_hook_module
-from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
+from airflow_provider_revox.hooks.revox import Campaign, CampaignRow, LaunchResult, RevoxHook
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 
 CONTACTS = [
     {"to_phone_number": "+33612345601", "prompt_variables": {"first_name": "Ana"}},

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.operators.campaigns import RevoxLaunchCampaignOperator
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
+from airflow_provider_revox.operators.revox import RevoxLaunchCampaignOperator
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 
 DAG = """
 import pendulum
 from datetime import timedelta
 from airflow.sdk import dag
-from airflow_provider_revox.sensors.campaign import RevoxCampaignSensor
+from airflow_provider_revox.sensors.revox import RevoxCampaignSensor
 
 @dag(dag_id="campaign_wait", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
 def build():
@@ -114,7 +114,7 @@ def test_unknown_campaign_fails(revox_fast_simulator: SimulatorHandle, run_dag: 
 def test_sensor_rejects_a_malformed_event() -> None:
     from airflow.exceptions import AirflowException
 
-    from airflow_provider_revox.sensors.campaign import RevoxCampaignSensor
+    from airflow_provider_revox.sensors.revox import RevoxCampaignSensor
 
     sensor = RevoxCampaignSensor(task_id="wait", campaign_id="cmp_1")
     for event in (None, {"status": "bogus"}, {"status": "success", "summary": {"campaign_id": "cmp_2"}}):

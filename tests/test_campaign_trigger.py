@@ -11,8 +11,8 @@ import pytest
 
 from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.simulator.testing import SimulatorHandle
-from airflow_provider_revox.triggers.campaign import RevoxCampaignTrigger
+from airflow_provider_revox.testing import SimulatorHandle
+from airflow_provider_revox.triggers.revox import RevoxCampaignTrigger
 
 GET = "GET /campaigns/{id}"
 

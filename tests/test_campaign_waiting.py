@@ -6,10 +6,16 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.campaign import Campaign, LaunchResult, launch_body, parse, parse_list
-from airflow_provider_revox.contacts import sort_rows
-from airflow_provider_revox.waiting import campaign as waiting
-from airflow_provider_revox.waiting.rounds import MAX_ERROR_BACKOFF_SECONDS
+from airflow_provider_revox._internal.core.campaign import (
+    Campaign,
+    LaunchResult,
+    launch_body,
+    parse,
+    parse_list,
+)
+from airflow_provider_revox._internal.core.contacts import sort_rows
+from airflow_provider_revox._internal.waiting import campaign as waiting
+from airflow_provider_revox._internal.waiting.rounds import MAX_ERROR_BACKOFF_SECONDS
 
 
 def make(**fields: Any) -> Campaign:

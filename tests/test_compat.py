@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from airflow_provider_revox import compat
-from airflow_provider_revox.durable import TaskState
+from airflow_provider_revox._internal.core import compat
+from airflow_provider_revox._internal.core.durable import TaskState
 
 
 def test_each_feature_is_found_exactly_on_airflow_3_3_and_later() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.triggers.events import CURSOR_KEY
+from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY
 from tests.test_event_trigger import Store, named, next_event, until_saved, watcher
 from tests.test_operators import GOOD_OUTPUT, finished, place
 

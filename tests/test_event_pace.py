@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.waiting.cursor import poll_delay
-from airflow_provider_revox.waiting.pace import (
+from airflow_provider_revox._internal.waiting.cursor import poll_delay
+from airflow_provider_revox._internal.waiting.pace import (
     EARLIEST_SCHEDULED_FIRST,
     FIRST_PATIENCE,
     OPEN_STATUSES,
@@ -20,6 +19,7 @@ from airflow_provider_revox.waiting.pace import (
     open_until,
     probe_filters,
 )
+from airflow_provider_revox.hooks.revox import Call
 
 INTERVAL, LONGEST = 60.0, 1800.0
 

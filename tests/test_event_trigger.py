@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import compat
-from airflow_provider_revox.triggers.events import CURSOR_KEY, CallPoll
+from airflow_provider_revox._internal.core import compat
+from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY, CallPoll
+from airflow_provider_revox._internal.waiting.cursor import Watermark, first_named, poll_delay
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
-from airflow_provider_revox.waiting.cursor import Watermark, first_named, poll_delay
 from tests.test_operators import GOOD_OUTPUT, PLANTED, place
 from tests.versions import needs_asset_state_store
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.simulator.profile import AttemptDraw
-from airflow_provider_revox.simulator.testing import running_simulator
-from airflow_provider_revox.simulator.timeline import OrderScript
-from airflow_provider_revox.triggers.events import CallPoll, RevoxCallEventTrigger
+from airflow_provider_revox._internal.triggers.call_events import CallPoll, RevoxCallEventTrigger
+from airflow_provider_revox._simulator.profile import AttemptDraw
+from airflow_provider_revox._simulator.timeline import OrderScript
+from airflow_provider_revox.testing import running_simulator
 from tests.test_event_trigger import Store
 
 INTERVAL, LONGEST = 60.0, 3600.0
@@ -108,7 +108,7 @@ def test_an_api_that_refuses_the_probe_gets_the_blind_backoff_with_one_warning(
             finally:
                 await hook.aclose()
 
-        with caplog.at_level(logging.WARNING, logger="airflow_provider_revox.triggers.events"):
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_revox._internal.triggers.call_events"):
             delays = asyncio.run(scenario())
         assert delays == [120.0, 240.0, 480.0, 960.0]
         assert sim.stats()["by_endpoint"][SEARCH] == 1  # refused once, never asked again
@@ -119,7 +119,7 @@ def test_an_api_that_refuses_the_probe_gets_the_blind_backoff_with_one_warning(
 def test_sleeps_follow_the_api_clock_but_never_shorter_than_the_floor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_revox.triggers import events as module
+    from airflow_provider_revox._internal.triggers import call_events as module
 
     class FastClock:
         """A simulator's clock at --speed 600."""

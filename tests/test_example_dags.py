@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 
 pytestmark = pytest.mark.airflow
 

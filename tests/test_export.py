@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.export.tables import (
+from airflow_provider_revox._internal.core.call import Call, StructuredOutputField
+from airflow_provider_revox._internal.core.redact import MASK
+from airflow_provider_revox._internal.export.tables import (
     TRANSCRIPT_SCHEMA,
     Column,
     StructuredOutputTable,
@@ -20,9 +22,7 @@ from airflow_provider_revox.export.tables import (
     transcript_turns,
     validate_structured_output,
 )
-from airflow_provider_revox.export.writers import open_row_writer
-from airflow_provider_revox.models import Call, StructuredOutputField
-from airflow_provider_revox.redact import MASK
+from airflow_provider_revox._internal.export.writers import open_row_writer
 
 FIELDS = [
     {"name": "budget", "type": "number", "required": True},

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox._internal.export.search import CallSearch, check_search
 from airflow_provider_revox.exceptions import RevoxConfigError
-from airflow_provider_revox.export.search import CallSearch, check_search
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG
 from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, finished, task_state, xcoms
 
 
@@ -79,7 +79,7 @@ def test_a_typed_search_and_a_dict_export_the_same_calls(
     typed_source = dag_source(
         "revox_typed_search",
         f"""
-        from airflow_provider_revox.export.search import CallSearch
+        from airflow_provider_revox.export import CallSearch
 
         RevoxCallsToStorageOperator(
             task_id="export",

@@ -30,16 +30,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.export.tables import (
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.export.tables import (
     TRANSCRIPT_SCHEMA,
     StructuredOutputTable,
     call_document,
     structured_output_record,
     transcript_rows,
 )
-from airflow_provider_revox.export.writers import FILE_FORMATS, open_row_writer
-from airflow_provider_revox.models import Call
+from airflow_provider_revox._internal.export.writers import FILE_FORMATS, open_row_writer
+from airflow_provider_revox.hooks.revox import Call
 
 API_KEY = "rvx_live_fuzz_connection_key_7Q2w"
 # Every planted credential carries this marker, so one search finds any that survived.

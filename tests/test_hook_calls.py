@@ -19,8 +19,7 @@ from airflow_provider_revox.exceptions import (
     RevoxTransportError,
 )
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.simulator.clock import VirtualClock
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.testing import SimulatorHandle, VirtualClock, running_simulator
 
 PARIS = "+33612345678"
 LYON = "+33478123456"
@@ -110,7 +109,7 @@ def test_a_placement_dropped_after_the_server_stored_it_is_not_sent_again(sim: S
 
 
 def test_a_placement_refused_with_429_is_sent_again(sim: SimulatorHandle, monkeypatch: Any) -> None:
-    monkeypatch.setattr("airflow_provider_revox.hooks.revox.retry_sleep", lambda seconds: None)
+    monkeypatch.setattr("airflow_provider_revox._internal.hooks.revox.retry_sleep", lambda seconds: None)
     sim.faults.script("POST /call", ["429"])
     with RevoxHook(max_retries=2) as hook:
         call = hook.place_call(phone_number=PARIS, assistant_id="asst_429")
@@ -146,7 +145,7 @@ async def test_async_pause_resume_cancel(sim: SimulatorHandle) -> None:
 def test_an_action_whose_answer_was_dropped_is_retried_and_counts_as_done(
     sim: SimulatorHandle, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr("airflow_provider_revox.hooks.revox.retry_sleep", lambda seconds: None)
+    monkeypatch.setattr("airflow_provider_revox._internal.hooks.revox.retry_sleep", lambda seconds: None)
     with RevoxHook(max_retries=2) as hook:
         placed = hook.place_call(phone_number=PARIS, assistant_id="asst_cancel")
         sim.faults.script(placed.id, ["drop_after_commit"])

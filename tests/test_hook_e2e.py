@@ -176,9 +176,9 @@ def test_wrong_key_over_loopback(
 def _human_call(simulator: Any) -> str:
     import random
 
-    from airflow_provider_revox.simulator import Profile
-    from airflow_provider_revox.simulator.profile import HUMAN
-    from airflow_provider_revox.simulator.timeline import OrderScript
+    from airflow_provider_revox._simulator.profile import HUMAN
+    from airflow_provider_revox._simulator.timeline import OrderScript
+    from airflow_provider_revox.testing import Profile
 
     script = OrderScript(attempts=(Profile().attempt_of_kind(HUMAN, random.Random(1)),))
     placed = simulator.place_call(phone_number="+33612345678", assistant_id="asst", script=script)

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from airflow_provider_revox.client.poller import CallPoller, shared_poller
+from airflow_provider_revox._internal.hooks.poller import CallPoller, shared_poller
 from airflow_provider_revox.exceptions import (
     RevoxAuthError,
     RevoxResponseError,

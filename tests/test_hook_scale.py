@@ -7,8 +7,12 @@ import ssl
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_revox.client.settings import settings_from_connection
-from airflow_provider_revox.client.transport import KEEPALIVE_EXPIRY, client_options, shared_ssl_context
+from airflow_provider_revox._internal.client.settings import settings_from_connection
+from airflow_provider_revox._internal.client.transport import (
+    KEEPALIVE_EXPIRY,
+    client_options,
+    shared_ssl_context,
+)
 from airflow_provider_revox.hooks.revox import RevoxHook
 from tests.crafted_api import conn_json, crafted_api, orders
 

@@ -15,8 +15,11 @@ import httpx
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_revox.client.retry import parse_retry_after
-from airflow_provider_revox.client.settings import settings_from_connection
+from airflow_provider_revox._internal.client.requests import validate_call_id
+from airflow_provider_revox._internal.client.retry import parse_retry_after
+from airflow_provider_revox._internal.client.settings import settings_from_connection
+from airflow_provider_revox._internal.hooks import revox as revox_hook
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
     RevoxAuthError,
@@ -27,8 +30,6 @@ from airflow_provider_revox.exceptions import (
     RevoxResponseError,
     RevoxRetriesExhaustedError,
 )
-from airflow_provider_revox.hooks import revox as revox_hook
-from airflow_provider_revox.hooks.revox import RevoxHook, validate_call_id
 
 KEY = "rvx_live_9f8e7d6c5b4a_SuperSecret"
 CALL = json.loads((Path(__file__).parent / "fixtures" / "current_spec_call.json").read_text())

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_revox.simulator.testing import running_simulator
-from airflow_provider_revox.waiting.cursor import Watermark, takes
+from airflow_provider_revox._internal.waiting.cursor import Watermark, takes
+from airflow_provider_revox.testing import running_simulator
 from tests.test_export_e2e import failing_store
 from tests.test_operators import GOOD_OUTPUT, export_dag, place, task_logs, task_state, xcoms
 from tests.test_staging import FailingMemoryFileSystem, reader_view
@@ -180,7 +180,7 @@ def test_incremental_needs_a_fixed_destination(tmp_path: Path) -> None:
 def test_incremental_on_an_airflow_without_an_asset_state_store_says_so(
     without_asset_state_store: None, tmp_path: Path
 ) -> None:
-    from airflow_provider_revox import compat
+    from airflow_provider_revox._internal.core import compat
     from airflow_provider_revox.exceptions import RevoxConfigError
     from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 

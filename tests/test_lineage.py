@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from airflow.sdk._shared.listeners import hookimpl
 
-from airflow_provider_revox.export.tables import TRANSCRIPT_SCHEMA, Column
-from airflow_provider_revox.lineage import (
+from airflow_provider_revox._internal.export.tables import TRANSCRIPT_SCHEMA, Column
+from airflow_provider_revox._internal.operators.lineage import (
     Lineage,
     LineageDataset,
     calls_read,
@@ -232,7 +232,7 @@ BLOCK_OPENLINEAGE = textwrap.dedent(
 
     sys.meta_path.insert(0, NoOpenLineage())
     from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, RevoxCallsToStorageOperator
-    from airflow_provider_revox.lineage import Lineage, LineageDataset, openlineage_facets
+    from airflow_provider_revox._internal.operators.lineage import Lineage, LineageDataset, openlineage_facets
 
     assert NoOpenLineage.tried == [], NoOpenLineage.tried  # importing the package needs no OpenLineage
     lineage = Lineage(inputs=(LineageDataset("revox://api.revox.io", "calls/c1"),))

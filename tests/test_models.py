@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.models import (
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.core.call import Call, CallRetryConfig
+from airflow_provider_revox._internal.core.retry_policy import (
     DEFAULT_ALLOWED_DAYS,
-    Call,
-    CallRetryConfig,
     RetryPolicy,
     Window,
     parse_window_time,

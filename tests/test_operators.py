@@ -15,17 +15,18 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
-from airflow_provider_revox.links import RevoxCallLink, call_dashboard_url, dashboard_origin
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.operators.revox import (
-    RevoxCallResultsOperator,
-    RevoxCallsToStorageOperator,
-    recording_extension,
+from airflow_provider_revox._internal.core.redact import MASK, redact
+from airflow_provider_revox._internal.operators.links import (
+    RevoxCallLink,
+    call_dashboard_url,
+    dashboard_origin,
 )
-from airflow_provider_revox.redact import MASK, redact
-from airflow_provider_revox.simulator.profile import AttemptDraw
-from airflow_provider_revox.simulator.timeline import OrderScript
-from airflow_provider_revox.waiting.ids import normalize_call_ids
+from airflow_provider_revox._internal.waiting.ids import normalize_call_ids
+from airflow_provider_revox._simulator.profile import AttemptDraw
+from airflow_provider_revox._simulator.timeline import OrderScript
+from airflow_provider_revox.export import recording_extension
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, RevoxCallsToStorageOperator
 
 # -- pure parts ----------------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ def test_a_bad_call_id_is_named(value: Any, message: str) -> None:
     assert message in str(raised.value)
 
 
-def test_recording_extension_keeps_its_import_path() -> None:
+def test_recording_extension_is_public_in_the_export_module() -> None:
     assert recording_extension("https://cdn.example/rec/a1.MP3?sig=x") == "mp3"
 
 

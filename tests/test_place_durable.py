@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_revox import compat, durable
+from airflow_provider_revox._internal.core import compat, durable
+from airflow_provider_revox._internal.operators.placement import STATE_KEY, RevoxPlaceCallOperator, ambiguous
 from airflow_provider_revox.exceptions import RevoxPlacementUnknownError
-from airflow_provider_revox.operators.place import STATE_KEY, RevoxPlaceCallOperator, ambiguous
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox.testing import SimulatorHandle
 from airflow_provider_revox.triggers.revox import RevoxCallTrigger
 from tests.versions import needs_task_state_store
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import compat, durable
+from airflow_provider_revox._internal.core import compat, durable
+from airflow_provider_revox._internal.waiting.outcome import call_summary
 from airflow_provider_revox.exceptions import RevoxInvalidRequestError
-from airflow_provider_revox.models import Call
+from airflow_provider_revox.hooks.revox import Call
 from airflow_provider_revox.operators.revox import RevoxPlaceCallOperator
-from airflow_provider_revox.simulator.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
-from airflow_provider_revox.waiting.events import call_summary
+from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 
 pytestmark = pytest.mark.airflow
 

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_revox.client.requests import validate_call_id
-from airflow_provider_revox.client.responses import decode_json
+from airflow_provider_revox._internal.client.requests import validate_call_id
+from airflow_provider_revox._internal.client.responses import decode_json
+from airflow_provider_revox._internal.core.call import CallRetryConfig
+from airflow_provider_revox._internal.core.retry_policy import RetryPolicy
+from airflow_provider_revox._internal.waiting import rounds, schedule
 from airflow_provider_revox.exceptions import RevoxInvalidCallIdError, RevoxResponseError
-from airflow_provider_revox.models import CallRetryConfig, RetryPolicy
-from airflow_provider_revox.waiting import rounds, schedule
 from tests.test_schedule import DAYS_TWICE, FLAT, POLL_CASES, WINDOWS, make_call
 
 BODIES = [
@@ -153,7 +154,7 @@ def test_a_page_of_orders_meets_no_garbage_collection_until_it_is_dropped() -> N
     # generation, whose growth starts full collections that stop the triggerer's event loop.
     import gc
 
-    from airflow_provider_revox.client.responses import collector_held, page_from
+    from airflow_provider_revox._internal.client.responses import collector_held, page_from
 
     order = {"status": "calling", "attempts": [{"status": "calling", "result": None}], "metadata": {"n": "1"}}
     calls = [{**order, "id": f"call-{i}"} for i in range(2000)]
@@ -185,7 +186,7 @@ def test_a_page_of_orders_meets_no_garbage_collection_until_it_is_dropped() -> N
 def test_the_collector_pause_restores_what_it_found() -> None:
     import gc
 
-    from airflow_provider_revox.client.responses import collector_held, collector_paused
+    from airflow_provider_revox._internal.client.responses import collector_held, collector_paused
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError), collector_paused():

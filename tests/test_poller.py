@@ -14,18 +14,19 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_revox.client import poller as poller_module
-from airflow_provider_revox.client.poller import CallPoller, shared_poller
+from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS
+from airflow_provider_revox._internal.hooks import poller as poller_module
+from airflow_provider_revox._internal.hooks import revox as hook_module
+from airflow_provider_revox._internal.hooks.poller import CallPoller, shared_poller
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox.exceptions import (
     RevoxAuthError,
     RevoxNotFoundError,
     RevoxResponseError,
     RevoxRetriesExhaustedError,
 )
-from airflow_provider_revox.hooks import revox as hook_module
-from airflow_provider_revox.hooks.revox import SEARCH_FILTERS, RevoxHook
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 
 KEY = "rvx_live_batching_SecretKey_42"
 CALL = json.loads((Path(__file__).parent / "fixtures" / "current_spec_call.json").read_text())["call"]
@@ -300,7 +301,7 @@ async def test_an_api_without_the_search_is_polled_with_gets(
 ) -> None:
     api = FakeApi(lambda request: httpx.Response(status, json={"error": "nope"}))
     poller = CallPoller(RevoxHook(transport=httpx.MockTransport(api)))
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_revox.client.poller"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_revox._internal.hooks.poller"):
         first = await asyncio.gather(*(poller.get_call(c) for c in ("a", "b")))
         second = await asyncio.gather(*(poller.get_call(c) for c in ("a", "b")))
     await poller.aclose()

@@ -15,13 +15,13 @@ from airflow.sdk import Connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_revox.client import ratelimit
-from airflow_provider_revox.client.ratelimit import TokenBucket, bucket_for
-from airflow_provider_revox.client.settings import settings_from_connection
+from airflow_provider_revox._internal.client import ratelimit
+from airflow_provider_revox._internal.client.ratelimit import TokenBucket, bucket_for
+from airflow_provider_revox._internal.client.settings import settings_from_connection
+from airflow_provider_revox._internal.hooks import revox as hook_module
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxRetriesExhaustedError
-from airflow_provider_revox.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 
 EPSILON = 1e-9
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_revox.export.recordings import recording_extension, recording_path, safe_name
+from airflow_provider_revox._internal.export.recordings import recording_extension, recording_path, safe_name
 
 
 def test_recording_extension_from_url_then_content_then_default() -> None:

@@ -9,14 +9,14 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_revox.export.tables import (
+from airflow_provider_revox._internal.core.redact import MASK, MAX_DEPTH, is_secret_key, redact, redact_text
+from airflow_provider_revox._internal.export.tables import (
     call_document,
     structured_output_record,
     transcript_rows,
     transcript_turns,
 )
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.redact import MASK, MAX_DEPTH, is_secret_key, redact, redact_text
+from airflow_provider_revox.hooks.revox import Call
 
 API_KEY = "rvx_live_connection_key_0001"
 PLANTED = {

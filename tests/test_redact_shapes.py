@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_revox.redact import MASK, redact, redact_text
+from airflow_provider_revox._internal.core.redact import MASK, redact, redact_text
 
 API_KEY = "rvx_live_shapes_key_9Zp4"
 MARKER = "PLANTED"

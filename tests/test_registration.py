@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import airflow_provider_revox
-from airflow_provider_revox import compat
+from airflow_provider_revox._internal.core import compat
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -93,9 +93,10 @@ def _modules() -> list[str]:
 
 
 def test_the_public_import_paths_give_the_public_classes() -> None:
-    from airflow_provider_revox.client.requests import SEARCH_FILTERS as filters
+    from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS, validate_call_id
+    from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS as filters
+    from airflow_provider_revox._internal.hooks.revox import RevoxHook
     from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
-    from airflow_provider_revox.hooks.revox import SEARCH_FILTERS, RevoxHook, validate_call_id
     from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, RevoxCallsToStorageOperator
     from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor
     from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger
@@ -114,7 +115,7 @@ def test_the_public_import_paths_give_the_public_classes() -> None:
     assert SEARCH_FILTERS is filters and "campaign_ids" in SEARCH_FILTERS
     with pytest.raises(RevoxInvalidCallIdError):
         validate_call_id("..")
-    assert "airflow_provider_revox.client.settings" in _modules()
+    assert "airflow_provider_revox._internal.client.settings" in _modules()
 
 
 _IMPORT_ALL = """
@@ -140,6 +141,6 @@ def test_every_module_imports_without_warnings() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     failures = json.loads(result.stdout.strip().splitlines()[-1])
     if not compat.has_acknowledged_streams():  # Airflow 3.2: that module says what it needs
-        message = failures.pop("airflow_provider_revox.triggers.stream", "")
+        message = failures.pop("airflow_provider_revox._internal.triggers.call_event_stream", "")
         assert "An acknowledged shared stream needs Airflow 3.3 or later" in message
     assert failures == {}

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_revox.models import Call, RetryPolicy, Window
-from airflow_provider_revox.waiting.schedule import (
+from airflow_provider_revox._internal.core.call import Call
+from airflow_provider_revox._internal.core.retry_policy import RetryPolicy, Window
+from airflow_provider_revox._internal.waiting.schedule import (
     DEFAULT_MAX_SLEEP,
     PAUSED_POLL_INTERVAL,
     POST_PROCESSING_GRACE,
@@ -591,8 +592,7 @@ def test_simulated_orders_are_seen_within_one_poke_and_never_outlive_the_deadlin
     """Follow real simulated orders over DST weeks: no oversleeping, no premature deadline."""
     import random
 
-    from airflow_provider_revox.simulator.clock import VirtualClock
-    from airflow_provider_revox.simulator.engine import SimulatorEngine
+    from airflow_provider_revox.testing import SimulatorEngine, VirtualClock
 
     start = utc(2026, 3, 2)  # Monday; New York and Paris change clocks in the following weeks
     clock = VirtualClock(start)

@@ -20,15 +20,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_revox.models import CallRetryConfig, RetryPolicy
-from airflow_provider_revox.simulator.dialing import (
+from airflow_provider_revox._internal.core.call import CallRetryConfig
+from airflow_provider_revox._internal.core.retry_policy import RetryPolicy
+from airflow_provider_revox._internal.waiting.schedule import next_dial_at
+from airflow_provider_revox._simulator.dialing import (
     DAY_NAMES,
     clock_minutes,
     dial_rules,
     next_dial,
     recipient_zone,
 )
-from airflow_provider_revox.waiting.schedule import next_dial_at
 
 UTC = timezone.utc
 #: Clock changes of 2025 (UTC): Paris on 30 March and 26 October, New York on 9 March and 2 November.

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.models import parse_iso
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox._internal.core.call import parse_iso
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 
 pytestmark = pytest.mark.airflow
 

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.simulator.lanes import Lanes
-from airflow_provider_revox.simulator.search import SEARCH_FILTERS
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator.lanes import Lanes
+from airflow_provider_revox._simulator.search import SEARCH_FILTERS
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 
 revox = pytest.importorskip("revox")
 

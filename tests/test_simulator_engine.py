@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator import (
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import profile as profile_module
+from airflow_provider_revox._simulator.profile import BUSY, FAILED, HUMAN, IVR, NO_ANSWER, VOICEMAIL
+from airflow_provider_revox._simulator.timeline import OrderScript
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.testing import (
     Conflict,
     InvalidOrder,
     Profile,
@@ -18,9 +21,6 @@ from airflow_provider_revox.simulator import (
     UnknownCall,
     VirtualClock,
 )
-from airflow_provider_revox.simulator import profile as profile_module
-from airflow_provider_revox.simulator.profile import BUSY, FAILED, HUMAN, IVR, NO_ANSWER, VOICEMAIL
-from airflow_provider_revox.simulator.timeline import OrderScript
 
 UTC = timezone.utc
 PARIS = "+33612345678"
@@ -514,7 +514,7 @@ def test_models_parse_every_state_the_engine_produces() -> None:
 
 
 def test_a_restarted_population_has_new_ids_and_the_same_lives() -> None:
-    from airflow_provider_revox.simulator.population import seed_population
+    from airflow_provider_revox._simulator.population import seed_population
 
     def run() -> tuple[list[str], list[tuple[Any, ...]]]:
         engine = SimulatorEngine(seed=5)

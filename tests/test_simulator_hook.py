@@ -7,12 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_provider_revox import statuses
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator.profile import BUSY, FAILED, HUMAN, IVR, NO_ANSWER, VOICEMAIL
+from airflow_provider_revox._simulator.timeline import OrderScript
 from airflow_provider_revox.hooks.revox import RevoxHook
-from airflow_provider_revox.simulator import Profile
-from airflow_provider_revox.simulator.profile import BUSY, FAILED, HUMAN, IVR, NO_ANSWER, VOICEMAIL
-from airflow_provider_revox.simulator.testing import SimulatorHandle
-from airflow_provider_revox.simulator.timeline import OrderScript
+from airflow_provider_revox.testing import Profile, SimulatorHandle
 
 
 def _script(*kinds: str) -> OrderScript:
@@ -73,7 +72,7 @@ def test_hook_sees_the_unknown_status_fault(revox_conn: SimulatorHandle) -> None
 def test_hook_retries_through_scripted_faults(
     revox_conn: SimulatorHandle, monkeypatch: pytest.MonkeyPatch, token: str
 ) -> None:
-    import airflow_provider_revox.hooks.revox as hook_module
+    import airflow_provider_revox._internal.hooks.revox as hook_module
 
     slept: list[float] = []
     monkeypatch.setattr(hook_module, "retry_sleep", slept.append)

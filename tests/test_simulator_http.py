@@ -10,11 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator import Faults, SimulatorEngine, SimulatorServer
-from airflow_provider_revox.simulator.faults import UNKNOWN_STATUS_VALUE, FaultRates, parse_token
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator.faults import UNKNOWN_STATUS_VALUE, FaultRates, parse_token
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.testing import (
+    Faults,
+    SimulatorEngine,
+    SimulatorHandle,
+    SimulatorServer,
+    running_simulator,
+)
 
 PARIS = "+33612345678"
 
@@ -288,7 +293,7 @@ def test_fault_spec_and_tokens_parse() -> None:
 
 
 def test_the_extra_link_opens_a_page_about_the_call(simulator: SimulatorHandle) -> None:
-    from airflow_provider_revox.links import call_dashboard_url
+    from airflow_provider_revox._internal.operators.links import call_dashboard_url
 
     simulator.place_scripted("call-<b>&\"'", [{"result": "human", "duration": 60}])
     simulator.advance(3 * 3600)
@@ -303,8 +308,8 @@ def test_the_extra_link_opens_a_page_about_the_call(simulator: SimulatorHandle) 
 
 
 def test_cli_takes_the_key_from_the_environment() -> None:
-    from airflow_provider_revox.simulator.cli import _build, build_parser
-    from airflow_provider_revox.simulator.testing import ServerThread
+    from airflow_provider_revox._simulator.cli import _build, build_parser
+    from airflow_provider_revox._simulator.harness import ServerThread
 
     args = build_parser().parse_args(["--port", "0"])
     server, generated = _build(args, {"REVOX_API_KEY": "sk_from_environment"})

@@ -12,11 +12,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.models import parse_iso
-from airflow_provider_revox.simulator import Faults
-from airflow_provider_revox.simulator.clock import VirtualClock
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.core.call import parse_iso
+from airflow_provider_revox.testing import Faults, SimulatorHandle, VirtualClock, running_simulator
 from tests import test_simulator_campaigns as campaign_tests
 from tests.test_simulator_campaigns import NO_FILTERS, api_client
 

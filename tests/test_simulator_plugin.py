@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from airflow_provider_revox.hooks.revox import SEARCH_FILTERS
-from airflow_provider_revox.simulator.search import SEARCH_FILTERS as SIMULATED_FILTERS
+from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS
+from airflow_provider_revox._simulator.search import SEARCH_FILTERS as SIMULATED_FILTERS
 
 pytest_plugins = ["pytester"]
 
@@ -52,7 +52,7 @@ def test_a_user_test_suite_gets_the_fixtures(
 
 def test_loading_the_plugin_imports_neither_airflow_nor_the_simulator() -> None:
     probe = (
-        "import sys, airflow_provider_revox.simulator.pytest_plugin; "
+        "import sys, airflow_provider_revox.testing.pytest_plugin; "
         "print(sorted(m for m in sys.modules if m == 'airflow' or m.endswith('simulator.engine')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -14,12 +14,18 @@ import httpx
 import pytest
 import yaml
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator import ScaledClock, ScenarioError, VirtualClock, cli, load_scenario
-from airflow_provider_revox.simulator import clock as clock_module
-from airflow_provider_revox.simulator.search import SEARCH_FILTERS
-from airflow_provider_revox.simulator.testing import running_simulator
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import cli
+from airflow_provider_revox._simulator import clock as clock_module
+from airflow_provider_revox._simulator.search import SEARCH_FILTERS
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.testing import (
+    ScaledClock,
+    ScenarioError,
+    VirtualClock,
+    load_scenario,
+    running_simulator,
+)
 
 SCENARIO: dict[str, Any] = {
     "calls": [
@@ -114,7 +120,7 @@ def test_cli_serves_a_population_and_stops_on_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "airflow_provider_revox.simulator.cli",
+            "airflow_provider_revox._simulator.cli",
             "--port",
             "0",
             "--speed",

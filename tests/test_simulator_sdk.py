@@ -15,8 +15,8 @@ import pytest
 
 revox = pytest.importorskip("revox")
 
-from airflow_provider_revox import statuses  # noqa: E402
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator  # noqa: E402
+from airflow_provider_revox._internal.core import statuses  # noqa: E402
+from airflow_provider_revox._simulator.harness import SimulatorHandle, running_simulator  # noqa: E402
 
 PARIS = "+33612345678"
 NEW_YORK = "+12127363100"

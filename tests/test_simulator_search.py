@@ -10,17 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_revox import statuses
-from airflow_provider_revox.hooks.revox import SEARCH_FILTERS as LIST_FIELDS
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.simulator import InvalidOrder, SimulatorEngine
-from airflow_provider_revox.simulator import engine as engine_module
-from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START
-from airflow_provider_revox.simulator.engine import InvalidSearch
-from airflow_provider_revox.simulator.faults import UNKNOWN_STATUS_VALUE
-from airflow_provider_revox.simulator.population import seed_population
-from airflow_provider_revox.simulator.render import FROM_PHONE_NUMBER
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS as LIST_FIELDS
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import engine as engine_module
+from airflow_provider_revox._simulator.clock import DEFAULT_VIRTUAL_START
+from airflow_provider_revox._simulator.errors import InvalidSearch
+from airflow_provider_revox._simulator.faults import UNKNOWN_STATUS_VALUE
+from airflow_provider_revox._simulator.population import seed_population
+from airflow_provider_revox._simulator.render import FROM_PHONE_NUMBER
+from airflow_provider_revox.hooks.revox import Call
+from airflow_provider_revox.testing import InvalidOrder, SimulatorEngine, SimulatorHandle, running_simulator
 
 PARIS = "+33612345678"
 NEW_YORK = "+12127363100"

@@ -20,7 +20,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.io.store import attach
 from fsspec.implementations.memory import MemoryFileSystem
 
-from airflow_provider_revox.export.staging import (
+from airflow_provider_revox._internal.export.staging import (
     MANIFEST,
     STAGING_DIR,
     STALE_AFTER_SECONDS,

@@ -16,9 +16,9 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_revox.hooks import revox as hook_module
+from airflow_provider_revox._internal.hooks import revox as hook_module
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger
 
 

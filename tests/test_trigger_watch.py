@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.hooks import revox as hook_module
-from airflow_provider_revox.simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox._internal.hooks import revox as hook_module
+from airflow_provider_revox._simulator.clock import DEFAULT_VIRTUAL_START, ScaledClock
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger
 
 

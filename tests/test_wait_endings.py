@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.simulator.testing import SimulatorHandle, running_simulator
+from airflow_provider_revox.testing import SimulatorHandle, running_simulator
 
 pytestmark = pytest.mark.airflow
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox._internal.waiting.ids import batch_call_ids, normalize_call_ids
 from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
 from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor
-from airflow_provider_revox.waiting.ids import batch_call_ids, normalize_call_ids
 
 SENSORS: dict[str, dict[str, Any]] = {
     "RevoxCallSensor": {"call_id": "c-1"},

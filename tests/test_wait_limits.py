@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox import models
-from airflow_provider_revox.models import Call
-from airflow_provider_revox.waiting import rounds
-from airflow_provider_revox.waiting.batch import Fleet
-from airflow_provider_revox.waiting.schedule import (
+from airflow_provider_revox._internal.core import call as models
+from airflow_provider_revox._internal.waiting import rounds
+from airflow_provider_revox._internal.waiting.batch import Fleet
+from airflow_provider_revox._internal.waiting.schedule import (
     DEADLINE_MARGIN,
     attempt_bound,
     deadline,
     next_poll_at,
     planned_dial_at,
 )
+from airflow_provider_revox.hooks.revox import Call
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=timezone.utc)  # a Wednesday
 ALWAYS_OPEN = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.simulator.testing import SimulatorHandle
+from airflow_provider_revox.testing import SimulatorHandle
 
 pytestmark = pytest.mark.airflow
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox.export.run import ALL_TABLES, check_tables
+from airflow_provider_revox._internal.export.run import ALL_TABLES, check_tables
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from tests.test_export_search import campaign
 from tests.test_operators import (

@@ -12,8 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_revox.export.tables import Column
-from airflow_provider_revox.export.writers import PARQUET_INSTALL_HINT, check_file_format, open_row_writer
+from airflow_provider_revox._internal.export.tables import Column
+from airflow_provider_revox._internal.export.writers import (
+    PARQUET_INSTALL_HINT,
+    check_file_format,
+    open_row_writer,
+)
 
 SCHEMA = (
     Column("id", "string"),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from airflow_provider_revox import compat
+from airflow_provider_revox._internal.core import compat
 
 
 def _needs(available: Callable[[], bool], feature: str) -> pytest.MarkDecorator:

@@ -1,27 +1,22 @@
-"""Operators that place Revox calls and move what they produced into XCom and object storage.
-
-The classes live in :mod:`~airflow_provider_revox.operators.place`,
-:mod:`~airflow_provider_revox.operators.results` and
-:mod:`~airflow_provider_revox.operators.storage`; this module keeps their public import path.
-"""
+"""Operators that place Revox calls, run campaigns, and move what the calls produced into XCom
+and object storage; and the "Revox call" extra link they show."""
 
 from __future__ import annotations
 
-from airflow_provider_revox.export.recordings import recording_extension
-from airflow_provider_revox.export.writers import FILE_FORMATS
-from airflow_provider_revox.operators.campaigns import (
+from airflow_provider_revox._internal.operators.campaign import (
     RevoxCancelCampaignOperator,
     RevoxCreateCampaignOperator,
     RevoxLaunchCampaignOperator,
     RevoxPauseCampaignOperator,
     RevoxResumeCampaignOperator,
 )
-from airflow_provider_revox.operators.place import RevoxPlaceCallOperator
-from airflow_provider_revox.operators.results import RevoxCallResultsOperator
-from airflow_provider_revox.operators.storage import RevoxCallsToStorageOperator
+from airflow_provider_revox._internal.operators.export import RevoxCallsToStorageOperator
+from airflow_provider_revox._internal.operators.links import RevoxCallLink
+from airflow_provider_revox._internal.operators.placement import RevoxPlaceCallOperator
+from airflow_provider_revox._internal.operators.results import RevoxCallResultsOperator
 
 __all__ = [
-    "FILE_FORMATS",
+    "RevoxCallLink",
     "RevoxCallResultsOperator",
     "RevoxCallsToStorageOperator",
     "RevoxCancelCampaignOperator",
@@ -30,5 +25,4 @@ __all__ = [
     "RevoxPauseCampaignOperator",
     "RevoxPlaceCallOperator",
     "RevoxResumeCampaignOperator",
-    "recording_extension",
 ]

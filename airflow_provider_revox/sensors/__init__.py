@@ -1,0 +1,1 @@
+"""Public module: :mod:`airflow_provider_revox._internal.sensors.call`."""

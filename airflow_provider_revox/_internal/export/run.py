@@ -1,0 +1,195 @@
+"""One export: fetch every call order, stage every file, publish them together.
+
+The storage operator is a thin Airflow adapter over :func:`export_calls`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_revox._internal.export.fetch import (
+    FetchedCall,
+    Sleep,
+    download_recording,
+    fetch_call,
+    fetch_in_order,
+)
+from airflow_provider_revox._internal.export.search import calls_by_ids
+from airflow_provider_revox._internal.export.staging import Staging
+from airflow_provider_revox._internal.export.tables import (
+    TRANSCRIPT_SCHEMA,
+    Schema,
+    StructuredOutputTable,
+    call_document,
+    structured_output_record,
+    transcript_rows,
+)
+from airflow_provider_revox._internal.export.warehouse import (
+    ATTEMPTS_SCHEMA,
+    CALLS_SCHEMA,
+    attempt_rows,
+    call_row,
+)
+from airflow_provider_revox._internal.export.writers import RowWriter, open_row_writer
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
+
+#: The tables an export writes by default, each as ``<name>.<file format>``.
+TABLES = ("transcripts", "structured_output")
+#: Every table an export can write: the defaults and the warehouse-ready ``calls`` and ``attempts``.
+ALL_TABLES = ("transcripts", "structured_output", "calls", "attempts")
+
+
+def check_tables(tables: Sequence[str]) -> tuple[str, ...]:
+    """Return ``tables`` in :data:`ALL_TABLES` order; a name it does not know is a ValueError."""
+    if isinstance(tables, str) or not isinstance(tables, Sequence | set | frozenset):
+        raise ValueError(f"tables must be a list of table names, not {tables!r}")
+    unknown = sorted(str(name) for name in tables if name not in ALL_TABLES)
+    if unknown or not tables:
+        raise ValueError(f"tables must name some of {', '.join(ALL_TABLES)}; not {unknown or 'nothing'}")
+    return tuple(name for name in ALL_TABLES if name in tables)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export.
+
+    Attributes:
+        file_format: ``jsonl``, ``json`` or ``parquet``.
+        transcript_source: ``"best"``, ``"live"`` or ``"post_call"``.
+        include_recordings: also download each attempt's recording.
+        max_concurrency: calls fetched (and recordings downloaded) at the same time.
+        sleep: how to pause between fetch rounds (tests pass a no-op).
+        tables: the tables to write, some of :data:`ALL_TABLES`.
+        ids_by_search: read a list of ids with searches of 100 ids (False: one GET per call).
+    """
+
+    file_format: str = "jsonl"
+    transcript_source: str = "best"
+    include_recordings: bool = False
+    max_concurrency: int = 8
+    sleep: Sleep = time.sleep
+    tables: tuple[str, ...] = TABLES
+    ids_by_search: bool = True
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A fetched call, with the recordings downloaded for it (attempt id to path)."""
+
+    fetched: FetchedCall
+    recordings: dict[str, str]
+
+
+def _fetched(
+    hook: RevoxHook, calls: Sequence[str] | Iterable[FetchedCall], options: ExportOptions
+) -> Iterator[FetchedCall]:
+    if isinstance(calls, Sequence) and all(isinstance(item, str) for item in calls):
+        ids = [str(item) for item in calls]
+        if options.ids_by_search:
+            return calls_by_ids(hook, ids, options.sleep)
+
+        def get(call_id: str) -> FetchedCall:
+            return FetchedCall(call_id, fetch_call(hook, call_id, sleep=options.sleep))
+
+        return fetch_in_order(ids, get, options.max_concurrency)
+    return iter(calls)  # type: ignore[arg-type]
+
+
+def export_calls(
+    hook: RevoxHook,
+    calls: Sequence[str] | Iterable[FetchedCall],
+    destination: ObjectStoragePath,
+    options: ExportOptions,
+) -> dict[str, Any]:
+    """Export ``calls`` (ids, or calls already fetched) under ``destination``; return the manifest.
+
+    The returned manifest also maps each table's file to its columns under ``schemas``.
+
+    Rows follow the order of ``calls``, so a rerun writes the same files. Nothing is published
+    unless every call was fetched (see :mod:`~airflow_provider_revox._internal.export.staging`).
+    """
+    secrets = hook.known_secrets()
+    hook.get_conn()  # one pooled client, created before the worker threads share it
+    ext = options.file_format
+    table = StructuredOutputTable()
+    names = {name: f"{name}.{ext}" for name in options.tables}
+    rows = dict.fromkeys(options.tables, 0)
+    count = 0
+    with (
+        Staging(destination) as staging,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as spool,
+        contextlib.ExitStack() as writers,
+    ):
+
+        def download(fetched: FetchedCall) -> _Ready:
+            recordings = {}
+            for attempt in reversed(fetched.call.attempts_newest_first()):
+                if attempt.recording_url:
+                    recordings[attempt.id] = download_recording(hook, fetched.call_id, attempt, staging.stage)
+            return _Ready(fetched, recordings)
+
+        def open_table(name: str, schema: Schema) -> RowWriter | None:
+            if name not in names:
+                return None
+            writer = open_row_writer(staging.stage(names[name]), ext, schema)
+            writers.callback(writer.close)
+            return writer
+
+        transcripts = open_table("transcripts", TRANSCRIPT_SCHEMA)
+        calls_table = open_table("calls", CALLS_SCHEMA)
+        attempts = open_table("attempts", ATTEMPTS_SCHEMA)
+        source = _fetched(hook, calls, options)
+        if options.include_recordings:
+            ready: Iterator[_Ready] = fetch_in_order(source, download, options.max_concurrency)
+        else:
+            ready = (_Ready(fetched, {}) for fetched in source)
+        with closing(ready):  # type: ignore[type-var]
+            for item in ready:
+                call, count = item.fetched.call, count + 1
+                staging.stage(f"calls/{item.fetched.call_id}.json").write_bytes(call_document(call, secrets))
+                if transcripts is not None:
+                    for row in transcript_rows(call, options.transcript_source, secrets):
+                        transcripts.write(row)
+                        rows["transcripts"] += 1
+                if calls_table is not None:
+                    calls_table.write(call_row(call, secrets))
+                    rows["calls"] += 1
+                if attempts is not None:
+                    for row in attempt_rows(call, item.recordings, secrets):
+                        attempts.write(row)
+                        rows["attempts"] += 1
+                if "structured_output" in names:
+                    # Columns are the union of every call's fields, known only at the end:
+                    # records wait on local disk, so memory does not grow with the calls.
+                    table.add_fields(call.structured_output_config)
+                    record = structured_output_record(call, secrets)
+                    spool.write(json.dumps(record, ensure_ascii=False) + "\n")
+        writers.close()
+        if "structured_output" in names:
+            spool.seek(0)
+            writer = open_row_writer(staging.stage(names["structured_output"]), ext, table.schema)
+            try:
+                for line in spool:
+                    writer.write(table.row(json.loads(line)))
+            finally:
+                writer.close()
+            rows["structured_output"] = count
+        for name, relative in names.items():
+            staging.set_rows(relative, rows[name])
+        schemas = {
+            "transcripts": TRANSCRIPT_SCHEMA,
+            "structured_output": table.schema,
+            "calls": CALLS_SCHEMA,
+            "attempts": ATTEMPTS_SCHEMA,
+        }
+        # The columns are not published in the manifest; the operator reports them as lineage.
+        return {**staging.commit(), "schemas": {relative: schemas[name] for name, relative in names.items()}}

@@ -1,0 +1,369 @@
+"""Operators that create, launch, pause, resume and cancel Revox campaigns.
+
+Creating a campaign is durable across task retries: the campaign's name carries this task
+instance's idempotency key (``"<name> [<key>]"``; the API has no campaign metadata), the
+campaign id goes into the task state store (Airflow 3.3+), and a retry reattaches to the
+stored id, or finds the campaign by its name with ``GET /campaigns``, before creating one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context, ObjectStoragePath
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_revox._internal.core import contacts as reading
+from airflow_provider_revox._internal.core.campaign import Campaign, validate_campaign_id, validate_name
+from airflow_provider_revox._internal.core.durable import TaskState, idempotency_key
+from airflow_provider_revox._internal.core.redact import redact_text
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox.exceptions import RevoxApiError
+
+#: Task state keys: the campaign a create made, and the campaign a launch started.
+CREATED_KEY = "revox_campaign_id"
+LAUNCHED_KEY = "revox_launched_campaign_id"
+
+
+def tagged_name(name: str, key: str) -> str:
+    """The campaign name that carries the idempotency key: ``"<name> [<key>]"``."""
+    return f"{name} [{key}]"
+
+
+class _CampaignOperator(BaseOperator):
+    """The connection and the one hook every campaign operator uses."""
+
+    def __init__(self, *, revox_conn_id: str = RevoxHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.revox_conn_id = revox_conn_id
+
+    @cached_property
+    def hook(self) -> RevoxHook:
+        """One hook for the task: one connection lookup, one HTTP session."""
+        return RevoxHook(revox_conn_id=self.revox_conn_id)
+
+
+class RevoxCreateCampaignOperator(_CampaignOperator):
+    """Create a campaign from a list of contacts or a contacts file; nothing is dialled yet.
+
+    Contacts come from ``contacts`` (a list of rows, or an XCom holding one) or from
+    ``contacts_path``, a file on any object storage Airflow knows: CSV, JSON Lines or Parquet
+    (the ``[parquet]`` extra), told apart by the name's ending or ``contacts_format``. A row
+    carries ``to_phone_number`` (a valid E.164 number) and either ``prompt_variables`` (a map
+    of strings) or flat columns, of which ``prompt_variable_columns`` (default: every column
+    except ``to_phone_number``) become prompt variables.
+
+    Bad rows are counted and written as JSON Lines (``row``, ``input``, ``reason``) to
+    ``rejects_path``, by default ``<contacts file>.rejects.jsonl`` beside the input (rows from
+    a list are only logged unless ``rejects_path`` is given). More than ``max_rejected_rows``
+    (default 0: one bad row fails the task, so nobody is silently left out) fails the task
+    before anything is created.
+
+    Durable: see the module's docstring. The key is derived from the dag, task, run and map
+    index; ``idempotency_key`` overrides it.
+
+    Returns:
+        ``{"campaign_id", "name", "contacts", "rejected", "rejects_path", "reattached"}``.
+
+    Args:
+        name: the campaign's name (templated); the key is appended to it.
+        assistant_id: the assistant that makes the calls (templated).
+        contacts: rows (templated; an XComArg works).
+        contacts_path: a contacts file URI or ObjectStoragePath (templated).
+        contacts_format: ``csv``, ``jsonl`` or ``parquet`` when the name does not tell.
+        prompt_variable_columns: the columns of a flat row that become prompt variables.
+        rejects_path: where bad rows are written (templated).
+        max_rejected_rows: bad rows tolerated before the task fails.
+        call_retry_config: the campaign's retry config (else the assistant's).
+        from_phone_number: the caller number (E.164).
+        max_concurrent_calls: attempts live at once.
+        idempotency_key: a fixed key instead of the derived one.
+        revox_conn_id: the ``revox`` connection (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "name",
+        "assistant_id",
+        "contacts",
+        "contacts_path",
+        "rejects_path",
+        "idempotency_key",
+        "revox_conn_id",
+    )
+    ui_color = "#ffd6e7"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        assistant_id: str,
+        contacts: Sequence[Mapping[str, Any]] | None = None,
+        contacts_path: str | ObjectStoragePath | None = None,
+        contacts_format: str | None = None,
+        prompt_variable_columns: Sequence[str] | None = None,
+        rejects_path: str | ObjectStoragePath | None = None,
+        max_rejected_rows: int = 0,
+        call_retry_config: Mapping[str, Any] | None = None,
+        from_phone_number: str | None = None,
+        max_concurrent_calls: int | None = None,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (contacts is None) == (contacts_path is None):
+            raise ValueError("give exactly one of contacts and contacts_path")
+        if (
+            isinstance(max_rejected_rows, bool)
+            or not isinstance(max_rejected_rows, int)
+            or max_rejected_rows < 0
+        ):
+            raise ValueError(f"max_rejected_rows must be a whole number >= 0, not {max_rejected_rows!r}")
+        if contacts_format is not None and contacts_format not in set(reading.FORMATS.values()):
+            raise ValueError(f"contacts_format must be csv, jsonl or parquet, not {contacts_format!r}")
+        self.name = name
+        self.assistant_id = assistant_id
+        self.contacts = contacts
+        self.contacts_path = contacts_path
+        self.contacts_format = contacts_format
+        self.prompt_variable_columns = (
+            list(prompt_variable_columns) if prompt_variable_columns is not None else None
+        )
+        self.rejects_path = rejects_path
+        self.max_rejected_rows = max_rejected_rows
+        self.call_retry_config = call_retry_config
+        self.from_phone_number = from_phone_number
+        self.max_concurrent_calls = max_concurrent_calls
+        self.idempotency_key = idempotency_key
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Reattach to this task's campaign, or validate the contacts and create it."""
+        validate_name(self.name)
+        key = idempotency_key(context, self.idempotency_key)
+        name = tagged_name(self.name, key)
+        state = TaskState(context)
+        state.note_missing(self.log, f"each try first looks for a campaign named {name!r}, reattaching to it")
+        try:
+            stored = state.get(CREATED_KEY)
+            if stored is not None:
+                campaign = self.hook.get_campaign(stored)
+                self.log.info("Campaign %s was created by an earlier try; reattaching", campaign.id)
+                return self._result(campaign, None, reattached=True)
+            sorted_rows, rejects_at = self._read(context)
+            found = self._find(name)
+            if found is not None:
+                self.log.info("Campaign %s named %r exists already; reattaching", found.id, name)
+                state.set(CREATED_KEY, found.id)
+                return self._result(found, None, reattached=True)
+            campaign = self.hook.create_campaign(
+                name=name,
+                assistant_id=self.assistant_id,
+                contacts=sorted_rows.contacts,
+                call_retry_config=self.call_retry_config,
+                from_phone_number=self.from_phone_number,
+                max_concurrent_calls=self.max_concurrent_calls,
+            )
+            state.set(CREATED_KEY, campaign.id)
+            self.log.info("Created campaign %s with %d contacts", campaign.id, len(sorted_rows.contacts))
+            return self._result(campaign, (sorted_rows, rejects_at), reattached=False)
+        finally:
+            self.hook.close()
+
+    def _find(self, name: str) -> Campaign | None:
+        """The campaign an earlier try created under this key, if the API has it."""
+        matches = [campaign for campaign in self.hook.list_campaigns() if campaign.name == name]
+        return matches[0] if matches else None
+
+    def _read(self, context: Context) -> tuple[reading.Sorted, str | None]:
+        """The checked contacts; writes the rejects and fails past ``max_rejected_rows``."""
+        secrets = self.hook.known_secrets()
+        source: ObjectStoragePath | None = None
+        if self.contacts_path is not None:
+            source = ObjectStoragePath(self.contacts_path)
+            rows: Any = reading.read_rows(source, reading.file_format(source, self.contacts_format))
+        else:
+            if isinstance(self.contacts, str | bytes) or not isinstance(self.contacts, Sequence):
+                raise AirflowFailException(
+                    f"contacts must be a list of rows, not {type(self.contacts).__name__}"
+                )
+            rows = self.contacts
+        result = reading.sort_rows(rows, self.prompt_variable_columns, secrets)
+        target = self.rejects_path or (reading.rejects_beside(source) if source is not None else None)
+        shown: str | None = None
+        if result.rejects:
+            for reject in result.rejects[:20]:
+                self.log.warning(
+                    "Contact row %s rejected: %s", reject["row"], redact_text(reject["reason"], secrets)
+                )
+            if target is not None:
+                path = ObjectStoragePath(target)
+                reading.write_rejects(path, result.rejects)
+                shown = str(path)
+                self.log.warning("%d rejected rows written to %s", len(result.rejects), shown)
+        if len(result.rejects) > self.max_rejected_rows:
+            raise AirflowFailException(
+                f"{len(result.rejects)} contact rows rejected, more than max_rejected_rows="
+                f"{self.max_rejected_rows}" + (f"; see {shown}" if shown else "")
+            )
+        if not result.contacts:
+            raise AirflowFailException("no valid contacts to create the campaign with")
+        return result, shown
+
+    def _result(
+        self, campaign: Campaign, read: tuple[reading.Sorted, str | None] | None, *, reattached: bool
+    ) -> dict[str, Any]:
+        sorted_rows, rejects_at = read if read is not None else (None, None)
+        return {
+            "campaign_id": campaign.id,
+            "name": campaign.name,
+            "contacts": len(sorted_rows.contacts) if sorted_rows else campaign.row_stats.total,
+            "rejected": len(sorted_rows.rejects) if sorted_rows else None,
+            "rejects_path": rejects_at,
+            "reattached": reattached,
+        }
+
+
+class RevoxLaunchCampaignOperator(_CampaignOperator):
+    """Start dialling a campaign's orders (``POST /campaigns/{id}/launch-calls``).
+
+    Launched once per task instance: the task state store remembers the launch, and a retry
+    that finds none (a worker that died before storing it, an Airflow without the store) does
+    not launch a campaign whose rows have left ``not_launched``. ``on_kill`` cancels the
+    campaign (``cancel_on_kill=True``), so a task stopped by hand or by a timeout stops the
+    calls too.
+
+    Returns:
+        ``{"campaign_id", "launched", "skipped"}`` (``launched`` is None on a retry that found
+        the campaign launched already).
+
+    Args:
+        campaign_id: the campaign (templated).
+        mode: ``ai_first`` (default) or ``speed_dial``.
+        filters: selection filters (``statuses``, ``outcomes``, ``results``, ``directions``,
+            ``assignee_ids``, ``query``); default none.
+        call_ids: rows to include (``rows_mode="only"``) or leave out (``"all_except"``, default).
+        rows_mode: ``only`` or ``all_except``.
+        scheduled_at: ISO 8601 time to place the calls at (templated); default now.
+        cancel_on_kill: cancel the campaign when the task is killed.
+        revox_conn_id: the ``revox`` connection (templated).
+    """
+
+    template_fields: Sequence[str] = ("campaign_id", "scheduled_at", "call_ids", "revox_conn_id")
+    ui_color = "#ffd6e7"
+
+    def __init__(
+        self,
+        *,
+        campaign_id: str,
+        mode: str = "ai_first",
+        filters: Mapping[str, Any] | None = None,
+        call_ids: Sequence[str] = (),
+        rows_mode: str = "all_except",
+        scheduled_at: str | None = None,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.campaign_id = campaign_id
+        self.mode = mode
+        self.filters = dict(filters or {})
+        self.call_ids = call_ids
+        self.rows_mode = rows_mode
+        self.scheduled_at = scheduled_at
+        self.cancel_on_kill = cancel_on_kill
+        self._launching: str | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Launch the campaign, unless an earlier try of this task did."""
+        campaign_id = validate_campaign_id(self.campaign_id)
+        self._launching = campaign_id
+        state = TaskState(context)
+        state.note_missing(
+            self.log, "a retry reads the campaign's rows, and launches nothing once one has left not_launched"
+        )
+        try:
+            if state.get(LAUNCHED_KEY) == campaign_id or self._launched_before(context, campaign_id):
+                self.log.info("Campaign %s was launched by an earlier try; not launching again", campaign_id)
+                return {"campaign_id": campaign_id, "launched": None, "skipped": None}
+            result = self.hook.launch_campaign(
+                campaign_id,
+                mode=self.mode,
+                filters=self.filters,
+                call_ids=list(self.call_ids),
+                rows_mode=self.rows_mode,
+                scheduled_at=self.scheduled_at,
+            )
+            state.set(LAUNCHED_KEY, campaign_id)
+            self.log.info("Campaign %s launched %d orders", campaign_id, result.launched)
+            return {
+                "campaign_id": campaign_id,
+                "launched": result.launched,
+                "skipped": result.skipped.model_dump(mode="json"),
+            }
+        finally:
+            self.hook.close()
+
+    def _launched_before(self, context: Context, campaign_id: str) -> bool:
+        """On a retry, whether an earlier try's launch reached the server (rows left ``not_launched``).
+
+        Covers a worker that died between the launch and storing it, and Airflow without a task
+        state store: launching again could dial people whose orders already ended.
+        """
+        ti = context.get("ti")
+        if ti is None or getattr(ti, "try_number", 1) <= 1:
+            return False
+        rows = self.hook.get_campaign(campaign_id).row_stats
+        return rows.total > 0 and rows.not_launched < rows.total
+
+    def on_kill(self) -> None:
+        """Cancel the campaign this task launched (``cancel_on_kill``)."""
+        if not self.cancel_on_kill or self._launching is None:
+            return
+        self.log.info("Task killed: cancelling campaign %s", self._launching)
+        try:
+            self.hook.cancel_campaign(self._launching)
+        finally:
+            self.hook.close()
+
+
+class _ActionOperator(_CampaignOperator):
+    """Pause, resume or cancel a campaign: one request, retried (the same effect when repeated)."""
+
+    template_fields: Sequence[str] = ("campaign_id", "revox_conn_id")
+    ui_color = "#ffd6e7"
+    action = ""
+
+    def __init__(self, *, campaign_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.campaign_id = campaign_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Send the action; fail when the API does not confirm it."""
+        campaign_id = validate_campaign_id(self.campaign_id)
+        endpoint = getattr(self.hook, f"{self.action}_campaign")
+        try:
+            if not endpoint(campaign_id):
+                raise RevoxApiError(f"Revox did not confirm the {self.action} of campaign {campaign_id}")
+        finally:
+            self.hook.close()
+        self.log.info("Campaign %s: %s confirmed", campaign_id, self.action)
+        return {"campaign_id": campaign_id, "action": self.action, "success": True}
+
+
+class RevoxPauseCampaignOperator(_ActionOperator):
+    """Pause every order's retry loop of a campaign (``campaign_id`` templated)."""
+
+    action = "pause"
+
+
+class RevoxResumeCampaignOperator(_ActionOperator):
+    """Resume a paused campaign (``campaign_id`` templated)."""
+
+    action = "resume"
+
+
+class RevoxCancelCampaignOperator(_ActionOperator):
+    """Cancel a campaign: no order of it is dialled again (``campaign_id`` templated)."""
+
+    action = "cancel"

@@ -1,0 +1,321 @@
+"""The operator that exports call orders to object storage (see :mod:`airflow_provider_revox.export`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
+
+from airflow_provider_revox._internal.core.redact import redact_text
+from airflow_provider_revox._internal.export.fetch import FetchedCall, Sleep
+from airflow_provider_revox._internal.export.incremental import NewCalls
+from airflow_provider_revox._internal.export.recordings import RECORDINGS_DIR
+from airflow_provider_revox._internal.export.run import TABLES, ExportOptions, check_tables, export_calls
+from airflow_provider_revox._internal.export.search import CallSearch, calls_by_search, check_search
+from airflow_provider_revox._internal.export.staging import MANIFEST, storage_uri
+from airflow_provider_revox._internal.export.state import (
+    asset_state,
+    call_documents,
+    require_asset_state_store,
+    watermark_key,
+)
+from airflow_provider_revox._internal.export.tables import check_transcript_source
+from airflow_provider_revox._internal.export.writers import check_file_format, import_pyarrow
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
+from airflow_provider_revox._internal.waiting.cursor import Watermark
+from airflow_provider_revox._internal.waiting.ids import is_templated, normalize_call_ids
+from airflow_provider_revox._internal.waiting.results import IDS_URI, decode_ids_file, is_file_result
+from airflow_provider_revox.exceptions import RevoxIdsFileError
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+
+def _plain_uri(destination: str | ObjectStoragePath) -> str:
+    """The destination's URI without a connection id in it, for Asset URIs."""
+    if isinstance(destination, ObjectStoragePath):
+        return storage_uri(destination).rstrip("/")
+    parts = urlsplit(destination)
+    if not parts.scheme:
+        return f"file://{PurePosixPath(destination)}"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+
+
+#: Items read per request from a mapped task's results.
+_XCOM_PAGE = 1000
+
+
+def _read_mapped(value: Any) -> Any:
+    """Read a mapped task's lazy results page by page, up to the length Airflow reports.
+
+    Iterating the lazy sequence asks for one item after the last to find its end, and
+    Airflow logs that miss as an ERROR ("XCom not found ... offset=N") on every run.
+    """
+    if isinstance(value, list | tuple):
+        return [_read_mapped(item) for item in value]
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        length = len(value)
+        return [item for start in range(0, length, _XCOM_PAGE) for item in value[start : start + _XCOM_PAGE]]
+    return value
+
+
+def _read_ids_file(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The id lists of a ``RevoxCallsSensor`` result that keeps them in a file, checked.
+
+    Raises:
+        RevoxIdsFileError: the file is missing, unreadable, or not the one the result names.
+    """
+    uri = result[IDS_URI]
+    if not isinstance(uri, str) or not uri.strip():
+        raise RevoxIdsFileError(f"call_ids: the sensor result's {IDS_URI} is not a URI: {uri!r}")
+    shown = redact_text(uri)
+    try:
+        data = ObjectStoragePath(uri).read_bytes()
+    except FileNotFoundError:
+        problem = "does not exist"
+    except (OSError, ValueError) as error:
+        problem = f"cannot be read: {redact_text(str(error))}"
+    else:
+        return decode_ids_file(data, result, shown)
+    raise RevoxIdsFileError(f"the call ids file {shown} {problem}; rerun the sensor that wrote it")
+
+
+def _ids_from_files(value: Any) -> Any:
+    """``call_ids`` with each sensor result that keeps its ids in a file replaced by those ids."""
+    if is_file_result(value):
+        return _read_ids_file(value)
+    if isinstance(value, list):
+        return [_ids_from_files(item) for item in value]
+    return value
+
+
+class RevoxCallsToStorageOperator(BaseOperator):
+    """Export call orders to object storage: raw calls, transcripts, structured output, recordings.
+
+    Writes under ``destination`` (any scheme Airflow's object storage knows: ``file://``,
+    ``s3://``, ``gs://``, ...):
+
+    * ``calls/<call_id>.json``: each call as the API returned it, redacted;
+    * ``transcripts.<ext>``: one row per transcript turn;
+    * ``structured_output.<ext>``: one row per call with one typed column per field of the
+      assistants' ``structured_output_config`` and a ``validation_errors`` column;
+    * with ``include_recordings``, ``recordings/<call_id>/<attempt_id>.<ext>``, streamed.
+
+    Every file is staged and only published once every call was fetched; the set is published
+    with ``_manifest.json`` (each file's size, sha256 and row count) and ``_SUCCESS`` last, so a
+    reader that waits for ``_SUCCESS`` never reads a mix of two runs, and files of an earlier
+    run that the new manifest does not list are removed (see
+    :mod:`~airflow_provider_revox._internal.export.staging`). Rows follow the order of ``call_ids``, so a
+    rerun writes the same files. Returns a small summary (counts, the tables' URIs, the
+    manifest's URI; nothing per call, so XCom stays small) and emits the tables as Asset events.
+
+    Args:
+        call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
+            of them, a multi-call sensor's result (see :func:`normalize_call_ids`); a result
+            that keeps its ids in a file (``ids_uri``) is read from that file, checked against
+            its sha256 and counts before any request. Read in
+            searches of up to 100 ids; only an id a search does not return is fetched alone.
+        search: instead of ``call_ids``, the orders matching these filters (a
+            :class:`~airflow_provider_revox._internal.export.search.CallSearch` or a dict: ``campaign_ids``,
+            ``statuses``, ``outcomes``, ``results``, ``assistant_ids``, ``directions``,
+            ``to_phone_number``, ``query``), read page by page; checked when the DAG is parsed.
+        incremental: with ``search``, export only the orders that reached a terminal status
+            since the last successful run, each once across runs, reruns and retries. The
+            watermark lives in the asset state store (Airflow 3.3+) of the destination's Asset,
+            written only once the files are published.
+        tables: the tables to write: ``transcripts`` and ``structured_output`` by default, and
+            the warehouse-ready ``calls`` (one row per order) and ``attempts`` (one per attempt).
+        destination: a directory URI or an :class:`~airflow.sdk.ObjectStoragePath` (templated).
+        file_format: ``jsonl``, ``json`` or ``parquet`` (needs the ``[parquet]`` extra).
+        revox_conn_id: the ``revox`` connection.
+        destination_conn_id: the connection of the object store, if it needs one (templated).
+        include_recordings: also download each attempt's recording.
+        max_concurrency: calls fetched (and recordings downloaded) at the same time.
+        transcript_source: ``"best"``, ``"live"`` or ``"post_call"``, as for the results operator.
+        sleep: how to pause between fetch rounds after transient failures (tests pass a no-op).
+        **kwargs: passed to :class:`~airflow.sdk.BaseOperator`.
+    """
+
+    template_fields: Sequence[str] = ("call_ids", "destination", "destination_conn_id", "revox_conn_id")
+    ui_color = "#e8f1fe"
+
+    def __init__(
+        self,
+        *,
+        call_ids: Any = None,
+        destination: str | ObjectStoragePath,
+        file_format: str = "jsonl",
+        revox_conn_id: str = RevoxHook.default_conn_name,
+        destination_conn_id: str | None = None,
+        include_recordings: bool = False,
+        max_concurrency: int = 8,
+        transcript_source: str = "best",
+        sleep: Sleep = time.sleep,
+        search: CallSearch | Mapping[str, Any] | None = None,
+        incremental: bool = False,
+        tables: Sequence[str] = TABLES,
+        **kwargs: Any,
+    ) -> None:
+        """Check the arguments and declare the tables as outlets when the destination is fixed."""
+        super().__init__(**kwargs)
+        self.file_format = check_file_format(file_format)
+        if (call_ids is None) == (search is None):
+            raise ValueError("give either call_ids or search, not both and not neither")
+        self.search = check_search(search) if search is not None else None
+        if incremental and self.search is None:
+            raise ValueError("incremental=True needs search=: it exports the matching calls that ended since")
+        self.incremental = bool(incremental)
+        self.tables = check_tables(tables)
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
+        literal = [call_ids] if isinstance(call_ids, str) else call_ids
+        if (
+            call_ids is not None
+            and isinstance(literal, list | tuple)
+            and not any(is_templated(v) for v in literal)
+        ):
+            normalize_call_ids(literal)  # plain ids: report a bad one when the DAG is parsed
+        self.call_ids = call_ids
+        self.destination = destination
+        self.revox_conn_id = revox_conn_id
+        self.destination_conn_id = destination_conn_id
+        self.include_recordings = include_recordings
+        self.max_concurrency = max_concurrency
+        self.transcript_source = check_transcript_source(transcript_source)
+        self.sleep = sleep
+        # Known destination: declare the tables. Templated: an alias the run fills in.
+        if not is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
+            self.outlets = [*self.outlets, *self._table_assets(_plain_uri(destination))]
+            if self.incremental:
+                self.outlets = [*self.outlets, self.state_asset]
+        elif self.incremental:
+            raise ValueError("incremental=True needs a fixed destination: its Asset keeps the watermark")
+        else:
+            self.outlets = [*self.outlets, AssetAlias(self.asset_alias_name)]
+        if self.incremental:
+            require_asset_state_store()
+
+    @property
+    def asset_alias_name(self) -> str:
+        """Name of the Asset alias that collects the tables of a templated destination."""
+        return f"revox-export:{self.dag_id}.{self.task_id}"
+
+    @property
+    def state_asset(self) -> Asset:
+        """The Asset of the destination itself, whose asset state store keeps the watermark."""
+        return Asset(uri=_plain_uri(self.destination))
+
+    def _table_assets(self, base_uri: str) -> list[Asset]:
+        return [Asset(uri=f"{base_uri}/{table}.{self.file_format}") for table in self.tables]
+
+    def _destination_path(self) -> ObjectStoragePath:
+        destination = self.destination
+        if isinstance(destination, ObjectStoragePath):
+            if self.destination_conn_id and destination.conn_id != self.destination_conn_id:
+                return ObjectStoragePath(str(destination), conn_id=self.destination_conn_id)
+            return destination
+        if not isinstance(destination, str) or not destination.strip():
+            raise ValueError(f"destination must be a URI or an ObjectStoragePath, not {destination!r}")
+        return ObjectStoragePath(destination.strip(), conn_id=self.destination_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Fetch every call, stage every file, publish them together; return a small summary.
+
+        The summary's size does not grow with the calls: ``destination``, ``calls``, ``files``,
+        ``recordings``, ``rows`` (per table), ``tables`` (table name to URI) and ``manifest``
+        (the URI of ``_manifest.json``, which lists every file).
+        """
+        if self.file_format == "parquet":
+            import_pyarrow()  # fail before fetching anything when the extra is missing
+        destination = self._destination_path()
+        shown = redact_text(str(destination))
+        options = ExportOptions(
+            file_format=self.file_format,
+            transcript_source=self.transcript_source,
+            include_recordings=self.include_recordings,
+            max_concurrency=self.max_concurrency,
+            sleep=self.sleep,
+            tables=self.tables,
+        )
+        extra: dict[str, Any] = {}
+        # Ids kept in a sensor's file are read and checked before any request.
+        call_ids: list[str] = []
+        if self.search is None:
+            call_ids = normalize_call_ids(_ids_from_files(_read_mapped(self.call_ids)))
+        with RevoxHook(self.revox_conn_id) as hook:
+            if self.search is None:
+                self.log.info(
+                    "Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format
+                )
+                manifest = export_calls(hook, call_ids, destination, options)
+                count = len(call_ids)
+            elif not self.incremental:
+                self.log.info("Exporting the Revox calls matching %s to %s", self.search.to_dict(), shown)
+                found = (
+                    FetchedCall(call.id, call)
+                    for call in calls_by_search(hook, self.search.filters(), self.sleep)
+                )
+                manifest = export_calls(hook, found, destination, options)
+                count = call_documents(manifest)
+            else:
+                manifest, count, extra = self._export_new(hook, context, destination, options)
+            self.revox_lineage = export_lineage(
+                hook.base_url,
+                call_ids if self.search is None else (),
+                storage_uri(destination),
+                manifest,
+                search=self.search.filters() if self.search is not None else None,
+            )
+        alias_outlet = AssetAlias(self.asset_alias_name)
+        if alias_outlet in self.outlets:  # the destination was templated: name the tables now
+            alias = context["outlet_events"][alias_outlet]
+            for asset in self._table_assets(storage_uri(destination).rstrip("/")):
+                alias.add(asset)
+        files = manifest["files"]
+        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(files), count, shown)
+        rows = {entry["path"]: entry.get("rows") for entry in files}
+        tables = {name: f"{name}.{self.file_format}" for name in self.tables}
+        return {
+            "destination": str(destination),
+            "calls": count,
+            "files": len(files),
+            "recordings": sum(1 for entry in files if entry["path"].startswith(f"{RECORDINGS_DIR}/")),
+            "rows": {name: rows[path] for name, path in tables.items()},
+            "tables": {name: str(destination / path) for name, path in tables.items()},
+            "manifest": str(destination / MANIFEST),
+            **extra,
+        }
+
+    def _export_new(
+        self, hook: RevoxHook, context: Context, destination: ObjectStoragePath, options: ExportOptions
+    ) -> tuple[dict[str, Any], int, dict[str, Any]]:
+        """Export the calls that ended since the watermark; advance it once they are published."""
+        assert self.search is not None
+        store = asset_state(context, self.state_asset)
+        key = watermark_key(self.search)
+        start = Watermark.from_state(store.get(key))
+        self.log.info(
+            "Exporting the Revox calls matching %s that ended since %s to %s",
+            self.search.to_dict(),
+            start.ended_at.isoformat() if start.ended_at else "the beginning",
+            redact_text(str(destination)),
+        )
+        new = NewCalls(hook, self.search.filters(), start, sleep=self.sleep)
+        manifest = export_calls(hook, (FetchedCall(call.id, call) for call in new), destination, options)
+        # Only now, with the files published: a failed run leaves the watermark where it was.
+        after = new.watermark
+        store.set(key, after.to_state())
+        return manifest, new.taken, {"watermark": after.to_state()["ended_at"], "sorted": new.sorted}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """OpenLineage's view of the run: the calls read, and each file written (tables with schemas).
+
+        None without the OpenLineage provider (see :mod:`airflow_provider_revox._internal.operators.lineage`).
+        """
+        return openlineage_facets(getattr(self, "revox_lineage", None))

@@ -1,0 +1,69 @@
+"""The "Revox call" extra link: from a task instance to the call in the Revox dashboard."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from airflow.sdk import BaseOperatorLink
+from airflow.sdk.execution_time.xcom import XCom
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context
+    from airflow.sdk.types import TaskInstanceKey
+
+DEFAULT_DASHBOARD = "https://www.getrevox.com"
+
+
+def dashboard_origin(base_url: str | None) -> str:
+    """The dashboard's origin for an API base URL: the same URL without its ``/api`` path.
+
+    ``https://www.getrevox.com/api`` gives ``https://www.getrevox.com``; a simulator at
+    ``http://127.0.0.1:8089/api`` gives ``http://127.0.0.1:8089``. Credentials in the URL are
+    dropped.
+    """
+    if not base_url or "://" not in base_url:
+        return DEFAULT_DASHBOARD
+    parts = urlsplit(base_url.strip())
+    host = parts.netloc.rpartition("@")[2]
+    segments = [s for s in parts.path.split("/") if s]
+    if "api" in segments:
+        segments = segments[: len(segments) - 1 - segments[::-1].index("api")]
+    path = "".join(f"/{s}" for s in segments)
+    return f"{parts.scheme}://{host}{path}"
+
+
+def call_dashboard_url(call_id: str, base_url: str | None = None) -> str:
+    """The dashboard page of a call order, e.g. ``https://www.getrevox.com/dashboard/calls/<call_id>``."""
+    return f"{dashboard_origin(base_url)}/dashboard/calls/{quote(str(call_id), safe='')}"
+
+
+class RevoxCallLink(BaseOperatorLink):
+    """Extra link "Revox call": opens the call order a task worked on in the Revox dashboard.
+
+    The task stores the URL with :meth:`persist` while it runs; the link reads it back from XCom,
+    so it works for mapped tasks and shows nothing for a task that never reached a call.
+    """
+
+    name: ClassVar[str] = "Revox call"
+    key: ClassVar[str] = "revox_call_link"
+
+    @classmethod
+    def persist(cls, context: Context, *, call_id: str, base_url: str | None) -> str:
+        """Store the dashboard URL of ``call_id`` for this task instance; return the URL.
+
+        Args:
+            context: the task's execution context.
+            call_id: the call order's id.
+            base_url: the API base URL of the Revox connection (``RevoxHook.base_url``).
+        """
+        url = call_dashboard_url(call_id, base_url)
+        context["ti"].xcom_push(key=cls.key, value={"call_id": call_id, "url": url})
+        return url
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        """The stored dashboard URL, or an empty string when the task stored none."""
+        value: Any = XCom.get_value(ti_key=ti_key, key=self.key)
+        if isinstance(value, dict) and isinstance(value.get("url"), str):
+            return str(value["url"])
+        return ""

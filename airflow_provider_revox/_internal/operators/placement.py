@@ -1,0 +1,276 @@
+"""Place one call order from a DAG, never twice, then wait for it as :class:`RevoxCallSensor` does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.triggers.base import BaseTrigger
+
+from airflow_provider_revox._internal.client.requests import place_call_body
+from airflow_provider_revox._internal.core import compat, durable
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.operators.links import RevoxCallLink
+from airflow_provider_revox._internal.sensors.call import RevoxCallSensor
+from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
+from airflow_provider_revox._internal.waiting.ids import is_templated
+from airflow_provider_revox.exceptions import (
+    RevoxApiError,
+    RevoxError,
+    RevoxInvalidRequestError,
+    RevoxPlacementUnknownError,
+    RevoxResponseError,
+    RevoxTransportError,
+)
+
+#: Where the placed order's id is kept in the task state store (Airflow 3.3+).
+STATE_KEY = "revox_call_id"
+# The sensor checks a literal call id when the DAG is parsed; this operator's id exists only once
+# the order is placed, so it hands the sensor a value that check leaves alone, then clears it.
+_NOT_PLACED_YET = "{{ placed at run time }}"
+
+
+def ambiguous(error: RevoxError) -> bool:
+    """Whether a failed ``POST /call`` may still have placed the order.
+
+    A timeout or a dropped connection after sending, a 5xx (a gateway may answer it after the
+    order was stored) or an unreadable success body: the order may exist. A 4xx, a refused
+    connection or a run of 429s prove it was not placed.
+    """
+    if isinstance(error, RevoxTransportError | RevoxResponseError):
+        return True
+    return isinstance(error, RevoxApiError) and (error.status_code or 0) >= 500
+
+
+class RevoxPlaceCallOperator(RevoxCallSensor):
+    """Place one Revox call order, then (by default) wait for it exactly as ``RevoxCallSensor``.
+
+    **Never twice.** Each placement carries an idempotency key in its ``metadata`` (under
+    ``airflow_idempotency_key``; derived from the dag id, task id, run id and map index, or
+    ``idempotency_key``). On Airflow 3.3+ the placed order's id goes into the task state store
+    before any wait, and a retry (or a reschedule poke) reattaches to it. Where there is no store
+    (Airflow 3.2), where the worker died between the ``POST`` and storing the id, or where the
+    ``POST`` failed after it may have reached Revox, the operator first searches the orders to
+    the same number (and assistant) for its key. If that search cannot be done, it fails with
+    :class:`~airflow_provider_revox.exceptions.RevoxPlacementUnknownError` rather than risk
+    calling the person twice.
+
+    **Cancelled on kill.** With ``cancel_on_kill`` (the default) a killed task cancels the order
+    it placed, in the worker (``on_kill``) and, when deferred, in the triggerer (Airflow 3.3).
+
+    Every argument is checked before any request (a named
+    :class:`~airflow_provider_revox.exceptions.RevoxInvalidRequestError`); literal values are
+    checked when the DAG is parsed.
+
+    Args:
+        phone_number: the recipient, a valid E.164 number such as ``+33612345678`` (templated).
+        assistant_id: the assistant; exactly one of it and ``assistant`` (templated).
+        assistant: an inline assistant configuration (templated).
+        metadata: strings kept with the order (templated); the idempotency key is added.
+        prompt_variables: strings interpolated into the prompt (templated).
+        scheduled_at: when to start: a timezone-aware datetime or ISO 8601 string (templated).
+        from_phone_number: the caller id, E.164 (templated).
+        skip_calling_window: dial outside the calling window (templated; a bool).
+        concurrency_key: orders sharing it share a server-side concurrency limit (templated).
+        idempotency_key: replaces the derived key, e.g. to keep one order across dag runs
+            (templated).
+        wait_for_completion: wait for the order to end (default); False returns its id at once.
+        cancel_on_kill: cancel the order when the task is killed.
+        **kwargs: what :class:`~airflow_provider_revox._internal.sensors.call.RevoxCallSensor` takes
+            (``deferrable``, ``poke_interval``, ``timeout``, ``fail_on_statuses``, ``mode``, ...).
+    """
+
+    template_fields: Sequence[str] = (
+        "phone_number",
+        "assistant_id",
+        "assistant",
+        "metadata",
+        "prompt_variables",
+        "scheduled_at",
+        "from_phone_number",
+        "skip_calling_window",
+        "concurrency_key",
+        "idempotency_key",
+        "revox_conn_id",
+    )
+    template_fields_renderers = {"assistant": "json", "metadata": "json", "prompt_variables": "json"}
+    ui_color = "#ffc2d9"
+
+    def __init__(
+        self,
+        *,
+        phone_number: str,
+        assistant_id: str | None = None,
+        assistant: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        prompt_variables: Mapping[str, str] | None = None,
+        scheduled_at: datetime | str | None = None,
+        from_phone_number: str | None = None,
+        skip_calling_window: bool | None = None,
+        concurrency_key: str | None = None,
+        idempotency_key: str | None = None,
+        wait_for_completion: bool = True,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(call_id=_NOT_PLACED_YET, **kwargs)
+        self.call_id = ""
+        self.phone_number = phone_number
+        self.assistant_id = assistant_id
+        self.assistant = assistant
+        self.metadata = metadata
+        self.prompt_variables = prompt_variables
+        self.scheduled_at = scheduled_at
+        self.from_phone_number = from_phone_number
+        self.skip_calling_window = skip_calling_window
+        self.concurrency_key = concurrency_key
+        self.idempotency_key = idempotency_key
+        self.wait_for_completion = wait_for_completion
+        self.cancel_on_kill = cancel_on_kill
+        fields = (phone_number, assistant_id, assistant, metadata, prompt_variables, scheduled_at,
+                  from_phone_number, skip_calling_window, concurrency_key)  # fmt: skip
+        if not any(is_templated(value) for value in fields):
+            self._request(None)  # literal values: report a bad one when the DAG is parsed
+
+    # -- the request --------------------------------------------------------------------------
+
+    def _request(self, key: str | None) -> dict[str, Any]:
+        """The ``place_call`` arguments, checked; ``key`` goes into the metadata."""
+        metadata = dict(self.metadata) if isinstance(self.metadata, Mapping) else self.metadata
+        if isinstance(metadata, dict) and durable.METADATA_KEY in metadata:
+            raise RevoxInvalidRequestError(
+                f"metadata[{durable.METADATA_KEY!r}] is reserved for the idempotency key; "
+                "pass idempotency_key= to choose it",
+                field="metadata",
+            )
+        if key is not None:
+            metadata = {**(metadata or {}), durable.METADATA_KEY: key}
+        arguments = {
+            "phone_number": self.phone_number,
+            "assistant_id": self.assistant_id,
+            "assistant": self.assistant,
+            "metadata": metadata,
+            "prompt_variables": self.prompt_variables,
+            "scheduled_at": self.scheduled_at,
+            "from_phone_number": self.from_phone_number,
+            "skip_calling_window": self.skip_calling_window,
+            "concurrency_key": self.concurrency_key,
+        }
+        place_call_body(**arguments)
+        return arguments
+
+    # -- run ----------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        """Make sure the order is placed (once), then wait for it, or return its id."""
+        arguments = self._request(durable.idempotency_key(context, self.idempotency_key))
+        try:
+            self.call_id = self._placed(context, arguments)
+        except BaseException:
+            self.hook.close()
+            raise
+        if self.wait_for_completion:
+            return super().execute(context)
+        try:
+            RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
+        finally:
+            self.hook.close()
+        return self.call_id
+
+    def _placed(self, context: Context, arguments: dict[str, Any]) -> str:
+        """The id of this task instance's order: stored, found by its key, or placed now."""
+        key = arguments["metadata"][durable.METADATA_KEY]
+        state = durable.TaskState(context)
+        state.note_missing(
+            self.log,
+            "each try first searches the orders to the same number for this task's idempotency key "
+            f"{key}, and reattaches to the order it finds",
+        )
+        stored = state.get(STATE_KEY)
+        if stored:
+            self.log.info("Reattaching to call %s, placed by an earlier try of this task", stored)
+            return stored
+        if not state.available or context["ti"].try_number > 1:
+            found = self._find(arguments, key)
+            if found is not None:
+                return self._keep(state, found, "found by its idempotency key: reattaching to it")
+        try:
+            call = self.hook.place_call(**arguments)
+        except RevoxError as error:
+            if not ambiguous(error):
+                raise
+            self.log.warning("Placing the call may have reached Revox (%s); looking for it", error)
+            found = self._find(arguments, key)
+            if found is not None:
+                return self._keep(state, found, "placed after all: reattaching to it")
+            raise RevoxPlacementUnknownError(
+                f"Placing the call failed after it may have reached Revox ({error}) and no order "
+                f"with idempotency key {key} is visible yet. None is placed again now; the "
+                "task's next try searches again before placing anything."
+            ) from error
+        return self._keep(state, call.id, "placed")
+
+    def _keep(self, state: durable.TaskState, call_id: str, how: str) -> str:
+        # Stored before any wait, so every later try (or reschedule poke) reattaches to it.
+        state.set(STATE_KEY, call_id)
+        self.log.info("Call %s %s (idempotency key kept in its metadata)", call_id, how)
+        return call_id
+
+    def _find(self, arguments: Mapping[str, Any], key: str) -> str | None:
+        """The order already placed under ``key``, among the orders to the same number and assistant.
+
+        Raises:
+            RevoxPlacementUnknownError: the search failed, so whether one exists is unknown.
+        """
+        filters: dict[str, Any] = {"to_phone_number": arguments["phone_number"]}
+        if arguments["assistant_id"] is not None:
+            filters["assistant_ids"] = [arguments["assistant_id"]]
+        try:
+            for call in self.hook.iter_calls(**filters):
+                if call.metadata.get(durable.METADATA_KEY) == key:
+                    return call.id
+        except RevoxError as error:
+            raise RevoxPlacementUnknownError(
+                f"Cannot tell whether an earlier try already placed this call: the search for "
+                f"idempotency key {key} failed ({error}). No call is placed rather than risk "
+                "calling the person twice; the task's next try searches again."
+            ) from error
+        return None
+
+    def _defer_to(self, trigger: type[BaseTrigger], derived_deadline: datetime, **own: Any) -> None:
+        # Only this operator's trigger cancels on kill: it placed the order.
+        if trigger is RevoxCallTrigger:
+            own["cancel_on_kill"] = self.cancel_on_kill
+            if self.cancel_on_kill and not compat.has_trigger_on_kill():
+                self.log.warning(
+                    "%s; while this task is deferred, killing it does not cancel call %s (cancel "
+                    "it with RevoxHook.cancel_call)",
+                    compat.needs_airflow_3_3("Cancelling on kill in the triggerer"),
+                    self.call_id,
+                )
+        super()._defer_to(trigger, derived_deadline, **own)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Take the trigger's event for the order this task placed (its id read back first)."""
+        if not self.call_id:
+            # A fresh operator resumes the task: the id is in the store, else in the event.
+            stored = durable.TaskState(context).get(STATE_KEY)
+            self.call_id = stored or str((event or {}).get("call_id") or "")
+        return super().execute_complete(context, event)
+
+    def on_kill(self) -> None:
+        """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""
+        if not self.cancel_on_kill or not self.call_id:
+            return
+        # A hook of its own: the task's hook may be mid-request when the kill arrives.
+        hook = RevoxHook(revox_conn_id=self.revox_conn_id)
+        try:
+            call = hook.cancel_call(self.call_id)
+            self.log.info("Call %s cancelled on kill; it is now %r", self.call_id, call.status)
+        except (RevoxError, AirflowNotFoundException) as error:
+            self.log.warning("Call %s could not be cancelled on kill: %s", self.call_id, error)
+        finally:
+            hook.close()

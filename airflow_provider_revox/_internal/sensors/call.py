@@ -1,0 +1,170 @@
+"""Sensors that wait for Revox call orders to end.
+
+:class:`RevoxCallSensor` lives here; :class:`RevoxCallsSensor` in
+:mod:`airflow_provider_revox._internal.sensors.batch` and is importable from here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from airflow.sdk import Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_revox._internal.client.requests import validate_call_id
+from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.core.call import Call
+from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.operators.links import RevoxCallLink
+from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
+from airflow_provider_revox._internal.waiting import rounds
+from airflow_provider_revox._internal.waiting.outcome import (
+    call_summary,
+    describe_call_timeout,
+    describe_end,
+    fail_or_skip,
+    read_event,
+)
+from airflow_provider_revox.exceptions import RevoxError
+
+
+class RevoxCallSensor(RevoxWaitSensor):
+    """Wait until a Revox call order reaches a terminal status, within its retry windows.
+
+    The poll schedule and the deadline come from the call: while the order waits for a calling
+    window or a retry delay the sensor sleeps until the next dial can happen; while an attempt
+    is live or post-processing runs it polls every ``poke_interval`` seconds. With
+    ``timeout=None`` it gives up at the latest time the order can plausibly end (plus a
+    margin), recomputed as the order progresses; an order it cannot read at all is given up an
+    hour after the task first started. While the API fails it backs off, doubling the interval
+    up to ten minutes, with one warning when the failures start and one line when they end.
+
+    Succeeds only on ``completed`` (never on ``post_processing``, whose results are not ready)
+    and returns a small summary (ids, status, outcome, attempt count, how the last attempt
+    ended), redacted: never a transcript or a secret. A status in ``fail_on_statuses`` fails the
+    task at once with :class:`~airflow.sdk.exceptions.AirflowFailException`, so task retries do
+    not re-wait a dead order; with ``soft_fail=True`` it is skipped instead, in every mode.
+    ``execution_timeout`` is honoured while deferred too.
+
+    Args:
+        call_id: the call order to wait for (templated).
+        revox_conn_id: the ``revox`` connection (templated).
+        deferrable: hand the wait to the triggerer instead of holding a worker slot.
+        poke_interval: seconds between polls while the order can change at any moment.
+        timeout: an explicit limit (seconds or timedelta) that overrides the derived deadline.
+        fail_on_statuses: statuses that fail the task; other terminal statuses end the wait
+            successfully with that status in the summary.
+        **kwargs: the shared settings above and :class:`~airflow.sdk.BaseSensorOperator`'s.
+    """
+
+    template_fields: Sequence[str] = ("call_id", "revox_conn_id")
+    ui_color = "#ffd6e7"
+    operator_extra_links = (RevoxCallLink(),)
+
+    def __init__(self, *, call_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(call_id, str) and "{{" not in call_id:
+            validate_call_id(call_id)  # a literal id: report a bad one when the DAG is parsed
+        self.call_id = call_id
+        self._last_call: Call | None = None
+        self._warned: set[str] = set()
+
+    def execute(self, context: Context) -> Any:
+        """Poke or reschedule through the base class, or check once and defer."""
+        validate_call_id(self.call_id)
+        self._begin(context)
+        RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
+        try:
+            if not self.deferrable:
+                return super().execute(context)
+            call = self._try_fetch()
+            if call is not None:
+                done = self._check(call)
+                if done is not None:
+                    return done
+            # The trigger module is needed only when the wait is handed to the triggerer.
+            from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
+
+            self._defer_to(RevoxCallTrigger, self._limit(call), call_id=self.call_id)
+        finally:
+            self.hook.close()
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """Fetch the order once and decide: done, failed, or keep waiting."""
+        fetched = self._try_fetch()
+        if fetched is not None:
+            done = self._check(fetched)
+            if done is not None:
+                return PokeReturnValue(is_done=True, xcom_value=done)
+        call = fetched or self._last_call
+        if not self.explicit_timeout:
+            limit = self._limit(call)
+            if self.hook.server_clock.now() >= limit:
+                last_status = call.status if call is not None else None
+                raise AirflowSensorTimeout(
+                    describe_call_timeout(self.call_id, limit, last_status)
+                    + ", the latest its retry policy allows"
+                )
+        return False
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Take the trigger's event, fail-closed: a missing or unknown event fails the task."""
+        summary = read_event(
+            event,
+            trigger="RevoxCallTrigger",
+            what=f"call {self.call_id}",
+            payload_key="summary",
+            payload_ok=lambda summary: isinstance(summary, dict) and summary.get("call_id") == self.call_id,
+            soft_fail=self.soft_fail,
+        )
+        secrets = self._secrets()
+        message = redact_text(str((event or {}).get("message") or ""), secrets)
+        self.log.info("Call %s ended: %s", self.call_id, message)
+        return cast(dict[str, Any], redact(summary, secrets))
+
+    def _get_next_poke_interval(
+        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        # The base class would wait a fixed poke_interval; the call tells us when it can next change.
+        call = self._last_call
+        now = self.hook.server_clock.now()
+        if call is None:
+            interval = self._interval(now, now, self._unread_limit(), run_duration())
+            self.log.info("Call %s not read yet; next check in %.0f s", self.call_id, interval)
+            return interval
+        wake = rounds.next_check(call, now, self.poke_interval)
+        interval = self._interval(now, wake, self._limit(call), run_duration())
+        self.log.info("Call %s is %r; next check in %.0f s", self.call_id, call.status, interval)
+        return interval
+
+    def _limit(self, call: Call | None) -> datetime:
+        """The derived deadline (server time); from the task's first start while never read."""
+        limit = rounds.call_limit(call, self.hook.server_clock.now()) if call is not None else None
+        return limit if limit is not None else self._unread_limit()
+
+    def _try_fetch(self) -> Call | None:
+        """The order, or None after a transient failure (the hook already retried)."""
+        try:
+            call = self.hook.get_call(self.call_id)
+        except RevoxError as error:
+            self._transient(error, f"Call {self.call_id}")
+            return None
+        self._answered(f"Call {self.call_id}")
+        self._last_call = call
+        rounds.warn_unknown_status(self.log, self.call_id, call.status, self._warned)
+        if call.status == statuses.PAUSED:
+            self.log.info("Call %s is paused; waiting for it to be resumed", self.call_id)
+        return call
+
+    def _check(self, call: Call) -> dict[str, Any] | None:
+        """The summary when the wait is over, None to keep waiting; raises when the order failed."""
+        verdict = statuses.verdict(call.status, self.fail_on_statuses)
+        if verdict == statuses.WAITING:
+            return None
+        secrets = self._secrets()
+        if verdict == statuses.FAILED:
+            fail_or_skip(self.soft_fail, describe_end(call, secrets))
+        self.log.info("Call %s ended: %s", self.call_id, describe_end(call, secrets))
+        return call_summary(call, secrets)

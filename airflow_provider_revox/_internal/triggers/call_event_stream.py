@@ -1,0 +1,70 @@
+"""The call-event poll as an acknowledged shared stream (Airflow 3.3's ack mode).
+
+A watcher's cursor must not move past an event before Airflow has stored it: the triggerer hands
+an event to its supervisor, which stores it about a second later, and a triggerer killed in
+between would otherwise come back with a cursor past an event that never reached the database.
+In ack mode Airflow calls :meth:`CallEventStream.advance` once every watcher of the stream has
+moved past a batch *and* the events it made from it are stored; the stream then tells the
+watchers (a small ``{"stored_through": n}`` item in the same stream), and each saves the cursor
+it had after batch ``n``. A triggerer killed before that resumes from the previous cursor and
+names those orders again: delivery is at least once, never lost; a repeat needs a kill in the
+milliseconds between the store and the cursor's save.
+
+Imported only by :meth:`RevoxCallEventTrigger.create_shared_stream_producer`, which only an
+Airflow with ack mode calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_revox._internal.core import compat
+
+try:
+    from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
+except ImportError as error:  # Airflow 3.2: nothing here is ever called there
+    raise ImportError(compat.needs_airflow_3_3("An acknowledged shared stream")) from error
+
+if TYPE_CHECKING:
+    from airflow_provider_revox._internal.triggers.call_events import RevoxCallEventTrigger
+
+
+class CallEventStream(SharedStreamProducer):
+    """The shared poll of one connection and filter set, numbering its batches for acknowledgement.
+
+    Args:
+        trigger_class: the trigger class whose poll loop runs here.
+        kwargs: the serialized kwargs of the first watcher (configuration only).
+    """
+
+    def __init__(self, trigger_class: type[RevoxCallEventTrigger], kwargs: dict[str, Any]) -> None:
+        """Nothing is opened until :meth:`open_stream`."""
+        self.trigger_class = trigger_class
+        self.kwargs = kwargs
+        self.sent = 0
+        self.stored_through = 0
+        self.wakeup = asyncio.Event()
+
+    async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
+        """Yield ``(batch, number)`` for each poll's batch and ``(stored, None)`` after an advance."""
+        from airflow_provider_revox._internal.triggers.call_events import SEQ, STORED
+
+        async for batch in self.trigger_class.poll_batches(self.kwargs, self.wakeup):
+            if batch is None:
+                yield {STORED: self.stored_through}, None
+                continue
+            self.sent += 1
+            yield {**batch, SEQ: self.sent}, self.sent
+
+    async def advance(self, batch: Sequence[AdvanceItem]) -> None:
+        """Every watcher moved past these batches and its events are stored: tell the watchers.
+
+        A watcher that failed (Airflow's acknowledgement timeout) is restarted by Airflow from its
+        own saved cursor, so the others need not wait for it.
+        """
+        numbers = [item.broker_payload for item in batch if item.broker_payload is not None]
+        if numbers:
+            self.stored_through = max(self.stored_through, *numbers)
+            self.wakeup.set()

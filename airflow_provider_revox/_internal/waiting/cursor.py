@@ -1,0 +1,142 @@
+"""The watermark of "orders that reached a terminal status since last time" (pure: no I/O, no clock).
+
+Used by incremental exports and by the call event trigger. An order is *new* when it ended
+after the watermark, or at the watermark's very instant without being one of the ids already
+taken at that instant (orders ending in the same second are neither taken twice nor missed).
+
+Orders are read from a search sorted by ``updated_at`` descending. An order's ``updated_at`` is
+never before its ``ended_at``, so the first order changed before the watermark ends the read:
+every order after it ended before the watermark too. An order that ends while the pages are read
+may move between pages; so only orders that ended at or before the *head* (the newest change
+visible on the first page, the moment the read began) are taken, and the others wait for the
+next read, where they are new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_revox._internal.core.call import parse_iso
+
+#: Most ids kept at the watermark's instant; more orders ending in one instant is not credible.
+MAX_IDS_AT_WATERMARK = 10_000
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where the last read stopped.
+
+    Attributes:
+        ended_at: the latest terminal moment taken; None before the first read.
+        ids_at: the orders taken that ended exactly at ``ended_at``.
+    """
+
+    ended_at: datetime | None = None
+    ids_at: frozenset[str] = field(default_factory=frozenset)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe form, for a state store."""
+        return {
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "ids_at": sorted(self.ids_at),
+        }
+
+    @classmethod
+    def from_state(cls, value: Any) -> Watermark:
+        """Read :meth:`to_state`'s form; None (nothing stored) is the empty watermark.
+
+        Raises:
+            ValueError: a stored value of another shape (the store was written by something else).
+        """
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise ValueError(f"the stored watermark is not an object: {value!r}")
+        stamp, ids = value.get("ended_at"), value.get("ids_at") or []
+        if stamp is not None and not isinstance(stamp, str):
+            raise ValueError(f"the stored watermark's ended_at is not a time: {stamp!r}")
+        if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+            raise ValueError(f"the stored watermark's ids_at is not a list of ids: {ids!r}")
+        return cls(_aware(datetime.fromisoformat(stamp)) if stamp else None, frozenset(ids))
+
+    def is_new(self, call_id: str, ended_at: datetime) -> bool:
+        """True when an order that ended at ``ended_at`` was not taken yet."""
+        ended_at = _aware(ended_at)
+        if self.ended_at is None or ended_at > self.ended_at:
+            return True
+        return ended_at == self.ended_at and call_id not in self.ids_at
+
+    def is_past(self, updated_at: datetime | None) -> bool:
+        """True when an order last changed before the watermark: it, and every order after it in
+        a read sorted by ``updated_at`` descending, holds nothing new."""
+        return self.ended_at is not None and updated_at is not None and _aware(updated_at) < self.ended_at
+
+    def advance(self, taken: Iterable[tuple[str, datetime]]) -> Watermark:
+        """The watermark once the orders ``taken`` (id, terminal moment) are handed over."""
+        latest, ids = self.ended_at, set(self.ids_at)
+        for call_id, ended_at in taken:
+            ended_at = _aware(ended_at)
+            if latest is None or ended_at > latest:
+                latest, ids = ended_at, {call_id}
+            elif ended_at == latest:
+                ids.add(call_id)
+        if len(ids) > MAX_IDS_AT_WATERMARK:
+            raise ValueError(f"more than {MAX_IDS_AT_WATERMARK} orders ended at {latest}: cannot keep them")
+        return Watermark(latest, frozenset(ids))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def takes(watermark: Watermark, head: datetime | None, call_id: str, ended_at: datetime | None) -> bool:
+    """Whether a read whose head is ``head`` takes an order that ended at ``ended_at``.
+
+    Not terminal (no ``ended_at``): no. Already taken: no. Ended after the head (it ended while
+    the read ran, so the read may have missed orders that ended before it): no, the next read.
+    """
+    if ended_at is None or not watermark.is_new(call_id, ended_at):
+        return False
+    return head is None or _aware(ended_at) <= _aware(head)
+
+
+def first_named(mark: Watermark, calls: Iterable[Mapping[str, Any]]) -> tuple[list[str], Watermark]:
+    """For a consumer of call events: the orders named for the first time, and its next mark.
+
+    Call events are delivered at least once: a triggerer killed in the instant between storing an
+    event and saving its cursor names those orders again. A consumer that keeps ``mark`` (in its
+    Asset's state store) and takes only what this returns handles each order once. ``calls`` are
+    the events' ``{"id", "status", "ended_at"}`` entries, in event order; an entry without
+    ``ended_at`` (an event from before it was added) is always taken.
+
+    Raises:
+        ValueError: an entry whose ``ended_at`` is not an ISO time.
+    """
+    taken: list[str] = []
+    moments: list[tuple[str, datetime]] = []
+    for call in calls:
+        call_id, stamp = str(call["id"]), call.get("ended_at")
+        if stamp is None:
+            taken.append(call_id)
+            continue
+        ended_at = _aware(parse_iso(str(stamp)))
+        if mark.is_new(call_id, ended_at) and call_id not in taken:
+            taken.append(call_id)
+            moments.append((call_id, ended_at))
+    return taken, mark.advance(moments)
+
+
+def poll_delay(empty_polls: int, interval: float, max_interval: float) -> float:
+    """Seconds before the next poll: ``interval`` after a poll that found something, doubling
+    with each empty poll in a row up to ``max_interval`` (a quiet API costs few requests)."""
+    if empty_polls <= 0:
+        return interval
+    return float(min(max_interval, interval * (2 ** min(empty_polls, 30))))
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` cut into lists of at most ``size``."""
+    return [items[start : start + size] for start in range(0, len(items), size)]

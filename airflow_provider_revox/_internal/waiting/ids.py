@@ -1,0 +1,104 @@
+"""Call-id lists as upstream tasks hand them over: validated, de-duplicated, in order.
+
+Pure: no I/O. Used by the batch sensor and the export operator alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow_provider_revox._internal.client.requests import validate_call_id
+from airflow_provider_revox._internal.waiting.results import IDS_URI
+from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
+
+
+def _excerpt(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def is_templated(value: Any) -> bool:
+    """Whether ``value`` is only known at run time: a Jinja string, or an object Airflow resolves
+    (an ``XComArg``). Plain data is checked when the DAG is parsed; this is not."""
+    if isinstance(value, str):
+        return "{{" in value
+    return not isinstance(value, int | float | Mapping | list | tuple | type(None))
+
+
+def normalize_call_ids(value: Any) -> list[str]:
+    """Turn whatever upstream tasks hand over into a de-duplicated list of call ids, in order.
+
+    Accepts a call id, a list of ids, a sensor's summary (a mapping with ``call_id``) or a list of
+    them (also the lazy sequence a mapped sensor produces), or a multi-call sensor's result (a
+    mapping with ``completed`` and ``failed`` id lists), nested in any combination.
+
+    Raises:
+        ValueError: naming the first value that is not a usable call id.
+    """
+    ids: dict[str, None] = {}
+
+    def visit(item: Any) -> None:
+        if isinstance(item, str):
+            ids.setdefault(validate_call_id(item), None)
+        elif isinstance(item, Mapping):
+            if IDS_URI in item:
+                # Its lists are cut to a few failed ids: reading them as the ids would lose the rest.
+                raise ValueError(
+                    f"call_ids: this RevoxCallsSensor result keeps its ids in the file {item[IDS_URI]!r}; "
+                    "RevoxCallsToStorageOperator reads them from there"
+                )
+            if "call_id" in item:
+                visit_id(item["call_id"])
+            elif "completed" in item or "failed" in item:
+                for key in ("completed", "failed"):
+                    listed = item.get(key) or ()
+                    # A bare string is one id, not a sequence of one-character ids.
+                    for nested in [listed] if isinstance(listed, str) else listed:
+                        visit(nested)
+            else:
+                raise ValueError(
+                    f"call_ids: a mapping needs 'call_id' or 'completed'/'failed' lists, got keys "
+                    f"{sorted(map(str, item))}"
+                )
+        elif isinstance(item, Iterable) and not isinstance(item, bytes):
+            for nested in item:
+                visit(nested)
+        else:
+            visit_id(item)
+
+    def visit_id(item: Any) -> None:
+        try:
+            ids.setdefault(validate_call_id(item), None)
+        except ValueError as error:
+            raise RevoxInvalidCallIdError(f"call_ids: {error}") from None
+
+    try:
+        visit(value)
+    except ValueError as error:
+        message = str(error)
+        problem = message if message.startswith("call_ids") else f"call_ids: {message}"
+        raise RevoxInvalidCallIdError(problem) from None
+    return list(ids)
+
+
+def batch_call_ids(value: Any) -> list[str]:
+    """The ids a batch sensor waits on: validated, de-duplicated in order, never empty.
+
+    Takes a list of ids, or of mappings with ``call_id`` (what single-call sensors return), as
+    an upstream task hands them over.
+
+    Raises:
+        ValueError: on a bare string (a template rendered to text instead of a list), an
+            unusable id, or an empty list.
+    """
+    if isinstance(value, str):
+        raise ValueError(
+            f"call_ids must be a list of call ids, not the string {_excerpt(value)}; a Jinja "
+            "template renders to text unless the DAG sets render_template_as_native_obj=True, "
+            "so pass an XComArg (task.output) or a list instead"
+        )
+    ids = normalize_call_ids(value)
+    if not ids:
+        raise ValueError("call_ids is empty: give at least one call order to wait for")
+    return ids

@@ -1,0 +1,116 @@
+"""Clocks for the simulator: real time, scaled real time, or a manual virtual clock.
+
+Every clock returns timezone-aware UTC datetimes. The engine only ever asks a
+clock for ``now()``, so a test can drive days of calling windows in
+microseconds with :class:`VirtualClock`, and the CLI can compress a day into
+seconds with :class:`ScaledClock`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol, runtime_checkable
+
+#: Monday 3 March 2025, 08:00 UTC: a weekday morning before most calling windows open.
+DEFAULT_VIRTUAL_START = datetime(2025, 3, 3, 8, 0, tzinfo=timezone.utc)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything that tells the simulator what time it is."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        ...
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Return ``moment`` in UTC; a naive datetime is rejected because its zone is ambiguous.
+
+    Raises:
+        ValueError: when ``moment`` has no timezone.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"datetime {moment.isoformat()} has no timezone; pass an aware datetime")
+    return moment.astimezone(timezone.utc)
+
+
+class VirtualClock:
+    """A clock that only moves when told to; safe to read from the server thread.
+
+    Args:
+        start: the initial time (aware); defaults to :data:`DEFAULT_VIRTUAL_START`.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = as_utc(start) if start is not None else DEFAULT_VIRTUAL_START
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """Return the current virtual time."""
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move the clock forward by ``seconds`` and return the new time.
+
+        Raises:
+            ValueError: when ``seconds`` is negative (time never runs backwards).
+        """
+        if seconds < 0:
+            raise ValueError(f"cannot advance a clock by a negative amount ({seconds} s)")
+        with self._lock:
+            self._now = self._now + timedelta(seconds=seconds)
+            return self._now
+
+    def set(self, moment: datetime) -> datetime:
+        """Jump to ``moment`` (aware, not earlier than now) and return it.
+
+        Raises:
+            ValueError: when ``moment`` is naive or earlier than the current time.
+        """
+        target = as_utc(moment)
+        with self._lock:
+            if target < self._now:
+                raise ValueError(
+                    f"cannot set the clock back from {self._now.isoformat()} to {target.isoformat()}"
+                )
+            self._now = target
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"VirtualClock({self._now.isoformat()})"
+
+
+class ScaledClock:
+    """Real time multiplied by ``speed`` from a starting point.
+
+    At ``speed=3600`` one real second is one simulated hour, so an order with
+    three attempts two hours apart resolves in a few seconds.
+
+    Args:
+        speed: simulated seconds per real second (> 0).
+        start: simulated time at creation; defaults to the real current time.
+    """
+
+    def __init__(self, speed: float = 1.0, start: datetime | None = None) -> None:
+        if not speed > 0:
+            raise ValueError(f"clock speed must be a positive number, not {speed!r}")
+        self.speed = float(speed)
+        self._start = as_utc(start) if start is not None else datetime.now(timezone.utc)
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        """Return the simulated current time."""
+        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
+
+    def __repr__(self) -> str:
+        return f"ScaledClock(speed={self.speed:g})"
+
+
+class RealClock(ScaledClock):
+    """The wall clock, in UTC."""
+
+    def __init__(self) -> None:
+        super().__init__(speed=1.0)

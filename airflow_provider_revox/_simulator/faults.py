@@ -1,0 +1,276 @@
+"""Injected API faults: by rate, or scripted per call id.
+
+A SPEC string gives rates: ``429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0,
+truncate=0.01,unknown_status=0.01,extra_fields=0.1``. ``drop`` closes the connection before the
+request is served; ``drop_after_commit`` serves it (a ``POST`` is stored) and then closes the
+connection without the answer, the case that makes a client place the same order twice.
+``429=RATE:SECONDS`` sets the ``Retry-After`` value and ``slow=RATE:SECONDS`` the delay. A
+script is a list of tokens consumed by the successive API requests about one call
+(``["429", "503", "ok"]``); once it is used up the rates apply again.
+
+Faults of one request: at most one of the *replacing* kinds (an error status, a dropped
+connection, a truncated body), plus any of the *modifying* kinds (a delay, an unknown
+status value, unknown extra fields). Decisions are deterministic for a seed: they depend
+on the seed, the request's target and how many requests that target has had, not on how
+requests from different clients interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+#: Serve the request (a POST is stored), then close the connection without the answer.
+DROP_AFTER_COMMIT = "drop_after_commit"
+REPLACING = ("429", "500", "502", "503", "504", "drop", DROP_AFTER_COMMIT, "truncate")
+MODIFYING = ("slow", "unknown_status", "extra_fields")
+KINDS = (*REPLACING, *MODIFYING)
+
+DEFAULT_RETRY_AFTER = 1.0
+DEFAULT_SLOW_SECONDS = 2.0
+
+#: The status value an ``unknown_status`` fault reports: one no spec has documented.
+UNKNOWN_STATUS_VALUE = "awaiting_carrier_review"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """The faults chosen for one request.
+
+    Attributes:
+        replace: an error status code as text (``"429"``), ``"drop"``, ``"drop_after_commit"``,
+            ``"truncate"`` or None.
+        delay: seconds to wait before answering.
+        unknown_status: report a status value nobody has documented.
+        extra_fields: add fields the models do not know.
+        retry_after: the ``Retry-After`` seconds sent with a 429.
+    """
+
+    replace: str | None = None
+    delay: float = 0.0
+    unknown_status: bool = False
+    extra_fields: bool = False
+    retry_after: float = DEFAULT_RETRY_AFTER
+
+    @property
+    def is_noop(self) -> bool:
+        """True when the request is served normally."""
+        return not (self.replace or self.delay or self.unknown_status or self.extra_fields)
+
+
+NO_FAULT = Fault()
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{what} must not be negative, not {text!r}")
+    return value
+
+
+def parse_token(token: str) -> Fault:
+    """Turn one script token into a fault: ``ok``, ``429``, ``429:5``, ``503``, ``drop``,
+    ``slow``, ``slow:0.5``, ``truncate``, ``unknown_status``, ``extra_fields``; join several
+    with ``+`` (``slow:1+unknown_status``).
+
+    Raises:
+        ValueError: for an unknown token, naming it.
+    """
+    fault = Fault()
+    for part in str(token).strip().lower().split("+"):
+        name, _, arg = part.strip().partition(":")
+        if name in ("ok", ""):
+            continue
+        if name not in KINDS:
+            raise ValueError(f"unknown fault {name!r} in {token!r}; expected ok or one of {', '.join(KINDS)}")
+        if name == "slow":
+            fault = replace(fault, delay=_number(arg, "slow seconds") if arg else DEFAULT_SLOW_SECONDS)
+        elif name == "unknown_status":
+            fault = replace(fault, unknown_status=True)
+        elif name == "extra_fields":
+            fault = replace(fault, extra_fields=True)
+        else:
+            retry_after = _number(arg, "Retry-After seconds") if arg and name == "429" else fault.retry_after
+            fault = replace(fault, replace=name, retry_after=retry_after)
+    return fault
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """Per-request probabilities of each fault kind, from a SPEC string.
+
+    Attributes:
+        rates: kind -> probability in [0, 1].
+        slow_seconds: delay of a ``slow`` fault.
+        retry_after: ``Retry-After`` seconds of a 429.
+    """
+
+    rates: tuple[tuple[str, float], ...] = ()
+    slow_seconds: float = DEFAULT_SLOW_SECONDS
+    retry_after: float = DEFAULT_RETRY_AFTER
+
+    @classmethod
+    def parse(cls, spec: str | None) -> FaultRates:
+        """Parse ``kind=rate[:seconds],...``.
+
+        Raises:
+            ValueError: unknown kind, a rate outside [0, 1], or replacing rates summing above 1.
+        """
+        if not spec or not spec.strip():
+            return cls()
+        rates: dict[str, float] = {}
+        slow, retry_after = DEFAULT_SLOW_SECONDS, DEFAULT_RETRY_AFTER
+        for item in spec.split(","):
+            if not item.strip():
+                continue
+            name, sep, value = item.strip().partition("=")
+            name = name.strip().lower()
+            if not sep:
+                raise ValueError(f"fault {item.strip()!r} needs a rate: write {name}=0.05")
+            if name not in KINDS:
+                raise ValueError(f"unknown fault {name!r}; expected one of {', '.join(KINDS)}")
+            rate_text, _, arg = value.partition(":")
+            rate = _number(rate_text.strip(), f"rate of {name}")
+            if rate > 1:
+                raise ValueError(f"rate of {name} must be between 0 and 1, not {rate_text.strip()}")
+            if name == "slow" and arg:
+                slow = _number(arg, "slow seconds")
+            elif name == "429" and arg:
+                retry_after = _number(arg, "Retry-After seconds")
+            elif arg:
+                raise ValueError(f"fault {name} takes no ':seconds' argument")
+            rates[name] = rate
+        total = sum(rate for name, rate in rates.items() if name in REPLACING)
+        if total > 1:
+            raise ValueError(f"rates of {', '.join(REPLACING)} add up to {total:g}, more than 1")
+        return cls(rates=tuple(rates.items()), slow_seconds=slow, retry_after=retry_after)
+
+    def choose(self, rng: random.Random) -> Fault:
+        """Draw the faults of one request."""
+        if not self.rates:
+            return NO_FAULT
+        draw = rng.random()
+        replace = None
+        for name, rate in self.rates:
+            if name in REPLACING:
+                if draw < rate:
+                    replace = name
+                    break
+                draw -= rate
+        rates = dict(self.rates)
+        return Fault(
+            replace=replace,
+            delay=self.slow_seconds if rng.random() < rates.get("slow", 0.0) else 0.0,
+            unknown_status=rng.random() < rates.get("unknown_status", 0.0),
+            extra_fields=rng.random() < rates.get("extra_fields", 0.0),
+            retry_after=self.retry_after,
+        )
+
+
+class Faults:
+    """The fault plan of a running simulator: rates for every API request, scripts per call.
+
+    Args:
+        spec: a SPEC string (see the module docstring) or None for no random faults.
+        seed: makes the random draws reproducible.
+    """
+
+    def __init__(self, spec: str | None = None, *, seed: int = 0) -> None:
+        self.seed = seed
+        self.rates = FaultRates.parse(spec)
+        self._scripts: dict[str, deque[Fault]] = {}
+        self._counts: defaultdict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def set_rates(self, spec: str | None) -> None:
+        """Replace the rates with a new SPEC string."""
+        self.rates = FaultRates.parse(spec)
+
+    def script(self, call_id: str, tokens: Iterable[str]) -> None:
+        """Script the next API requests about ``call_id``, one token each (``["429", "ok"]``).
+
+        ``call_id`` may also name an endpoint about no single call, such as ``"POST /call/search"``,
+        a campaign id, or, for ``POST /call``, the recipient's number (``"+33612345678"``, checked
+        before ``"POST /call"``); ``POST /campaigns`` is scripted by its endpoint name.
+
+        Raises:
+            ValueError: for an unknown token.
+        """
+        faults = deque(parse_token(token) for token in tokens)
+        with self._lock:
+            self._scripts[call_id] = faults
+
+    def pending(self, call_id: str) -> int:
+        """Scripted faults not yet consumed for ``call_id``."""
+        with self._lock:
+            return len(self._scripts.get(call_id, ()))
+
+    def clear(self) -> None:
+        """Drop every script and every rate."""
+        with self._lock:
+            self._scripts.clear()
+            self._counts.clear()
+        self.rates = FaultRates()
+
+    def next_fault(self, target: str, call_id: str | None = None, *, also: Iterable[str] = ()) -> Fault:
+        """The faults of the next request to ``target`` (e.g. ``GET /call/{id}``) about ``call_id``.
+
+        The first non-empty script of ``call_id``, then of each key in ``also`` (a recipient's
+        number, an endpoint name), then of ``target`` when there is no ``call_id``, applies.
+        """
+        if not self._scripts and not self.rates.rates:
+            return NO_FAULT  # the hot path of a fault-free run: no lock, no key list
+        keys = [call_id] if call_id is not None else []
+        keys += [*also, *(() if call_id is not None else (target,))]
+        with self._lock:
+            for key in keys:
+                script = self._scripts.get(key)
+                if script:
+                    return script.popleft()
+            if not self.rates.rates:
+                return NO_FAULT
+            self._counts[target] += 1
+            count = self._counts[target]
+        return self.rates.choose(random.Random(f"{self.seed}/{target}/{count}"))
+
+    def __repr__(self) -> str:
+        rates = ",".join(f"{name}={rate:g}" for name, rate in self.rates.rates) or "none"
+        return f"Faults({rates}, scripted={len(self._scripts)})"
+
+
+def apply_body_faults(body: bytes, fault: Fault, *, calls: bool = False) -> bytes:
+    """A 200 body with the fault's body changes: a ``{"call": ...}`` body, or ``{"calls": [...]}``
+    when ``calls``, gets an unknown status or extra fields; a truncated body is cut in half."""
+    if fault is NO_FAULT:
+        return body
+    if fault.unknown_status or fault.extra_fields:
+        payload = json.loads(body)
+        if "call" in payload or calls:
+            if fault.extra_fields:
+                payload["request_id"] = "req_simulated"
+            for call in payload["calls"] if calls else [payload["call"]]:
+                _modify_call(call, fault)
+            body = json.dumps(payload, separators=(",", ":")).encode()
+    if fault.replace == "truncate":
+        body = body[: max(1, len(body) // 2)]
+    return body
+
+
+def _modify_call(call: dict[str, Any], fault: Fault) -> None:
+    if fault.unknown_status:
+        call["status"] = UNKNOWN_STATUS_VALUE
+    if fault.extra_fields:
+        call["sentiment"] = {"label": "neutral", "score": 0.51}
+        call["x_billing"] = {"units": 3, "currency": "EUR"}
+        for attempt in call.get("call_attempts") or []:
+            attempt["carrier"] = {"name": "sim-telecom", "sip_code": 200}
+        if call.get("last_call_attempt"):
+            call["last_call_attempt"]["carrier"] = {"name": "sim-telecom", "sip_code": 200}
