@@ -41,7 +41,7 @@ class VirtualClock:
     """A clock that only moves when told to; safe to read from the server thread.
 
     Args:
-        start: the initial time (aware); defaults to :data:`DEFAULT_VIRTUAL_START`.
+        start: the initial time (aware); defaults to 2025-03-03 08:00 UTC (a Monday).
     """
 
     def __init__(self, start: datetime | None = None) -> None:

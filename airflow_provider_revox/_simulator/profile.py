@@ -47,7 +47,7 @@ class AttemptDraw:
     """What happens on one dial, before it is placed on the time axis.
 
     Attributes:
-        kind: one of :data:`KINDS`.
+        kind: one of ``human``, ``voicemail``, ``ivr``, ``no_answer``, ``busy``, ``failed``.
         queue_seconds: time spent ``queued_for_calling`` waiting for a line.
         setup_seconds: time the attempt stays ``queued`` before it rings.
         ring_seconds: ringing time before answer or dial failure.
@@ -148,7 +148,8 @@ class Profile:
         """Build a draw of a given kind, drawing every duration not given in ``overrides``.
 
         Raises:
-            ValueError: when ``kind`` is not one of :data:`KINDS`.
+            ValueError: when ``kind`` is not one of ``human``, ``voicemail``, ``ivr``, ``no_answer``,
+                ``busy``, ``failed``.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown attempt kind {kind!r}; expected one of {list(KINDS)}")

@@ -58,7 +58,7 @@ class CallQueries:
         An empty (or None) filter does not filter. Orders placed after ``at`` do not exist yet.
         Orders have no assignee, so a non-empty ``assignee_ids`` matches nothing; every order is
         ``outbound``. With :attr:`refuse_sort`, a ``sort_by`` or ``sort_direction`` is refused.
-        Read the page with :meth:`search_json` (or :meth:`get_call` at :attr:`CallSearch.at`).
+        Read the page with :meth:`search_json` (or :meth:`get_call` at the search's ``at``).
 
         Args:
             call_ids: only these ids; unknown ids are skipped, never an error.
@@ -75,11 +75,12 @@ class CallQueries:
             sort_by: ``created_at`` (default), ``updated_at``, ``ended_at``, ``scheduled_at`` or ``id``.
             sort_direction: ``desc`` (default, most recent first) or ``asc``.
             page: 0-based page number.
-            page_size: calls per page, 1 to :data:`MAX_SEARCH_PAGE_SIZE`.
+            page_size: calls per page, 1 to 1000.
             at: the moment to read at (default: the clock's now).
 
         Raises:
-            InvalidSearch: a field has the wrong type or an unknown value; the message names it.
+            SimulatorError: a field has the wrong type or an unknown value (also a ``ValueError``);
+                the message names it.
         """
         if self.refuse_sort and (sort_by is not None or sort_direction is not None):
             raise InvalidSearch("sort_by: sorting is not supported")
@@ -116,7 +117,7 @@ class CallQueries:
     def search_json(self, search: CallSearch) -> bytes:
         """The ``POST /call/search`` response body of ``search`` as UTF-8 JSON.
 
-        Each call is byte-for-byte the object ``GET /call/{id}`` returns at :attr:`CallSearch.at`,
+        Each call is byte-for-byte the object ``GET /call/{id}`` returns at the search's ``at``,
         taken from the per-phase JSON cache rather than serialised again.
         """
         parts = []

@@ -133,7 +133,7 @@ class SimulatorServer:
         return f"http://{host}:{self.port}/api"
 
     def bind(self) -> socket.socket:
-        """Open the listening socket; sets :attr:`port` when it was 0 and points recording links here.
+        """Open the listening socket; sets ``port`` when it was 0 and points recording links here.
 
         Raises:
             OSError: the address is taken or cannot be bound.
@@ -154,7 +154,7 @@ class SimulatorServer:
         return sock
 
     def uvicorn_server(self) -> uvicorn.Server:
-        """A uvicorn server for :attr:`app` with httptools, long keep-alive and no logging setup."""
+        """A uvicorn server for the Starlette ``app`` with httptools, long keep-alive and no logging setup."""
         config = uvicorn.Config(
             self._asgi,
             http=Protocol,

@@ -26,6 +26,8 @@ from airflow_provider_revox._internal.export.tables import (
     finite,
 )
 
+#: The file formats an export writes: JSON Lines, one JSON array per table, Parquet (the
+#: ``[parquet]`` extra).
 FILE_FORMATS = ("jsonl", "json", "parquet")
 PARQUET_INSTALL_HINT = "pip install 'airflow-provider-revox[parquet]'"
 DEFAULT_BATCH_ROWS = 1024

@@ -149,7 +149,7 @@ class CallEndpoints(HookCore):
         sent again blindly (:class:`~airflow_provider_revox.exceptions.RevoxTransportError`).
 
         Args:
-            **placement: the fields of :class:`CallPlacement`: ``phone_number`` (required,
+            **placement: the fields of a placement: ``phone_number`` (required,
                 E.164), exactly one of ``assistant_id`` / ``assistant``, and optionally
                 ``metadata``, ``prompt_variables``, ``scheduled_at``, ``from_phone_number``,
                 ``skip_calling_window``, ``concurrency_key``.
@@ -255,8 +255,12 @@ class CallEndpoints(HookCore):
             call_ids: the orders to fetch; None for no id filter (an empty list is refused).
             page: the page, starting at 0.
             page_size: orders per page; by default as many as ``call_ids``, else 100.
-            **filters: any of :class:`CallFilters` (every filter and the sort the API has); one
-                left None or empty does not filter.
+            **filters: the filters and sort of ``POST /call/search``, by their API names:
+                ``statuses``; ``campaign_ids``; ``assistant_ids``; ``to_phone_number`` (E.164);
+                ``from_phone_numbers``; ``outcomes``; ``results``; ``directions``
+                (``inbound`` / ``outbound``); ``assignee_ids``; ``query`` (free text);
+                ``sort_by`` (``created_at``, ``updated_at``, ...); ``sort_direction``
+                (``asc`` / ``desc``). One left None or empty does not filter.
 
         Raises:
             RevoxConfigError: an unusable id, filter, page or page size (nothing is sent).

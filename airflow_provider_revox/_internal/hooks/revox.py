@@ -64,21 +64,22 @@ async def retry_asleep(seconds: float) -> None:
 
 class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
-    campaigns, download recordings. The endpoints live in the mixins
-    :class:`~airflow_provider_revox._internal.hooks.call.CallEndpoints` and
-    :class:`~airflow_provider_revox._internal.hooks.campaign.CampaignEndpoints`.
+    campaigns, download recordings. Every endpoint has a blocking method and an async twin
+    named with a leading ``a`` (``get_call`` / ``aget_call``).
 
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
-            and, optionally, the base URL (host) and extras (see
-            :func:`~airflow_provider_revox._internal.client.settings.settings_from_connection`).
+            and, optionally, the base URL (host) and extras (``timeout``, ``max_retries``,
+            ``max_requests_per_second``, ``batch_polls``, ``max_response_mb``,
+            ``max_recording_mb``, ``download_timeout``, ``allow_insecure_http``; checked before
+            the first request).
         timeout: overall seconds per request (connect: at most 5 s); overrides the extra.
         max_retries: retries on 429, 5xx, timeouts and dropped connections; overrides the extra.
         transport: an httpx transport to use instead of the network (``httpx.MockTransport`` in
             unit tests); a transport that is both sync and async serves both clients.
         logger_name: name of the logger, as for any Airflow hook.
-        sleep: sleeps between blocking retries (default :func:`retry_sleep`); tests pass a recorder.
-        asleep: sleeps between async retries (default :func:`retry_asleep`).
+        sleep: sleeps between blocking retries (default: ``time.sleep``); tests pass a recorder.
+        asleep: sleeps between async retries (default: ``asyncio.sleep``).
     """
 
     conn_name_attr = "revox_conn_id"

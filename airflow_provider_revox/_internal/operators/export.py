@@ -110,14 +110,14 @@ class RevoxCallsToStorageOperator(BaseOperator):
     Every file is staged and only published once every call was fetched; the set is published
     with ``_manifest.json`` (each file's size, sha256 and row count) and ``_SUCCESS`` last, so a
     reader that waits for ``_SUCCESS`` never reads a mix of two runs, and files of an earlier
-    run that the new manifest does not list are removed (see
-    :mod:`~airflow_provider_revox._internal.export.staging`). Rows follow the order of ``call_ids``, so a
+    run that the new manifest does not list are removed (a reader checks the set with
+    :func:`~airflow_provider_revox.export.read_published`). Rows follow the order of ``call_ids``, so a
     rerun writes the same files. Returns a small summary (counts, the tables' URIs, the
     manifest's URI; nothing per call, so XCom stays small) and emits the tables as Asset events.
 
     Args:
         call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
-            of them, a multi-call sensor's result (see :func:`normalize_call_ids`); a result
+            of them, a multi-call sensor's result (its ``completed`` and ``failed`` lists); a result
             that keeps its ids in a file (``ids_uri``) is read from that file, checked against
             its sha256 and counts before any request. Read in
             searches of up to 100 ids; only an id a search does not return is fetched alone.
@@ -316,6 +316,6 @@ class RevoxCallsToStorageOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
         """OpenLineage's view of the run: the calls read, and each file written (tables with schemas).
 
-        None without the OpenLineage provider (see :mod:`airflow_provider_revox._internal.operators.lineage`).
+        None without the OpenLineage provider.
         """
         return openlineage_facets(getattr(self, "revox_lineage", None))

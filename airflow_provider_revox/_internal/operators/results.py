@@ -103,6 +103,6 @@ class RevoxCallResultsOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
         """OpenLineage's view of the run: the call read as input; no outputs (XCom is no dataset).
 
-        None without the OpenLineage provider (see :mod:`airflow_provider_revox._internal.operators.lineage`).
+        None without the OpenLineage provider.
         """
         return openlineage_facets(getattr(self, "revox_lineage", None))

@@ -49,8 +49,8 @@ class RevoxWaitSensor(BaseSensorOperator):
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``mode``, ``soft_fail``, ...).
     """
 
-    #: Shortest sleep between polls; None reads
-    #: :data:`airflow_provider_revox._internal.waiting.rounds.MIN_SLEEP_SECONDS`. Tests set a smaller one.
+    #: Shortest sleep between polls, in seconds; None means the provider's minimum (1 s). Tests
+    #: set a smaller one.
     min_sleep: float | None = None
 
     def __init__(

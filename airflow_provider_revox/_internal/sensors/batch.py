@@ -78,11 +78,10 @@ def _write_whole(path: ObjectStoragePath, data: bytes) -> None:
 class RevoxCallsSensor(RevoxWaitSensor):
     """Wait until every call order of a batch is settled, with enough of them completed.
 
-    Each order is polled on its own schedule
-    (:func:`~airflow_provider_revox._internal.waiting.schedule.next_poll_at`)
-    from one heap of due times, so an order waiting for tomorrow's calling window costs nothing
+    Each order is polled on its own schedule (calling windows, retry delay, the next planned
+    attempt) from one heap of due times, so an order waiting for tomorrow's calling window costs nothing
     while others ring now; due orders are fetched a hundred per ``POST /call/search``, at most
-    ``max_concurrency`` requests at a time (see :mod:`airflow_provider_revox._internal.hooks.poller`).
+    ``max_concurrency`` requests at a time.
     An order in ``fail_on_statuses`` is *failed*: it counts against the completed ratio but does
     not end the wait, unless ``min_completed_ratio`` can no longer be met: then the task fails
     at once, without retries, naming the failed ids (``soft_fail=True`` skips it instead). The
@@ -95,12 +94,12 @@ class RevoxCallsSensor(RevoxWaitSensor):
 
     A wait on more than ``max_ids_in_xcom`` orders writes those id lists to one JSON file at
     ``ids_path`` instead, and returns counts, the first failed ids and the file's URI and
-    sha256 (see :mod:`~airflow_provider_revox._internal.waiting.results`); the export reads the ids from
+    sha256; the export reads the ids from
     there. Without ``ids_path`` such a wait is refused before any request.
 
     With ``timeout=None`` the wait gives up at the latest deadline
-    (:func:`~airflow_provider_revox._internal.waiting.schedule.deadline` plus
-    :data:`~airflow_provider_revox._internal.waiting.schedule.DEADLINE_MARGIN`) among the pending orders,
+    (the latest time an order can plausibly end under its retry policy, plus one hour) among
+    the pending orders,
     recomputed as they progress, or an hour after the task first started while none has
     answered. An order whose fetch fails transiently (the hook's retries spent) is tried again
     later, the pause doubling while failures go on; an unknown id or a rejected key fails the

@@ -33,8 +33,9 @@ class RevoxCampaignSensor(BaseSensorOperator):
     Args:
         campaign_id: the campaign (templated).
         revox_conn_id: the ``revox`` connection (templated).
-        deferrable: hand the wait to :class:`RevoxCampaignTrigger` instead of holding a worker
-            slot (default ``[operators] default_deferrable``).
+        deferrable: hand the wait to
+            :class:`~airflow_provider_revox.triggers.revox.RevoxCampaignTrigger` instead of
+            holding a worker slot (default ``[operators] default_deferrable``).
         poke_interval: seconds between polls (default 60).
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``timeout``,
             ``soft_fail``, ``mode``, ...).

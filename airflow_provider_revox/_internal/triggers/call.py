@@ -55,7 +55,7 @@ class _Wait(BaseTrigger):
 
     #: Awaited to sleep between polls; tests hand in a faster one.
     pause: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
-    #: Shortest sleep; None reads :data:`airflow_provider_revox._internal.waiting.rounds.MIN_SLEEP_SECONDS`.
+    #: Shortest sleep, in seconds; None means the provider's minimum (1 s).
     min_sleep: float | None = None
 
     def __init__(self, *shared: Any) -> None:
@@ -125,7 +125,7 @@ class _Wait(BaseTrigger):
 class RevoxCallTrigger(_Wait):
     """Wait, fully async, until a call order reaches a terminal status or its deadline passes.
 
-    The poll schedule comes from :func:`airflow_provider_revox._internal.waiting.schedule.next_poll_at`: the
+    The poll schedule comes from the order itself: the
     trigger sleeps until the next dial can happen and polls at ``poke_interval`` only while an
     attempt is live or post-processing runs. While the API fails it backs off (doubling up to
     ten minutes) and logs one warning, then one line when it answers again. It logs each status
@@ -271,17 +271,14 @@ class RevoxCallTrigger(_Wait):
 class RevoxCallsTrigger(_Wait):
     """Wait, fully async, until every order of a batch is settled or the wait is hopeless.
 
-    Orders are polled on their own schedules through one heap of due times
-    (:class:`~airflow_provider_revox._internal.waiting.batch.Fleet`), at most ``max_concurrency`` requests
-    at a time, in searches of up to a hundred orders; per order only its status, due time and
-    deadline are kept. Its whole state is its kwargs plus the API: after a triggerer restart it
-    polls every order not in ``settled`` once, then carries on. It sends exactly one event,
-    whose ``result`` is the fleet's compact result (counts by status, completed ratio, and
-    each order's status as one character: see
-    :meth:`~airflow_provider_revox._internal.waiting.batch.Fleet.compact_result`): ``success`` when
-    every order is settled and the ratio is met, ``failed`` as soon as it can no longer be
-    met, ``timeout`` past the deadline, ``error`` when an order cannot be fetched at all
-    (unknown id, rejected key).
+    Orders are polled on their own schedules through one heap of due times, at most
+    ``max_concurrency`` requests at a time, in searches of up to a hundred orders; per order only its
+    status, due time and deadline are kept. Its whole state is its kwargs plus the API: after a
+    triggerer restart it polls every order not in ``settled`` once, then carries on. It sends exactly
+    one event, whose ``result`` is the fleet's compact result (counts by status, completed ratio, and
+    each order's status as one character): ``success`` when every order is settled and the ratio is
+    met, ``failed`` as soon as it can no longer be met, ``timeout`` past the deadline, ``error`` when
+    an order cannot be fetched at all (unknown id, rejected key).
 
     Args:
         call_ids: the orders, distinct, in the order results list them.

@@ -186,8 +186,7 @@ class RevoxCallEventTrigger(BaseEventTrigger):
     The event's payload is small: ``{"calls": [{"id", "status", "ended_at"}...], "count",
     "ended_at"}``, never a transcript or a credential. Use it in an ``AssetWatcher``; a DAG
     scheduled on the Asset reads the ids from ``triggering_asset_events``. Events are delivered at
-    least once (see :mod:`~airflow_provider_revox._internal.triggers.call_event_stream`):
-    a consumer that must handle
+    least once (on Airflow 3.3, an acknowledged stream): a consumer that must handle
     each order once keeps a mark with :func:`~airflow_provider_revox._internal.waiting.cursor.first_named`.
 
     Args:
@@ -205,8 +204,8 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         batch_size: the most orders named by one event.
     """
 
-    #: Shortest real sleep between polls (a fast simulator's clock included); None reads
-    #: :data:`airflow_provider_revox._internal.waiting.rounds.MIN_SLEEP_SECONDS`. Tests hand in less.
+    #: Shortest real sleep between polls, in seconds (a fast simulator's clock included); None
+    #: means the provider's minimum (1 s). Tests hand in less.
     min_sleep: float | None = None
 
     def __init__(
@@ -282,7 +281,7 @@ class RevoxCallEventTrigger(BaseEventTrigger):
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        """Poll forever; yield each raw batch of orders that changed (see :class:`CallPoll`)."""
+        """Poll forever; yield each raw batch of orders that changed."""
         async for batch in cls.poll_batches(kwargs):
             yield batch
 
@@ -291,8 +290,7 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         """Airflow 3.3's acknowledged stream: a cursor moves only once its events are stored.
 
         Without it, a triggerer killed between handing an event over and storing it would lose
-        the event, the cursor having moved past it
-        (see :mod:`~airflow_provider_revox._internal.triggers.call_event_stream`).
+        the event, the cursor having moved past it.
         """
         from airflow_provider_revox._internal.triggers.call_event_stream import CallEventStream
 
