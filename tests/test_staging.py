@@ -1,8 +1,8 @@
 """Staging and publishing an export as one set, on local disk and on an in-memory object store.
 
-A reader here does what the README tells readers to do: wait for ``_SUCCESS``, read the
-manifest it vouches for, and read the files the manifest lists. Whatever fails, it never
-gets a mix of two runs.
+A reader here does what the export guide (docs/guides/export.md) tells readers to do: wait for
+``_SUCCESS``, read the manifest it vouches for, and read the files the manifest lists. Whatever
+fails, it never gets a mix of two runs.
 """
 
 from __future__ import annotations
