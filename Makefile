@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests docs
-	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests docs
+	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py
+	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py
 	$(VENV)/bin/mypy airflow_provider_revox
 
 # Two workers: the suite is mostly waiting on loopback I/O and Airflow start-up, and each
