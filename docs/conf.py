@@ -13,6 +13,7 @@ import pydantic
 from sphinx import addnodes
 from sphinx.ext.napoleon.docstring import GoogleDocstring
 from sphinx.pycode import ModuleAnalyzer
+from sphinx.util.typing import stringify_annotation
 
 import airflow_provider_revox
 
@@ -241,6 +242,33 @@ def _signature(
     return None
 
 
+def _skip_pydantic_machinery(
+    app: Any, what: str, name: str, obj: Any, skip: bool, options: Any
+) -> bool | None:
+    # pydantic's own methods and settings (model_config, model_post_init, ...) are not the
+    # provider's API: pydantic documents them.
+    if what == "class" and (name == "model_config" or name in vars(pydantic.BaseModel)):
+        return True
+    return None
+
+
+def _model_fields(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    # The models' fields carry no docstrings, and the generated signature is dropped (above):
+    # list them, with their types, after the class docstring.
+    if what != "class" or not (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)):
+        return
+    if not obj.model_fields:
+        return
+    lines.extend(["", "Fields (any other field the API sends is kept too):", ""])
+    for field_name, field in obj.model_fields.items():
+        # Bare names: a private module's path means nothing to the reader.
+        shown = re.sub(r"~?\b(?:\w+\.)+(\w+)", r"\1", stringify_annotation(field.annotation, "smart"))
+        lines.append(f"* ``{field_name}``: ``{shown}``")
+    lines.append("")
+
+
 def setup(app: Any) -> None:
     app.connect("missing-reference", _resolve_private)
     app.connect("autodoc-process-signature", _signature)
+    app.connect("autodoc-skip-member", _skip_pydantic_machinery)
+    app.connect("autodoc-process-docstring", _model_fields)
