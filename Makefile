@@ -46,10 +46,11 @@ bench: install
 
 # The documentation site, built strictly: a warning (an unresolved reference, a broken link
 # between pages, a docstring autodoc cannot read) fails the build. Built from scratch each time:
-# an incremental build would not repeat the warnings of pages it does not reread.
+# an incremental build would not repeat the warnings of pages it does not reread. Autodoc imports
+# Airflow: give it an AIRFLOW_HOME of its own, not the user's.
 docs: install
 	rm -rf docs/_build
-	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+	AIRFLOW_HOME=$(CURDIR)/docs/_build/airflow-home $(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 
 simulator: install
 	$(VENV)/bin/revox-simulator --port 8089 --speed 600 --calls 20
