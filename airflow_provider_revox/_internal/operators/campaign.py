@@ -188,7 +188,25 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                     f"contacts must be a list of rows, not {type(self.contacts).__name__}"
                 )
             rows = self.contacts
-        result = reading.sort_rows(rows, self.prompt_variable_columns, secrets)
+        result = reading.sort_rows(
+            rows,
+            self.prompt_variable_columns,
+            secrets,
+            max_rejected=self.max_rejected_rows,
+            progress=lambda so_far: self.log.info(
+                "Read %d contact rows: %d contacts, %d rejected",
+                so_far.rows,
+                len(so_far.contacts),
+                len(so_far.rejects),
+            ),
+        )
+        self.log.info(
+            "Read %d contact rows%s: %d contacts, %d rejected",
+            result.rows,
+            " (stopped early)" if result.stopped_early else "",
+            len(result.contacts),
+            len(result.rejects),
+        )
         target = self.rejects_path or (reading.rejects_beside(source) if source is not None else None)
         shown: str | None = None
         if result.rejects:
@@ -201,10 +219,10 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                 reading.write_rejects(path, result.rejects)
                 shown = str(path)
                 self.log.warning("%d rejected rows written to %s", len(result.rejects), shown)
-        if len(result.rejects) > self.max_rejected_rows:
+        if result.stopped_early:
             raise AirflowFailException(
-                f"{len(result.rejects)} contact rows rejected, more than max_rejected_rows="
-                f"{self.max_rejected_rows}" + (f"; see {shown}" if shown else "")
+                f"more than max_rejected_rows={self.max_rejected_rows} contact rows rejected: the read "
+                f"stopped at row {result.rows}" + (f"; see {shown}" if shown else "")
             )
         if not result.contacts:
             raise AirflowFailException("no valid contacts to create the campaign with")
