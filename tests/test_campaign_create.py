@@ -334,3 +334,21 @@ def test_a_large_file_is_streamed_and_stops_at_the_reject_limit(
     text = logs()
     assert "the read stopped at row 10011" in text
     assert revox_simulator.stats()["campaigns"] == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"mode": "fast"}, "mode must be one of ('ai_first', 'speed_dial'), not 'fast'"),
+        ({"rows_mode": "some"}, "rows_mode must be one of ('only', 'all_except'), not 'some'"),
+        ({"filters": {"status": ["completed"]}}, "unknown launch filters ['status']"),
+    ],
+)
+def test_a_wrong_literal_launch_setting_is_refused_when_the_dag_is_parsed(
+    arguments: dict[str, Any], message: str
+) -> None:
+    from airflow_provider_revox.operators.revox import RevoxLaunchCampaignOperator
+
+    with pytest.raises(ValueError, match="launch") as raised:
+        RevoxLaunchCampaignOperator(task_id="launch", campaign_id="{{ ti.xcom_pull('create') }}", **arguments)
+    assert str(raised.value).startswith("launch: ") and message in str(raised.value)

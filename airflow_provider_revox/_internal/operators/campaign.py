@@ -16,11 +16,16 @@ from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_revox._internal.core import contacts as reading
-from airflow_provider_revox._internal.core.campaign import Campaign, validate_campaign_id, validate_name
+from airflow_provider_revox._internal.core.campaign import (
+    Campaign,
+    launch_body,
+    validate_campaign_id,
+    validate_name,
+)
 from airflow_provider_revox._internal.core.durable import TaskState, idempotency_key
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox.exceptions import RevoxApiError
+from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError
 
 #: Task state keys: the campaign a create made, and the campaign a launch started.
 CREATED_KEY = "revox_campaign_id"
@@ -283,6 +288,11 @@ class RevoxLaunchCampaignOperator(_CampaignOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # mode, filters and rows_mode are not templated: a wrong one is refused when the DAG is parsed.
+        try:
+            launch_body(mode, filters=filters, rows_mode=rows_mode)
+        except RevoxConfigError as error:
+            raise ValueError(f"{self.task_id}: {error}") from None
         self.campaign_id = campaign_id
         self.mode = mode
         self.filters = dict(filters or {})
