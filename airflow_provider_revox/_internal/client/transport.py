@@ -361,7 +361,11 @@ class Transport:
         )
 
     def log_retry(self, retry_state: tenacity.RetryCallState, wait: float) -> None:
-        """Log one warning per retry, with the reason (redacted) and the wait."""
+        """Log each retry at debug level, with the reason (redacted) and the wait.
+
+        Debug, not warning: a wait already says once when its failures start and once when Revox
+        answers again; a line per request would flood its log through an outage.
+        """
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
             error = outcome.exception()
@@ -370,7 +374,7 @@ class Transport:
             reason = f"status {outcome.result().status_code}"
         else:
             reason = "no outcome"
-        log.warning(
+        log.debug(
             "Revox request failed (%s); attempt %d of %d, retrying in %.2f s",
             reason,
             retry_state.attempt_number,
