@@ -72,6 +72,8 @@ class CraftedApi:
     base_url: str
     requests: list[Request] = field(default_factory=list)
     connections: list[int] = field(default_factory=lambda: [0])
+    #: The paths of requests whose client hung up before the answer was fully written.
+    abandoned: list[str] = field(default_factory=list)
 
     @property
     def connection_count(self) -> int:
@@ -109,6 +111,7 @@ class _Handler(socketserver.StreamRequestHandler):
             try:
                 self.server.route(request, self.wfile)
             except OSError:
+                self.server.seen.abandoned.append(request.path)
                 return
 
 

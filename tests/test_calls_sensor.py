@@ -500,7 +500,9 @@ async def test_a_failing_search_is_waited_out_then_asked_again(
     assert served["by_status"] == {"503": 1, "429": 1, "200": 2}
     assert served["by_call_id"] == {first: 1, second: 1}
     # One warning for the two orders the failed search left unknown, and no switch to GETs.
-    assert len(warned) == 1 and warned[0].startswith("2 call order(s): Revox API still failing")
+    assert len(warned) == 1 and warned[0].startswith(
+        f"2 call order(s): Revox API at {manual_sim.base_url.removesuffix('/api')} still failing"
+    )
     assert not any("with GET from now on" in r.getMessage() for r in caplog.records)
 
 

@@ -215,3 +215,140 @@ def test_without_a_store_a_retry_finds_the_campaign_by_its_name(
     logged = capsys.readouterr().out
     assert f"store needs Airflow 3.3 or later (this is Airflow {compat.airflow_version()})" in logged
     assert f"each try first looks for a campaign named {result['name']!r}, reattaching" in logged
+
+
+@pytest.fixture
+def logs(capsys: pytest.CaptureFixture[str], caplog: Any) -> Callable[[], str]:
+    """What the tasks logged (``dag.test()`` prints the task logs)."""
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        return captured.out + captured.err + caplog.text
+
+    return read
+
+
+def test_a_csv_row_with_extra_fields_is_rejected_for_its_field_count(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    source = tmp_path / "contacts.csv"
+    source.write_text("to_phone_number,first_name\n+33612345601,Ana\n+33612345602,Ben,gold,extra\n")
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=1)
+    assert ti.state == "success"
+    [reject] = [json.loads(line) for line in Path(str(source) + ".rejects.jsonl").read_text().splitlines()]
+    assert reject["row"] == 2
+    assert reject["reason"] == "row 2 (line 3) has 4 fields, the header has 2"
+    assert [c["to_phone_number"] for c in simulator_contacts(revox_simulator)] == ["+33612345601"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_file_without_the_number_column_is_one_error_naming_the_columns_found(
+    fmt: str,
+    revox_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    logs: Callable[[], str],
+) -> None:
+    source = tmp_path / f"contacts.{fmt}"
+    rows = [{"phone": f"+3361234560{i}", "first_name": "Ana"} for i in range(5)]
+    if fmt == "csv":
+        source.write_text("phone,first_name\n" + "".join(f"{r['phone']},Ana\n" for r in rows))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), source)
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=10)
+    assert ti.state == "failed"
+    text = logs()
+    assert "has no 'to_phone_number' column (columns found: 'phone', 'first_name')" in text
+    assert not Path(str(source) + ".rejects.jsonl").exists()
+    assert revox_simulator.stats()["campaigns"] == 0
+
+
+def test_the_same_number_twice_in_one_file_is_dialled_once(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    source = tmp_path / "contacts.csv"
+    source.write_text(
+        "to_phone_number,first_name\n+33612345601,Ana\n+33612345602,Ben\n +33612345601 ,Ana again\n"
+    )
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=1)
+    assert ti.state == "success"
+    assert ti.xcom_pull(task_ids="create")["contacts"] == 2
+    [reject] = [json.loads(line) for line in Path(str(source) + ".rejects.jsonl").read_text().splitlines()]
+    assert reject["row"] == 3 and reject["reason"] == "duplicate: the same number as row 1"
+    numbers = sorted(c["to_phone_number"] for c in simulator_contacts(revox_simulator))
+    assert numbers == ["+33612345601", "+33612345602"]
+
+
+def test_a_file_that_is_not_utf8_is_a_named_error_naming_the_row(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path, logs: Callable[[], str]
+) -> None:
+    source = tmp_path / "contacts.csv"
+    source.write_bytes(b"to_phone_number,first_name\n+33612345601,Ana\n+33612345602,Jos\xe9\n")
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=5)
+    assert ti.state == "failed"
+    text = logs()
+    assert "RevoxConfigError" in text
+    assert "is not UTF-8 text: row 2 (line 3) holds byte 0xe9 at position 17" in text
+    assert "UnicodeDecodeError" not in text
+    assert revox_simulator.stats()["campaigns"] == 0
+
+
+def test_rejects_mask_credential_columns(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    source = tmp_path / "contacts.jsonl"
+    source.write_text(
+        json.dumps({"to_phone_number": "+33612345601", "first_name": "Ana"})
+        + "\n"
+        + json.dumps({"to_phone_number": "0612", "pin": "4321", "otp": "998877", "session": "s-abc-123"})
+        + "\n"
+    )
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=1, prompt_variable_columns=[])
+    assert ti.state == "success"
+    text = Path(str(source) + ".rejects.jsonl").read_text()
+    [reject] = [json.loads(line) for line in text.splitlines()]
+    assert reject["input"]["to_phone_number"] == "0612"
+    assert {reject["input"][k] for k in ("pin", "otp", "session")} == {"***"}
+    assert "4321" not in text and "998877" not in text and "s-abc-123" not in text
+
+
+def test_a_large_file_is_streamed_and_stops_at_the_reject_limit(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path, logs: Callable[[], str]
+) -> None:
+    # 250,000 rows, every one bad after the first 120,000: the read stops at the 11th reject.
+    source = tmp_path / "contacts.csv"
+    good = "".join(f"+1212555{i:04d},n{i}\n" for i in range(10_000)) * 12
+    with source.open("w") as out:
+        out.write("to_phone_number,first_name\n")
+        out.write(good)
+        out.write("0612,bad\n" * 130_000)
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=10)
+    assert ti.state == "failed"
+    rejects = Path(str(source) + ".rejects.jsonl").read_text().splitlines()
+    # The first 10,000 numbers repeat eleven times: those duplicates reach the limit first.
+    assert len(rejects) == 11
+    assert json.loads(rejects[0])["reason"] == "duplicate: the same number as row 1"
+    text = logs()
+    assert "the read stopped at row 10011" in text
+    assert revox_simulator.stats()["campaigns"] == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"mode": "fast"}, "mode must be one of ('ai_first', 'speed_dial'), not 'fast'"),
+        ({"rows_mode": "some"}, "rows_mode must be one of ('only', 'all_except'), not 'some'"),
+        ({"filters": {"status": ["completed"]}}, "unknown launch filters ['status']"),
+    ],
+)
+def test_a_wrong_literal_launch_setting_is_refused_when_the_dag_is_parsed(
+    arguments: dict[str, Any], message: str
+) -> None:
+    from airflow_provider_revox.operators.revox import RevoxLaunchCampaignOperator
+
+    with pytest.raises(ValueError, match="launch") as raised:
+        RevoxLaunchCampaignOperator(task_id="launch", campaign_id="{{ ti.xcom_pull('create') }}", **arguments)
+    assert str(raised.value).startswith("launch: ") and message in str(raised.value)

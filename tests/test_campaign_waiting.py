@@ -140,3 +140,22 @@ def test_a_handed_over_wait_sleeps_until_the_sensors_next_look() -> None:
     # Another offset, same instant.
     paris = timezone(timedelta(hours=1))
     assert waiting.first_pause(datetime(2026, 3, 2, 10, 1, tzinfo=paris), now) == 60.0
+
+
+def test_a_long_read_reports_progress_and_stops_past_the_reject_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_revox._internal.core import contacts
+
+    monkeypatch.setattr(contacts, "PROGRESS_EVERY", 3)
+    rows = [{"to_phone_number": f"+3361234560{i}"} for i in range(7)] + [{"to_phone_number": "0612"}] * 5
+    seen: list[tuple[int, int, int]] = []
+    result = sort_rows(
+        rows,
+        [],
+        max_rejected=2,
+        progress=lambda so_far: seen.append((so_far.rows, len(so_far.contacts), len(so_far.rejects))),
+    )
+    assert seen == [(3, 3, 0), (6, 6, 0), (9, 7, 2)]
+    assert result.stopped_early is True and result.rows == 10 and len(result.rejects) == 3
+    assert (len(result.contacts), [r["row"] for r in result.rejects]) == (7, [8, 9, 10])

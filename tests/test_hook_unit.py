@@ -414,7 +414,7 @@ def test_post_is_resent_after_429_and_refused_connection(conn: Any, sleeps: list
     assert len(recorder.requests) == 3
 
 
-def test_retry_warning_logged_without_key(
+def test_each_retry_is_logged_at_debug_without_key(
     conn: Any, sleeps: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
     recorder = Recorder(httpx.Response(503, headers={"Retry-After": "7"}), httpx.Response(401, text=KEY))
@@ -424,8 +424,11 @@ def test_retry_warning_logged_without_key(
         pytest.raises(RevoxAuthError),
     ):
         hook.get_call("call_7f3a9c")
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("status 503" in m and "attempt 1 of 6" in m and "7.00 s" in m for m in warnings), warnings
+    retries = [r for r in caplog.records if "attempt 1 of 6" in r.getMessage()]
+    assert [(r.levelno, "status 503" in r.getMessage(), "7.00 s" in r.getMessage()) for r in retries] == [
+        (logging.DEBUG, True, True)
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "attempt" in r.getMessage()]
     assert KEY not in caplog.text
 
 

@@ -582,8 +582,10 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     assert task_state(failed, "export") == "failed"
     assert tree(destination) == before
     log_text = task_logs()
-    assert "Revox search of 2 call(s) failed after 3 round(s): Revox API still failing after 1 tries" in (
-        log_text
+    origin = simulator.base_url.removesuffix("/api")
+    assert (
+        "Revox search of 2 call(s) failed after 3 round(s): "
+        f"Revox API at {origin} still failing after 1 tries" in log_text
     )
     assert_no_planted(log_text, simulator.api_key)
     assert (

@@ -25,6 +25,7 @@ from airflow_provider_revox._internal.waiting.schedule import (
     attempt_bound,
     deadline,
     next_dial_at,
+    next_poll,
     next_poll_at,
     planned_dial_at,
 )
@@ -621,3 +622,41 @@ def test_simulated_orders_are_seen_within_one_poke_and_never_outlive_the_deadlin
             assert moment < following <= max(moment + timedelta(seconds=poke), ends), (call_id, call.status)
             moment = following
     assert polls < fixed_polls / 10
+
+
+# --------------------------------------------------------------------------- why the next poll
+
+
+def test_the_reason_of_a_sleep_names_what_the_time_comes_from() -> None:
+    friday = utc(2026, 3, 27, 17, 30)  # 18:30 in Paris: the window is closed until Monday
+    waiting = make_call(created_at="2026-03-27T17:30:00Z")
+    assert next_poll(waiting, friday, 15, max_sleep=timedelta(days=7)) == (
+        utc(2026, 3, 30, 8, 0),
+        "the next attempt can be dialled at 2026-03-30 08:00:00 UTC (calling window and retry delay)",
+    )
+    assert next_poll(waiting, friday, 15) == (
+        friday + timedelta(hours=6),
+        "the next attempt can be dialled at 2026-03-30 08:00:00 UTC (calling window and retry delay); "
+        "sleeping at most 6:00:00 at a time",
+    )
+    assert next_poll(make_call(status="paused"), NOW, 15)[1] == (
+        "the order is paused: a person may resume it at any time"
+    )
+    assert next_poll(make_call(status="post_processing"), NOW, 15) == (
+        NOW + timedelta(seconds=15),
+        "the analysis of the call is running",
+    )
+    assert next_poll(make_call(status="completed"), NOW, 15) == (NOW, "the order has ended")
+
+
+def test_the_reason_and_the_time_are_one_decision() -> None:
+    # next_poll_at is next_poll's time, whatever the case.
+    for fields in (
+        {"created_at": "2026-03-27T17:30:00Z"},
+        {"status": "paused"},
+        {"status": "calling", "call_attempts": [attempt("2026-06-10T08:00:00Z", None)]},
+        {"status": "errored"},
+    ):
+        call = make_call(**fields)
+        for now in (NOW, utc(2026, 3, 27, 17, 30)):
+            assert next_poll(call, now, 15)[0] == next_poll_at(call, now, 15)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -241,3 +243,48 @@ def test_explicit_timeout_fails_or_skips(case: Case) -> None:
 
     state, _, _ = case.run(f"sensor_timeout_soft_{mode}", call_id, timeout=1.5, soft_fail=True)
     assert state == "skipped"
+
+
+def test_a_poke_wait_says_why_it_sleeps_until_when_and_on_which_clock(
+    simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A manual clock stands still: the order stays scheduled, and the explicit timeout ends the wait.
+    later = (simulator.clock.now() + timedelta(hours=2)).isoformat()
+    call_id = place(simulator, "call-why", [{"result": "human", "duration": 60}], scheduled_at=later)
+    state, _, _ = run_sensor(run_dag, "sensor_why", call_id, mode="poke", poke_interval=5, timeout=2)
+    assert state == "failed"
+    logged = capsys.readouterr()
+    text = logged.out + logged.err
+    line = next(line for line in text.splitlines() if f"Call {call_id} is 'scheduled'; next check in" in line)
+    assert re.search(
+        r"next check in \d+ s: the API plans the next attempt at (?P<dial>\d{4}-\d\d-\d\d \d\d:\d\d):00 UTC"
+        r"(; sleeping at most [^;]+)?; gives up at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(times are the simulator's manual clock\)",
+        line,
+    ), line
+    # The planned dial is the order's own, two hours after the simulator's "now".
+    dial = re.search(r"attempt at (\S+ \S+) UTC", line)
+    assert dial is not None and dial.group(1) == (simulator.clock.now() + timedelta(hours=2)).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+
+
+def test_an_outage_is_one_warning_and_one_line_not_a_line_per_request(
+    simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    call_id = place(simulator, "call-outage", [{"result": "human", "duration": 60}])
+    simulator.advance(3 * 86400)  # the order ends before the wait starts
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", simulator.connection_json(max_retries=1))
+    # Three polls of two tries fail (six requests), then Revox answers.
+    simulator.faults.script(call_id, ["503"] * 6 + ["ok"])
+    state, summary, _ = run_sensor(run_dag, "sensor_outage", call_id, mode="poke", poke_interval=1)
+    logged = capsys.readouterr()
+    lines = (logged.out + logged.err).splitlines()
+    assert state == "success" and summary["status"] == "completed"
+    assert simulator.stats()["by_status"]["503"] == 6
+    assert len([line for line in lines if "will look again, waiting longer each time" in line]) == 1
+    assert len([line for line in lines if "Revox answers again" in line]) == 1
+    assert not [line for line in lines if "retrying in" in line and "[warning" in line]

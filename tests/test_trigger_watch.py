@@ -5,7 +5,6 @@ loopback; sleeps are recorded instead of slept where the test is about their len
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -77,15 +76,15 @@ async def run(trigger: Any, slept: list[float] | None = None) -> list[dict[str, 
 @pytest.mark.parametrize("limit", ["deadline_at", "stop_at"])
 async def test_the_deadline_cuts_a_request_in_flight(sim: SimulatorHandle, limit: str) -> None:
     call_id = finished(sim, "slow-answer")
-    sim.faults.script(call_id, ["slow:8"])  # the server sits on the request for 8 s
+    sim.faults.script(call_id, ["slow:600"])  # the server sits on the request for ten minutes
     soon = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
     kwargs: dict[str, Any] = {"deadline_at": soon, "deadline_fixed": True} if limit == "deadline_at" else {}
     if limit == "stop_at":
         kwargs["stop_at"] = soon
-    started = time.monotonic()
-    events = await run(RevoxCallTrigger(call_id=call_id, poke_interval=0.05, **kwargs))
+    # The deadline, not the answer, ends the wait: without the cut this would sit for ten minutes
+    # (a minute here is only the test's own safety net).
+    events = await asyncio.wait_for(run(RevoxCallTrigger(call_id=call_id, poke_interval=0.05, **kwargs)), 60)
 
-    assert time.monotonic() - started < 4
     assert [event["status"] for event in events] == ["timeout"]
     assert events[0]["message"] == f"call {call_id} did not finish by {soon} (never read)"
 
@@ -117,14 +116,11 @@ async def test_a_batch_outage_logs_once_and_recovers(sim: SimulatorHandle, log: 
     events = await run(RevoxCallsTrigger(call_ids=ids, poke_interval=0.05))
 
     assert [event["status"] for event in events] == ["success"]
-    assert (
-        log.lines["warning"]
-        == [
-            "3 call order(s): Revox API still failing after 2 tries for GET /call/{id}; "
-            "will look again, waiting longer each time"
-        ]
-        or len(log.lines["warning"]) == 1
+    [warning] = log.lines["warning"]
+    assert warning.startswith(
+        f"3 call order(s): Revox API at {sim.base_url.removesuffix('/api')} still failing"
     )
+    assert warning.endswith("; will look again, waiting longer each time")
     assert sum("Revox answers again" in line for line in log.lines["info"]) == 1
 
 

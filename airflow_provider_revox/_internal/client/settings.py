@@ -7,8 +7,10 @@ and the field, never showing a secret.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import logging
 import math
 import socket
 from collections.abc import Callable, Iterable
@@ -21,7 +23,9 @@ from airflow.sdk.log import mask_secret
 
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox.exceptions import RevoxAuthError, RevoxConfigError, RevoxInsecureConnectionError
-from airflow_provider_revox.get_provider_info import DEFAULT_BASE_URL
+from airflow_provider_revox.get_provider_info import DEFAULT_BASE_URL, get_provider_info
+
+log = logging.getLogger("airflow_provider_revox._internal.hooks.revox")
 
 DEFAULT_TIMEOUT = 60.0
 #: Longest ``timeout`` accepted: a larger one would hide a hung request for hours.
@@ -184,6 +188,49 @@ def base_url_from(conn: Connection) -> str:
     return str(url.copy_with(query=None, fragment=None)).rstrip("/")
 
 
+def known_extras() -> frozenset[str]:
+    """The extras the hook reads: the connection form's fields, and ``api_key``."""
+    (form,) = get_provider_info()["connection-types"]
+    return frozenset({*form["conn-fields"], "api_key"})
+
+
+def connection_warnings(conn: Connection, extra: dict[str, Any]) -> list[str]:
+    """What a connection holds that the hook ignores: an unknown extra (with the closest known
+    name), and a Port field beside a Base URL that is a full URL (the URL's port wins)."""
+    where = f"Revox connection {conn.conn_id!r}"
+    known = sorted(known_extras())
+    found = []
+    for name in extra:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"the extras it reads are {', '.join(known)}"
+        found.append(f"{where}: extra {str(name)[:60]!r} is not a setting of this provider, ignored; {hint}")
+    host = (conn.host or "").strip()
+    if conn.port and "://" in host:
+        try:
+            url = httpx.URL(host)
+        except (httpx.InvalidURL, ValueError):
+            return found
+        if url.port != conn.port:
+            found.append(
+                f"{where}: the Port field ({conn.port}) is ignored because the Base URL is a full URL "
+                f"({redact_text(str(url.copy_with(query=None, fragment=None)))}); put the port in the Base "
+                "URL, e.g. https://host:8443/api"
+            )
+    return found
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # A hook is built at every poke: each problem is logged once per process, not once per poke.
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
 def _api_key(conn: Connection, extra: dict[str, Any]) -> str:
     # Whitespace-only counts as absent: an empty-looking password must not hide extra.api_key.
     for candidate in (conn.password, extra.get("api_key")):
@@ -222,6 +269,8 @@ def settings_from_connection(
         )
     api_key = _api_key(conn, extra)
     mask_secret(api_key)
+    for message in connection_warnings(conn, extra):
+        _warn_once(message)
 
     def number(name: str, default: float, minimum: float, maximum: float, integer: bool = False) -> float:
         value = read_number(

@@ -328,7 +328,8 @@ class Transport:
     def _not_retried(self, request: httpx.Request, error: httpx.HTTPError) -> RevoxError:
         # A POST that may have reached the server, or an error retrying cannot fix.
         return RevoxTransportError(
-            f"Revox request {request.method} {self._clean(request.url.path)} failed and was not retried "
+            f"Revox request {request.method} {self._clean(_location(request.url))} failed and was not "
+            "retried "
             f"({type(error).__name__}: {self._clean(str(error))})"
         )
 
@@ -336,20 +337,35 @@ class Transport:
         """The error once every try failed, with the last status or transport error."""
         last = error.last_attempt
         tries = last.attempt_number
+        request: httpx.Request | None
         if last.failed:
             cause = last.exception()
             detail = f"last error {type(cause).__name__}: {self._clean(str(cause))}"
             status = None
+            try:
+                request = cause.request if isinstance(cause, httpx.RequestError) else None
+            except RuntimeError:  # an httpx error raised without its request
+                request = None
         else:
             response = last.result()
             status = response.status_code
             detail = f"last status {status}: {responses.excerpt(response, self._secrets())}"
+            request = response.request
+        # The server tells a person what did not answer (a wrong host or port is the usual cause); only
+        # its origin, so the same outage reads the same for every order.
+        where = f" at {_origin_text(request.url)}" if request is not None else ""
         return RevoxRetriesExhaustedError(
-            f"Revox API still failing after {tries} tries; {detail}", attempts=tries, status_code=status
+            f"Revox API{where} still failing after {tries} tries; {detail}",
+            attempts=tries,
+            status_code=status,
         )
 
     def log_retry(self, retry_state: tenacity.RetryCallState, wait: float) -> None:
-        """Log one warning per retry, with the reason (redacted) and the wait."""
+        """Log each retry at debug level, with the reason (redacted) and the wait.
+
+        Debug, not warning: a wait already says once when its failures start and once when Revox
+        answers again; a line per request would flood its log through an outage.
+        """
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
             error = outcome.exception()
@@ -358,7 +374,7 @@ class Transport:
             reason = f"status {outcome.result().status_code}"
         else:
             reason = "no outcome"
-        log.warning(
+        log.debug(
             "Revox request failed (%s); attempt %d of %d, retrying in %.2f s",
             reason,
             retry_state.attempt_number,
@@ -392,6 +408,15 @@ class _Budget:
         if time.monotonic() > self.deadline:
             raise self.late()
         return [piece[start : start + self.chunk_size] for start in range(0, len(piece), self.chunk_size)]
+
+
+def _location(url: httpx.URL) -> str:
+    """The URL a message may show: without its query, which can carry a credential."""
+    return str(url.copy_with(query=None, fragment=None))
+
+
+def _origin_text(url: httpx.URL) -> str:
+    return str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

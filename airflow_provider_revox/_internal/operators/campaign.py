@@ -16,11 +16,16 @@ from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_revox._internal.core import contacts as reading
-from airflow_provider_revox._internal.core.campaign import Campaign, validate_campaign_id, validate_name
+from airflow_provider_revox._internal.core.campaign import (
+    Campaign,
+    launch_body,
+    validate_campaign_id,
+    validate_name,
+)
 from airflow_provider_revox._internal.core.durable import TaskState, idempotency_key
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox.exceptions import RevoxApiError
+from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError
 
 #: Task state keys: the campaign a create made, and the campaign a launch started.
 CREATED_KEY = "revox_campaign_id"
@@ -188,7 +193,25 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                     f"contacts must be a list of rows, not {type(self.contacts).__name__}"
                 )
             rows = self.contacts
-        result = reading.sort_rows(rows, self.prompt_variable_columns, secrets)
+        result = reading.sort_rows(
+            rows,
+            self.prompt_variable_columns,
+            secrets,
+            max_rejected=self.max_rejected_rows,
+            progress=lambda so_far: self.log.info(
+                "Read %d contact rows: %d contacts, %d rejected",
+                so_far.rows,
+                len(so_far.contacts),
+                len(so_far.rejects),
+            ),
+        )
+        self.log.info(
+            "Read %d contact rows%s: %d contacts, %d rejected",
+            result.rows,
+            " (stopped early)" if result.stopped_early else "",
+            len(result.contacts),
+            len(result.rejects),
+        )
         target = self.rejects_path or (reading.rejects_beside(source) if source is not None else None)
         shown: str | None = None
         if result.rejects:
@@ -201,10 +224,10 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                 reading.write_rejects(path, result.rejects)
                 shown = str(path)
                 self.log.warning("%d rejected rows written to %s", len(result.rejects), shown)
-        if len(result.rejects) > self.max_rejected_rows:
+        if result.stopped_early:
             raise AirflowFailException(
-                f"{len(result.rejects)} contact rows rejected, more than max_rejected_rows="
-                f"{self.max_rejected_rows}" + (f"; see {shown}" if shown else "")
+                f"more than max_rejected_rows={self.max_rejected_rows} contact rows rejected: the read "
+                f"stopped at row {result.rows}" + (f"; see {shown}" if shown else "")
             )
         if not result.contacts:
             raise AirflowFailException("no valid contacts to create the campaign with")
@@ -265,6 +288,11 @@ class RevoxLaunchCampaignOperator(_CampaignOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # mode, filters and rows_mode are not templated: a wrong one is refused when the DAG is parsed.
+        try:
+            launch_body(mode, filters=filters, rows_mode=rows_mode)
+        except RevoxConfigError as error:
+            raise ValueError(f"{self.task_id}: {error}") from None
         self.campaign_id = campaign_id
         self.mode = mode
         self.filters = dict(filters or {})

@@ -249,13 +249,17 @@ class RevoxCallsSensor(RevoxWaitSensor):
         fleet = state.fleet
         now = self.hook.server_clock.now()
         wake = datetime.fromtimestamp(due, timezone.utc)
-        interval = self._interval(now, wake, self._limit(fleet), run_duration())
+        limit = self._limit(fleet)
+        interval = self._interval(now, wake, limit, run_duration())
         self.log.info(
-            "%d of %d call orders settled (%s); next check in %.0f s",
+            "%d of %d call orders settled (%s); next check in %.0f s, when the next order is due; "
+            "gives up at %s%s",
             fleet.total - fleet.pending,
             fleet.total,
             fleet.counts(),
             interval,
+            rounds.utc_text(limit),
+            rounds.clock_note(self.hook.server_clock.speed),
         )
         return interval
 

@@ -130,13 +130,30 @@ class RevoxCallSensor(RevoxWaitSensor):
         # The base class would wait a fixed poke_interval; the call tells us when it can next change.
         call = self._last_call
         now = self.hook.server_clock.now()
+        note = rounds.clock_note(self.hook.server_clock.speed)
         if call is None:
-            interval = self._interval(now, now, self._unread_limit(), run_duration())
-            self.log.info("Call %s not read yet; next check in %.0f s", self.call_id, interval)
+            limit = self._unread_limit()
+            interval = self._interval(now, now, limit, run_duration())
+            self.log.info(
+                "Call %s not read yet; next check in %.0f s; gives up at %s%s",
+                self.call_id,
+                interval,
+                rounds.utc_text(limit),
+                note,
+            )
             return interval
-        wake = rounds.next_check(call, now, self.poke_interval)
-        interval = self._interval(now, wake, self._limit(call), run_duration())
-        self.log.info("Call %s is %r; next check in %.0f s", self.call_id, call.status, interval)
+        wake, _, why = rounds.explained_check(call, now, self.poke_interval)
+        limit = self._limit(call)
+        interval = self._interval(now, wake, limit, run_duration())
+        self.log.info(
+            "Call %s is %r; next check in %.0f s: %s; gives up at %s%s",
+            self.call_id,
+            call.status,
+            interval,
+            why,
+            rounds.utc_text(limit),
+            note,
+        )
         return interval
 
     def _limit(self, call: Call | None) -> datetime:

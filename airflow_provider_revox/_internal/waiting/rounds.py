@@ -140,15 +140,36 @@ def next_check(call: Call, now: datetime, poke_interval: float) -> datetime:
 
 def check_and_limit(call: Call, now: datetime, poke_interval: float) -> tuple[datetime, datetime | None]:
     """:func:`next_check` and :func:`call_limit` together, walking the order's deadline once."""
+    wake, limit, _ = explained_check(call, now, poke_interval)
+    return wake, limit
+
+
+def explained_check(call: Call, now: datetime, poke_interval: float) -> tuple[datetime, datetime | None, str]:
+    """:func:`check_and_limit`, and why the next check is then, for the task log."""
+    unreadable = "the order's times cannot be scheduled: checked every poke_interval"
     try:
         ends = schedule.deadline(call, now)
     except SCHEDULE_ERRORS:
-        return now + timedelta(seconds=poke_interval), None
+        return now + timedelta(seconds=poke_interval), None, unreadable
     try:
-        wake = schedule.next_poll_at(call, now, poke_interval, known_deadline=ends)
+        wake, why = schedule.next_poll(call, now, poke_interval, known_deadline=ends)
     except SCHEDULE_ERRORS:
-        wake = now + timedelta(seconds=poke_interval)
-    return wake, ends + schedule.DEADLINE_MARGIN
+        wake, why = now + timedelta(seconds=poke_interval), unreadable
+    return wake, ends + schedule.DEADLINE_MARGIN, why
+
+
+def clock_note(speed: float) -> str:
+    """How to read the times a wait logs: said only when they are a simulator's, not real time."""
+    if speed == 1:
+        return ""
+    if speed == 0:
+        return " (times are the simulator's manual clock)"
+    return f" (times are the simulator's clock, running {speed:g}x real time)"
+
+
+def utc_text(moment: datetime) -> str:
+    """A time as the task log shows it: UTC, to the second."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def server_time_of(clock: Clock, server_now: datetime, real_then: datetime, real_now: datetime) -> datetime:

@@ -308,6 +308,22 @@ def next_poll_at(
     Raises:
         ValueError: If ``now`` is naive, or ``poke_interval`` or ``max_sleep`` is not positive.
     """
+    return next_poll(call, now, poke_interval, max_sleep, known_deadline=known_deadline)[0]
+
+
+def next_poll(
+    call: Call,
+    now: datetime,
+    poke_interval: float,
+    max_sleep: timedelta = DEFAULT_MAX_SLEEP,
+    *,
+    known_deadline: datetime | None = None,
+) -> tuple[datetime, str]:
+    """:func:`next_poll_at` and why, in words a person reads in the task log.
+
+    The reason names what the time comes from: the planned dial (with the calling window), a
+    live attempt, post-processing, a pause, the longest sleep or the deadline.
+    """
     _require_aware(now, "now")
     if not poke_interval > 0:
         raise ValueError(f"poke_interval must be a positive number of seconds, got {poke_interval!r}")
@@ -315,11 +331,12 @@ def next_poll_at(
         raise ValueError(f"max_sleep must be positive, got {max_sleep!r}")
     now = now.astimezone(_UTC)
     if call.is_terminal:
-        return now
+        return now, "the order has ended"
     poke = now + timedelta(seconds=poke_interval)
     status = call.status
     if status == statuses.PAUSED:
         wake = now + max(timedelta(seconds=poke_interval), PAUSED_POLL_INTERVAL)
+        why = "the order is paused: a person may resume it at any time"
     elif (
         status in statuses.WAITING_TO_DIAL
         and status != statuses.QUEUED_FOR_CALLING
@@ -328,9 +345,29 @@ def next_poll_at(
         dial = planned_dial_at(call, now)
         # No attempt left yet still waiting: post-processing is about to start.
         wake = poke if dial is None else max(dial, poke)
+        if dial is None:
+            why = "every attempt is made: the analysis starts any moment"
+        elif dial <= poke:
+            why = "the next attempt is due"
+        elif _api_plan(call) == dial:
+            why = f"the API plans the next attempt at {_utc(dial)}"
+        else:
+            why = f"the next attempt can be dialled at {_utc(dial)} (calling window and retry delay)"
     else:
         wake = poke
+        why = {
+            statuses.POST_PROCESSING: "the analysis of the call is running",
+            statuses.QUEUED_FOR_CALLING: "the order is queued for calling",
+        }.get(status, "an attempt is live" if _attempt_live(call) else f"status {status!r} can change")
     limit = deadline(call, now) if known_deadline is None else known_deadline
     if limit <= now:
-        return poke
-    return max(now, min(wake, now + max_sleep, limit))
+        return poke, f"past its deadline of {_utc(limit)}: checked every poke_interval"
+    if wake > now + max_sleep and now + max_sleep <= limit:
+        return now + max_sleep, f"{why}; sleeping at most {max_sleep} at a time"
+    if wake > limit:
+        return limit, f"{why}; not past the deadline {_utc(limit)}"
+    return max(now, wake), why
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(_UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
