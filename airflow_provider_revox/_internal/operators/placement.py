@@ -13,8 +13,8 @@ from airflow.triggers.base import BaseTrigger
 from airflow_provider_revox._internal.client.requests import place_call_body
 from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox._internal.operators.links import RevoxCallLink
 from airflow_provider_revox._internal.sensors.call import RevoxCallSensor
+from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
 from airflow_provider_revox._internal.waiting.ids import is_templated
 from airflow_provider_revox.exceptions import (

@@ -17,8 +17,8 @@ from airflow_provider_revox._internal.client.requests import validate_call_id
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.core.redact import redact, redact_text
-from airflow_provider_revox._internal.operators.links import RevoxCallLink
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
+from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.outcome import (
     call_summary,
