@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py
-	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py
+	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py scripts/check-import-cycles
+	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py scripts/check-import-cycles
 	$(VENV)/bin/mypy airflow_provider_revox
+	# The import arrows: layers and forbidden imports ([tool.importlinter] in pyproject.toml), no cycle.
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(PY) scripts/check-import-cycles
 
 # Two workers: the suite is mostly waiting on loopback I/O and Airflow start-up, and each
 # worker gets its own AIRFLOW_HOME and SQLite database (tests/conftest.py).

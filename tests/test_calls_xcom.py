@@ -19,7 +19,11 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_revox._internal.waiting import results
+from airflow_provider_revox._internal.export.ids_file import (
+    MAX_FAILED_IN_XCOM,
+    encode_ids_file,
+    ids_from_files,
+)
 from airflow_provider_revox._internal.waiting.batch import Fleet, settled_from_codes
 from airflow_provider_revox._internal.waiting.ids import normalize_call_ids
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxIdsFileError
@@ -143,7 +147,7 @@ def test_a_large_batch_keeps_its_ids_in_a_file_and_the_export_reads_them(
         "completed_ratio": (ORDERS - FAILED) / ORDERS,
         "completed_count": ORDERS - FAILED,
         "failed_count": FAILED,
-        "failed": failed_sorted[: results.MAX_FAILED_IN_XCOM],
+        "failed": failed_sorted[:MAX_FAILED_IN_XCOM],
         "ids_uri": f"file://{ids_file}",
         "ids_sha256": hashlib.sha256(ids_file.read_bytes()).hexdigest(),
     }
@@ -218,7 +222,7 @@ def small_result(tmp_path: Path, data: bytes, **changes: Any) -> dict[str, Any]:
     return {**reference, **changes}
 
 
-GOOD = results.encode_ids_file(
+GOOD = encode_ids_file(
     {"total": 3, "counts": {"completed": 2, "errored": 1}, "completed": ["c-1", "c-2"], "failed": ["c-3"]}
 )
 
@@ -249,10 +253,8 @@ def test_the_export_refuses_a_missing_or_damaged_ids_file_before_any_request(
 
 
 def test_the_export_reads_a_good_file_and_a_list_of_results(tmp_path: Path) -> None:
-    from airflow_provider_revox._internal.operators.export import _ids_from_files
-
     result = small_result(tmp_path, GOOD)
-    assert normalize_call_ids(_ids_from_files([result, "c-4"])) == ["c-1", "c-2", "c-3", "c-4"]
+    assert normalize_call_ids(ids_from_files([result, "c-4"])) == ["c-1", "c-2", "c-3", "c-4"]
     # Anything else reading a small result as ids would lose all but its first failed ids.
     with pytest.raises(RevoxConfigError, match="keeps its ids in the file"):
         normalize_call_ids(result)

@@ -16,7 +16,7 @@ import pytest
 from airflow.sdk import Asset, AssetAlias, ObjectStoragePath
 
 from airflow_provider_revox._internal.core.redact import MASK, redact
-from airflow_provider_revox._internal.operators.links import (
+from airflow_provider_revox._internal.sensors.links import (
     RevoxCallLink,
     call_dashboard_url,
     dashboard_origin,

@@ -293,7 +293,7 @@ def test_fault_spec_and_tokens_parse() -> None:
 
 
 def test_the_extra_link_opens_a_page_about_the_call(simulator: SimulatorHandle) -> None:
-    from airflow_provider_revox._internal.operators.links import call_dashboard_url
+    from airflow_provider_revox._internal.sensors.links import call_dashboard_url
 
     simulator.place_scripted("call-<b>&\"'", [{"result": "human", "duration": 60}])
     simulator.advance(3 * 3600)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._simulator.dialing import next_dial
@@ -27,6 +28,7 @@ from airflow_provider_revox._simulator.orders import (
     valid_phone,
     valid_time,
 )
+from airflow_provider_revox._simulator.profile import Profile
 from airflow_provider_revox._simulator.render import status_at
 from airflow_provider_revox._simulator.search import SEARCH_DIRECTIONS, matches, valid_search
 from airflow_provider_revox._simulator.timeline import (
@@ -39,8 +41,30 @@ from airflow_provider_revox._simulator.timeline import (
     resumed_plan,
 )
 
-if TYPE_CHECKING:
-    from airflow_provider_revox._simulator.engine import SimulatorEngine
+
+class Engine(Protocol):
+    """What the book uses of its :class:`~.engine.SimulatorEngine` (which imports this module)."""
+
+    seed: int
+    profile: Profile
+
+    @property
+    def lock(self) -> threading.RLock: ...
+    def moment(self, at: datetime | None = None) -> datetime: ...
+    def plan(self, call_id: str) -> OrderPlan: ...
+    def install(self, plan: OrderPlan) -> None: ...
+    def rendered_phase(self, plan: OrderPlan, phase: int) -> dict[str, Any]: ...
+    def place(
+        self,
+        *,
+        phone_number: Any,
+        assistant_id: Any = None,
+        prompt_variables: Any = None,
+        call_retry_config: Any = None,
+        from_phone_number: Any = None,
+        campaign: tuple[str, str] | None = None,
+    ) -> str: ...
+
 
 #: ``max_concurrent_calls`` when a campaign does not set it.
 DEFAULT_MAX_CONCURRENT_CALLS = 10
@@ -77,7 +101,7 @@ class Campaign:
 class CampaignBook:
     """Every campaign of a :class:`~.engine.SimulatorEngine` (its ``campaigns`` attribute)."""
 
-    def __init__(self, engine: SimulatorEngine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._campaigns: dict[str, Campaign] = {}
         # A salt per start, as for call ids: a restarted simulator never hands out an old id.
@@ -311,7 +335,7 @@ def _valid_limit(value: Any) -> int:
     return int(value)
 
 
-def _selected(engine: SimulatorEngine, campaign: Campaign, selection: Any, moment: datetime) -> list[str]:
+def _selected(engine: Engine, campaign: Campaign, selection: Any, moment: datetime) -> list[str]:
     if selection is None:
         selection = {}
     if not isinstance(selection, dict):

@@ -43,6 +43,7 @@ from typing import Any
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Assistant
+from airflow_provider_revox._simulator.campaign import CampaignBook
 from airflow_provider_revox._simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox._simulator.dialing import dial_rules, next_dial, recipient_zone
 from airflow_provider_revox._simulator.errors import (
@@ -111,9 +112,6 @@ class SimulatorEngine(CallQueries):
         self._placed = 0
         self._run = secrets.token_hex(8)
         self._keys: dict[str, str] = {}
-        # Imported here: the campaign book drives this engine's plans.
-        from airflow_provider_revox._simulator.campaign import CampaignBook
-
         #: The campaigns: ``engine.campaigns.create(...)``, ``launch``, ``get``, ``pause``...
         self.campaigns = CampaignBook(self)
 

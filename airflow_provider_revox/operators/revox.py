@@ -11,9 +11,9 @@ from airflow_provider_revox._internal.operators.campaign import (
     RevoxResumeCampaignOperator,
 )
 from airflow_provider_revox._internal.operators.export import RevoxCallsToStorageOperator
-from airflow_provider_revox._internal.operators.links import RevoxCallLink
 from airflow_provider_revox._internal.operators.placement import RevoxPlaceCallOperator
 from airflow_provider_revox._internal.operators.results import RevoxCallResultsOperator
+from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 
 __all__ = [
     "RevoxCallLink",

@@ -8,17 +8,15 @@ tolerantly: absent or unreadable parts take the documented defaults. Re-exported
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import time
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:
-    from airflow_provider_revox._internal.core.call import CallRetryConfig
 
 DEFAULT_WINDOW_START = time(10, 0)
 DEFAULT_WINDOW_END = time(18, 0)
@@ -55,6 +53,36 @@ def parse_window_time(value: str | None) -> time | None:
     return time(hour, minute)
 
 
+class WindowConfig(Protocol):
+    """One calling window as an order sends it (``core.call.CallingWindow`` has this shape)."""
+
+    @property
+    def calling_window_start_time(self) -> str | None: ...
+    @property
+    def calling_window_end_time(self) -> str | None: ...
+    @property
+    def retry_delay_seconds(self) -> float | None: ...
+
+
+class RetryConfig(WindowConfig, Protocol):
+    """An order's ``call_retry_config`` in any shape (``core.call.CallRetryConfig`` has this shape).
+
+    Described by shape rather than imported: the order model builds its policy from this module,
+    so this module cannot import the model back.
+    """
+
+    @property
+    def calling_windows(self) -> Sequence[WindowConfig]: ...
+    @property
+    def max_retry_attempts(self) -> int | None: ...
+    @property
+    def allowed_days(self) -> Sequence[str] | None: ...
+    @property
+    def call_twice_in_a_row(self) -> bool | None: ...
+    @property
+    def timezone(self) -> str | None: ...
+
+
 class Window(BaseModel):
     """A normalised daily calling window in the recipient's local time."""
 
@@ -81,7 +109,7 @@ class RetryPolicy(BaseModel):
     timezone: str | None = None
 
     @classmethod
-    def from_config(cls, config: CallRetryConfig | None) -> RetryPolicy:
+    def from_config(cls, config: RetryConfig | None) -> RetryPolicy:
         """Normalise any retry-config shape; absent or unreadable parts take the documented defaults."""
         if config is None:
             return cls()

@@ -12,6 +12,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStorageP
 
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.export.fetch import FetchedCall, Sleep
+from airflow_provider_revox._internal.export.ids_file import ids_from_files
 from airflow_provider_revox._internal.export.incremental import NewCalls
 from airflow_provider_revox._internal.export.recordings import RECORDINGS_DIR
 from airflow_provider_revox._internal.export.run import TABLES, ExportOptions, check_tables, export_calls
@@ -29,8 +30,6 @@ from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox._internal.waiting.cursor import Watermark
 from airflow_provider_revox._internal.waiting.ids import is_templated, normalize_call_ids
-from airflow_provider_revox._internal.waiting.results import IDS_URI, decode_ids_file, is_file_result
-from airflow_provider_revox.exceptions import RevoxIdsFileError
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -62,36 +61,6 @@ def _read_mapped(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         length = len(value)
         return [item for start in range(0, length, _XCOM_PAGE) for item in value[start : start + _XCOM_PAGE]]
-    return value
-
-
-def _read_ids_file(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The id lists of a ``RevoxCallsSensor`` result that keeps them in a file, checked.
-
-    Raises:
-        RevoxIdsFileError: the file is missing, unreadable, or not the one the result names.
-    """
-    uri = result[IDS_URI]
-    if not isinstance(uri, str) or not uri.strip():
-        raise RevoxIdsFileError(f"call_ids: the sensor result's {IDS_URI} is not a URI: {uri!r}")
-    shown = redact_text(uri)
-    try:
-        data = ObjectStoragePath(uri).read_bytes()
-    except FileNotFoundError:
-        problem = "does not exist"
-    except (OSError, ValueError) as error:
-        problem = f"cannot be read: {redact_text(str(error))}"
-    else:
-        return decode_ids_file(data, result, shown)
-    raise RevoxIdsFileError(f"the call ids file {shown} {problem}; rerun the sensor that wrote it")
-
-
-def _ids_from_files(value: Any) -> Any:
-    """``call_ids`` with each sensor result that keeps its ids in a file replaced by those ids."""
-    if is_file_result(value):
-        return _read_ids_file(value)
-    if isinstance(value, list):
-        return [_ids_from_files(item) for item in value]
     return value
 
 
@@ -247,7 +216,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         # Ids kept in a sensor's file are read and checked before any request.
         call_ids: list[str] = []
         if self.search is None:
-            call_ids = normalize_call_ids(_ids_from_files(_read_mapped(self.call_ids)))
+            call_ids = normalize_call_ids(ids_from_files(_read_mapped(self.call_ids)))
         with RevoxHook(self.revox_conn_id) as hook:
             if self.search is None:
                 self.log.info(

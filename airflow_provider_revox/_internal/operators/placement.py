@@ -1,21 +1,21 @@
-"""Place one call order from a DAG, never twice, then wait for it as :class:`RevoxCallSensor` does."""
+"""Place one call order from a DAG, never twice, then wait for it as ``RevoxCallSensor`` does."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Context
+from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.client.requests import place_call_body
 from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox._internal.operators.links import RevoxCallLink
-from airflow_provider_revox._internal.sensors.call import RevoxCallSensor
-from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
+from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
+from airflow_provider_revox._internal.sensors.call import CallWait
+from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.waiting.ids import is_templated
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
@@ -28,9 +28,6 @@ from airflow_provider_revox.exceptions import (
 
 #: Where the placed order's id is kept in the task state store (Airflow 3.3+).
 STATE_KEY = "revox_call_id"
-# The sensor checks a literal call id when the DAG is parsed; this operator's id exists only once
-# the order is placed, so it hands the sensor a value that check leaves alone, then clears it.
-_NOT_PLACED_YET = "{{ placed at run time }}"
 
 
 def ambiguous(error: RevoxError) -> bool:
@@ -45,8 +42,12 @@ def ambiguous(error: RevoxError) -> bool:
     return isinstance(error, RevoxApiError) and (error.status_code or 0) >= 500
 
 
-class RevoxPlaceCallOperator(RevoxCallSensor):
+class RevoxPlaceCallOperator(RevoxWaitSensor):
     """Place one Revox call order, then (by default) wait for it exactly as ``RevoxCallSensor``.
+
+    The wait is the sensor's own :class:`~airflow_provider_revox._internal.sensors.call.CallWait`,
+    run by this operator: the same poke, reschedule and deferrable modes (Airflow's sensor base
+    gives the reschedule mode), the same trigger, the same summary in XCom.
 
     **Never twice.** Each placement carries an idempotency key in its ``metadata`` (under
     ``airflow_idempotency_key``; derived from the dag id, task id, run id and map index, or
@@ -79,8 +80,8 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
             (templated).
         wait_for_completion: wait for the order to end (default); False returns its id at once.
         cancel_on_kill: cancel the order when the task is killed.
-        **kwargs: what :class:`~airflow_provider_revox._internal.sensors.call.RevoxCallSensor` takes
-            (``deferrable``, ``poke_interval``, ``timeout``, ``fail_on_statuses``, ``mode``, ...).
+        **kwargs: what ``RevoxCallSensor`` takes besides ``call_id`` (``revox_conn_id``,
+            ``deferrable``, ``poke_interval``, ``timeout``, ``fail_on_statuses``, ``mode``, ...).
     """
 
     template_fields: Sequence[str] = (
@@ -98,6 +99,7 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
     )
     template_fields_renderers = {"assistant": "json", "metadata": "json", "prompt_variables": "json"}
     ui_color = "#ffc2d9"
+    operator_extra_links = (RevoxCallLink(),)
 
     def __init__(
         self,
@@ -116,8 +118,10 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
         cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(call_id=_NOT_PLACED_YET, **kwargs)
+        super().__init__(**kwargs)
+        #: The order's id, once placed (or found) by this task instance.
         self.call_id = ""
+        self._waiting: CallWait | None = None
         self.phone_number = phone_number
         self.assistant_id = assistant_id
         self.assistant = assistant
@@ -173,7 +177,7 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
             self.hook.close()
             raise
         if self.wait_for_completion:
-            return super().execute(context)
+            return self._wait().execute(context, cancel_on_kill=self.cancel_on_kill)
         try:
             RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
         finally:
@@ -240,17 +244,33 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
             ) from error
         return None
 
+    # -- the wait -----------------------------------------------------------------------------
+
+    def _wait(self) -> CallWait:
+        """The wait for the placed order, kept across the pokes of one run."""
+        if self._waiting is None or self._waiting.call_id != self.call_id:
+            self._waiting = CallWait(self, self.call_id)
+        return self._waiting
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """Fetch the placed order once and decide: done, failed, or keep waiting."""
+        return self._wait().poke()
+
+    def _get_next_poke_interval(
+        self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        # The base class would wait a fixed poke_interval; the call tells us when it can next change.
+        return self._wait().next_poke_interval(run_duration)
+
     def _defer_to(self, trigger: type[BaseTrigger], derived_deadline: datetime, **own: Any) -> None:
-        # Only this operator's trigger cancels on kill: it placed the order.
-        if trigger is RevoxCallTrigger:
-            own["cancel_on_kill"] = self.cancel_on_kill
-            if self.cancel_on_kill and not compat.has_trigger_on_kill():
-                self.log.warning(
-                    "%s; while this task is deferred, killing it does not cancel call %s (cancel "
-                    "it with RevoxHook.cancel_call)",
-                    compat.needs_airflow_3_3("Cancelling on kill in the triggerer"),
-                    self.call_id,
-                )
+        # The trigger is told to cancel on kill (it placed the order); say so when it cannot.
+        if own.get("cancel_on_kill") and not compat.has_trigger_on_kill():
+            self.log.warning(
+                "%s; while this task is deferred, killing it does not cancel call %s (cancel "
+                "it with RevoxHook.cancel_call)",
+                compat.needs_airflow_3_3("Cancelling on kill in the triggerer"),
+                self.call_id,
+            )
         super()._defer_to(trigger, derived_deadline, **own)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -259,7 +279,7 @@ class RevoxPlaceCallOperator(RevoxCallSensor):
             # A fresh operator resumes the task: the id is in the store, else in the event.
             stored = durable.TaskState(context).get(STATE_KEY)
             self.call_id = stored or str((event or {}).get("call_id") or "")
-        return super().execute_complete(context, event)
+        return self._wait().complete(event)
 
     def on_kill(self) -> None:
         """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""

@@ -16,7 +16,7 @@ from airflow_provider_revox._internal.export.fetch import Sleep, fetch_call
 from airflow_provider_revox._internal.export.tables import check_transcript_source, transcript_turns
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import Lineage, call_read, openlineage_facets
-from airflow_provider_revox._internal.operators.links import RevoxCallLink
+from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.waiting.ids import is_templated
 from airflow_provider_revox._internal.waiting.outcome import describe_end
 

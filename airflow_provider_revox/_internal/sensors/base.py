@@ -1,4 +1,8 @@
-"""What both Revox sensors share: settings checks, the wait's start and limits, the sleep."""
+"""What every Revox task that waits shares: settings checks, the wait's start and limits, the sleep.
+
+The sensors and ``RevoxPlaceCallOperator`` derive from :class:`RevoxWaitSensor`: Airflow's
+reschedule mode exists only for tasks built on its sensor base.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def validate_poke_interval(value: Any) -> float:
 
 
 class RevoxWaitSensor(BaseSensorOperator):
-    """Base of the Revox sensors: the parts of a wait that do not depend on how many orders.
+    """Base of the Revox tasks that wait: the parts of a wait that do not depend on how many orders.
 
     Args:
         revox_conn_id: the ``revox`` connection (templated).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -14,7 +13,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.redact import redact, redact_text
-from airflow_provider_revox._internal.export.staging import is_local
+from airflow_provider_revox._internal.export.ids_file import (
+    DEFAULT_MAX_IDS_IN_XCOM,
+    check_capacity,
+    ids_go_to_file,
+    ids_target,
+    validate_max_ids,
+    write_ids_file,
+)
 from airflow_provider_revox._internal.hooks.poller import CallPoller
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.waiting import rounds
@@ -32,16 +38,6 @@ from airflow_provider_revox._internal.waiting.outcome import (
     fail_or_skip,
     read_event,
 )
-from airflow_provider_revox._internal.waiting.results import (
-    DEFAULT_MAX_IDS_IN_XCOM,
-    check_capacity,
-    encode_ids_file,
-    ids_go_to_file,
-    sha256_of,
-    small_result,
-    validate_max_ids,
-)
-from airflow_provider_revox.exceptions import RevoxConfigError
 
 _T = TypeVar("_T")
 
@@ -55,24 +51,6 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     # asyncio.run refuses to nest: give the coroutine its own loop on a short-lived thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(factory())).result()
-
-
-def _write_whole(path: ObjectStoragePath, data: bytes) -> None:
-    """Write ``data`` so that a reader sees the previous file or the new one, never a part of one.
-
-    A sibling is written, then renamed over ``path``: an atomic rename on a local disk, and a
-    single object put on an object store (whose rename is a copy of a complete object).
-    """
-    if is_local(path):
-        # Object stores have no directories, and making one there could create a bucket.
-        path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        staging.write_bytes(data)
-        staging.rename(path)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
 
 
 class RevoxCallsSensor(RevoxWaitSensor):
@@ -301,25 +279,7 @@ class RevoxCallsSensor(RevoxWaitSensor):
         Raises:
             RevoxConfigError: naming the problem, before any request.
         """
-        path = self.ids_path
-        if isinstance(path, str):
-            path = path.strip() or None
-        check_capacity(len(batch_call_ids(self.call_ids)), self.max_ids_in_xcom, path is not None)
-        if isinstance(path, ObjectStoragePath):
-            return path
-        if not isinstance(path, str):
-            raise RevoxConfigError(f"ids_path must be a file URI or an ObjectStoragePath, not {path!r}")
-        try:
-            target = ObjectStoragePath(path)
-            target.fs  # noqa: B018  (a scheme without its provider fails here, not after the wait)
-        except ValueError as error:
-            raise RevoxConfigError(f"ids_path {redact_text(path)!r} is not a usable URI: {error}") from None
-        if not target.protocol and not target.is_absolute():
-            # Relative to the worker's directory: the export, on another worker, would not find it.
-            raise RevoxConfigError(
-                f"ids_path {redact_text(path)!r} must be absolute or a URI such as file:///..."
-            )
-        return target
+        return ids_target(self.ids_path, len(batch_call_ids(self.call_ids)), self.max_ids_in_xcom)
 
     def _deliver(self, result: dict[str, Any]) -> dict[str, Any]:
         """The XCom value: the redacted result, or a small one whose id lists went to ``ids_path``."""
@@ -327,11 +287,10 @@ class RevoxCallsSensor(RevoxWaitSensor):
         if not ids_go_to_file(cleaned["total"], self.max_ids_in_xcom):
             return cleaned
         path = self._ids_target()
-        data = encode_ids_file(cleaned)
-        _write_whole(path, data)
+        small = write_ids_file(path, cleaned)
         shown = redact_text(str(path))
         self.log.info("Wrote the completed and failed ids of %d call orders to %s", cleaned["total"], shown)
-        return small_result(cleaned, uri=str(path), sha256=sha256_of(data))
+        return small
 
     def _limit(self, fleet: Fleet) -> datetime:
         """The derived deadline (server time); an hour after the task first started while no order answers."""

@@ -1,7 +1,8 @@
-"""Sensors that wait for Revox call orders to end.
+"""The wait for one Revox call order: :class:`CallWait`, and :class:`RevoxCallSensor`, which runs it.
 
-:class:`RevoxCallSensor` lives here; :class:`RevoxCallsSensor` in
-:mod:`airflow_provider_revox._internal.sensors.batch` and is importable from here too.
+:class:`~airflow_provider_revox._internal.operators.placement.RevoxPlaceCallOperator` runs the same
+:class:`CallWait` after placing its order. :class:`RevoxCallsSensor` lives in
+:mod:`airflow_provider_revox._internal.sensors.batch`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from airflow.sdk import Context, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_revox._internal.client.requests import validate_call_id
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.core.redact import redact, redact_text
-from airflow_provider_revox._internal.operators.links import RevoxCallLink
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
+from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.outcome import (
     call_summary,
@@ -28,6 +29,148 @@ from airflow_provider_revox._internal.waiting.outcome import (
     read_event,
 )
 from airflow_provider_revox.exceptions import RevoxError
+
+
+class CallWait:
+    """The wait for one call order, as :class:`RevoxCallSensor` and ``RevoxPlaceCallOperator`` run it.
+
+    It keeps what the wait learns (the order's last read, the unknown statuses already warned
+    about); the task running it brings the connection, the limits, the mode (poke, reschedule or
+    deferrable) and ``fail_on_statuses``, through :class:`RevoxWaitSensor`.
+
+    Args:
+        task: the task that waits.
+        call_id: the order to wait for.
+    """
+
+    def __init__(self, task: RevoxWaitSensor, call_id: str) -> None:
+        """Nothing is read until :meth:`execute` or :meth:`poke`."""
+        self.task = task
+        self.call_id = call_id
+        self.last_call: Call | None = None
+        self.warned: set[str] = set()
+
+    def execute(self, context: Context, **trigger_kwargs: Any) -> Any:
+        """The task's ``execute``: poke or reschedule through the sensor base, or check once and defer.
+
+        ``trigger_kwargs`` go to :class:`RevoxCallTrigger` when the wait is deferred.
+        """
+        task = self.task
+        validate_call_id(self.call_id)
+        task._begin(context)
+        RevoxCallLink.persist(context, call_id=self.call_id, base_url=task.hook.base_url)
+        try:
+            if not task.deferrable:
+                # Airflow's poke loop, which calls the task's poke (and so :meth:`poke`) or reschedules.
+                return BaseSensorOperator.execute(task, context)
+            call = self._try_fetch()
+            if call is not None:
+                done = self._check(call)
+                if done is not None:
+                    return done
+            # The trigger module is needed only when the wait is handed to the triggerer.
+            from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
+
+            task._defer_to(RevoxCallTrigger, self.limit(call), call_id=self.call_id, **trigger_kwargs)
+        finally:
+            task.hook.close()
+
+    def poke(self) -> bool | PokeReturnValue:
+        """Fetch the order once and decide: done, failed, or keep waiting."""
+        fetched = self._try_fetch()
+        if fetched is not None:
+            done = self._check(fetched)
+            if done is not None:
+                return PokeReturnValue(is_done=True, xcom_value=done)
+        call = fetched or self.last_call
+        if not self.task.explicit_timeout:
+            limit = self.limit(call)
+            if self.task.hook.server_clock.now() >= limit:
+                last_status = call.status if call is not None else None
+                raise AirflowSensorTimeout(
+                    describe_call_timeout(self.call_id, limit, last_status)
+                    + ", the latest its retry policy allows"
+                )
+        return False
+
+    def complete(self, event: dict[str, Any] | None) -> dict[str, Any]:
+        """The task's ``execute_complete``: the trigger's event, fail-closed."""
+        task = self.task
+        summary = read_event(
+            event,
+            trigger="RevoxCallTrigger",
+            what=f"call {self.call_id}",
+            payload_key="summary",
+            payload_ok=lambda summary: isinstance(summary, dict) and summary.get("call_id") == self.call_id,
+            soft_fail=task.soft_fail,
+        )
+        secrets = task._secrets()
+        message = redact_text(str((event or {}).get("message") or ""), secrets)
+        task.log.info("Call %s ended: %s", self.call_id, message)
+        return cast(dict[str, Any], redact(summary, secrets))
+
+    def next_poke_interval(self, run_duration: Callable[[], float]) -> float:
+        """Real seconds until the next poke: the call tells when it can next change."""
+        task, call = self.task, self.last_call
+        now = task.hook.server_clock.now()
+        note = rounds.clock_note(task.hook.server_clock.speed)
+        if call is None:
+            limit = task._unread_limit()
+            interval = task._interval(now, now, limit, run_duration())
+            task.log.info(
+                "Call %s not read yet; next check in %.0f s; gives up at %s%s",
+                self.call_id,
+                interval,
+                rounds.utc_text(limit),
+                note,
+            )
+            return interval
+        wake, _, why = rounds.explained_check(call, now, task.poke_interval)
+        limit = self.limit(call)
+        interval = task._interval(now, wake, limit, run_duration())
+        task.log.info(
+            "Call %s is %r; next check in %.0f s: %s; gives up at %s%s",
+            self.call_id,
+            call.status,
+            interval,
+            why,
+            rounds.utc_text(limit),
+            note,
+        )
+        return interval
+
+    def limit(self, call: Call | None) -> datetime:
+        """The derived deadline (server time); from the task's first start while never read."""
+        task = self.task
+        limit = rounds.call_limit(call, task.hook.server_clock.now()) if call is not None else None
+        return limit if limit is not None else task._unread_limit()
+
+    def _try_fetch(self) -> Call | None:
+        """The order, or None after a transient failure (the hook already retried)."""
+        task = self.task
+        try:
+            call = task.hook.get_call(self.call_id)
+        except RevoxError as error:
+            task._transient(error, f"Call {self.call_id}")
+            return None
+        task._answered(f"Call {self.call_id}")
+        self.last_call = call
+        rounds.warn_unknown_status(task.log, self.call_id, call.status, self.warned)
+        if call.status == statuses.PAUSED:
+            task.log.info("Call %s is paused; waiting for it to be resumed", self.call_id)
+        return call
+
+    def _check(self, call: Call) -> dict[str, Any] | None:
+        """The summary when the wait is over, None to keep waiting; raises when the order failed."""
+        task = self.task
+        verdict = statuses.verdict(call.status, task.fail_on_statuses)
+        if verdict == statuses.WAITING:
+            return None
+        secrets = task._secrets()
+        if verdict == statuses.FAILED:
+            fail_or_skip(task.soft_fail, describe_end(call, secrets))
+        task.log.info("Call %s ended: %s", self.call_id, describe_end(call, secrets))
+        return call_summary(call, secrets)
 
 
 class RevoxCallSensor(RevoxWaitSensor):
@@ -68,120 +211,28 @@ class RevoxCallSensor(RevoxWaitSensor):
         if isinstance(call_id, str) and "{{" not in call_id:
             validate_call_id(call_id)  # a literal id: report a bad one when the DAG is parsed
         self.call_id = call_id
-        self._last_call: Call | None = None
-        self._warned: set[str] = set()
+        self._waiting: CallWait | None = None
+
+    def _wait(self) -> CallWait:
+        """The wait for ``call_id`` (rendered by now), kept across the pokes of one run."""
+        if self._waiting is None or self._waiting.call_id != self.call_id:
+            self._waiting = CallWait(self, self.call_id)
+        return self._waiting
 
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or check once and defer."""
-        validate_call_id(self.call_id)
-        self._begin(context)
-        RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
-        try:
-            if not self.deferrable:
-                return super().execute(context)
-            call = self._try_fetch()
-            if call is not None:
-                done = self._check(call)
-                if done is not None:
-                    return done
-            # The trigger module is needed only when the wait is handed to the triggerer.
-            from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
-
-            self._defer_to(RevoxCallTrigger, self._limit(call), call_id=self.call_id)
-        finally:
-            self.hook.close()
+        return self._wait().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Fetch the order once and decide: done, failed, or keep waiting."""
-        fetched = self._try_fetch()
-        if fetched is not None:
-            done = self._check(fetched)
-            if done is not None:
-                return PokeReturnValue(is_done=True, xcom_value=done)
-        call = fetched or self._last_call
-        if not self.explicit_timeout:
-            limit = self._limit(call)
-            if self.hook.server_clock.now() >= limit:
-                last_status = call.status if call is not None else None
-                raise AirflowSensorTimeout(
-                    describe_call_timeout(self.call_id, limit, last_status)
-                    + ", the latest its retry policy allows"
-                )
-        return False
+        return self._wait().poke()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Take the trigger's event, fail-closed: a missing or unknown event fails the task."""
-        summary = read_event(
-            event,
-            trigger="RevoxCallTrigger",
-            what=f"call {self.call_id}",
-            payload_key="summary",
-            payload_ok=lambda summary: isinstance(summary, dict) and summary.get("call_id") == self.call_id,
-            soft_fail=self.soft_fail,
-        )
-        secrets = self._secrets()
-        message = redact_text(str((event or {}).get("message") or ""), secrets)
-        self.log.info("Call %s ended: %s", self.call_id, message)
-        return cast(dict[str, Any], redact(summary, secrets))
+        return self._wait().complete(event)
 
     def _get_next_poke_interval(
         self, started_at: datetime | float, run_duration: Callable[[], float], poke_count: int
     ) -> float:
         # The base class would wait a fixed poke_interval; the call tells us when it can next change.
-        call = self._last_call
-        now = self.hook.server_clock.now()
-        note = rounds.clock_note(self.hook.server_clock.speed)
-        if call is None:
-            limit = self._unread_limit()
-            interval = self._interval(now, now, limit, run_duration())
-            self.log.info(
-                "Call %s not read yet; next check in %.0f s; gives up at %s%s",
-                self.call_id,
-                interval,
-                rounds.utc_text(limit),
-                note,
-            )
-            return interval
-        wake, _, why = rounds.explained_check(call, now, self.poke_interval)
-        limit = self._limit(call)
-        interval = self._interval(now, wake, limit, run_duration())
-        self.log.info(
-            "Call %s is %r; next check in %.0f s: %s; gives up at %s%s",
-            self.call_id,
-            call.status,
-            interval,
-            why,
-            rounds.utc_text(limit),
-            note,
-        )
-        return interval
-
-    def _limit(self, call: Call | None) -> datetime:
-        """The derived deadline (server time); from the task's first start while never read."""
-        limit = rounds.call_limit(call, self.hook.server_clock.now()) if call is not None else None
-        return limit if limit is not None else self._unread_limit()
-
-    def _try_fetch(self) -> Call | None:
-        """The order, or None after a transient failure (the hook already retried)."""
-        try:
-            call = self.hook.get_call(self.call_id)
-        except RevoxError as error:
-            self._transient(error, f"Call {self.call_id}")
-            return None
-        self._answered(f"Call {self.call_id}")
-        self._last_call = call
-        rounds.warn_unknown_status(self.log, self.call_id, call.status, self._warned)
-        if call.status == statuses.PAUSED:
-            self.log.info("Call %s is paused; waiting for it to be resumed", self.call_id)
-        return call
-
-    def _check(self, call: Call) -> dict[str, Any] | None:
-        """The summary when the wait is over, None to keep waiting; raises when the order failed."""
-        verdict = statuses.verdict(call.status, self.fail_on_statuses)
-        if verdict == statuses.WAITING:
-            return None
-        secrets = self._secrets()
-        if verdict == statuses.FAILED:
-            fail_or_skip(self.soft_fail, describe_end(call, secrets))
-        self.log.info("Call %s ended: %s", self.call_id, describe_end(call, secrets))
-        return call_summary(call, secrets)
+        return self._wait().next_poke_interval(run_duration)

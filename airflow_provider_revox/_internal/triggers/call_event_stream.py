@@ -18,17 +18,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow_provider_revox._internal.core import compat
+from airflow_provider_revox._internal.waiting.cursor import SEQ, STORED
 
 try:
     from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 except ImportError as error:  # Airflow 3.2: nothing here is ever called there
     raise ImportError(compat.needs_airflow_3_3("An acknowledged shared stream")) from error
 
-if TYPE_CHECKING:
-    from airflow_provider_revox._internal.triggers.call_events import RevoxCallEventTrigger
+
+class BatchPoll(Protocol):
+    """The poll loop a stream runs: :meth:`RevoxCallEventTrigger.poll_batches`.
+
+    Described by shape rather than imported: the trigger imports this module to make its stream.
+    """
+
+    def poll_batches(
+        self, kwargs: dict[str, Any], wakeup: asyncio.Event | None = None
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """Each raw batch of orders that changed; None each time ``wakeup`` is set."""
+        ...
 
 
 class CallEventStream(SharedStreamProducer):
@@ -39,7 +50,7 @@ class CallEventStream(SharedStreamProducer):
         kwargs: the serialized kwargs of the first watcher (configuration only).
     """
 
-    def __init__(self, trigger_class: type[RevoxCallEventTrigger], kwargs: dict[str, Any]) -> None:
+    def __init__(self, trigger_class: BatchPoll, kwargs: dict[str, Any]) -> None:
         """Nothing is opened until :meth:`open_stream`."""
         self.trigger_class = trigger_class
         self.kwargs = kwargs
@@ -49,8 +60,6 @@ class CallEventStream(SharedStreamProducer):
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
         """Yield ``(batch, number)`` for each poll's batch and ``(stored, None)`` after an advance."""
-        from airflow_provider_revox._internal.triggers.call_events import SEQ, STORED
-
         async for batch in self.trigger_class.poll_batches(self.kwargs, self.wakeup):
             if batch is None:
                 yield {STORED: self.stored_through}, None

@@ -30,10 +30,17 @@ from airflow_provider_revox._internal.client.requests import search_args
 from airflow_provider_revox._internal.client.servertime import ServerClock
 from airflow_provider_revox._internal.core import compat, statuses
 from airflow_provider_revox._internal.core.call import Call, Timestamp
-from airflow_provider_revox._internal.export.incremental import NEWEST_CHANGE_FIRST, terminal_moment
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.waiting import rounds
-from airflow_provider_revox._internal.waiting.cursor import Watermark, chunks, takes
+from airflow_provider_revox._internal.waiting.cursor import (
+    NEWEST_CHANGE_FIRST,
+    SEQ,
+    STORED,
+    Watermark,
+    chunks,
+    takes,
+    terminal_moment,
+)
 from airflow_provider_revox._internal.waiting.pace import (
     EARLIEST_SCHEDULED_FIRST,
     Pace,
@@ -44,9 +51,6 @@ from airflow_provider_revox.exceptions import RevoxError, is_transient
 
 #: The asset state store key of a watcher's cursor.
 CURSOR_KEY = "revox_call_events_cursor"
-#: Raw batch fields of the acknowledged stream: a batch's number, and "stored through number".
-SEQ = "seq"
-STORED = "stored_through"
 PAGE_SIZE = 100
 #: Filters a watcher may set (besides ``statuses``, which only narrows the terminal ones).
 EVENT_FILTERS = ("campaign_ids", "assistant_ids", "outcomes", "results", "directions", "to_phone_number")

@@ -1,8 +1,9 @@
 """The watermark of "orders that reached a terminal status since last time" (pure: no I/O, no clock).
 
-Used by incremental exports and by the call event trigger. An order is *new* when it ended
-after the watermark, or at the watermark's very instant without being one of the ids already
-taken at that instant (orders ending in the same second are neither taken twice nor missed).
+Used by incremental exports and by the call event trigger, which both read the search in
+:data:`NEWEST_CHANGE_FIRST` order and date an order by :func:`terminal_moment`. An order is *new*
+when it ended after the watermark, or at the watermark's very instant without being one of the ids
+already taken at that instant (orders ending in the same second are neither taken twice nor missed).
 
 Orders are read from a search sorted by ``updated_at`` descending. An order's ``updated_at`` is
 never before its ``ended_at``, so the first order changed before the watermark ends the read:
@@ -19,10 +20,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_revox._internal.core.call import parse_iso
+from airflow_provider_revox._internal.core.call import Call, Timestamp, parse_iso
 
 #: Most ids kept at the watermark's instant; more orders ending in one instant is not credible.
 MAX_IDS_AT_WATERMARK = 10_000
+#: The search order a read relies on: the first order changed before the watermark ends it.
+NEWEST_CHANGE_FIRST = {"sort_by": "updated_at", "sort_direction": "desc"}
+#: Raw batch fields of the call events' acknowledged stream: a batch's number, and "stored
+#: through number" (a watcher saves the cursor it had after that batch).
+SEQ = "seq"
+STORED = "stored_through"
+
+
+def terminal_moment(call: Call) -> datetime | None:
+    """When ``call`` reached its terminal status; None while it has not."""
+    if not call.is_terminal:
+        return None
+    extra = call.model_extra or {}
+    given = extra.get("ended_at")
+    if given is not None:
+        from pydantic import TypeAdapter
+
+        stamp: datetime | None = TypeAdapter(Timestamp).validate_python(given)
+        if stamp is not None:
+            return stamp
+    return call.ended_at
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_revox._internal.client.requests import validate_call_id
-from airflow_provider_revox._internal.waiting.results import IDS_URI
 from airflow_provider_revox.exceptions import RevoxInvalidCallIdError
+
+#: The key of a ``RevoxCallsSensor`` result whose id lists are in a file
+#: (:mod:`~airflow_provider_revox._internal.export.ids_file` writes and reads it). Named here,
+#: below the file's module, because a result with it cannot be read as call ids.
+IDS_URI = "ids_uri"
 
 
 def _excerpt(value: Any, limit: int = 80) -> str:

@@ -1,4 +1,4 @@
-"""The "Revox call" extra link: from a task instance to the call in the Revox dashboard."""
+"""The "Revox call" extra link of sensors and operators: a task instance to its call in the dashboard."""
 
 from __future__ import annotations
 
