@@ -34,7 +34,6 @@ from system_tests.checks import (
     DeferralWatch,
     Run,
     kill_triggerer_mid_wait,
-    probe_ui_port_zero,
     write_export_dir,
 )
 from system_tests.place_kill import RUN, check_place_killed, kill_worker_mid_place, place_kill_conf
@@ -163,10 +162,6 @@ def main(argv: list[str] | None = None) -> int:
                 results[label] = (False, f"{type(error).__name__}: {error}", time.monotonic() - began)
             passed, detail, took = results[label]
             print(f"{'PASS' if passed else 'FAIL'}  {label}  ({took:.1f} s)  {detail}", flush=True)
-        try:
-            print(f"INFO  UI Test button body: {probe_ui_port_zero(ctx)}", flush=True)
-        except httpx.HTTPError as error:
-            print(f"INFO  UI Test button probe failed: {error}", flush=True)
     except KeyboardInterrupt as stop:
         print(f"interrupted ({stop}); stopping everything", flush=True)
     except Exception:
@@ -185,15 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
         stack.close(keep=args.keep or bool(failed and os.environ.get("SYSTEM_TEST_KEEP_ON_FAILURE")))
     total = time.monotonic() - started
-    passed_count = len(CHECKS) - len(failed)
     within = total <= BUDGET_SECONDS
+    # The time budget is a condition of the run, not a check: it fails the run, it is not counted.
     print(
-        f"{'PASS' if within else 'FAIL'}  finished in {total:.0f} s (budget {BUDGET_SECONDS:.0f} s)",
+        f"{'INFO' if within else 'OVER'}  finished in {total:.0f} s (budget {BUDGET_SECONDS:.0f} s)",
         flush=True,
     )
-    passed_count, failed_count = passed_count + within, len(failed) + (not within)
-    print(f"{passed_count} passed, {failed_count} failed", flush=True)
-    return 0 if failed_count == 0 else 1
+    print(f"{len(CHECKS) - len(failed)} passed, {len(failed)} failed", flush=True)
+    return 0 if not failed and within else 1
 
 
 if __name__ == "__main__":

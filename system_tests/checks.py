@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,10 +190,25 @@ def check_call_cancelled(ctx: Context) -> str:
     return "failed once, 'cancelled' in the log, no XCom"
 
 
+def _timed_out_after(ctx: Context, run: str, pattern: str, seconds: float = 20.0) -> str:
+    """The sensor failed on its own timeout message, and the failure came ``seconds`` after it began."""
+    ti = ctx.ti(run)
+    log = ctx.api.log(ti)
+    expect(re.search(pattern, log) is not None, f"{run}: no {pattern!r} in the task log:\n{log[-1500:]}")
+    began, ended = (
+        datetime.fromisoformat(str(ti[key]).replace("Z", "+00:00")) for key in ("start_date", "end_date")
+    )
+    took = (ended - began).total_seconds()
+    expect(
+        took >= seconds - 1, f"{run}: failed {took:.1f} s after it started, before its {seconds:g}-s timeout"
+    )
+    return f"failed on its {seconds:g}-s timeout after {took:.1f} s"
+
+
 def check_call_timeout(ctx: Context) -> str:
     """The single-order sensor times out."""
     _sensor_failed(ctx, "timeout", TIMEOUT_WORDS)
-    return "failed on its 20-s timeout"
+    return _timed_out_after(ctx, "timeout", r"call \S+ did not finish by \S+")
 
 
 def check_calls_completed(ctx: Context) -> str:
@@ -219,7 +235,7 @@ def check_calls_failed(ctx: Context) -> str:
 def check_calls_timeout(ctx: Context) -> str:
     """RevoxCallsSensor times out."""
     _sensor_failed(ctx, "batch_timeout", TIMEOUT_WORDS)
-    return "failed on its 20-s timeout"
+    return _timed_out_after(ctx, "batch_timeout", r"call orders did not all finish by \S+")
 
 
 def check_db_connection(ctx: Context) -> str:
@@ -309,14 +325,19 @@ def check_connection_form(ctx: Context) -> str:
     bad = ctx.api.post("/connections/test", {**body, "password": wrong})
     message = str(bad.get("message", ""))
     expect(bad["status"] is False, f"wrong key passed: {bad}")
-    expect("key" in message.lower() and wrong not in message, f"unclear message: {message!r}")
+    expect(
+        message.startswith("Revox did not accept the API key of this connection") and wrong not in message,
+        f"unclear message: {message!r}",
+    )
     return (
         f"titles API key / Base URL, hidden {hidden}; good key: {good['message']!r}; wrong key: {message!r}"
     )
 
 
-def probe_ui_port_zero(ctx: Context) -> str:
-    """What the UI's Test button sends for a stored connection without a port (``port: 0``)."""
+def check_ui_port_zero(ctx: Context) -> str:
+    """The UI's Test button sends ``port: 0`` for a stored connection without a port: Airflow 3.3.2
+    answers 400 to that body and 200 without the port (the production guide's known problem).
+    A change either way fails here, so the guide is corrected."""
     body = {
         "connection_id": "revox_db",
         "conn_type": "revox",
@@ -327,6 +348,11 @@ def probe_ui_port_zero(ctx: Context) -> str:
     without = ctx.api.request("POST", "/connections/test", json=body)
     retyped = ctx.api.request(
         "POST", "/connections/test", json={**body, "port": 0, "password": ctx.stack.api_key}
+    )
+    expect(without.status_code == 200, f"the Test endpoint without a port: HTTP {without.status_code}")
+    expect(
+        as_ui.status_code == 400,
+        f"Airflow now answers HTTP {as_ui.status_code} to the UI's port-0 body: update the production guide",
     )
     return (
         f"port 0 + masked key: HTTP {as_ui.status_code} {as_ui.text[:160]}; "
@@ -371,7 +397,12 @@ def check_link_and_assets(ctx: Context) -> str:
     run = ctx.runs["export"]
     events = ctx.api.get("/assets/events", source_dag_id=run.dag_id, source_run_id=run.run_id, limit=50)
     uris = sorted({e.get("uri") or str(e.get("asset_id")) for e in events["asset_events"]})
-    expect(events["total_entries"] >= 1, f"no asset event for {run.run_id}")
+    # One event per table the export wrote, each naming that table's file under the export's folder.
+    tables = ("structured_output.parquet", "transcripts.parquet")
+    expect(
+        len(uris) == len(tables) and all(u.endswith(t) for u, t in zip(uris, tables, strict=True)),
+        f"asset events of {run.run_id} name {uris}, not the export's tables {tables}",
+    )
     return f"link {expected}; {events['total_entries']} asset events: {uris}"
 
 
@@ -412,6 +443,7 @@ CHECKS: list[tuple[str, Callable[[Context], str]]] = [
     ("g  extra link and asset events", check_link_and_assets),
     ("h  campaign export example DAG end to end", check_export),
     ("i  nothing listens beyond loopback", check_loopback_only),
+    ("l  the UI Test button's port-0 body (known Airflow 3.3.2 problem)", check_ui_port_zero),
 ]
 
 

@@ -19,6 +19,7 @@ def test_each_feature_is_found_exactly_on_airflow_3_3_and_later() -> None:
     assert compat.has_task_state_store() is expected
     assert compat.has_asset_state_store() is expected
     assert compat.has_trigger_on_kill() is expected
+    assert compat.has_acknowledged_streams() is expected
 
 
 def test_the_message_names_the_feature_the_release_and_this_airflow() -> None:

@@ -217,29 +217,36 @@ def test_unknown_status_keeps_waiting(case: Case, monkeypatch: pytest.MonkeyPatc
             assert sim.faults.pending("POST /call/search") == 0
 
 
-def test_paused_order_keeps_waiting_until_resumed(case: Case) -> None:
+def test_paused_order_keeps_waiting_until_resumed(
+    case: Case, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     mode, fast_simulator = case.mode, case.sim
     call_id = place(
         fast_simulator, f"call-paused-{mode}", [{"result": "voicemail", "duration": 30}, {"result": "human"}]
     )
-    fast_simulator.engine.pause(call_id)
-    resume = threading.Timer(3.0, fast_simulator.engine.resume, args=(call_id,))
-    resume.start()
-    try:
-        state, summary, _ = case.run(f"sensor_paused_{mode}", call_id)
-    finally:
-        resume.cancel()
+    # Paused until the sensor has looked at it: its first look sees "paused", and it keeps waiting.
+    resumer = held(fast_simulator, call_id)
+    state, summary, _ = case.run(f"sensor_paused_{mode}", call_id)
+    resumer.join(timeout=5)
     assert state == "success"
     assert summary["status"] == "completed"
+    logged = capsys.readouterr()
+    if mode != "deferrable":  # the trigger's own log lines do not reach dag.test()'s output
+        assert f"Call {call_id} is 'paused'" in logged.out + logged.err + caplog.text
+    assert fast_simulator.stats()["by_call_id"][call_id] >= 2  # a look while paused, one after
 
 
-def test_explicit_timeout_fails_or_skips(case: Case) -> None:
+def test_explicit_timeout_fails_or_skips(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
     mode, fast_simulator = case.mode, case.sim
     # Paused and never resumed: nothing happens within the 1.5-second timeout.
     call_id = place(fast_simulator, f"call-late-{mode}", [{"result": "human"}])
     fast_simulator.engine.pause(call_id)
+    capsys.readouterr()
     state, _, _ = case.run(f"sensor_timeout_{mode}", call_id, timeout=1.5)
     assert state == "failed"
+    logged = capsys.readouterr()
+    # It failed on its timeout, not on anything else.
+    assert "AirflowSensorTimeout" in logged.out + logged.err
 
     state, _, _ = case.run(f"sensor_timeout_soft_{mode}", call_id, timeout=1.5, soft_fail=True)
     assert state == "skipped"
