@@ -45,9 +45,9 @@ def ambiguous(error: RevoxError) -> bool:
 class RevoxPlaceCallOperator(RevoxWaitSensor):
     """Place one Revox call order, then (by default) wait for it exactly as ``RevoxCallSensor``.
 
-    The wait is the sensor's own :class:`~airflow_provider_revox._internal.sensors.call.CallWait`,
-    run by this operator: the same poke, reschedule and deferrable modes (Airflow's sensor base
-    gives the reschedule mode), the same trigger, the same summary in XCom.
+    The wait is the one :class:`~airflow_provider_revox.sensors.revox.RevoxCallSensor` runs,
+    composed into this operator rather than inherited: the same poke, reschedule and deferrable
+    modes (Airflow's sensor base gives the reschedule mode), the same trigger, the same summary.
 
     **Never twice.** Each placement carries an idempotency key in its ``metadata`` (under
     ``airflow_idempotency_key``; derived from the dag id, task id, run id and map index, or
