@@ -225,3 +225,38 @@ def test_read_loads_adds_a_complete_folder_the_table_lost_and_drops_a_listed_fol
     table.write_text(lines[0] + "\n" + lines[2] + "\n")  # two publishes raced: "two" lost its line
     (tmp_path / three / "_SUCCESS").unlink()  # and "three" is being replaced right now
     assert [e["folder"] for e in read_loads(base)] == [one, two]
+
+
+@pytest.mark.airflow
+def test_a_retry_after_its_load_was_published_replaces_that_load_instead_of_adding_one(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "lake"
+    call_id = place(simulator, GOOD_OUTPUT)
+    simulator.finish(call_id)
+    real_list = LoadStaging._list
+    tries: list[str] = []
+
+    def list_fails_once(self: LoadStaging, manifest: Any) -> None:
+        tries.append(self.load.name)
+        if len(tries) == 1:  # the folder is in place; the task dies before it is listed
+            raise OSError("the worker went away")
+        real_list(self, manifest)
+
+    monkeypatch.setattr(LoadStaging, "_list", list_fails_once)
+    source = export_dag(
+        "revox_loads_retry",
+        call_ids=[call_id],
+        destination=str(base),
+        file_format="parquet",
+        tables=["calls"],
+        retries=1,
+        retry_delay=0,
+    )
+    dag_run = run_dag(source, "revox_loads_retry")
+    assert task_state(dag_run, "export") == "success"
+    assert len(tries) == 2 and tries[0] == tries[1]  # two tries, one load
+    (load,) = load_folders(base)
+    assert listed_rows(base) == [(part(load), call_id)]
+    (entry,) = read_loads(ObjectStoragePath(str(base)))
+    assert entry["run_id"] == dag_run.run_id and entry["calls"] == 1
