@@ -251,3 +251,31 @@ def test_incremental_delta_on_s3_writes_the_watermark_in_the_commit_of_the_rows_
     assert json.loads(commit[key])["ended_at"] >= mark["ended_at"]
     assert sorted(r["call_id"] for r in rows(calls_uri, options)) == sorted([*first, later])
     assert "lake-secret-never-logged" not in task_logs()
+
+
+def test_delta_is_a_file_format_of_the_export_without_recordings_and_needs_no_asset_state_store(
+    without_asset_state_store: None, tmp_path: Path
+) -> None:
+    from airflow.sdk import Asset
+
+    from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+
+    export = RevoxCallsToStorageOperator(
+        task_id="t", search=SEARCH, incremental=True, destination=str(tmp_path), file_format="delta"
+    )
+    assert export.outlets == [
+        Asset(uri=f"file://{tmp_path}/transcripts"),
+        Asset(uri=f"file://{tmp_path}/structured_output"),
+    ]
+    with pytest.raises(ValueError, match="include_recordings needs a file format"):
+        RevoxCallsToStorageOperator(
+            task_id="t",
+            call_ids=["a"],
+            destination=str(tmp_path),
+            file_format="delta",
+            include_recordings=True,
+        )
+    with pytest.raises(ValueError, match="jsonl, json, parquet, delta, not 'iceberg'"):
+        RevoxCallsToStorageOperator(
+            task_id="t", call_ids=["a"], destination=str(tmp_path), file_format="iceberg"
+        )
