@@ -37,6 +37,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -203,7 +204,9 @@ def export_main(spec: dict[str, Any]) -> None:
         file_format="parquet",
         max_concurrency=CONCURRENCY,
     )
-    operator.execute({})  # type: ignore[arg-type]
+    # The killed run and its rerun are one DAG run's tries: the rerun replaces that load.
+    task_instance = SimpleNamespace(dag_id="revox_soak_crash", task_id="export", run_id="crash", map_index=-1)
+    operator.execute({"ti": task_instance})  # type: ignore[typeddict-item]
 
 
 def run_export(
@@ -279,9 +282,22 @@ def truth(sim: SimulatorProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
         return dict(zip(ids, pool.map(fetch, ids), strict=True))
 
 
+def only_load(root: Path) -> Path:
+    """The one load folder an export (or a killed export and its rerun) left under ``root``."""
+    (folder,) = (p for p in root.iterdir() if p.name.startswith("load="))
+    return folder
+
+
+def load_data(root: Path) -> dict[str, bytes]:
+    """The data files of the one load under ``root`` (not its manifest: it names its DAG run)."""
+    return {k: v for k, v in published_files(only_load(root)).items() if not k.startswith("_")}
+
+
 def count_rows(root: Path, calls: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Lost and duplicate rows of both tables against the simulator's view of the calls."""
     import pyarrow.parquet as pq
+
+    root = only_load(root)
 
     from airflow_provider_revox.hooks.revox import Call
 
@@ -347,7 +363,7 @@ def main() -> int:
             crash_dir, crash = crash_and_rerun(sim, work, run["sensor_result"])
 
         rows = count_rows(main_out, {c: calls[c] for c in exported_ids})
-        reference, rerun = published_files(main_out), published_files(crash_dir)
+        reference, rerun = load_data(main_out), load_data(crash_dir)
         differing = sorted(set(reference) ^ set(rerun)) + [
             k for k in reference if k in rerun and reference[k] != rerun[k]
         ]

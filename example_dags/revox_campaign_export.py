@@ -44,7 +44,8 @@ def revox_campaign_export() -> None:
     export = RevoxCallsToStorageOperator(
         task_id="export_calls",
         call_ids=waits.output,
-        destination="{{ dag_run.conf.get('destination') or params.destination }}/{{ run_id }}",
+        # One base for every run: each run adds its own load=<run>/ folder, listed in _loads.jsonl.
+        destination="{{ dag_run.conf.get('destination') or params.destination }}",
         file_format="parquet",
     )
 
@@ -52,9 +53,9 @@ def revox_campaign_export() -> None:
     def read_back(export: dict[str, Any]) -> dict[str, int]:
         """Read the Parquet tables back, as a warehouse load step would.
 
-        The export returns a small summary: counts, the tables' URIs and the manifest's URI.
-        A reader that does not run after the export in the same DAG waits for ``_SUCCESS``
-        next to the manifest first.
+        The export returns a small summary: counts, the URIs of this run's tables and manifest.
+        A reader that does not run after the export in the same DAG reads ``_loads.jsonl`` at
+        the base (``airflow_provider_revox.export.read_loads``) to find the complete loads.
         """
         import pyarrow.parquet as pq
         from airflow.sdk import ObjectStoragePath

@@ -77,7 +77,7 @@ def revox_campaign_from_table() -> None:
     export = RevoxCallsToStorageOperator(
         task_id="export_calls",
         call_ids=call_ids,
-        destination="{{ params.destination }}/{{ run_id }}",
+        destination="{{ params.destination }}",  # each run adds its own load=<run>/ folder
         file_format="parquet",
     )
 

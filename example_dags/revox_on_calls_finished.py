@@ -90,7 +90,7 @@ def revox_on_calls_finished() -> None:
     export = RevoxCallsToStorageOperator(
         task_id="export_finished_calls",
         call_ids=finished["call_ids"],
-        destination="{{ params.destination }}/{{ run_id }}",
+        destination="{{ params.destination }}",  # each run adds its own load=<run>/ folder
         tables=list(ALL_TABLES),
     )
     export >> remember_exported(finished["mark"])

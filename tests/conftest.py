@@ -49,13 +49,16 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
     """Write DAG source into the dags folder, parse it, run ``dag.test()`` and return the DagRun."""
     from airflow.dag_processing.dagbag import DagBag
 
-    def _run(source: str, dag_id: str, conf: dict[str, Any] | None = None) -> Any:
+    def _run(source: str, dag_id: str, conf: dict[str, Any] | None = None, logical_date: Any = None) -> Any:
+        """``logical_date``: a run at a date an earlier run had is that DAG run again (its rerun)."""
         path = _DAGS / f"{dag_id}.py"
         path.write_text(source)
         bag = DagBag(str(path))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} not found in {path}"
+        if logical_date is not None:
+            return dag.test(run_conf=conf, logical_date=logical_date, run_after=logical_date)
         return dag.test(run_conf=conf)
 
     return _run

@@ -298,7 +298,7 @@ def test_the_example_dag_exports_the_orders_named_by_its_triggering_events(
         assert states == dict.fromkeys(
             ("finished_call_ids", "export_finished_calls", "remember_exported"), "success"
         )
-        (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        (run_dir,) = [p for p in out.iterdir() if p.name.startswith("load=")]
         rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
         assert (run_dir / "attempts.jsonl").exists()
         exported.append(sorted(row["call_id"] for row in rows))

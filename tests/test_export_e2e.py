@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,16 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_revox.export import read_loads
 from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, place, task_logs, task_state, xcoms
-from tests.test_staging import FailingMemoryFileSystem, failing_store, reader_view
+from tests.test_staging import (
+    FailingMemoryFileSystem,
+    failing_store,
+    load_folders,
+    local_tree,
+    only_load,
+    reader_view,
+)
 
 __all__ = ["failing_store", "task_logs"]  # fixtures shared with the other export tests
 
@@ -24,59 +33,79 @@ def export_source(dag_id: str, ids: Any, destination: str, **options: Any) -> st
     return export_dag(dag_id, call_ids=ids, destination=destination, **options)
 
 
-def test_an_upload_failing_midway_fails_the_task_and_readers_keep_waiting(
+def stored(store: FailingMemoryFileSystem) -> dict[str, bytes]:
+    """Every object of the in-memory store, as a folder-listing reader finds them."""
+    return {path: store.cat_file(path) for path in sorted(store.store)}
+
+
+def test_an_upload_failing_midway_fails_the_task_and_leaves_every_earlier_load_as_it_was(
     revox_conn: Any, run_dag: Callable[..., Any], failing_store: FailingMemoryFileSystem
 ) -> None:
     sim = revox_conn
     first, second = place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False})
     sim.finish(first, second)
     destination = "memory://bucket/campaign"
+    base = ObjectStoragePath(destination)
     ok = run_dag(export_source("revox_publish", [first, second], destination), "revox_publish")
     assert task_state(ok, "export") == "success"
-    before = reader_view(ObjectStoragePath(destination))
+    (earlier,) = read_loads(base)
+    before = reader_view(base / earlier["folder"])
     assert before is not None
     assert sorted(before) == sorted(
         ["transcripts.jsonl", "structured_output.jsonl", f"calls/{first}.json", f"calls/{second}.json"]
     )
+    objects = stored(failing_store)
 
     FailingMemoryFileSystem.puts = 0
     FailingMemoryFileSystem.fail_on = 3
-    rerun = run_dag(export_source("revox_publish", [second, first], destination), "revox_publish")
-    assert task_state(rerun, "export") == "failed"
+    failed = run_dag(export_source("revox_publish", [second, first], destination), "revox_publish")
+    assert task_state(failed, "export") == "failed"
     assert FailingMemoryFileSystem.puts == 3
-    # Two new files went in beside the old ones; a reader waiting for _SUCCESS never takes them.
-    transcripts = failing_store.cat_file("/bucket/campaign/transcripts.jsonl")
-    assert transcripts != before["transcripts.jsonl"]
-    assert reader_view(ObjectStoragePath(destination)) is None
+    # The two objects it had put are taken back: a reader listing the folders finds what was there.
+    assert stored(failing_store) == objects
+    assert read_loads(base) == [earlier]
 
     FailingMemoryFileSystem.fail_on = None
     again = run_dag(export_source("revox_publish", [second, first], destination), "revox_publish")
     assert task_state(again, "export") == "success"
-    after = reader_view(ObjectStoragePath(destination))
-    assert after is not None and after["transcripts.jsonl"] == transcripts
+    kept, added = read_loads(base)
+    assert kept == earlier and reader_view(base / earlier["folder"]) == before
+    after = reader_view(base / added["folder"])
+    assert after is not None
+    rows = [json.loads(line)["call_id"] for line in after["structured_output.jsonl"].splitlines()]
+    assert rows == [second, first]
+    assert added["run_id"] == again.run_id and added["calls"] == 2
 
 
-def test_a_rerun_with_fewer_ids_publishes_exactly_what_its_manifest_lists(
+def test_a_rerun_of_the_same_dag_run_with_fewer_ids_replaces_its_own_load_only(
     revox_conn: Any, run_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
     sim = revox_conn
     ids = [place(sim, GOOD_OUTPUT), place(sim, {"confirmed": False}), place(sim, GOOD_OUTPUT)]
     sim.finish(*ids)
     destination = str(tmp_path / "out")
-    first = run_dag(export_source("revox_fewer", ids, destination, include_recordings=True), "revox_fewer")
+    other = run_dag(export_source("revox_fewer_other", ids[1:], destination), "revox_fewer_other")
+    assert task_state(other, "export") == "success"
+    (other_load,) = load_folders(tmp_path / "out")
+    other_files = local_tree(other_load)
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    source = export_source("revox_fewer", ids, destination, include_recordings=True)
+    first = run_dag(source, "revox_fewer", logical_date=at)
     assert task_state(first, "export") == "success"
-    assert sorted(p.name for p in (tmp_path / "out" / "calls").iterdir()) == sorted(f"{c}.json" for c in ids)
-    assert sorted(p.name for p in (tmp_path / "out" / "recordings").iterdir()) == sorted(ids)
+    _, own = load_folders(tmp_path / "out")
+    assert sorted(p.name for p in (own / "calls").iterdir()) == sorted(f"{c}.json" for c in ids)
+    assert sorted(p.name for p in (own / "recordings").iterdir()) == sorted(ids)
 
-    rerun = run_dag(export_source("revox_fewer", ids[:1], destination), "revox_fewer")
+    rerun = run_dag(export_source("revox_fewer", ids[:1], destination), "revox_fewer", logical_date=at)
     assert task_state(rerun, "export") == "success"
-    view = reader_view(ObjectStoragePath(destination))
+    assert rerun.run_id == first.run_id  # the same DAG run, run again
+    assert load_folders(tmp_path / "out") == [other_load, own]  # replaced in place, listed once
+    view = reader_view(ObjectStoragePath(str(own)))
     assert view is not None
     assert sorted(view) == sorted(["transcripts.jsonl", "structured_output.jsonl", f"calls/{ids[0]}.json"])
-    on_disk = sorted(
-        str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()
-    )
-    assert on_disk == sorted([*view, "_manifest.json", "_SUCCESS"])
+    assert sorted(local_tree(own)) == sorted([*view, "_manifest.json", "_SUCCESS"])
+    assert local_tree(other_load) == other_files  # another DAG's load is never touched
+    assert not (tmp_path / "out" / ".revox-staging").exists()
 
 
 def test_the_export_returns_a_small_result_and_takes_ids_from_a_batch_sensor_s_result(
@@ -103,21 +132,25 @@ def test_the_export_returns_a_small_result_and_takes_ids_from_a_batch_sensor_s_r
     dag_run = run_dag(source, "revox_small_result")
     assert task_state(dag_run, "export") == "success"
     result = xcoms(dag_run, "export")["return_value"]
+    load = result["load"]
+    assert load.startswith("load=manual__") and load == only_load(tmp_path / "out").name
     assert result == {
         "destination": destination,
+        "load": load,
         "calls": 12,
         "files": 14,
         "recordings": 0,
         "rows": {"transcripts": result["rows"]["transcripts"], "structured_output": 12},
         "tables": {
-            "transcripts": f"{destination}/transcripts.jsonl",
-            "structured_output": f"{destination}/structured_output.jsonl",
+            "transcripts": f"{destination}/{load}/transcripts.jsonl",
+            "structured_output": f"{destination}/{load}/structured_output.jsonl",
         },
-        "manifest": f"{destination}/_manifest.json",
+        "manifest": f"{destination}/{load}/_manifest.json",
+        "loads": f"{destination}/_loads.jsonl",
     }
     assert result["rows"]["transcripts"] > 12
     assert not any(call_id in str(result) for call_id in ids)  # nothing per call in XCom
-    view = reader_view(ObjectStoragePath(destination))
+    view = reader_view(ObjectStoragePath(f"{destination}/{load}"))
     assert view is not None
     assert [json.loads(line)["call_id"] for line in view["structured_output.jsonl"].splitlines()] == ids
 

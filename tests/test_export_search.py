@@ -15,6 +15,7 @@ from airflow_provider_revox.exceptions import RevoxConfigError
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG
 from tests.test_operators import GOOD_OUTPUT, dag_source, export_dag, finished, task_state, xcoms
+from tests.test_staging import only_load
 
 
 def campaign(simulator: Any, name: str, size: int, *, launch: bool = True) -> tuple[str, list[str]]:
@@ -63,7 +64,7 @@ def test_an_export_by_campaign_reads_one_search_page_and_exports_only_that_campa
     )
     assert task_state(dag_run, "export") == "success"
     assert endpoint_counts(simulator) == {"search": 1, "get": 0}  # seven calls, one request
-    exported = sorted(p.stem for p in (tmp_path / "out" / "calls").iterdir())
+    exported = sorted(p.stem for p in (only_load(tmp_path / "out") / "calls").iterdir())
     assert exported == sorted(wanted_ids) and not set(exported) & set(other_ids)
     result = xcoms(dag_run, "export")["return_value"]
     assert result["calls"] == 7 and result["rows"]["structured_output"] == 7
@@ -95,11 +96,11 @@ def test_a_typed_search_and_a_dict_export_the_same_calls(
         {"campaign_ids": [wanted], "statuses": ["completed", "errored", "cancelled"]},
     )
     assert task_state(run_dag(plain, "revox_dict_search"), "export") == "success"
-    typed = sorted(p.name for p in (tmp_path / "typed" / "calls").iterdir())
+    typed = sorted(p.name for p in (only_load(tmp_path / "typed") / "calls").iterdir())
     assert len(typed) == 4
-    assert typed == sorted(p.name for p in (tmp_path / "dict" / "calls").iterdir())
-    assert (tmp_path / "typed" / "transcripts.jsonl").read_text() == (
-        tmp_path / "dict" / "transcripts.jsonl"
+    assert typed == sorted(p.name for p in (only_load(tmp_path / "dict") / "calls").iterdir())
+    assert (only_load(tmp_path / "typed") / "transcripts.jsonl").read_text() == (
+        only_load(tmp_path / "dict") / "transcripts.jsonl"
     ).read_text()
 
 
@@ -114,7 +115,7 @@ def test_an_export_of_150_ids_costs_two_searches_and_no_get(simulator: Any, tmp_
     assert endpoint_counts(simulator) == {"search": 2, "get": 0}
     rows = [
         json.loads(line)["call_id"]
-        for line in (tmp_path / "structured_output.jsonl").read_text().splitlines()
+        for line in (only_load(tmp_path) / "structured_output.jsonl").read_text().splitlines()
     ]
     assert rows == ids  # still in the order asked for
 
@@ -135,7 +136,7 @@ def test_an_id_the_search_does_not_return_is_asked_for_alone_and_named(
     with pytest.raises(AirflowFailException, match="'call-nobody-placed' could not be fetched"):
         export.execute(context={})  # type: ignore[arg-type]
     assert endpoint_counts(simulator) == {"search": 1, "get": 1}  # the GET only for the missing one
-    assert not (tmp_path / "_SUCCESS").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no load, no table of loads, no staging
 
 
 @pytest.mark.parametrize(

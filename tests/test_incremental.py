@@ -13,10 +13,11 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_revox._internal.waiting.cursor import Watermark, takes
+from airflow_provider_revox.export import read_loads
 from airflow_provider_revox.testing import running_simulator
 from tests.test_export_e2e import failing_store
 from tests.test_operators import GOOD_OUTPUT, export_dag, place, task_logs, task_state, xcoms
-from tests.test_staging import FailingMemoryFileSystem, reader_view
+from tests.test_staging import FailingMemoryFileSystem, load_folders, reader_view
 from tests.versions import needs_asset_state_store
 
 __all__ = ["failing_store", "task_logs"]
@@ -71,10 +72,12 @@ def incremental_source(dag_id: str, destination: str) -> str:
     )
 
 
-def exported(destination: Path) -> list[str]:
-    return sorted(
-        json.loads(line)["call_id"] for line in (destination / "calls.jsonl").read_text().splitlines()
-    )
+def exported(destination: Path) -> list[list[str]]:
+    """The call ids of each load under ``destination``, oldest load first."""
+    return [
+        sorted(json.loads(line)["call_id"] for line in (load / "calls.jsonl").read_text().splitlines())
+        for load in load_folders(destination)
+    ]
 
 
 def searches(simulator: Any) -> int:
@@ -97,24 +100,26 @@ def run_three_rounds(
     simulator.finish(*first)
     run1 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert task_state(run1, "export") == "success"
-    assert exported(destination) == sorted(first)
+    assert exported(destination) == [sorted(first)]
 
     second = [place(simulator, GOOD_OUTPUT) for _ in range(2)]
     simulator.finish(*second)
     running = place(simulator, GOOD_OUTPUT)  # placed, not ended: not exported yet
     run2 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert task_state(run2, "export") == "success"
-    assert exported(destination) == sorted(second)
+    # Appended: the first run's load is still there beside the second's.
+    assert exported(destination) == [sorted(first), sorted(second)]
 
     before = searches(simulator)
     run3 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
     assert task_state(run3, "export") == "success"
-    assert exported(destination) == []
+    assert exported(destination) == [sorted(first), sorted(second)]  # no calls: no load, nothing removed
     assert xcoms(run3, "export")["return_value"]["calls"] == 0
+    assert xcoms(run3, "export")["return_value"]["load"] is None
 
     simulator.finish(running)
     run4 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
-    assert exported(destination) == [running]
+    assert exported(destination) == [sorted(first), sorted(second), [running]]
     return [run1, run2, run3, run4, searches(simulator) - before]
 
 
@@ -162,10 +167,12 @@ def test_a_failed_publish_advances_nothing_and_the_rerun_exports_the_same_calls(
     FailingMemoryFileSystem.fail_on = None
     again = run_dag(incremental_source("revox_incremental_fail", destination), "revox_incremental_fail")
     assert task_state(again, "export") == "success"
-    view = reader_view(ObjectStoragePath(destination))
-    assert view is not None
-    rows = [json.loads(line)["call_id"] for line in view["calls.jsonl"].splitlines()]
-    assert sorted(rows) == sorted(second)  # the failed run's calls, once, nothing of the first run
+    base = ObjectStoragePath(destination)
+    loads = read_loads(base)
+    assert [entry["run_id"] for entry in loads] == [ok.run_id, again.run_id]  # nothing of the failed run
+    views = [reader_view(base / entry["folder"]) for entry in loads]
+    rows = [sorted(json.loads(line)["call_id"] for line in v["calls.jsonl"].splitlines()) for v in views if v]
+    assert rows == [sorted(first), sorted(second)]  # the failed run's calls, once, in the rerun's load
 
 
 def test_incremental_needs_a_fixed_destination(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from airflow_provider_revox._simulator.timeline import OrderScript
 from airflow_provider_revox.export import recording_extension
 from airflow_provider_revox.hooks.revox import Call
 from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, RevoxCallsToStorageOperator
+from tests.test_staging import load_folders, only_load
 
 # -- pure parts ----------------------------------------------------------------------------
 
@@ -411,12 +412,13 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     )
     dag_run = run_dag(source, dag_id)
     assert task_state(dag_run, "export") == "success"
+    load = only_load(destination)
     order = [second, first, third]
     engine_calls = {c: Call.from_response(simulator.get_call(c)) for c in order}
 
     # calls/<id>.json: the whole call, redacted.
     for call_id in order:
-        document = json.loads((destination / "calls" / f"{call_id}.json").read_text())
+        document = json.loads((load / "calls" / f"{call_id}.json").read_text())
         assert document["id"] == call_id
         assert document["assistant"]["llm_model"]["api_key"] == MASK
         assert document == json.loads(json.dumps(redact(simulator.get_call(call_id), (simulator.api_key,))))
@@ -426,7 +428,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
         )
 
     # transcripts: one row per turn, calls in input order, attempts oldest first.
-    transcripts = read_table(destination / f"transcripts.{file_format}", file_format)
+    transcripts = read_table(load / f"transcripts.{file_format}", file_format)
     expected = [
         (call_id, attempt.id, index, turn.role, turn.content, turn.tool_name)
         for call_id in order
@@ -441,7 +443,7 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     assert tool_rows and all(isinstance(json.loads(r["tool_arguments"]), dict) for r in tool_rows)
 
     # structured_output: one typed row per call, problems listed, bad values nulled.
-    outputs = read_table(destination / f"structured_output.{file_format}", file_format)
+    outputs = read_table(load / f"structured_output.{file_format}", file_format)
     assert list(outputs[0]) == [
         "call_id",
         "status",
@@ -472,14 +474,14 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     ended = engine_calls[first].ended_at
     assert ended is not None
     if file_format == "parquet":
-        schema = pq.read_schema(destination / "structured_output.parquet")
+        schema = pq.read_schema(load / "structured_output.parquet")
         assert schema.field("ended_at").type == pa.timestamp("us", tz="UTC")
         assert schema.field("confirmed").type == pa.bool_()
         assert schema.field("party_size").type == pa.float64()
         assert schema.field("new_date").type == pa.date32()
         assert schema.field("callback_at").type == pa.timestamp("us", tz="UTC")
         assert schema.field("validation_errors").type == pa.list_(pa.string())
-        assert pq.read_schema(destination / "transcripts.parquet").field("turn_index").type == pa.int64()
+        assert pq.read_schema(load / "transcripts.parquet").field("turn_index").type == pa.int64()
         assert good["ended_at"] == ended
         assert good["new_date"] == date(2025, 3, 10)
         assert good["callback_at"] == datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
@@ -500,14 +502,15 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     for call_id, attempt in recorded:
         assert attempt.recording_url is not None
         direct = httpx.get(attempt.recording_url).content
-        assert (destination / "recordings" / call_id / f"{attempt.id}.wav").read_bytes() == direct
+        assert (load / "recordings" / call_id / f"{attempt.id}.wav").read_bytes() == direct
 
     # The manifest lists every file, and nothing else is under the destination.
     result = xcoms(dag_run, "export")["return_value"]
-    assert result["manifest"] == f"file://{destination}/_manifest.json"
-    assert result["tables"]["transcripts"] == f"file://{destination}/transcripts.{file_format}"
+    assert result["load"] == load.name
+    assert result["manifest"] == f"file://{destination}/{load.name}/_manifest.json"
+    assert result["tables"]["transcripts"] == f"file://{destination}/{load.name}/transcripts.{file_format}"
     assert (result["calls"], result["recordings"], result["rows"]["structured_output"]) == (3, 3, 3)
-    first_run = tree(destination)
+    first_run = tree(load)
     relative = [f["path"] for f in json.loads(first_run["_manifest.json"])["files"]]
     assert result["files"] == len(relative)
     assert relative == sorted(
@@ -531,10 +534,16 @@ def test_export_to_storage_writes_every_file_and_a_rerun_writes_the_same_bytes(
     text_files = b"".join(v for k, v in first_run.items() if not k.startswith("recordings/"))
     assert_no_planted(text_files.decode("utf-8", "replace") + log_text, simulator.api_key)
 
-    # A rerun gives the same files, byte for byte.
+    # Another run adds a load of the same files, byte for byte, and leaves the first one as it was.
     rerun = run_dag(source, dag_id)
     assert task_state(rerun, "export") == "success"
-    assert tree(destination) == first_run
+    kept, added = load_folders(destination)
+    assert kept == load and tree(load) == first_run
+
+    def data(files: dict[str, bytes]) -> dict[str, bytes]:
+        return {path: content for path, content in files.items() if not path.startswith("_")}
+
+    assert data(tree(added)) == data(first_run)
 
 
 @pytest.mark.airflow
@@ -562,7 +571,7 @@ def test_a_failed_fetch_names_the_call_and_leaves_the_previous_export_intact(
     ok = run_dag(source([call_id]), "revox_export_failure")
     assert task_state(ok, "export") == "success"
     before = tree(destination)
-    assert "transcripts.jsonl" in before
+    assert f"{only_load(destination).name}/transcripts.jsonl" in before
     task_logs()
 
     failed = run_dag(source([call_id, "call-that-does-not-exist"]), "revox_export_failure")
@@ -608,7 +617,7 @@ def test_a_call_that_recovers_between_rounds_is_exported(
         sleep=pauses.append,
     )
     result = export.execute(context={})  # type: ignore[arg-type]
-    assert result["calls"] == 1 and (tmp_path / "calls" / f"{call_id}.json").exists()
+    assert result["calls"] == 1 and (only_load(tmp_path) / "calls" / f"{call_id}.json").exists()
     assert simulator.stats()["by_endpoint"]["POST /call/search"] == 2
     assert pauses == [5.0]  # the one pause between rounds
 
@@ -634,7 +643,7 @@ def test_a_templated_destination_reports_its_tables_through_an_asset_alias(
     )
     dag_run = run_dag(source, "revox_export_alias", conf={"folder": "batch-7"})
     assert task_state(dag_run, "export") == "success"
-    assert (tmp_path / "batch-7" / "transcripts.jsonl").exists()
+    assert (only_load(tmp_path / "batch-7") / "transcripts.jsonl").exists()
     with create_session() as session:
         uris = session.scalars(
             select(AssetModel.uri)
@@ -681,17 +690,19 @@ def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without
     log_text = task_logs()
     assert "Exporting 2 Revox call(s)" in log_text
     assert "XCom not found" not in log_text
+    result = xcoms(dag_run, "export")["return_value"]
+    folder = f"/bucket/revox/{result['load']}"
     assert sorted(store.store) == sorted(
         [
-            "/bucket/revox/transcripts.parquet",
-            "/bucket/revox/structured_output.parquet",
-            *(f"/bucket/revox/calls/{c}.json" for c in ids),
-            "/bucket/revox/_manifest.json",
-            "/bucket/revox/_SUCCESS",
+            f"{folder}/transcripts.parquet",
+            f"{folder}/structured_output.parquet",
+            *(f"{folder}/calls/{c}.json" for c in ids),
+            f"{folder}/_manifest.json",
+            f"{folder}/_SUCCESS",
+            "/bucket/revox/_loads.jsonl",
         ]
     )
-    with store.open("/bucket/revox/structured_output.parquet", "rb") as file:
+    with store.open(f"{folder}/structured_output.parquet", "rb") as file:
         rows = pq.read_table(file).to_pylist()
     assert [(r["call_id"], r["confirmed"]) for r in rows] == [(ids[0], True), (ids[1], False)]
-    result = xcoms(dag_run, "export")["return_value"]
-    assert result["tables"]["transcripts"] == "memory://bucket/revox/transcripts.parquet"
+    assert result["tables"]["transcripts"] == f"memory:/{folder}/transcripts.parquet"

@@ -37,6 +37,7 @@ PUBLIC_SURFACE: dict[str, list[str]] = {
         "CallSearch",
         "Watermark",
         "first_named",
+        "read_loads",
         "read_published",
         "recording_extension",
     ],

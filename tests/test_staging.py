@@ -44,6 +44,21 @@ def reader_view(destination: ObjectStoragePath) -> dict[str, bytes] | None:
     return files
 
 
+def load_folders(base: Path) -> list[Path]:
+    """The load folders under a local export base, oldest first, as ``_loads.jsonl`` lists them."""
+    table = base / "_loads.jsonl"
+    listed = [json.loads(line)["folder"] for line in table.read_text().splitlines()] if table.exists() else []
+    on_disk = sorted(p.name for p in base.iterdir() if p.name.startswith("load=")) if base.exists() else []
+    assert sorted(listed) == on_disk, f"_loads.jsonl lists {listed}, the folder holds {on_disk}"
+    return [base / name for name in listed]
+
+
+def only_load(base: Path) -> Path:
+    """The one load folder under a local export base that one export wrote."""
+    (folder,) = load_folders(base)
+    return folder
+
+
 def local_tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

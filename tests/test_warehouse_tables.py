@@ -22,6 +22,7 @@ from tests.test_operators import (
     task_state,
     xcoms,
 )
+from tests.test_staging import only_load
 
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -49,7 +50,8 @@ def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
         "revox_warehouse",
     )
     assert task_state(dag_run, "export") == "success"
-    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    load = only_load(tmp_path)
+    calls = [json.loads(line) for line in (load / "calls.jsonl").read_text().splitlines()]
     assert [row["call_id"] for row in calls] == [*ids, planted]
     first = calls[0]
     assert first["campaign_id"] == campaign_id and first["assistant_id"] == "asst_campaign"
@@ -63,7 +65,7 @@ def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
     assert mine["outcome"] == "interested" and mine["calls_count"] == 2
     assert mine["metadata"] == {"crm": '{"password": "***"}'}  # typed map of text, redacted
 
-    attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    attempts = [json.loads(line) for line in (load / "attempts.jsonl").read_text().splitlines()]
     own = [row for row in attempts if row["call_id"] == planted]
     api = simulator.get_call(planted)["call_attempts"]
     assert [row["attempt_id"] for row in own] == [a["id"] for a in reversed(api)]  # oldest first
@@ -71,10 +73,10 @@ def test_calls_and_attempts_rows_hold_the_join_keys_and_every_attempt(
     assert missed["answered_at"] is None and missed["duration_s"] is None and missed["recording_file"] is None
     assert answered["result"] == "human" and answered["duration_s"] == pytest.approx(45, abs=1)
     assert answered["recording_file"].startswith(f"recordings/{planted}/{answered['attempt_id']}.")
-    assert (tmp_path / answered["recording_file"]).is_file()
+    assert (load / answered["recording_file"]).is_file()
     assert len(attempts) == sum(row["calls_count"] for row in calls)
 
-    manifest = json.loads((tmp_path / "_manifest.json").read_text())
+    manifest = json.loads((load / "_manifest.json").read_text())
     listed = {entry["path"]: entry.get("rows") for entry in manifest["files"]}
     assert listed["calls.jsonl"] == 3 and listed["attempts.jsonl"] == len(attempts)
     result = xcoms(dag_run, "export")["return_value"]
@@ -97,6 +99,7 @@ def test_parquet_schemas_do_not_change_when_a_batch_lacks_values(
     assert task_state(
         run_dag(export_all("revox_pq_rich", [full], rich, "parquet"), "revox_pq_rich"), "export"
     ) == ("success")
+    sparse, rich = only_load(sparse), only_load(rich)
     for table in ("calls", "attempts"):
         assert pq.read_schema(sparse / f"{table}.parquet") == pq.read_schema(rich / f"{table}.parquet")
     schema = pq.read_schema(rich / "calls.parquet")

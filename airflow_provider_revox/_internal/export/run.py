@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from airflow.sdk import ObjectStoragePath
 
@@ -23,6 +24,7 @@ from airflow_provider_revox._internal.export.fetch import (
     fetch_call,
     fetch_in_order,
 )
+from airflow_provider_revox._internal.export.loads import Load, LoadStaging
 from airflow_provider_revox._internal.export.search import calls_by_ids
 from airflow_provider_revox._internal.export.staging import Staging
 from airflow_provider_revox._internal.export.tables import (
@@ -104,18 +106,34 @@ def _fetched(
     return iter(calls)  # type: ignore[arg-type]
 
 
-def export_calls(
+class Stager(Protocol):
+    """Where a run writes its files before they are published: a local path per relative path."""
+
+    def stage(self, relative: str) -> Path:
+        """A local path to write ``relative`` to."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What :func:`stage_tables` wrote: calls, rows per table, and each table's file and columns."""
+
+    calls: int
+    rows: dict[str, int]
+    names: dict[str, str]
+    schemas: dict[str, Schema]
+
+
+def stage_tables(
     hook: RevoxHook,
     calls: Sequence[str] | Iterable[FetchedCall],
-    destination: ObjectStoragePath,
+    staging: Stager,
     options: ExportOptions,
-) -> dict[str, Any]:
-    """Export ``calls`` (ids, or calls already fetched) under ``destination``; return the manifest.
+    *,
+    documents: bool = True,
+) -> Staged:
+    """Fetch every call and write its rows (and, with ``documents``, its JSON document) to ``staging``.
 
-    The returned manifest also maps each table's file to its columns under ``schemas``.
-
-    Rows follow the order of ``calls``, so a rerun writes the same files. Nothing is published
-    unless every call was fetched (see :mod:`~airflow_provider_revox._internal.export.staging`).
+    Tables are written as ``<name>.<options.file_format>``; rows follow the order of ``calls``.
     """
     secrets = hook.known_secrets()
     hook.get_conn()  # one pooled client, created before the worker threads share it
@@ -125,7 +143,6 @@ def export_calls(
     rows = dict.fromkeys(options.tables, 0)
     count = 0
     with (
-        Staging(destination) as staging,
         tempfile.TemporaryFile("w+", encoding="utf-8") as spool,
         contextlib.ExitStack() as writers,
     ):
@@ -155,7 +172,9 @@ def export_calls(
         with closing(ready):  # type: ignore[type-var]
             for item in ready:
                 call, count = item.fetched.call, count + 1
-                staging.stage(f"calls/{item.fetched.call_id}.json").write_bytes(call_document(call, secrets))
+                if documents:
+                    document = call_document(call, secrets)
+                    staging.stage(f"calls/{item.fetched.call_id}.json").write_bytes(document)
                 if transcripts is not None:
                     for row in transcript_rows(call, options.transcript_source, secrets):
                         transcripts.write(row)
@@ -183,13 +202,40 @@ def export_calls(
             finally:
                 writer.close()
             rows["structured_output"] = count
-        for name, relative in names.items():
-            staging.set_rows(relative, rows[name])
-        schemas = {
-            "transcripts": TRANSCRIPT_SCHEMA,
-            "structured_output": table.schema,
-            "calls": CALLS_SCHEMA,
-            "attempts": ATTEMPTS_SCHEMA,
-        }
+    schemas = {
+        "transcripts": TRANSCRIPT_SCHEMA,
+        "structured_output": table.schema,
+        "calls": CALLS_SCHEMA,
+        "attempts": ATTEMPTS_SCHEMA,
+    }
+    return Staged(count, rows, names, {name: schemas[name] for name in names})
+
+
+def export_calls(
+    hook: RevoxHook,
+    calls: Sequence[str] | Iterable[FetchedCall],
+    destination: ObjectStoragePath,
+    options: ExportOptions,
+    load: Load | None = None,
+) -> dict[str, Any]:
+    """Export ``calls`` (ids, or calls already fetched) under ``destination``; return the manifest.
+
+    The returned manifest also maps each table's file to its columns under ``schemas``.
+
+    With ``load``, the export is one load under the fixed base ``destination`` (see
+    :mod:`~airflow_provider_revox._internal.export.loads`): a load of no calls publishes
+    nothing and returns a manifest without files and with ``load`` None. Without it, the files
+    replace whatever set ``destination`` held.
+
+    Rows follow the order of ``calls``, so a rerun writes the same files. Nothing is published
+    unless every call was fetched (see :mod:`~airflow_provider_revox._internal.export.staging`).
+    """
+    with Staging(destination) if load is None else LoadStaging(destination, load) as staging:
+        staged = stage_tables(hook, calls, staging, options)
+        if load is not None and staged.calls == 0:
+            return {"version": 1, "files": [], "load": None, "schemas": {}}
+        for name, relative in staged.names.items():
+            staging.set_rows(relative, staged.rows[name])
         # The columns are not published in the manifest; the operator reports them as lineage.
-        return {**staging.commit(), "schemas": {relative: schemas[name] for name, relative in names.items()}}
+        schemas = {relative: staged.schemas[name] for name, relative in staged.names.items()}
+        return {**staging.commit(), "schemas": schemas}

@@ -1,5 +1,8 @@
 """Staging an export's files and publishing them as one set: a manifest, then ``_SUCCESS``.
 
+The storage operator publishes each run as one load folder through
+:class:`~airflow_provider_revox._internal.export.loads.LoadStaging`, which builds on this.
+
 Files are first written to a staging area, then published together once everything
 succeeded. Publishing is not one atomic step on any store, so the set carries its own proof:
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -11,9 +12,18 @@ from urllib.parse import urlsplit
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStoragePath
 
 from airflow_provider_revox._internal.core.redact import redact_text
+from airflow_provider_revox._internal.export.delta import (
+    DELTA,
+    delta_target,
+    export_to_delta,
+    import_deltalake,
+    read_watermark,
+    watermark_table,
+)
 from airflow_provider_revox._internal.export.fetch import FetchedCall, Sleep
 from airflow_provider_revox._internal.export.ids_file import ids_from_files
 from airflow_provider_revox._internal.export.incremental import NewCalls
+from airflow_provider_revox._internal.export.loads import LOADS_TABLE, Load
 from airflow_provider_revox._internal.export.recordings import RECORDINGS_DIR
 from airflow_provider_revox._internal.export.run import TABLES, ExportOptions, check_tables, export_calls
 from airflow_provider_revox._internal.export.search import CallSearch, calls_by_search, check_search
@@ -25,7 +35,7 @@ from airflow_provider_revox._internal.export.state import (
     watermark_key,
 )
 from airflow_provider_revox._internal.export.tables import check_transcript_source
-from airflow_provider_revox._internal.export.writers import check_file_format, import_pyarrow
+from airflow_provider_revox._internal.export.writers import FILE_FORMATS, check_file_format, import_pyarrow
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox._internal.waiting.cursor import Watermark
@@ -67,8 +77,11 @@ def _read_mapped(value: Any) -> Any:
 class RevoxCallsToStorageOperator(BaseOperator):
     """Export call orders to object storage: raw calls, transcripts, structured output, recordings.
 
-    Writes under ``destination`` (any scheme Airflow's object storage knows: ``file://``,
-    ``s3://``, ``gs://``, ...):
+    Each run adds one load under ``destination`` (any scheme Airflow's object storage knows:
+    ``file://``, ``s3://``, ``gs://``, ...), a folder ``load=<run id made safe>-<hash>/`` listed in
+    ``_loads.jsonl`` once complete (see :mod:`~airflow_provider_revox._internal.export.loads`):
+    a rerun or retry of the same DAG run replaces its own load, never another's, and a run with
+    no calls adds nothing. In the load's folder:
 
     * ``calls/<call_id>.json``: each call as the API returned it, redacted;
     * ``transcripts.<ext>``: one row per transcript turn;
@@ -76,13 +89,16 @@ class RevoxCallsToStorageOperator(BaseOperator):
       assistants' ``structured_output_config`` and a ``validation_errors`` column;
     * with ``include_recordings``, ``recordings/<call_id>/<attempt_id>.<ext>``, streamed.
 
-    Every file is staged and only published once every call was fetched; the set is published
-    with ``_manifest.json`` (each file's size, sha256 and row count) and ``_SUCCESS`` last, so a
-    reader that waits for ``_SUCCESS`` never reads a mix of two runs, and files of an earlier
-    run that the new manifest does not list are removed (a reader checks the set with
-    :func:`~airflow_provider_revox.export.read_published`). Rows follow the order of ``call_ids``, so a
-    rerun writes the same files. Returns a small summary (counts, the tables' URIs, the
+    Every file is staged and only published once every call was fetched; the load is published
+    with ``_manifest.json`` (each file's size, sha256 and row count) and ``_SUCCESS`` last, and
+    listed in the base's table of loads (a reader checks a load with
+    :func:`~airflow_provider_revox.export.read_published` and lists them with
+    :func:`~airflow_provider_revox.export.read_loads`). Rows follow the order of ``call_ids``, so
+    a rerun writes the same files. Returns a small summary (counts, the tables' URIs, the
     manifest's URI; nothing per call, so XCom stays small) and emits the tables as Asset events.
+
+    With ``file_format="delta"`` the four tables are Delta tables under ``destination``, each
+    load merged on the tables' natural keys in one commit per table.
 
     Args:
         call_ids: the call orders (templated): an id, a list of ids, a sensor's summary or a list
@@ -97,13 +113,16 @@ class RevoxCallsToStorageOperator(BaseOperator):
         incremental: with ``search``, export only the orders that reached a terminal status
             since the last successful run, each once across runs, reruns and retries. The
             watermark lives in the asset state store (Airflow 3.3+) of the destination's Asset,
-            written only once the files are published.
+            written only once the files are published; with ``delta``, in the custom metadata
+            of the commit that adds the rows it covers.
         tables: the tables to write: ``transcripts`` and ``structured_output`` by default, and
             the warehouse-ready ``calls`` (one row per order) and ``attempts`` (one per attempt).
         destination: a directory URI or an :class:`~airflow.sdk.ObjectStoragePath` (templated).
-        file_format: ``jsonl``, ``json`` or ``parquet`` (needs the ``[parquet]`` extra).
+        file_format: ``jsonl``, ``json``, ``parquet`` (needs the ``[parquet]`` extra) or ``delta``
+            (the ``[delta]`` extra; a local path or ``s3://``, keys from an ``aws`` connection).
         revox_conn_id: the ``revox`` connection.
-        destination_conn_id: the connection of the object store, if it needs one (templated).
+        destination_conn_id: the connection of the object store, if it needs one (templated);
+            for ``delta`` on ``s3://``, an ``aws`` connection (key id, secret, ``endpoint_url``).
         include_recordings: also download each attempt's recording.
         max_concurrency: calls fetched (and recordings downloaded) at the same time.
         transcript_source: ``"best"``, ``"live"`` or ``"post_call"``, as for the results operator.
@@ -133,7 +152,14 @@ class RevoxCallsToStorageOperator(BaseOperator):
     ) -> None:
         """Check the arguments and declare the tables as outlets when the destination is fixed."""
         super().__init__(**kwargs)
-        self.file_format = check_file_format(file_format)
+        if file_format != DELTA and file_format not in FILE_FORMATS:
+            formats = ", ".join((*FILE_FORMATS, DELTA))
+            raise ValueError(f"file_format must be one of {formats}, not {file_format!r}")
+        self.file_format = file_format if file_format == DELTA else check_file_format(file_format)
+        if file_format == DELTA and include_recordings:
+            raise ValueError(
+                "file_format='delta' writes the four tables only: include_recordings needs a file format"
+            )
         if (call_ids is None) == (search is None):
             raise ValueError("give either call_ids or search, not both and not neither")
         self.search = check_search(search) if search is not None else None
@@ -161,14 +187,19 @@ class RevoxCallsToStorageOperator(BaseOperator):
         # Known destination: declare the tables. Templated: an alias the run fills in.
         if not is_templated(str(destination) if isinstance(destination, ObjectStoragePath) else destination):
             self.outlets = [*self.outlets, *self._table_assets(_plain_uri(destination))]
-            if self.incremental:
+            if self.incremental and not self.is_delta:
                 self.outlets = [*self.outlets, self.state_asset]
         elif self.incremental:
             raise ValueError("incremental=True needs a fixed destination: its Asset keeps the watermark")
         else:
             self.outlets = [*self.outlets, AssetAlias(self.asset_alias_name)]
-        if self.incremental:
-            require_asset_state_store()
+        if self.incremental and not self.is_delta:
+            require_asset_state_store()  # Delta tables keep the watermark in their own commits
+
+    @property
+    def is_delta(self) -> bool:
+        """Whether the tables are written as Delta tables rather than files of loads."""
+        return self.file_format == DELTA
 
     @property
     def asset_alias_name(self) -> str:
@@ -181,6 +212,8 @@ class RevoxCallsToStorageOperator(BaseOperator):
         return Asset(uri=_plain_uri(self.destination))
 
     def _table_assets(self, base_uri: str) -> list[Asset]:
+        if self.is_delta:
+            return [Asset(uri=f"{base_uri}/{table}") for table in self.tables]
         return [Asset(uri=f"{base_uri}/{table}.{self.file_format}") for table in self.tables]
 
     def _destination_path(self) -> ObjectStoragePath:
@@ -194,14 +227,20 @@ class RevoxCallsToStorageOperator(BaseOperator):
         return ObjectStoragePath(destination.strip(), conn_id=self.destination_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Fetch every call, stage every file, publish them together; return a small summary.
+        """Fetch every call, stage every file, publish them as one load; return a small summary.
 
-        The summary's size does not grow with the calls: ``destination``, ``calls``, ``files``,
-        ``recordings``, ``rows`` (per table), ``tables`` (table name to URI) and ``manifest``
-        (the URI of ``_manifest.json``, which lists every file).
+        The summary's size does not grow with the calls: ``destination`` (the base), ``load``
+        (the load's folder name; None when there were no calls: nothing was published),
+        ``calls``, ``files``, ``recordings``, ``rows`` (per table), ``tables`` (table name to the
+        URI of this load's file), ``manifest`` (the URI of this load's ``_manifest.json``) and
+        ``loads`` (the URI of ``_loads.jsonl``). Delta: ``destination``, ``load``, ``calls``,
+        ``rows``, ``tables`` (table name to the Delta table's URI) and ``versions`` (each
+        table's version after this load's commit).
         """
         if self.file_format == "parquet":
             import_pyarrow()  # fail before fetching anything when the extra is missing
+        if self.is_delta:
+            import_deltalake()
         destination = self._destination_path()
         shown = redact_text(str(destination))
         options = ExportOptions(
@@ -212,33 +251,37 @@ class RevoxCallsToStorageOperator(BaseOperator):
             sleep=self.sleep,
             tables=self.tables,
         )
+        load = self._load(context)
         extra: dict[str, Any] = {}
         # Ids kept in a sensor's file are read and checked before any request.
         call_ids: list[str] = []
         if self.search is None:
             call_ids = normalize_call_ids(ids_from_files(_read_mapped(self.call_ids)))
         with RevoxHook(self.revox_conn_id) as hook:
+            calls: Sequence[str] | Iterator[FetchedCall]
             if self.search is None:
                 self.log.info(
                     "Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format
                 )
-                manifest = export_calls(hook, call_ids, destination, options)
-                count = len(call_ids)
+                calls = call_ids
             elif not self.incremental:
                 self.log.info("Exporting the Revox calls matching %s to %s", self.search.to_dict(), shown)
-                found = (
+                calls = (
                     FetchedCall(call.id, call)
                     for call in calls_by_search(hook, self.search.filters(), self.sleep)
                 )
-                manifest = export_calls(hook, found, destination, options)
-                count = call_documents(manifest)
+            if self.incremental:
+                result, extra = self._export_new(hook, context, destination, options, load)
+            elif self.is_delta:
+                result = self._export_delta(hook, calls, destination, options, load)
             else:
-                manifest, count, extra = self._export_new(hook, context, destination, options)
+                result = export_calls(hook, calls, destination, options, load)
+            # Lineage names each table by its identity across loads, as the Asset outlets do.
             self.revox_lineage = export_lineage(
                 hook.base_url,
                 call_ids if self.search is None else (),
                 storage_uri(destination),
-                manifest,
+                result,
                 search=self.search.filters() if self.search is not None else None,
             )
         alias_outlet = AssetAlias(self.asset_alias_name)
@@ -246,29 +289,93 @@ class RevoxCallsToStorageOperator(BaseOperator):
             alias = context["outlet_events"][alias_outlet]
             for asset in self._table_assets(storage_uri(destination).rstrip("/")):
                 alias.add(asset)
+        if self.is_delta:
+            return {**result.pop("summary"), **extra}
+        return {**self._summary(destination, load, result), **extra}
+
+    def _load(self, context: Context) -> Load:
+        """The load this task run writes: its DAG run's, so a retry or rerun replaces only its own."""
+        ti = context.get("ti")
+        if ti is None:  # called outside a task run: a load of its own, named by the time
+            moment = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%S.%fZ")
+            return Load(getattr(self, "dag_id", "") or "", self.task_id, f"direct__{moment}")
+        map_index = getattr(ti, "map_index", -1)
+        return Load(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index))
+
+    def _summary(
+        self, destination: ObjectStoragePath, load: Load, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
         files = manifest["files"]
-        self.log.info("Wrote %d file(s) for %d call(s) under %s", len(files), count, shown)
+        count = call_documents(manifest)
+        published = manifest.get("load") is not None
+        self.log.info(
+            "Wrote %d file(s) for %d call(s) under %s",
+            len(files),
+            count,
+            redact_text(str(destination / load.name)) if published else redact_text(str(destination)),
+        )
         rows = {entry["path"]: entry.get("rows") for entry in files}
         tables = {name: f"{name}.{self.file_format}" for name in self.tables}
+        folder = destination / load.name
         return {
             "destination": str(destination),
+            "load": load.name if published else None,
             "calls": count,
             "files": len(files),
             "recordings": sum(1 for entry in files if entry["path"].startswith(f"{RECORDINGS_DIR}/")),
-            "rows": {name: rows[path] for name, path in tables.items()},
-            "tables": {name: str(destination / path) for name, path in tables.items()},
-            "manifest": str(destination / MANIFEST),
-            **extra,
+            "rows": {name: rows.get(path, 0) for name, path in tables.items()},
+            "tables": {name: str(folder / path) for name, path in tables.items()} if published else {},
+            "manifest": str(folder / MANIFEST) if published else None,
+            "loads": str(destination / LOADS_TABLE),
         }
 
+    def _export_delta(
+        self,
+        hook: RevoxHook,
+        calls: Sequence[str] | Iterator[FetchedCall],
+        destination: ObjectStoragePath,
+        options: ExportOptions,
+        load: Load,
+        watermark: Callable[[], tuple[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Merge the calls into the Delta tables; return a lineage manifest with the summary in it."""
+        target = delta_target(destination, self.destination_conn_id)
+        done = export_to_delta(hook, calls, target, options, load, watermark)
+        self.log.info(
+            "Merged %d call(s) into the Delta tables under %s (versions %s)",
+            done["calls"],
+            redact_text(str(destination)),
+            done["versions"],
+        )
+        summary = {
+            "destination": str(destination),
+            "load": load.name if done["versions"] else None,
+            "calls": done["calls"],
+            "rows": done["rows"],
+            "tables": {name: target.table_uri(name) for name in self.tables},
+            "versions": done["versions"],
+        }
+        # Lineage sees each Delta table as one dataset with the columns this load wrote.
+        schemas = done["schemas"] if done["versions"] else {}
+        return {"files": [{"path": name} for name in schemas], "schemas": schemas, "summary": summary}
+
     def _export_new(
-        self, hook: RevoxHook, context: Context, destination: ObjectStoragePath, options: ExportOptions
-    ) -> tuple[dict[str, Any], int, dict[str, Any]]:
-        """Export the calls that ended since the watermark; advance it once they are published."""
+        self,
+        hook: RevoxHook,
+        context: Context,
+        destination: ObjectStoragePath,
+        options: ExportOptions,
+        load: Load,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Export the calls that ended since the watermark; advance it with (or after) the data."""
         assert self.search is not None
-        store = asset_state(context, self.state_asset)
         key = watermark_key(self.search)
-        start = Watermark.from_state(store.get(key))
+        if self.is_delta:
+            target = delta_target(destination, self.destination_conn_id)
+            start = Watermark.from_state(read_watermark(target, watermark_table(self.tables), key))
+        else:
+            store = asset_state(context, self.state_asset)
+            start = Watermark.from_state(store.get(key))
         self.log.info(
             "Exporting the Revox calls matching %s that ended since %s to %s",
             self.search.to_dict(),
@@ -276,11 +383,18 @@ class RevoxCallsToStorageOperator(BaseOperator):
             redact_text(str(destination)),
         )
         new = NewCalls(hook, self.search.filters(), start, sleep=self.sleep)
-        manifest = export_calls(hook, (FetchedCall(call.id, call) for call in new), destination, options)
-        # Only now, with the files published: a failed run leaves the watermark where it was.
+        found = (FetchedCall(call.id, call) for call in new)
+        if self.is_delta:
+            # The watermark goes in the same commit as the rows it covers.
+            result = self._export_delta(
+                hook, found, destination, options, load, lambda: (key, new.watermark.to_state())
+            )
+        else:
+            result = export_calls(hook, found, destination, options, load)
+            # Only now, with the files published: a failed run leaves the watermark where it was.
+            store.set(key, new.watermark.to_state())
         after = new.watermark
-        store.set(key, after.to_state())
-        return manifest, new.taken, {"watermark": after.to_state()["ended_at"], "sorted": new.sorted}
+        return result, {"watermark": after.to_state()["ended_at"], "sorted": new.sorted}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
         """OpenLineage's view of the run: the calls read, and each file written (tables with schemas).
