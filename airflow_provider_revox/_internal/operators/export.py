@@ -79,7 +79,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
 
     Each run adds one load under ``destination`` (any scheme Airflow's object storage knows:
     ``file://``, ``s3://``, ``gs://``, ...), a folder ``load=<run id made safe>-<hash>/`` listed in
-    ``_loads.jsonl`` once complete (see :mod:`~airflow_provider_revox._internal.export.loads`):
+    ``_loads.jsonl`` once complete (see :func:`~airflow_provider_revox.export.read_loads`):
     a rerun or retry of the same DAG run replaces its own load, never another's, and a run with
     no calls adds nothing. In the load's folder:
 
