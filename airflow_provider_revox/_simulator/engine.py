@@ -41,8 +41,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_revox._internal.core import statuses
-from airflow_provider_revox._internal.core.call import Assistant
+from airflow_provider_revox._simulator import statuses
+from airflow_provider_revox._simulator.assistant import AssistantShape
 from airflow_provider_revox._simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox._simulator.dialing import dial_rules, next_dial, recipient_zone
 from airflow_provider_revox._simulator.errors import (
@@ -258,7 +258,7 @@ class SimulatorEngine(CallQueries):
             rules = dial_rules(assistant_obj.get("call_retry_config"))
         if anytime:
             rules = replace(rules, windows=((0, 24 * 60),), days=frozenset(range(7)))
-        assistant_model = Assistant.model_validate(assistant_obj)
+        assistant_model = AssistantShape.model_validate(assistant_obj)
         with self._lock:
             self._placed += 1
             key = call_id or f"order-{self._placed}"
