@@ -45,7 +45,7 @@ bench: install
 	$(PY) bench/run_all.py
 
 simulator: install
-	$(VENV)/bin/revox-simulator --port 8089 --speed 600 --calls 20
+	$(PY) -m airflow_provider_revox.testing --port 8089 --speed 600 --calls 20
 
 clean:
 	rm -rf $(VENV) .matrix .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""``revox-simulator``: run a Revox API simulator on loopback.
+"""``python -m airflow_provider_revox.testing``: run a Revox API simulator on loopback.
 
 The first line on stdout gives the base URL; the second the API key when it was
 generated. The key comes from ``--api-key``, else from the ``REVOX_API_KEY`` environment
@@ -27,7 +27,7 @@ from airflow_provider_revox._simulator.transport import is_loopback
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="revox-simulator",
+        prog="python -m airflow_provider_revox.testing",
         description="Serve a simulated Revox API on loopback for offline DAG development and tests.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -97,7 +97,7 @@ def _serve(server: SimulatorServer, generated_key: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Entry point of ``revox-simulator``; returns the process exit status."""
+    """Entry point of ``python -m airflow_provider_revox.testing``; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         _serve(server, generated)
     except OSError as error:
-        print(f"revox-simulator: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        print(f"revox simulator: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
 

@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 #: Monday 3 March 2025, 08:00 UTC: a weekday morning before most calling windows open.
 DEFAULT_VIRTUAL_START = datetime(2025, 3, 3, 8, 0, tzinfo=timezone.utc)
+#: When a fast clock starts its day: as the default 10:00-18:00 window of Central European numbers
+#: opens (10:00 or 11:00 in Paris), leaving room for the seconds of real time a test takes to place
+#: its order (hours of fast time) and for three attempts two hours apart before the window closes.
+CALLING_HOURS_START_HOUR_UTC = 9
 
 
 @runtime_checkable
@@ -24,6 +28,24 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Return the current time, timezone-aware UTC."""
         ...
+
+
+def calling_hours_start(moment: datetime) -> datetime:
+    """The first weekday 09:00 UTC at or after ``moment``: where a fast clock starts.
+
+    A scaled clock started at night or on a weekend makes every order wait for the next calling
+    window (hours of simulated time); started here, a European number dials at once.
+
+    Raises:
+        ValueError: when ``moment`` has no timezone.
+    """
+    start = as_utc(moment)
+    day = start.replace(hour=CALLING_HOURS_START_HOUR_UTC, minute=0, second=0, microsecond=0)
+    if day < start:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:  # Saturday, Sunday
+        day += timedelta(days=1)
+    return day
 
 
 def as_utc(moment: datetime) -> datetime:

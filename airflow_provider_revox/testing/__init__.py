@@ -62,11 +62,35 @@ _HOMES = {
 }
 
 
+#: What the ``testing`` extra brings (import names): the simulator's HTTP server and YAML scenarios.
+_EXTRA_MODULES = frozenset({"starlette", "uvicorn", "httptools", "yaml"})
+_INSTALL_HINT = 'pip install "airflow-provider-revox[testing]"'
+
+
+def _simulator_module(home: str) -> Any:
+    """Import ``_simulator.<home>``; a package of the ``testing`` extra missing says how to get it.
+
+    Raises:
+        ImportError: a package of the extra is not installed (the message names the fix).
+    """
+    try:
+        return import_module(f"airflow_provider_revox._simulator.{home}")
+    except ImportError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in _EXTRA_MODULES:
+            raise
+        raise ImportError(
+            f"the Revox test kit needs {missing!r}, which comes with the provider's testing extra: "
+            f"{_INSTALL_HINT}",
+            name=error.name,
+        ) from error
+
+
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"airflow_provider_revox._simulator.{home}"), name)
+    return getattr(_simulator_module(home), name)
 
 
 __all__ = [
