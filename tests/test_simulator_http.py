@@ -99,12 +99,40 @@ def test_post_call_places_an_order(simulator: SimulatorHandle, client: httpx.Cli
         ({"phone_number": PARIS}, 422, "assistant_id"),
         ({"phone_number": PARIS, "assistant_id": "a", "scheduled_at": "soon"}, 422, "scheduled_at"),
         ([1, 2], 400, "must be a JSON object"),
+        ({}, 422, "missing required field(s): phone_number (the recipient, E.164;"),
+        (
+            {"to_phone_number": PARIS, "assistant_id": "a"},
+            422,
+            "missing required field(s): phone_number (the recipient, E.164; to_phone_number is the "
+            "field of a campaign's contacts)",
+        ),
     ],
 )
 def test_post_call_rejects_bad_input(client: httpx.Client, body: Any, status: int, message: str) -> None:
     response = client.post("/call", json=body)
     assert response.status_code == status
     assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/campaigns", {}, "missing required field(s): name, assistant_id, contacts"),
+        ("/campaigns", {"name": "June", "assistant_id": "a"}, "missing required field(s): contacts"),
+        ("/campaigns/{id}/launch-calls", {}, "missing required field(s): mode, selection"),
+        ("/campaigns/{id}/launch-calls", {"mode": "ai_first"}, "missing required field(s): selection"),
+    ],
+)
+def test_a_campaign_request_missing_a_field_is_422_naming_it(
+    client: httpx.Client, path: str, body: dict[str, Any], message: str
+) -> None:
+    created = client.post(
+        "/campaigns", json={"name": "June", "assistant_id": "a", "contacts": [{"to_phone_number": PARIS}]}
+    )
+    response = client.post(path.format(id=created.json()["campaign"]["id"]), json=body)
+    assert (response.status_code, response.json()["message"]) == (422, message)
+    # The connection survives: the answer was an answer, not a crash.
+    assert client.get("/auth-status").json() == {"authenticated": True}
 
 
 def test_post_call_with_broken_json_is_400(client: httpx.Client) -> None:

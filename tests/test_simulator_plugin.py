@@ -86,7 +86,7 @@ def test_loading_the_plugin_imports_neither_airflow_nor_the_simulator() -> None:
     assert out.strip() == "[]"
 
 
-def test_the_simulator_requires_the_filters_the_hook_sends() -> None:
+def test_the_simulator_knows_the_filters_the_hook_sends() -> None:
     assert SIMULATED_FILTERS == SEARCH_FILTERS
 
 

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refuse-sort", action="store_true", help="answer 422 to a call search that asks for a sort"
     )
+    parser.add_argument(
+        "--strict-search",
+        action="store_true",
+        help="answer 422 to a call search missing a field the API spec marks required (default: take "
+        "its default and name it in the x-revox-simulator-defaulted header)",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     return parser
 
@@ -62,7 +68,9 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
     if not args.allow_remote and not is_loopback(args.host):
         raise ValueError(f"refusing to bind {args.host}: pass --allow-remote to listen beyond loopback")
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(args.speed)
-    engine = SimulatorEngine(seed=args.seed, clock=clock, refuse_sort=args.refuse_sort)
+    engine = SimulatorEngine(
+        seed=args.seed, clock=clock, refuse_sort=args.refuse_sort, strict_search=args.strict_search
+    )
     faults = Faults(args.faults, seed=args.seed)
     given = args.api_key or environ.get("REVOX_API_KEY", "").strip()
     generated = None if given else generate_api_key()

@@ -85,6 +85,9 @@ class SimulatorEngine(CallQueries):
         clock: the time source; a manual :class:`VirtualClock` by default.
         profile: outcome and duration distributions; realistic defaults.
         public_url: base URL recording links point at (the server sets its own address).
+        refuse_sort: answer 422 to a search that asks for a sort.
+        strict_search: answer 422 to a ``POST /call/search`` missing a field the spec marks
+            required, instead of taking its default.
     """
 
     def __init__(
@@ -95,10 +98,14 @@ class SimulatorEngine(CallQueries):
         profile: Profile | None = None,
         public_url: str = DEFAULT_PUBLIC_URL,
         refuse_sort: bool = False,
+        strict_search: bool = False,
     ) -> None:
         self.seed = seed
         #: Answer a search that asks for a sort with 422, as an API without sorting would.
         self.refuse_sort = refuse_sort
+        #: Answer a ``POST /call/search`` missing a field the vendor's spec marks required with 422
+        #: (the list filters, ``page``, ``page_size``) instead of taking their defaults.
+        self.strict_search = strict_search
         self.clock: Clock = clock if clock is not None else VirtualClock()
         self.profile = profile if profile is not None else Profile()
         self._public_url = public_url.rstrip("/")

@@ -8,7 +8,9 @@ Routes under ``/api`` (bearer auth, faults apply, counted in the stats):
   ``skip_calling_window``, ``concurrency: {key}`` kept and shown), ``GET /call/{id}``;
 * ``POST /call/{id}/cancel``, ``/pause``, ``/resume`` -> ``{"success": true, "call": {...}}``;
 * ``POST /call/search`` -> ``{"calls": [...], "total_count": int}``: filters (lists, an empty
-  one does not filter), ``page`` (0-based) and ``page_size`` (1-1000) are required; each call
+  one does not filter), ``page`` (0-based) and ``page_size`` (1-1000), which the vendor's spec
+  marks required: one left out takes its default (no filter, page 0, 100 calls) and is named in
+  the ``x-revox-simulator-defaulted`` header, or is a 422 with ``strict_search``; each call
   is what ``GET /call/{id}`` shows at the same moment, and counts as a look at that call in
   the stats' ``by_call_id``; a bad field is a 422 naming it; ``sort_by`` (``created_at``,
   ``updated_at``, ``ended_at``, ``scheduled_at``, ``id``) and ``sort_direction``, unless the
@@ -51,11 +53,20 @@ from airflow_provider_revox._simulator.errors import InvalidSearch, SimulatorErr
 from airflow_provider_revox._simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
 from airflow_provider_revox._simulator.orders import valid_map
 from airflow_provider_revox._simulator.recordings import recording_chunks, recording_length
-from airflow_provider_revox._simulator.replies import BadBody, Reply, error_reply, json_body, json_reply
+from airflow_provider_revox._simulator.replies import (
+    BadBody,
+    Reply,
+    body_fields,
+    error_reply,
+    json_body,
+    json_reply,
+)
 from airflow_provider_revox._simulator.search import SEARCH_OPTIONAL_FIELDS, SEARCH_REQUIRED_FIELDS
 from airflow_provider_revox._simulator.transport import Protocol, drop, is_loopback
 
 MAX_BODY_BYTES = 1024 * 1024
+#: Names the search fields the spec marks required that a request left out and the simulator defaulted.
+DEFAULTED_HEADER = "x-revox-simulator-defaulted"
 #: Idle keep-alive connections stay open this long: pollers come back every few seconds to minutes.
 KEEP_ALIVE_SECONDS = 300
 #: What a ``POST /call`` body may set; other keys are ignored, as the API ignores unknown fields.
@@ -72,6 +83,8 @@ ORDER_FIELDS = (
     "concurrency",
 )
 Handler = Callable[[Request, str | None, bytes], Reply]
+#: A campaign's contacts name the recipient ``to_phone_number``; an order names it ``phone_number``.
+_ORDER_HINTS = {"phone_number": "the recipient, E.164; to_phone_number is the field of a campaign's contacts"}
 
 
 class SimulatorServer:
@@ -264,7 +277,7 @@ class SimulatorServer:
         return headers
 
     def _send(self, request: Request, reply: Reply) -> Response:
-        headers = self._headers(request)
+        headers = {**self._headers(request), **reply.headers}
         if reply.retry_after is not None:
             headers["retry-after"] = f"{reply.retry_after:g}"
         return Response(reply.body, reply.status, headers, media_type="application/json")
@@ -340,17 +353,23 @@ class SimulatorServer:
     def _search(self, request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
         missing = [name for name in SEARCH_REQUIRED_FIELDS if name not in payload]
-        if missing:
+        if missing and self.engine.strict_search:
             raise InvalidSearch(f"missing required field(s): {', '.join(missing)}")
         fields = (*SEARCH_REQUIRED_FIELDS, *SEARCH_OPTIONAL_FIELDS)
         found = self.engine.search_calls(**{name: payload[name] for name in fields if name in payload})
-        return Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
+        reply = Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
+        if missing:
+            # The spec marks these required: say which were taken as defaults, so a client that
+            # relies on them learns it before a stricter API refuses the request.
+            reply.headers[DEFAULTED_HEADER] = ",".join(missing)
+        return reply
 
     def _place(self, request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
         for name in ("metadata", "prompt_variables"):
             valid_map(name, payload.get(name), strings=True)  # the API's maps hold strings only
-        call = self.engine.place_call(**{key: payload[key] for key in ORDER_FIELDS if key in payload})
+        fields = body_fields(payload, ORDER_FIELDS, self.engine.place, _ORDER_HINTS)
+        call = self.engine.place_call(**fields)
         return json_reply(200, {"call": call}, call_id=call["id"])
 
     def _action(self, action: str) -> Handler:
