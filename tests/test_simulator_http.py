@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -378,3 +379,46 @@ def test_a_client_that_hangs_up_mid_body_is_dropped_quietly(
         assert client.get("/auth-status").status_code == 200
     assert "Exception in ASGI application" not in caplog.text
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+# -- HTML pages ---------------------------------------------------------------------------
+
+
+def test_an_empty_simulator_index_says_how_to_start(simulator: SimulatorHandle) -> None:
+    response = httpx.get(simulator.base_url.removesuffix("/api") + "/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "Calls (0)" in response.text and "No calls yet" in response.text
+    assert "Campaigns (0)" in response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/dashboard", "/dashboard/"])
+def test_the_index_lists_calls_and_campaigns_linking_to_each_call(
+    simulator: SimulatorHandle, client: httpx.Client, path: str
+) -> None:
+    first = place(simulator)["id"]
+    simulator.advance(60)
+    second = client.post("/call", json={"phone_number": PARIS, "assistant_id": "a"}).json()["call"]["id"]
+    contacts = [{"to_phone_number": "+33612345679"}]
+    created = client.post(
+        "/campaigns", json={"name": "<b>June</b>", "assistant_id": "a", "contacts": contacts}
+    )
+    campaign = created.json()["campaign"]["id"]
+    origin = simulator.base_url.removesuffix("/api")
+    response = httpx.get(origin + path)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    links = re.findall(r'href="(/dashboard/calls/[^"]+)"', page)
+    # Newest first: the campaign's order, then the two placed ones.
+    assert links[1:] == [f"/dashboard/calls/{second}", f"/dashboard/calls/{first}"] and len(links) == 3
+    assert "Calls (3)" in page and "Campaigns (1)" in page and campaign in page
+    assert "&lt;b&gt;June&lt;/b&gt;" in page and "<b>June</b>" not in page
+    followed = httpx.get(origin + links[-1])
+    assert followed.status_code == 200 and first in followed.text and 'href="/dashboard"' in followed.text
+
+
+def test_the_index_lists_the_newest_500_of_more(simulator: SimulatorHandle) -> None:
+    for _ in range(501):
+        place(simulator)
+    page = httpx.get(simulator.base_url.removesuffix("/api") + "/dashboard").text
+    assert "Calls (the newest 500 of 501)" in page
+    assert len(re.findall(r'href="/dashboard/calls/', page)) == 500

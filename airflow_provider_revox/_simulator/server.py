@@ -23,7 +23,8 @@ Routes under ``/api/_simulator`` (no auth, no faults, not counted):
 * ``GET|HEAD /recordings/{attempt_id}.wav?sig=...`` (presigned: a wrong ``sig`` is 403).
 
 ``GET /dashboard/calls/{id}`` is a small HTML page about one order: where the "Revox call"
-extra link points when the connection's base URL is this simulator.
+extra link points when the connection's base URL is this simulator. ``GET /`` and
+``GET /dashboard`` list the newest orders (each linked to its page) and the campaigns.
 
 Connections are kept alive (HTTP/1.1), so a poller reuses one socket for many requests.
 """
@@ -47,7 +48,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from airflow_provider_revox._simulator.campaign_routes import campaign_routes
-from airflow_provider_revox._simulator.dashboard import call_page
+from airflow_provider_revox._simulator.dashboard import call_page, engine_index
 from airflow_provider_revox._simulator.engine import SimulatorEngine
 from airflow_provider_revox._simulator.errors import InvalidSearch, SimulatorError, UnknownCall
 from airflow_provider_revox._simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
@@ -263,6 +264,8 @@ class SimulatorServer:
             Route("/api/_simulator/calls", self._calls_route, methods=["GET"]),
             Route("/api/_simulator/recordings/{name}", self._recording, methods=["GET"]),
             Route("/dashboard/calls/{call_id}", self._dashboard, methods=["GET"]),
+            Route("/dashboard", self._index, methods=["GET"]),
+            Route("/", self._index, methods=["GET"]),
         ]
 
     def _headers(self, request: Request | None = None) -> dict[str, str]:
@@ -434,6 +437,9 @@ class SimulatorServer:
         with self._stats_lock:
             self._recordings += 1
             self._recording_bytes += size
+
+    async def _index(self, request: Request) -> Response:
+        return HTMLResponse(engine_index(self.engine, self._clock_speed), 200, self._headers(request))
 
     async def _dashboard(self, request: Request) -> Response:
         call_id = request.path_params["call_id"]
