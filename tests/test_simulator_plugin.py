@@ -71,8 +71,8 @@ def test_installing_the_provider_brings_no_fixture(pytester: pytest.Pytester) ->
 
 
 def test_the_distribution_registers_no_pytest_plugin_and_no_command() -> None:
-    # Airflow's components load every installed pytest11 plugin and console script's package:
-    # the provider must add neither.
+    # The provider is installed into Airflow's components: it must change no pytest run there
+    # (a pytest11 entry point loads into every one) and add no command.
     groups = {entry.group for entry in metadata.distribution("airflow-provider-revox").entry_points}
     assert groups == {"apache_airflow_provider"}
 

@@ -14,7 +14,7 @@ from revox.types import CallSearchParams
 from typing_extensions import Required
 
 from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS as LIST_FIELDS
-from airflow_provider_revox._internal.client.requests import search_body
+from airflow_provider_revox._internal.client.requests import search_args, search_body
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._simulator import engine as engine_module
 from airflow_provider_revox._simulator.clock import DEFAULT_VIRTUAL_START
@@ -253,6 +253,8 @@ def test_the_hook_sends_every_search_field_the_spec_requires() -> None:
     spec = {name for name, hint in hints.items() if typing_extensions.get_origin(hint) is Required}
     assert set(REQUIRED) == spec
     assert set(search_body(["c-1"], 0, 10)) >= spec
+    assert set(search_args(None, 0, None)["json"]) >= spec
+    assert set(search_args(["c-1"], 2, 5, {"statuses": ["completed"]})["json"]) >= spec
 
 
 def test_an_empty_search_takes_the_defaults_and_names_them(
