@@ -12,6 +12,23 @@ from airflow_provider_revox._simulator.assistant import TIMESTAMP, AssistantShap
 from airflow_provider_revox._simulator.dialing import DialRules, InvalidRules, dial_rules
 from airflow_provider_revox._simulator.errors import InvalidOrder
 
+#: What a ``POST /call`` body may set; other keys are ignored, as the API ignores unknown fields.
+ORDER_FIELDS = (
+    "phone_number",
+    "assistant",
+    "assistant_id",
+    "scheduled_at",
+    "metadata",
+    "prompt_variables",
+    "call_retry_config",
+    "from_phone_number",
+    "skip_calling_window",
+    "concurrency",
+)
+#: A campaign's contacts name the recipient ``to_phone_number``; an order names it ``phone_number``.
+ORDER_HINTS = {"phone_number": "the recipient, E.164; to_phone_number is the field of a campaign's contacts"}
+
+
 #: The default assistant's analysis: one field of every type (name, type, required).
 _OUTPUT_FIELDS = (
     ("confirmed", "boolean", True),

@@ -52,7 +52,7 @@ from airflow_provider_revox._simulator.dashboard import call_page, engine_index
 from airflow_provider_revox._simulator.engine import SimulatorEngine
 from airflow_provider_revox._simulator.errors import InvalidSearch, SimulatorError, UnknownCall
 from airflow_provider_revox._simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
-from airflow_provider_revox._simulator.orders import valid_map
+from airflow_provider_revox._simulator.orders import ORDER_FIELDS, ORDER_HINTS, valid_map
 from airflow_provider_revox._simulator.recordings import recording_chunks, recording_length
 from airflow_provider_revox._simulator.replies import (
     BadBody,
@@ -70,22 +70,7 @@ MAX_BODY_BYTES = 1024 * 1024
 DEFAULTED_HEADER = "x-revox-simulator-defaulted"
 #: Idle keep-alive connections stay open this long: pollers come back every few seconds to minutes.
 KEEP_ALIVE_SECONDS = 300
-#: What a ``POST /call`` body may set; other keys are ignored, as the API ignores unknown fields.
-ORDER_FIELDS = (
-    "phone_number",
-    "assistant",
-    "assistant_id",
-    "scheduled_at",
-    "metadata",
-    "prompt_variables",
-    "call_retry_config",
-    "from_phone_number",
-    "skip_calling_window",
-    "concurrency",
-)
 Handler = Callable[[Request, str | None, bytes], Reply]
-#: A campaign's contacts name the recipient ``to_phone_number``; an order names it ``phone_number``.
-_ORDER_HINTS = {"phone_number": "the recipient, E.164; to_phone_number is the field of a campaign's contacts"}
 
 
 class SimulatorServer:
@@ -371,7 +356,7 @@ class SimulatorServer:
         payload = json_body(body)
         for name in ("metadata", "prompt_variables"):
             valid_map(name, payload.get(name), strings=True)  # the API's maps hold strings only
-        fields = body_fields(payload, ORDER_FIELDS, self.engine.place, _ORDER_HINTS)
+        fields = body_fields(payload, ORDER_FIELDS, self.engine.place, ORDER_HINTS)
         call = self.engine.place_call(**fields)
         return json_reply(200, {"call": call}, call_id=call["id"])
 
