@@ -58,7 +58,8 @@ def test_a_user_test_suite_gets_the_fixtures_with_one_line_in_its_conftest(
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makeconftest(PLUGIN_LINE)
     pytester.makepyfile(test_user_dags=USER_TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q")
+    # In a process of its own: an in-process run would unload the Airflow modules it imported.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=3)
 
 
@@ -88,6 +89,29 @@ def test_loading_the_plugin_imports_neither_airflow_nor_the_simulator() -> None:
 
 def test_the_simulator_knows_the_filters_the_hook_sends() -> None:
     assert SIMULATED_FILTERS == SEARCH_FILTERS
+
+
+REFUSE_MIGRATIONS = """
+from airflow.utils import db
+
+
+def _refuse(**_):
+    raise AssertionError("the plugin migrated a database that had its tables")
+
+
+db.initdb = _refuse
+"""
+
+
+@pytest.mark.airflow
+def test_a_database_a_project_already_migrated_is_left_alone(
+    airflow_db: Path, pytester: pytest.Pytester
+) -> None:
+    # The suite's conftest migrated this session's database (airflow_db); the user run shares it.
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeconftest(PLUGIN_LINE + REFUSE_MIGRATIONS)
+    pytester.makepyfile(test_user_dags="def test_x(revox_airflow_db, revox_simulator):\n    pass\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q").assert_outcomes(passed=1)
 
 
 def _documented_example() -> list[str]:

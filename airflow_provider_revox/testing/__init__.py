@@ -8,8 +8,9 @@ brings what the simulator's server needs. Then:
 * :class:`SimulatorEngine` and :class:`SimulatorServer`: the API's behaviour without HTTP, and
   over HTTP;
 * :class:`SimulatorProcess`: the simulator in a process of its own, as the system tests run it;
-* the pytest fixtures ``revox_simulator`` and ``revox_fast_simulator``: add
-  ``pytest_plugins = ["airflow_provider_revox.testing.pytest_plugin"]`` to your ``conftest.py``;
+* the pytest fixtures ``revox_simulator``, ``revox_fast_simulator`` and ``revox_airflow_db``:
+  add ``pytest_plugins = ["airflow_provider_revox.testing.pytest_plugin"]`` to your
+  ``conftest.py`` (installing the provider registers no pytest plugin by itself);
 * ``python -m airflow_provider_revox.testing``: the simulator from the command line.
 
 Names are imported on first use, so loading the pytest plugin loads nothing else.
