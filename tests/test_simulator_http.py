@@ -358,6 +358,23 @@ def test_cli_takes_the_key_from_the_environment() -> None:
     assert _build(build_parser().parse_args(["--port", "0"]), {})[1] is not None  # generated, printed
 
 
+@pytest.mark.parametrize(("flags", "strict"), [([], False), (["--strict-search"], True)])
+def test_cli_strict_search_refuses_a_search_missing_a_required_field(flags: list[str], strict: bool) -> None:
+    from airflow_provider_revox._simulator.cli import _build, build_parser
+    from airflow_provider_revox._simulator.harness import ServerThread
+
+    server, _ = _build(build_parser().parse_args(["--port", "0", *flags]), {"REVOX_API_KEY": "sk_cli"})
+    thread = ServerThread(server)
+    thread.start()
+    try:
+        response = httpx.post(
+            f"{server.base_url}/call/search", json={}, headers={"Authorization": "Bearer sk_cli"}
+        )
+    finally:
+        thread.stop()
+    assert response.status_code == (422 if strict else 200)
+
+
 def test_a_client_that_hangs_up_mid_body_is_dropped_quietly(
     simulator: SimulatorHandle, client: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
