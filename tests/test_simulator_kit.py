@@ -5,6 +5,7 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from airflow_provider_revox import _simulator
 from airflow_provider_revox._internal.core import statuses as provider
 from airflow_provider_revox._simulator import statuses as simulated
-from airflow_provider_revox._simulator.clock import calling_hours_start
+from airflow_provider_revox._simulator.clock import FirstReadClock, calling_hours_start
 
 FIX = 'pip install "airflow-provider-revox[testing]"'
 
@@ -110,3 +111,12 @@ def test_the_simulator_reports_the_statuses_the_provider_knows() -> None:
 def test_a_fast_clock_starts_on_the_next_weekday_morning(now: str, start: str) -> None:
     assert calling_hours_start(datetime.fromisoformat(now)) == datetime.fromisoformat(start)
     assert calling_hours_start(datetime.fromisoformat(now)).tzinfo == timezone.utc
+
+
+def test_a_first_read_clock_stands_still_until_read() -> None:
+    start = datetime(2025, 3, 5, 9, tzinfo=timezone.utc)
+    clock = FirstReadClock(600, start)
+    time.sleep(0.05)  # 30 simulated seconds, had it been running
+    assert clock.now() == start
+    time.sleep(0.01)
+    assert clock.now() > start and clock.speed == 600

@@ -150,8 +150,10 @@ def test_the_documented_example_passes_on_a_fresh_airflow_home(tmp_path: Path) -
         datetime.fromisoformat(created[:-1] + "+00:00"),
         datetime.fromisoformat(ended[:-1] + "+00:00"),
     )
-    # Placed on the fast clock's weekday morning, dialled at once: one attempt, minutes long,
-    # where a clock started at night or on a weekend waited hours for the calling window.
+    # Placed as the fast clock's weekday morning begins, however long Airflow took to get there,
+    # and dialled at once: one attempt, minutes long, where a clock started at night or on a
+    # weekend waited hours for the calling window.
     assert placed >= calling_hours_start(before) and placed.weekday() < 5
+    assert (placed.hour, placed.minute // 10) == (9, 0)
     assert attempts == "1"
     assert timedelta(seconds=10) < done - placed < timedelta(minutes=30)

@@ -131,6 +131,33 @@ class ScaledClock:
         return f"ScaledClock(speed={self.speed:g})"
 
 
+class FirstReadClock(ScaledClock):
+    """A :class:`ScaledClock` that stands at ``start`` until it is first read, then runs.
+
+    A test's simulator starts before the test has done anything (Airflow alone can take tens of
+    seconds of real time to start a DAG run: hours at 600x). Started on first read, usually the
+    first request, the clock is still at ``start`` when the first order is placed.
+    """
+
+    def __init__(self, speed: float, start: datetime) -> None:
+        super().__init__(speed, start)
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """Return the simulated current time; the first call starts the clock."""
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._origin = time.monotonic()
+                    self._started = True
+                    return self._start
+        return super().now()
+
+    def __repr__(self) -> str:
+        return f"FirstReadClock(speed={self.speed:g})"
+
+
 class RealClock(ScaledClock):
     """The wall clock, in UTC."""
 

@@ -35,10 +35,12 @@ The fixtures:
 
 * ``revox_fast_simulator``: a simulator on a clock running 600 times faster than real time, so
   an order with a few attempts ends in seconds while sensors poll as they would in production
-  (they schedule on the simulator's clock). Its clock starts at the next weekday 09:00 UTC,
-  as the default 10:00-18:00 calling window of Central European numbers opens: an order to such
-  a number dials as soon as it is placed and ends within a few simulated hours (seconds of real
-  time) instead of waiting for the next morning (night or weekend, 80 s of real time and more).
+  (they schedule on the simulator's clock). Its clock stands at the next weekday 09:00 UTC,
+  as the default 10:00-18:00 calling window of Central European numbers opens, until it is
+  first read (the first request, say), then runs: an order to such a number dials as soon as
+  it is placed and ends within a few simulated hours (seconds of real time) instead of waiting
+  for the next morning (at night or on a weekend, 80 s of real time and more), however long
+  Airflow took to start the DAG run.
   A number in the Americas still waits for its own window (five simulated hours or more: 30 s
   of real time and more); give such orders ``skip_calling_window=True`` or a retry config
   whose windows you choose.
@@ -94,12 +96,12 @@ def revox_airflow_db() -> None:
 
 
 def _serve(monkeypatch: pytest.MonkeyPatch, speed: float | None) -> Iterator[SimulatorHandle]:
-    from airflow_provider_revox._simulator.clock import calling_hours_start
-    from airflow_provider_revox.testing import ScaledClock, running_simulator
+    from airflow_provider_revox._simulator.clock import FirstReadClock, calling_hours_start
+    from airflow_provider_revox.testing import running_simulator
 
     clock = None
     if speed is not None:
-        clock = ScaledClock(speed, start=calling_hours_start(datetime.now(timezone.utc)))
+        clock = FirstReadClock(speed, start=calling_hours_start(datetime.now(timezone.utc)))
     with running_simulator(seed=0, clock=clock) as sim:
         monkeypatch.setenv(CONNECTION_VARIABLE, sim.connection_json())
         yield sim
