@@ -56,7 +56,7 @@ docs: install
 	AIRFLOW_HOME=$(CURDIR)/docs/_build/airflow-home $(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 
 simulator: install
-	$(VENV)/bin/revox-simulator --port 8089 --speed 600 --calls 20
+	$(PY) -m airflow_provider_revox.testing --port 8089 --speed 600 --calls 20
 
 clean:
 	rm -rf $(VENV) .matrix .pytest_cache .mypy_cache .ruff_cache docs/_build

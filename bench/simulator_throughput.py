@@ -1,6 +1,6 @@
 """How many ``GET /call/{id}`` per second the simulator serves on loopback.
 
-The server runs as the ``revox-simulator`` CLI in its own process; the load comes
+The server runs as ``python -m airflow_provider_revox.testing`` in its own process; the load comes
 from separate client processes, each on one keep-alive connection, each sending
 a fixed number of requests over the seeded population, so the run stops by itself.
 The figure is merged into bench/results.json under ``simulator``.

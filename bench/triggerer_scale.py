@@ -1,7 +1,7 @@
 """1,000 RevoxCallTriggers in one event loop, as Airflow's triggerer runs them, for a few minutes.
 
-The simulator runs as the ``revox-simulator`` CLI in its own process, with 1,000 scripted orders
-whose one attempt is a two-hour conversation: every order stays ``calling`` for the whole run,
+The simulator runs as ``python -m airflow_provider_revox.testing`` in its own process, with 1,000
+scripted orders whose one attempt is a two-hour conversation: every order stays ``calling`` for the whole run,
 so each trigger polls on the 10-s ``poke_interval`` cadence. The triggers run in a separate
 process (the "triggerer") with the connection in ``AIRFLOW_CONN_REVOX_DEFAULT``; they start
 spread over the first poll interval, as tasks that deferred at different moments. A ticker task

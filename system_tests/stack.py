@@ -184,7 +184,9 @@ class Stack:
         process = Process(
             "simulator",
             [
-                str(BIN / "revox-simulator"),
+                sys.executable,
+                "-m",
+                "airflow_provider_revox.testing",
                 "--port",
                 str(self.sim_port),
                 "--speed",

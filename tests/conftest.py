@@ -23,6 +23,9 @@ os.environ.pop("AIRFLOW_CONN_REVOX_DEFAULT", None)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The simulator fixtures (``revox_simulator``, ``revox_fast_simulator``), as a user's conftest adds them.
+pytest_plugins = ["airflow_provider_revox.testing.pytest_plugin"]
+
 #: Fixtures that bring up a real Airflow; a test using one is marked ``airflow`` so that
 #: ``make test-fast`` (``-m "not airflow"``) can leave it out.
 _AIRFLOW_FIXTURES = frozenset({"airflow_db", "run_dag"})
@@ -64,8 +67,8 @@ def run_dag(airflow_db: Path) -> Callable[..., Any]:
     return _run
 
 
-# The simulator fixtures are the package's own pytest plugin (``revox_simulator``,
-# ``revox_fast_simulator``), which users get too; these names are the ones the tests grew up with.
+# The simulator fixtures come from the package's pytest plugin (``pytest_plugins`` above), as users
+# get them; these names are the ones the tests grew up with.
 
 
 @pytest.fixture

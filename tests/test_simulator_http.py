@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,12 +100,40 @@ def test_post_call_places_an_order(simulator: SimulatorHandle, client: httpx.Cli
         ({"phone_number": PARIS}, 422, "assistant_id"),
         ({"phone_number": PARIS, "assistant_id": "a", "scheduled_at": "soon"}, 422, "scheduled_at"),
         ([1, 2], 400, "must be a JSON object"),
+        ({}, 422, "missing required field(s): phone_number (the recipient, E.164;"),
+        (
+            {"to_phone_number": PARIS, "assistant_id": "a"},
+            422,
+            "missing required field(s): phone_number (the recipient, E.164; to_phone_number is the "
+            "field of a campaign's contacts)",
+        ),
     ],
 )
 def test_post_call_rejects_bad_input(client: httpx.Client, body: Any, status: int, message: str) -> None:
     response = client.post("/call", json=body)
     assert response.status_code == status
     assert message in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/campaigns", {}, "missing required field(s): name, assistant_id, contacts"),
+        ("/campaigns", {"name": "June", "assistant_id": "a"}, "missing required field(s): contacts"),
+        ("/campaigns/{id}/launch-calls", {}, "missing required field(s): mode, selection"),
+        ("/campaigns/{id}/launch-calls", {"mode": "ai_first"}, "missing required field(s): selection"),
+    ],
+)
+def test_a_campaign_request_missing_a_field_is_422_naming_it(
+    client: httpx.Client, path: str, body: dict[str, Any], message: str
+) -> None:
+    created = client.post(
+        "/campaigns", json={"name": "June", "assistant_id": "a", "contacts": [{"to_phone_number": PARIS}]}
+    )
+    response = client.post(path.format(id=created.json()["campaign"]["id"]), json=body)
+    assert (response.status_code, response.json()["message"]) == (422, message)
+    # The connection survives: the answer was an answer, not a crash.
+    assert client.get("/auth-status").json() == {"authenticated": True}
 
 
 def test_post_call_with_broken_json_is_400(client: httpx.Client) -> None:
@@ -329,6 +358,23 @@ def test_cli_takes_the_key_from_the_environment() -> None:
     assert _build(build_parser().parse_args(["--port", "0"]), {})[1] is not None  # generated, printed
 
 
+@pytest.mark.parametrize(("flags", "strict"), [([], False), (["--strict-search"], True)])
+def test_cli_strict_search_refuses_a_search_missing_a_required_field(flags: list[str], strict: bool) -> None:
+    from airflow_provider_revox._simulator.cli import _build, build_parser
+    from airflow_provider_revox._simulator.harness import ServerThread
+
+    server, _ = _build(build_parser().parse_args(["--port", "0", *flags]), {"REVOX_API_KEY": "sk_cli"})
+    thread = ServerThread(server)
+    thread.start()
+    try:
+        response = httpx.post(
+            f"{server.base_url}/call/search", json={}, headers={"Authorization": "Bearer sk_cli"}
+        )
+    finally:
+        thread.stop()
+    assert response.status_code == (422 if strict else 200)
+
+
 def test_a_client_that_hangs_up_mid_body_is_dropped_quietly(
     simulator: SimulatorHandle, client: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -350,3 +396,46 @@ def test_a_client_that_hangs_up_mid_body_is_dropped_quietly(
         assert client.get("/auth-status").status_code == 200
     assert "Exception in ASGI application" not in caplog.text
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+# -- HTML pages ---------------------------------------------------------------------------
+
+
+def test_an_empty_simulator_index_says_how_to_start(simulator: SimulatorHandle) -> None:
+    response = httpx.get(simulator.base_url.removesuffix("/api") + "/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "Calls (0)" in response.text and "No calls yet" in response.text
+    assert "Campaigns (0)" in response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/dashboard", "/dashboard/"])
+def test_the_index_lists_calls_and_campaigns_linking_to_each_call(
+    simulator: SimulatorHandle, client: httpx.Client, path: str
+) -> None:
+    first = place(simulator)["id"]
+    simulator.advance(60)
+    second = client.post("/call", json={"phone_number": PARIS, "assistant_id": "a"}).json()["call"]["id"]
+    contacts = [{"to_phone_number": "+33612345679"}]
+    created = client.post(
+        "/campaigns", json={"name": "<b>June</b>", "assistant_id": "a", "contacts": contacts}
+    )
+    campaign = created.json()["campaign"]["id"]
+    origin = simulator.base_url.removesuffix("/api")
+    response = httpx.get(origin + path)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    links = re.findall(r'href="(/dashboard/calls/[^"]+)"', page)
+    # Newest first: the campaign's order, then the two placed ones.
+    assert links[1:] == [f"/dashboard/calls/{second}", f"/dashboard/calls/{first}"] and len(links) == 3
+    assert "Calls (3)" in page and "Campaigns (1)" in page and campaign in page
+    assert "&lt;b&gt;June&lt;/b&gt;" in page and "<b>June</b>" not in page
+    followed = httpx.get(origin + links[-1])
+    assert followed.status_code == 200 and first in followed.text and 'href="/dashboard"' in followed.text
+
+
+def test_the_index_lists_the_newest_500_of_more(simulator: SimulatorHandle) -> None:
+    for _ in range(501):
+        place(simulator)
+    page = httpx.get(simulator.base_url.removesuffix("/api") + "/dashboard").text
+    assert "Calls (the newest 500 of 501)" in page
+    assert len(re.findall(r'href="/dashboard/calls/', page)) == 500

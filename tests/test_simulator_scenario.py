@@ -120,7 +120,7 @@ def test_cli_serves_a_population_and_stops_on_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "airflow_provider_revox._simulator.cli",
+            "airflow_provider_revox.testing",
             "--port",
             "0",
             "--speed",

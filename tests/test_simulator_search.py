@@ -9,8 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+import typing_extensions
+from revox.types import CallSearchParams
+from typing_extensions import Required
 
 from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS as LIST_FIELDS
+from airflow_provider_revox._internal.client.requests import search_args, search_body
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._simulator import engine as engine_module
 from airflow_provider_revox._simulator.clock import DEFAULT_VIRTUAL_START
@@ -18,6 +22,7 @@ from airflow_provider_revox._simulator.errors import InvalidSearch
 from airflow_provider_revox._simulator.faults import UNKNOWN_STATUS_VALUE
 from airflow_provider_revox._simulator.population import seed_population
 from airflow_provider_revox._simulator.render import FROM_PHONE_NUMBER
+from airflow_provider_revox._simulator.server import DEFAULTED_HEADER
 from airflow_provider_revox.hooks.revox import Call
 from airflow_provider_revox.testing import InvalidOrder, SimulatorEngine, SimulatorHandle, running_simulator
 
@@ -233,13 +238,48 @@ def test_ties_on_created_at_follow_placement_order(simulator: SimulatorHandle, c
 # -- validation ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", REQUIRED)
-def test_each_missing_required_field_is_422(
-    orders: SimulatorHandle, client: httpx.Client, field: str
+@pytest.fixture
+def strict_client() -> Iterator[httpx.Client]:
+    """A client of a simulator that refuses a search missing a field the spec marks required."""
+    with running_simulator(strict_search=True) as sim:
+        headers = {"Authorization": f"Bearer {sim.api_key}"}
+        with httpx.Client(base_url=sim.base_url, headers=headers, timeout=5) as http:
+            yield http
+
+
+def test_the_hook_sends_every_search_field_the_spec_requires() -> None:
+    # The simulator takes defaults for these; the vendor's spec (the SDK) marks them required.
+    hints = typing_extensions.get_type_hints(CallSearchParams, include_extras=True)
+    spec = {name for name, hint in hints.items() if typing_extensions.get_origin(hint) is Required}
+    assert set(REQUIRED) == spec
+    assert set(search_body(["c-1"], 0, 10)) >= spec
+    assert set(search_args(None, 0, None)["json"]) >= spec
+    assert set(search_args(["c-1"], 2, 5, {"statuses": ["completed"]})["json"]) >= spec
+
+
+def test_an_empty_search_takes_the_defaults_and_names_them(
+    orders: SimulatorHandle, client: httpx.Client
 ) -> None:
+    response = client.post("/call/search", json={})
+    assert found(response) == NEWEST_FIRST
+    assert response.json()["total_count"] == 4
+    assert response.headers[DEFAULTED_HEADER].split(",") == list(REQUIRED)
+    assert DEFAULTED_HEADER not in search(client).headers
+
+
+def test_the_default_page_is_the_first_hundred(simulator: SimulatorHandle, client: httpx.Client) -> None:
+    placed = [simulator.place_call(phone_number=PARIS, assistant_id="asst_many")["id"] for _ in range(101)]
+    response = client.post("/call/search", json={"statuses": ["scheduled"]})
+    assert found(response) == placed[::-1][:100]
+    assert response.json()["total_count"] == 101
+    assert "statuses" not in response.headers[DEFAULTED_HEADER].split(",")
+
+
+@pytest.mark.parametrize("field", REQUIRED)
+def test_strict_each_missing_required_field_is_422(strict_client: httpx.Client, field: str) -> None:
     payload = body()
     del payload[field]
-    response = client.post("/call/search", json=payload)
+    response = strict_client.post("/call/search", json=payload)
     assert response.status_code == 422
     assert response.json() == {
         "error": "invalid_request",
@@ -248,8 +288,8 @@ def test_each_missing_required_field_is_422(
     }
 
 
-def test_every_missing_field_is_named(client: httpx.Client) -> None:
-    response = client.post("/call/search", json={"page": 0, "statuses": []})
+def test_strict_every_missing_field_is_named(strict_client: httpx.Client) -> None:
+    response = strict_client.post("/call/search", json={"page": 0, "statuses": []})
     assert response.status_code == 422
     message = response.json()["message"]
     assert message.startswith("missing required field(s): ")

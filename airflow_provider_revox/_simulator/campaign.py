@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import statuses
 from airflow_provider_revox._simulator.dialing import next_dial
 from airflow_provider_revox._simulator.errors import Conflict, InvalidOrder, InvalidSearch, UnknownCall
 from airflow_provider_revox._simulator.lanes import Lanes

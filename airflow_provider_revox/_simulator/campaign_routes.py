@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from airflow_provider_revox._simulator.campaign_view import render_campaign, render_rows, render_statistics
 from airflow_provider_revox._simulator.engine import SimulatorEngine
-from airflow_provider_revox._simulator.replies import Reply, json_body, json_reply
+from airflow_provider_revox._simulator.replies import Reply, body_fields, json_body, json_reply
 
 Handler = Callable[[Request, str | None, bytes], Reply]
 #: What a ``POST /campaigns`` body may set; other keys are ignored.
@@ -43,7 +43,7 @@ def campaign_routes(engine: SimulatorEngine) -> list[tuple[str, str, str, Handle
 
     def create(request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
-        campaign_id = book.create(**{key: payload[key] for key in CAMPAIGN_FIELDS if key in payload})
+        campaign_id = book.create(**body_fields(payload, CAMPAIGN_FIELDS, book.create))
         return json_reply(
             200, {"campaign": render_campaign(engine, book.campaign(campaign_id), engine.moment())}
         )
@@ -61,7 +61,7 @@ def campaign_routes(engine: SimulatorEngine) -> list[tuple[str, str, str, Handle
 
     def launch(request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
-        fields = {key: payload[key] for key in LAUNCH_FIELDS if key in payload}
+        fields = body_fields(payload, LAUNCH_FIELDS, book.launch)
         return json_reply(200, book.launch(request.path_params["campaign_id"], **fields))
 
     def action(name: str) -> Handler:

@@ -6,7 +6,7 @@ from bisect import bisect_right
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import statuses
 from airflow_provider_revox._simulator.campaign import Campaign
 from airflow_provider_revox._simulator.orders import default_assistant
 from airflow_provider_revox._simulator.render import ORGANIZATION_ID, iso, simulated_user, status_at

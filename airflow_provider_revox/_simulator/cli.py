@@ -1,4 +1,4 @@
-"""``revox-simulator``: run a Revox API simulator on loopback.
+"""``python -m airflow_provider_revox.testing``: run a Revox API simulator on loopback.
 
 The first line on stdout gives the base URL; the second the API key when it was
 generated. The key comes from ``--api-key``, else from the ``REVOX_API_KEY`` environment
@@ -27,7 +27,7 @@ from airflow_provider_revox._simulator.transport import is_loopback
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="revox-simulator",
+        prog="python -m airflow_provider_revox.testing",
         description="Serve a simulated Revox API on loopback for offline DAG development and tests.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refuse-sort", action="store_true", help="answer 422 to a call search that asks for a sort"
     )
+    parser.add_argument(
+        "--strict-search",
+        action="store_true",
+        help="answer 422 to a call search missing a field the API spec marks required (default: take "
+        "its default and name it in the x-revox-simulator-defaulted header)",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     return parser
 
@@ -62,7 +68,9 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
     if not args.allow_remote and not is_loopback(args.host):
         raise ValueError(f"refusing to bind {args.host}: pass --allow-remote to listen beyond loopback")
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(args.speed)
-    engine = SimulatorEngine(seed=args.seed, clock=clock, refuse_sort=args.refuse_sort)
+    engine = SimulatorEngine(
+        seed=args.seed, clock=clock, refuse_sort=args.refuse_sort, strict_search=args.strict_search
+    )
     faults = Faults(args.faults, seed=args.seed)
     given = args.api_key or environ.get("REVOX_API_KEY", "").strip()
     generated = None if given else generate_api_key()
@@ -97,7 +105,7 @@ def _serve(server: SimulatorServer, generated_key: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Entry point of ``revox-simulator``; returns the process exit status."""
+    """Entry point of ``python -m airflow_provider_revox.testing``; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -107,7 +115,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         _serve(server, generated)
     except OSError as error:
-        print(f"revox-simulator: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        print(f"revox simulator: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
 

@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 #: Monday 3 March 2025, 08:00 UTC: a weekday morning before most calling windows open.
 DEFAULT_VIRTUAL_START = datetime(2025, 3, 3, 8, 0, tzinfo=timezone.utc)
+#: When a fast clock starts its day: as the default 10:00-18:00 window of Central European numbers
+#: opens (10:00 or 11:00 in Paris), leaving room for the seconds of real time a test takes to place
+#: its order (hours of fast time) and for three attempts two hours apart before the window closes.
+CALLING_HOURS_START_HOUR_UTC = 9
 
 
 @runtime_checkable
@@ -24,6 +28,24 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Return the current time, timezone-aware UTC."""
         ...
+
+
+def calling_hours_start(moment: datetime) -> datetime:
+    """The first weekday 09:00 UTC at or after ``moment``: where a fast clock starts.
+
+    A scaled clock started at night or on a weekend makes every order wait for the next calling
+    window (hours of simulated time); started here, a European number dials at once.
+
+    Raises:
+        ValueError: when ``moment`` has no timezone.
+    """
+    start = as_utc(moment)
+    day = start.replace(hour=CALLING_HOURS_START_HOUR_UTC, minute=0, second=0, microsecond=0)
+    if day < start:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:  # Saturday, Sunday
+        day += timedelta(days=1)
+    return day
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -107,6 +129,33 @@ class ScaledClock:
 
     def __repr__(self) -> str:
         return f"ScaledClock(speed={self.speed:g})"
+
+
+class FirstReadClock(ScaledClock):
+    """A :class:`ScaledClock` that stands at ``start`` until it is first read, then runs.
+
+    A test's simulator starts before the test has done anything (Airflow alone can take tens of
+    seconds of real time to start a DAG run: hours at 600x). Started on first read, usually the
+    first request, the clock is still at ``start`` when the first order is placed.
+    """
+
+    def __init__(self, speed: float, start: datetime) -> None:
+        super().__init__(speed, start)
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """Return the simulated current time; the first call starts the clock."""
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._origin = time.monotonic()
+                    self._started = True
+                    return self._start
+        return super().now()
+
+    def __repr__(self) -> str:
+        return f"FirstReadClock(speed={self.speed:g})"
 
 
 class RealClock(ScaledClock):

@@ -41,8 +41,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_revox._internal.core import statuses
-from airflow_provider_revox._internal.core.call import Assistant
+from airflow_provider_revox._simulator import statuses
+from airflow_provider_revox._simulator.assistant import AssistantShape
 from airflow_provider_revox._simulator.campaign import CampaignBook
 from airflow_provider_revox._simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox._simulator.dialing import dial_rules, next_dial, recipient_zone
@@ -86,6 +86,9 @@ class SimulatorEngine(CallQueries):
         clock: the time source; a manual :class:`VirtualClock` by default.
         profile: outcome and duration distributions; realistic defaults.
         public_url: base URL recording links point at (the server sets its own address).
+        refuse_sort: answer 422 to a search that asks for a sort.
+        strict_search: answer 422 to a ``POST /call/search`` missing a field the spec marks
+            required, instead of taking its default.
     """
 
     def __init__(
@@ -96,10 +99,14 @@ class SimulatorEngine(CallQueries):
         profile: Profile | None = None,
         public_url: str = DEFAULT_PUBLIC_URL,
         refuse_sort: bool = False,
+        strict_search: bool = False,
     ) -> None:
         self.seed = seed
         #: Answer a search that asks for a sort with 422, as an API without sorting would.
         self.refuse_sort = refuse_sort
+        #: Answer a ``POST /call/search`` missing a field the vendor's spec marks required with 422
+        #: (the list filters, ``page``, ``page_size``) instead of taking their defaults.
+        self.strict_search = strict_search
         self.clock: Clock = clock if clock is not None else VirtualClock()
         self.profile = profile if profile is not None else Profile()
         self._public_url = public_url.rstrip("/")
@@ -256,7 +263,7 @@ class SimulatorEngine(CallQueries):
             rules = dial_rules(assistant_obj.get("call_retry_config"))
         if anytime:
             rules = replace(rules, windows=((0, 24 * 60),), days=frozenset(range(7)))
-        assistant_model = Assistant.model_validate(assistant_obj)
+        assistant_model = AssistantShape.model_validate(assistant_obj)
         with self._lock:
             self._placed += 1
             key = call_id or f"order-{self._placed}"

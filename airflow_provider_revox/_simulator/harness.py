@@ -265,8 +265,9 @@ def running_simulator(
         faults: a :class:`Faults` or a SPEC string such as ``"429=0.1,drop=0.01"``.
         host: address to bind (loopback; pass ``allow_remote=True`` for anything else).
         port: TCP port, 0 for a free one.
-        **engine_options: ``profile`` and ``refuse_sort`` (answer 422 to a search that asks
-            for a sort) for the engine; ``scenario`` (a file path) and ``calls``
+        **engine_options: ``profile``, ``refuse_sort`` (answer 422 to a search that asks
+            for a sort) and ``strict_search`` (answer 422 to a search missing a field the spec
+            marks required) for the engine; ``scenario`` (a file path) and ``calls``
             (a random population size) to pre-load orders; ``allow_remote`` for the server.
 
     Yields:

@@ -6,13 +6,27 @@ from datetime import datetime
 from typing import Any
 
 import phonenumbers
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from airflow_provider_revox._internal.core.call import Assistant, Timestamp
+from airflow_provider_revox._simulator.assistant import TIMESTAMP, AssistantShape
 from airflow_provider_revox._simulator.dialing import DialRules, InvalidRules, dial_rules
 from airflow_provider_revox._simulator.errors import InvalidOrder
 
-_TIMESTAMP: TypeAdapter[datetime | None] = TypeAdapter(Timestamp)
+#: What a ``POST /call`` body may set; other keys are ignored, as the API ignores unknown fields.
+ORDER_FIELDS = (
+    "phone_number",
+    "assistant",
+    "assistant_id",
+    "scheduled_at",
+    "metadata",
+    "prompt_variables",
+    "call_retry_config",
+    "from_phone_number",
+    "skip_calling_window",
+    "concurrency",
+)
+#: A campaign's contacts name the recipient ``to_phone_number``; an order names it ``phone_number``.
+ORDER_HINTS = {"phone_number": "the recipient, E.164; to_phone_number is the field of a campaign's contacts"}
 
 
 #: The default assistant's analysis: one field of every type (name, type, required).
@@ -98,7 +112,7 @@ def valid_assistant(assistant: Any, assistant_id: Any) -> dict[str, Any]:
     if not isinstance(assistant, dict):
         raise InvalidOrder(f"assistant must be an object, not {type(assistant).__name__}")
     try:
-        Assistant.model_validate(assistant)
+        AssistantShape.model_validate(assistant)
     except ValidationError as error:
         raise InvalidOrder(f"assistant is invalid: {_first_error(error)}") from None
     echoed = {**default_assistant("asst_inline"), **assistant}
@@ -119,7 +133,7 @@ def valid_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        parsed = _TIMESTAMP.validate_python(value)
+        parsed = TIMESTAMP.validate_python(value)
     except ValidationError:
         parsed = None
     if parsed is None:

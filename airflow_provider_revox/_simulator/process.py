@@ -1,5 +1,5 @@
-"""The ``revox-simulator`` CLI as a subprocess, for benchmarks, demos and system tests that need the
-server out of process.
+"""The simulator's command line (``python -m airflow_provider_revox.testing``) as a subprocess, for
+benchmarks, demos and system tests that need the server out of process.
 
 ::
 
@@ -32,7 +32,7 @@ def write_scenario(path: Path, calls: list[dict[str, Any]]) -> Path:
 
 
 class SimulatorProcess:
-    """Run ``python -m airflow_provider_revox._simulator.cli`` on a free loopback port.
+    """Run ``python -m airflow_provider_revox.testing`` on a free loopback port.
 
     Args:
         api_key: the bearer token the simulator accepts.
@@ -68,7 +68,7 @@ class SimulatorProcess:
     def __enter__(self) -> SimulatorProcess:
         """Start the server; return once it listens."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "airflow_provider_revox._simulator.cli", *self._args],
+            [sys.executable, "-m", "airflow_provider_revox.testing", *self._args],
             # The key goes through the environment: on the command line it would show in ps.
             env={**os.environ, "REVOX_API_KEY": self.api_key},
             stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from airflow_provider_revox._internal.core.call import StructuredOutputField
+from airflow_provider_revox._simulator.assistant import OutputField
 
 #: Outcome kinds of one dial. The first three connect (recording, transcript); the others fail to dial.
 HUMAN = "human"
@@ -270,7 +270,7 @@ def polish(turns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def structured_output_for(
-    fields: Sequence[StructuredOutputField], rng: random.Random, reference: datetime
+    fields: Sequence[OutputField], rng: random.Random, reference: datetime
 ) -> dict[str, Any]:
     """Values for every field of a ``structured_output_config``, typed as the config says.
 

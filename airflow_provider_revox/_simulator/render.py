@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import statuses
 from airflow_provider_revox._simulator.profile import polish
 from airflow_provider_revox._simulator.timeline import AttemptPlan, OrderPlan
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from airflow_provider_revox._simulator.errors import InvalidOrder
 
 
 class Reply:
     """A JSON answer, before body faults and headers."""
 
-    __slots__ = ("body", "call_id", "listed", "retry_after", "status", "wrap_calls")
+    __slots__ = ("body", "call_id", "headers", "listed", "retry_after", "status", "wrap_calls")
 
     def __init__(
         self,
@@ -26,6 +30,8 @@ class Reply:
         #: The orders a search served: each counts as a look at that order in the stats.
         self.listed = listed
         self.retry_after: float | None = None
+        #: Headers of the answer beyond the simulator's own.
+        self.headers: dict[str, str] = {}
 
 
 def json_reply(status: int, payload: Any, **kwargs: Any) -> Reply:
@@ -57,3 +63,29 @@ def json_body(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadBody(f"request body must be a JSON object, not {type(payload).__name__}")
     return payload
+
+
+def body_fields(
+    payload: dict[str, Any],
+    allowed: Sequence[str],
+    target: Callable[..., Any],
+    hints: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The fields of ``payload`` among ``allowed``, checked against what ``target`` requires.
+
+    Other keys are ignored, as the API ignores unknown fields. ``hints`` maps a required field to
+    what to add to its message (say, the name a client may have used instead).
+
+    Raises:
+        InvalidOrder: a field ``target`` requires is absent (answered 422, the field named).
+    """
+    required = [
+        name
+        for name, parameter in inspect.signature(target).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is inspect.Parameter.empty
+    ]
+    missing = [name for name in required if name not in payload]
+    if missing:
+        extra = "".join(f" ({hints[name]})" for name in missing if hints and name in hints)
+        raise InvalidOrder(f"missing required field(s): {', '.join(missing)}{extra}")
+    return {key: payload[key] for key in allowed if key in payload}

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import statuses
 from airflow_provider_revox._simulator.engine import SimulatorEngine
 from airflow_provider_revox._simulator.faults import Faults, parse_token
 from airflow_provider_revox._simulator.profile import (
@@ -115,8 +115,10 @@ def load_scenario(path: Path | str) -> Scenario:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
-        except ImportError:  # pragma: no cover - pyyaml ships with the dev extra
-            raise ScenarioError(f"reading {path} needs PyYAML: pip install pyyaml") from None
+        except ImportError:  # pragma: no cover - pyyaml ships with the testing extra
+            raise ScenarioError(
+                f'reading {path} needs PyYAML: pip install "airflow-provider-revox[testing]"'
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._simulator import statuses
 from airflow_provider_revox._simulator.errors import InvalidSearch
 from airflow_provider_revox._simulator.render import FROM_PHONE_NUMBER, status_at
 from airflow_provider_revox._simulator.timeline import OrderPlan

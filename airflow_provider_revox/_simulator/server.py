@@ -8,7 +8,9 @@ Routes under ``/api`` (bearer auth, faults apply, counted in the stats):
   ``skip_calling_window``, ``concurrency: {key}`` kept and shown), ``GET /call/{id}``;
 * ``POST /call/{id}/cancel``, ``/pause``, ``/resume`` -> ``{"success": true, "call": {...}}``;
 * ``POST /call/search`` -> ``{"calls": [...], "total_count": int}``: filters (lists, an empty
-  one does not filter), ``page`` (0-based) and ``page_size`` (1-1000) are required; each call
+  one does not filter), ``page`` (0-based) and ``page_size`` (1-1000), which the vendor's spec
+  marks required: one left out takes its default (no filter, page 0, 100 calls) and is named in
+  the ``x-revox-simulator-defaulted`` header, or is a 422 with ``strict_search``; each call
   is what ``GET /call/{id}`` shows at the same moment, and counts as a look at that call in
   the stats' ``by_call_id``; a bad field is a 422 naming it; ``sort_by`` (``created_at``,
   ``updated_at``, ``ended_at``, ``scheduled_at``, ``id``) and ``sort_direction``, unless the
@@ -21,7 +23,8 @@ Routes under ``/api/_simulator`` (no auth, no faults, not counted):
 * ``GET|HEAD /recordings/{attempt_id}.wav?sig=...`` (presigned: a wrong ``sig`` is 403).
 
 ``GET /dashboard/calls/{id}`` is a small HTML page about one order: where the "Revox call"
-extra link points when the connection's base URL is this simulator.
+extra link points when the connection's base URL is this simulator. ``GET /`` and
+``GET /dashboard`` list the newest orders (each linked to its page) and the campaigns.
 
 Connections are kept alive (HTTP/1.1), so a poller reuses one socket for many requests.
 """
@@ -45,32 +48,28 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from airflow_provider_revox._simulator.campaign_routes import campaign_routes
-from airflow_provider_revox._simulator.dashboard import call_page
+from airflow_provider_revox._simulator.dashboard import call_page, engine_index
 from airflow_provider_revox._simulator.engine import SimulatorEngine
 from airflow_provider_revox._simulator.errors import InvalidSearch, SimulatorError, UnknownCall
 from airflow_provider_revox._simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
-from airflow_provider_revox._simulator.orders import valid_map
+from airflow_provider_revox._simulator.orders import ORDER_FIELDS, ORDER_HINTS, valid_map
 from airflow_provider_revox._simulator.recordings import recording_chunks, recording_length
-from airflow_provider_revox._simulator.replies import BadBody, Reply, error_reply, json_body, json_reply
+from airflow_provider_revox._simulator.replies import (
+    BadBody,
+    Reply,
+    body_fields,
+    error_reply,
+    json_body,
+    json_reply,
+)
 from airflow_provider_revox._simulator.search import SEARCH_OPTIONAL_FIELDS, SEARCH_REQUIRED_FIELDS
 from airflow_provider_revox._simulator.transport import Protocol, drop, is_loopback
 
 MAX_BODY_BYTES = 1024 * 1024
+#: Names the search fields the spec marks required that a request left out and the simulator defaulted.
+DEFAULTED_HEADER = "x-revox-simulator-defaulted"
 #: Idle keep-alive connections stay open this long: pollers come back every few seconds to minutes.
 KEEP_ALIVE_SECONDS = 300
-#: What a ``POST /call`` body may set; other keys are ignored, as the API ignores unknown fields.
-ORDER_FIELDS = (
-    "phone_number",
-    "assistant",
-    "assistant_id",
-    "scheduled_at",
-    "metadata",
-    "prompt_variables",
-    "call_retry_config",
-    "from_phone_number",
-    "skip_calling_window",
-    "concurrency",
-)
 Handler = Callable[[Request, str | None, bytes], Reply]
 
 
@@ -250,6 +249,8 @@ class SimulatorServer:
             Route("/api/_simulator/calls", self._calls_route, methods=["GET"]),
             Route("/api/_simulator/recordings/{name}", self._recording, methods=["GET"]),
             Route("/dashboard/calls/{call_id}", self._dashboard, methods=["GET"]),
+            Route("/dashboard", self._index, methods=["GET"]),
+            Route("/", self._index, methods=["GET"]),
         ]
 
     def _headers(self, request: Request | None = None) -> dict[str, str]:
@@ -264,7 +265,7 @@ class SimulatorServer:
         return headers
 
     def _send(self, request: Request, reply: Reply) -> Response:
-        headers = self._headers(request)
+        headers = {**self._headers(request), **reply.headers}
         if reply.retry_after is not None:
             headers["retry-after"] = f"{reply.retry_after:g}"
         return Response(reply.body, reply.status, headers, media_type="application/json")
@@ -340,17 +341,23 @@ class SimulatorServer:
     def _search(self, request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
         missing = [name for name in SEARCH_REQUIRED_FIELDS if name not in payload]
-        if missing:
+        if missing and self.engine.strict_search:
             raise InvalidSearch(f"missing required field(s): {', '.join(missing)}")
         fields = (*SEARCH_REQUIRED_FIELDS, *SEARCH_OPTIONAL_FIELDS)
         found = self.engine.search_calls(**{name: payload[name] for name in fields if name in payload})
-        return Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
+        reply = Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
+        if missing:
+            # The spec marks these required: say which were taken as defaults, so a client that
+            # relies on them learns it before a stricter API refuses the request.
+            reply.headers[DEFAULTED_HEADER] = ",".join(missing)
+        return reply
 
     def _place(self, request: Request, call_id: str | None, body: bytes) -> Reply:
         payload = json_body(body)
         for name in ("metadata", "prompt_variables"):
             valid_map(name, payload.get(name), strings=True)  # the API's maps hold strings only
-        call = self.engine.place_call(**{key: payload[key] for key in ORDER_FIELDS if key in payload})
+        fields = body_fields(payload, ORDER_FIELDS, self.engine.place, ORDER_HINTS)
+        call = self.engine.place_call(**fields)
         return json_reply(200, {"call": call}, call_id=call["id"])
 
     def _action(self, action: str) -> Handler:
@@ -415,6 +422,9 @@ class SimulatorServer:
         with self._stats_lock:
             self._recordings += 1
             self._recording_bytes += size
+
+    async def _index(self, request: Request) -> Response:
+        return HTMLResponse(engine_index(self.engine, self._clock_speed), 200, self._headers(request))
 
     async def _dashboard(self, request: Request) -> Response:
         call_id = request.path_params["call_id"]

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from airflow_provider_revox._internal.core import statuses
-from airflow_provider_revox._internal.core.call import StructuredOutputField
+from airflow_provider_revox._simulator import statuses
+from airflow_provider_revox._simulator.assistant import OutputField
 from airflow_provider_revox._simulator.dialing import DialRules, next_dial
 from airflow_provider_revox._simulator.profile import (
     CONNECTED_KINDS,
@@ -70,7 +70,7 @@ class OrderSpec:
     rules: DialRules
     zone: ZoneInfo
     max_call_duration_secs: float | None
-    output_fields: tuple[StructuredOutputField, ...]
+    output_fields: tuple[OutputField, ...]
     voicemail_message: str | None = None
     script: OrderScript | None = None
     #: ``(id, name)`` of the campaign the order belongs to; such an order waits for a launch.

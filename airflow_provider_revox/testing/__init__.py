@@ -8,8 +8,9 @@ brings what the simulator's server needs. Then:
 * :class:`SimulatorEngine` and :class:`SimulatorServer`: the API's behaviour without HTTP, and
   over HTTP;
 * :class:`SimulatorProcess`: the simulator in a process of its own, as the system tests run it;
-* the pytest fixtures ``revox_simulator`` and ``revox_fast_simulator``: add
-  ``pytest_plugins = ["airflow_provider_revox.testing.pytest_plugin"]`` to your ``conftest.py``;
+* the pytest fixtures ``revox_simulator``, ``revox_fast_simulator`` and ``revox_airflow_db``:
+  add ``pytest_plugins = ["airflow_provider_revox.testing.pytest_plugin"]`` to your
+  ``conftest.py`` (installing the provider registers no pytest plugin by itself);
 * ``python -m airflow_provider_revox.testing``: the simulator from the command line.
 
 Names are imported on first use, so loading the pytest plugin loads nothing else.
@@ -62,11 +63,35 @@ _HOMES = {
 }
 
 
+#: What the ``testing`` extra brings (import names): the simulator's HTTP server and YAML scenarios.
+_EXTRA_MODULES = frozenset({"starlette", "uvicorn", "httptools", "yaml"})
+_INSTALL_HINT = 'pip install "airflow-provider-revox[testing]"'
+
+
+def _simulator_module(home: str) -> Any:
+    """Import ``_simulator.<home>``; a package of the ``testing`` extra missing says how to get it.
+
+    Raises:
+        ImportError: a package of the extra is not installed (the message names the fix).
+    """
+    try:
+        return import_module(f"airflow_provider_revox._simulator.{home}")
+    except ImportError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in _EXTRA_MODULES:
+            raise
+        raise ImportError(
+            f"the Revox test kit needs {missing!r}, which comes with the provider's testing extra: "
+            f"{_INSTALL_HINT}",
+            name=error.name,
+        ) from error
+
+
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"airflow_provider_revox._simulator.{home}"), name)
+    return getattr(_simulator_module(home), name)
 
 
 __all__ = [

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from airflow_provider_revox._simulator.cli import main
+import sys
+
+from airflow_provider_revox.testing import _simulator_module
+
+
+def _main() -> int:
+    try:
+        cli = _simulator_module("cli")
+    except ImportError as error:
+        print(error, file=sys.stderr)
+        return 2
+    status: int = cli.main()
+    return status
+
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_main())
