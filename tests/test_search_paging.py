@@ -4,16 +4,31 @@ against the simulator's search faults; real Airflow ``dag.test()`` for the expor
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_revox._internal.export.incremental import terminal_moment
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY, CallPoll
+from airflow_provider_revox._internal.waiting.cursor import Watermark, first_named
+from airflow_provider_revox._internal.waiting.pages import MAX_PASSES, STALE_PAGES
 from airflow_provider_revox._simulator.faults import FAR_FUTURE_TIME, Faults
 from airflow_provider_revox._simulator.scenario import apply_scenario, parse_scenario
-from tests.test_operators import GOOD_OUTPUT, place
+from airflow_provider_revox.exceptions import RevoxIncompleteReadError
+from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
+from tests.test_event_trigger import FAST, Store, fast_sleeps, next_event, until_saved, watcher
+from tests.test_incremental import exported, incremental_source
+from tests.test_operators import GOOD_OUTPUT, export_dag, place, task_logs, task_state, xcoms
+
+# Fixtures used here: the watchers' fast sleeps, and the task logs of dag.test().
+__all__ = ["fast_sleeps", "task_logs"]
 
 SEARCH = "POST /call/search"
 FAR_FUTURE = datetime(2199, 1, 1, tzinfo=timezone.utc)
@@ -77,3 +92,176 @@ def test_the_search_switches_come_from_a_scenario_and_a_spec(simulator: Any) -> 
     assert faults.next_fault(SEARCH).repeat_page
     with pytest.raises(ValueError, match="shift_pages must be true or false"):
         parse_scenario({"calls": [{"id": "x", "shift_pages": "yes"}]})
+
+
+# -- an export by search -----------------------------------------------------------------------
+
+
+def search_export(dag_id: str, destination: Path) -> str:
+    return export_dag(dag_id, search={"assistant_ids": ["asst_planted"]}, destination=str(destination))
+
+
+@pytest.mark.airflow
+def test_an_export_whose_search_repeats_a_page_reads_again_and_exports_every_call(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    ids = ended(simulator, 300)
+    simulator.faults.script(SEARCH, ["ok", "repeat_page"])  # page 1 answers page 0, once
+    dag_run = run_dag(search_export("revox_repeated_page", tmp_path / "out"), "revox_repeated_page")
+    assert task_state(dag_run, "export") == "success"
+    assert xcoms(dag_run, "export")["return_value"]["calls"] == 300
+    assert sorted(path.stem for path in (tmp_path / "out" / "calls").iterdir()) == sorted(ids)
+
+
+@pytest.mark.airflow
+def test_an_export_from_a_search_that_ignores_page_fails_naming_the_gap(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, task_logs: Callable[[], str]
+) -> None:
+    ended(simulator, 300)
+    simulator.faults.set_rates("repeat_page=1")
+    task_logs()
+    dag_run = run_dag(search_export("revox_page_ignored", tmp_path / "out"), "revox_page_ignored")
+    assert task_state(dag_run, "export") == "failed"
+    logs = task_logs()
+    assert "RevoxIncompleteReadError" in logs
+    assert "read 100 distinct call(s) of the 300 the API reports" in logs
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    # Bounded: each pass stops after a few pages that bring nothing new.
+    assert searched(simulator) == MAX_PASSES * (1 + STALE_PAGES)
+
+
+# -- an incremental export -----------------------------------------------------------------------
+
+
+@pytest.mark.airflow
+def test_orders_ending_while_a_page_is_read_lose_no_order_across_runs(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    destination = tmp_path / "out"
+    dag_id = "revox_incremental_shift"
+    baseline = ended(simulator, 2)
+    run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert exported(destination) == sorted(baseline)
+
+    older = ended(simulator, 200)
+    newer = ended(simulator, 100)
+    during = ended(simulator, 100)  # end while page 0 is read: they join the head before page 1
+    simulator.faults.shift_pages(during)
+    names: list[str] = []
+    for _ in range(3):
+        dag_run = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+        assert task_state(dag_run, "export") == "success"
+        names += exported(destination)
+    assert sorted(names) == sorted(older + newer + during)  # each once, none lost
+
+
+@pytest.mark.airflow
+def test_an_order_claiming_it_ended_in_2199_does_not_stop_the_feed(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, task_logs: Callable[[], str]
+) -> None:
+    destination = tmp_path / "out"
+    dag_id = "revox_incremental_poisoned"
+    first = ended(simulator, 3)
+    simulator.faults.far_future(first[:1])
+    task_logs()
+    run1 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert exported(destination) == sorted(first)  # the poisoned order is exported too
+    assert f"Revox call {first[0]} reports it ended at 2199-01-01" in task_logs()
+    mark = xcoms(run1, "export")["return_value"]["watermark"]
+    assert mark is not None and mark < "2100"
+
+    later = ended(simulator, 20)
+    run2 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert task_state(run2, "export") == "success"
+    assert exported(destination) == sorted(later)  # not the poisoned one again
+    run3 = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert exported(destination) == []
+    assert xcoms(run3, "export")["return_value"]["calls"] == 0
+
+
+# -- the call event watcher ----------------------------------------------------------------------
+
+
+def test_a_poll_of_a_search_that_ignores_page_ends_with_a_named_error(simulator: Any) -> None:
+    ended(simulator, 150)
+    simulator.faults.set_rates("repeat_page=1")
+
+    async def scenario() -> CallPoll:
+        hook = RevoxHook()
+        try:
+            poller = CallPoll(hook, {"statuses": ["completed", "cancelled", "errored"]})
+            poller.polled = True  # past the first poll, which reads one page only
+            with pytest.raises(RevoxIncompleteReadError, match="read 100 distinct call"):
+                await asyncio.wait_for(poller.poll(), 20)
+            return poller
+        finally:
+            await hook.aclose()
+
+    poller = asyncio.run(scenario())
+    assert poller.requests == MAX_PASSES * (1 + STALE_PAGES)
+    assert poller.mark is None  # nothing moved
+
+
+def test_the_watch_loop_logs_that_error_and_keeps_polling(
+    simulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    kwargs = RevoxCallEventTrigger(assistant_ids=["asst_planted"], **FAST).serialize()[1]
+
+    async def scenario() -> list[Any]:
+        wakeup = asyncio.Event()
+        batches = RevoxCallEventTrigger.poll_batches(kwargs, wakeup)
+        try:
+            first = await asyncio.wait_for(batches.__anext__(), 10)  # nothing ended yet
+            ended(simulator, 150)
+            simulator.faults.set_rates("repeat_page=1")
+            pending = asyncio.ensure_future(batches.__anext__())
+            while "RevoxIncompleteReadError" not in caplog.text:  # noqa: ASYNC110 - logged by the loop
+                await asyncio.sleep(0.01)
+            wakeup.set()
+            return [first, await asyncio.wait_for(pending, 10)]
+        finally:
+            await batches.aclose()
+
+    with caplog.at_level(logging.WARNING):
+        first, woken = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert first["calls"] == [] and woken is None  # the loop is alive: it answered the wakeup
+    assert "RevoxIncompleteReadError: Revox call event poll incomplete: read 100 distinct" in caplog.text
+
+
+def test_a_watcher_names_an_order_from_2199_once_and_keeps_naming_later_ones(simulator: Any) -> None:
+    store = Store()
+
+    async def scenario() -> list[dict[str, Any]]:
+        events = watcher(store).run()
+        pending = asyncio.ensure_future(next_event(events))
+        await until_saved(store, 1)  # the cursor starts now
+        poisoned = ended(simulator, 2)
+        simulator.faults.far_future(poisoned[:1])
+        one = await pending
+        later = ended(simulator, 2)
+        two = await next_event(events)
+        await events.aclose()
+        assert sorted(c["id"] for c in one["calls"]) == sorted(poisoned)
+        assert sorted(c["id"] for c in two["calls"]) == sorted(later)
+        return [one, two]
+
+    one, two = asyncio.run(scenario())
+    marked = [c for c in one["calls"] if c.get("untrusted_time")]
+    assert len(marked) == 1 and marked[0]["ended_at"].startswith("2199-")
+    assert one["ended_at"] < "2100" and two["ended_at"] < "2100"
+    cursor = store.accessor.values[CURSOR_KEY]
+    assert cursor["ended_at"] < "2100" and cursor["untrusted"] == [marked[0]["id"]]
+
+
+def test_a_consumer_takes_an_untrusted_time_once_without_moving_its_mark() -> None:
+    mark = Watermark(datetime(2026, 3, 2, tzinfo=timezone.utc))
+    calls = [
+        {"id": "a", "ended_at": "2026-03-02T10:00:00+00:00"},
+        {"id": "b", "ended_at": "2199-01-01T00:00:00+00:00", "untrusted_time": True},
+    ]
+    taken, after = first_named(mark, calls)
+    assert taken == ["a", "b"]
+    assert after.ended_at == datetime(2026, 3, 2, 10, tzinfo=timezone.utc) and after.untrusted == {"b"}
+    again, _ = first_named(after, calls)
+    assert again == []
+    assert Watermark.from_state(json.loads(json.dumps(after.to_state()))) == after
