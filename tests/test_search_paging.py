@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.export.incremental import terminal_moment
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY, CallPoll
 from airflow_provider_revox._internal.waiting.cursor import Watermark, first_named
-from airflow_provider_revox._internal.waiting.pages import MAX_PASSES, STALE_PAGES
+from airflow_provider_revox._internal.waiting.pages import MAX_PASSES, STALE_PAGES, PageWalk
 from airflow_provider_revox._simulator.faults import FAR_FUTURE_TIME, Faults
 from airflow_provider_revox._simulator.scenario import apply_scenario, parse_scenario
 from airflow_provider_revox.exceptions import RevoxIncompleteReadError
@@ -265,3 +266,80 @@ def test_a_consumer_takes_an_untrusted_time_once_without_moving_its_mark() -> No
     again, _ = first_named(after, calls)
     assert again == []
     assert Watermark.from_state(json.loads(json.dumps(after.to_state()))) == after
+
+
+# -- the page walk (pure) ------------------------------------------------------------------------
+
+
+def calls(*ids: str) -> list[Call]:
+    return [Call.model_validate({"id": call_id, "status": "completed"}) for call_id in ids]
+
+
+def read_all(walk: PageWalk, results: Callable[[int], list[str]]) -> list[str]:
+    """Run a full read; ``results(n)`` is the whole result list at the n-th page read."""
+    handed: list[str] = []
+    reads = 0
+    while True:
+        now = results(reads)
+        start = walk.page * walk.page_size
+        page = calls(*now[start : start + walk.page_size])
+        handed += [call.id for call in walk.take(page, len(now))]
+        reads += 1
+        if walk.pass_done:
+            if walk.proven or not walk.more_passes:
+                return handed
+            walk.next_pass()
+
+
+def test_a_still_result_set_is_read_once_in_one_pass() -> None:
+    ids = [f"c{n:03d}" for n in range(25)]
+    walk = PageWalk(10, full=True)
+    assert read_all(walk, lambda reads: ids) == ids
+    assert walk.proven and walk.passes == 1
+
+
+def test_orders_entering_ahead_of_the_reader_cost_no_pass_and_hide_nothing() -> None:
+    ids = [f"c{n:03d}" for n in range(25)]
+    walk = PageWalk(10, full=True)
+    # Five orders arrive at the head before each later page: the pages repeat, nothing is skipped.
+    handed = read_all(walk, lambda reads: [f"new{reads}-{n}" for n in range(5 * reads)][::-1] + ids)
+    assert set(ids) <= set(handed) and len(handed) == len(set(handed))
+    assert walk.proven and walk.passes == 1
+
+
+def test_an_order_leaving_ahead_of_the_reader_makes_it_read_again() -> None:
+    ids = [f"c{n:03d}" for n in range(25)]
+    walk = PageWalk(10, full=True)
+    # c000 leaves after page 0: c010 moves onto page 0, already read, and the first pass misses it.
+    handed = read_all(walk, lambda reads: ids if reads == 0 else ids[1:])
+    assert sorted(handed) == ids
+    assert walk.proven and walk.passes == 2
+
+
+def test_a_search_that_always_answers_page_zero_ends_unproven_after_bounded_reads() -> None:
+    ids = [f"c{n:03d}" for n in range(25)]
+    walk = PageWalk(10, full=True)
+    handed: list[str] = []
+    reads = 0
+    while walk.more_passes:
+        if walk.pass_done:
+            walk.next_pass()
+        handed += [call.id for call in walk.take(calls(*ids[:10]), 25)]  # page 0, whatever is asked
+        reads += 1
+    assert handed == ids[:10] and not walk.proven and walk.passes == MAX_PASSES
+    assert reads == MAX_PASSES * (1 + STALE_PAGES)
+    assert "read 10 distinct call(s) of the 25 the API reports in 3 pass(es)" in walk.gap()
+
+
+def test_a_read_down_to_a_stop_rereads_after_a_move_and_is_proven_when_nothing_owed_is_new() -> None:
+    walk = PageWalk(2, full=False)
+    assert [c.id for c in walk.take(calls("a", "b"), 5)] == ["a", "b"]
+    assert [c.id for c in walk.take(calls("b", "c"), 6)] == ["c"]  # "x" arrived: a move
+    assert [c.id for c in walk.take(calls("d"), 6, stop=True)] == ["d"]
+    assert walk.pass_done and not walk.proven and walk.more_passes
+    walk.next_pass()
+    owed = {"a", "b", "c", "d"}  # "x" ended after the read began: not owed
+    assert [c.id for c in walk.take(calls("x", "a"), 6, owed=lambda c: c.id in owed)] == ["x"]
+    walk.take(calls("b", "c"), 6, owed=lambda c: c.id in owed)
+    walk.take(calls("d"), 6, stop=True, owed=lambda c: c.id in owed)
+    assert walk.proven and walk.passes == 2
