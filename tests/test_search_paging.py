@@ -131,6 +131,19 @@ def test_an_export_from_a_search_that_ignores_page_fails_naming_the_gap(
     assert searched(simulator) == MAX_PASSES * (1 + STALE_PAGES)
 
 
+@pytest.mark.airflow
+def test_orders_placed_while_an_export_reads_page_zero_hide_no_call(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    ids = ended(simulator, 300)
+    placed = [place(simulator, GOOD_OUTPUT) for _ in range(100)]  # newest first: the head of the sort
+    simulator.faults.shift_pages(placed)  # placed between the reads of page 0 and page 1
+    dag_run = run_dag(search_export("revox_search_shift", tmp_path / "out"), "revox_search_shift")
+    assert task_state(dag_run, "export") == "success"
+    names = {path.stem for path in (tmp_path / "out" / "calls").iterdir()}
+    assert set(ids) <= names  # page 1 repeated page 0; the read went on to the end
+
+
 # -- an incremental export -----------------------------------------------------------------------
 
 
