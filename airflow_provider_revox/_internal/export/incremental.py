@@ -26,7 +26,13 @@ from airflow_provider_revox._internal.core.call import Call, Timestamp
 from airflow_provider_revox._internal.export.fetch import Sleep
 from airflow_provider_revox._internal.export.search import SEARCH_PAGE_SIZE, calls_by_search, in_rounds
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox._internal.waiting.cursor import FUTURE_MARGIN, Watermark, believed, takes
+from airflow_provider_revox._internal.waiting.cursor import (
+    FUTURE_MARGIN,
+    Watermark,
+    believed,
+    newest_believed,
+    takes,
+)
 from airflow_provider_revox._internal.waiting.pages import PageWalk
 from airflow_provider_revox.exceptions import RevoxError, RevoxIncompleteReadError
 
@@ -97,7 +103,12 @@ class NewCalls:
         return len(self._taken) + len(self._untrusted)
 
     def __iter__(self) -> Iterator[Call]:
-        """Yield each new order once, newest change first (the API's order)."""
+        """Yield each new order once, newest change first (the API's order).
+
+        Raises:
+            RevoxIncompleteReadError: the read could not be proven to reach the watermark; the
+                caller publishes nothing and keeps the watermark.
+        """
         for call in self._read():
             ended_at = terminal_moment(call)
             if ended_at is not None and not believed(ended_at, self._latest):
@@ -173,15 +184,3 @@ class NewCalls:
         for call in calls_by_search(self._hook, self._filters, self._sleep, self._page_size):
             if takes(self._start, None, call.id, terminal_moment(call), latest):
                 yield call
-
-
-def newest_believed(calls: list[Call], latest: datetime, now: datetime) -> datetime | None:
-    """The head of a read: the newest believed change on its first page (sorted newest first).
-
-    None for an empty page; ``now`` (the API's clock) when no time on the page is believed.
-    """
-    if not calls:
-        return None
-    stamps = [call.updated_at for call in calls if call.updated_at is not None]
-    good = [stamp for stamp in stamps if believed(stamp, latest)]
-    return max(good) if good else now

@@ -16,13 +16,9 @@ from typing import Any
 
 from airflow_provider_revox._internal.client.servertime import ServerClock
 from airflow_provider_revox._internal.core.call import Call
-from airflow_provider_revox._internal.export.incremental import (
-    NEWEST_CHANGE_FIRST,
-    newest_believed,
-    terminal_moment,
-)
+from airflow_provider_revox._internal.export.incremental import NEWEST_CHANGE_FIRST, terminal_moment
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox._internal.waiting.cursor import FUTURE_MARGIN, believed
+from airflow_provider_revox._internal.waiting.cursor import FUTURE_MARGIN, believed, newest_believed
 from airflow_provider_revox._internal.waiting.pace import (
     EARLIEST_SCHEDULED_FIRST,
     Pace,

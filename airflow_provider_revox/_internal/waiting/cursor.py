@@ -19,12 +19,12 @@ claiming it ended in 2199 cannot hide every order that ends after it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_revox._internal.core.call import parse_iso
+from airflow_provider_revox._internal.core.call import Call, parse_iso
 
 #: Most ids kept at the watermark's instant; more orders ending in one instant is not credible.
 MAX_IDS_AT_WATERMARK = 10_000
@@ -117,6 +117,18 @@ def believed(moment: datetime | None, latest: datetime | None) -> bool:
     """Whether a reported time is believed: not later than ``latest`` (the API's now plus
     :data:`FUTURE_MARGIN`); None (no bound known) believes every time."""
     return moment is None or latest is None or _aware(moment) <= latest
+
+
+def newest_believed(calls: Sequence[Call], latest: datetime, now: datetime) -> datetime | None:
+    """The head of a read: the newest believed change on its first page (sorted newest first).
+
+    None for an empty page; ``now`` (the API's clock) when no time on the page is believed.
+    """
+    if not calls:
+        return None
+    stamps = [call.updated_at for call in calls if call.updated_at is not None]
+    good = [stamp for stamp in stamps if believed(stamp, latest)]
+    return max(good) if good else now
 
 
 def _aware(moment: datetime) -> datetime:
