@@ -27,8 +27,10 @@ The scheme:
   least the ``total_count`` of that pass's first page.
 * **A read down to a stop** (the orders changed since a watermark, newest first) is proven when
   one pass reached its stop or the end, and either saw no movement (no order twice, the same
-  ``total_count`` on every page), or found nothing the earlier passes had not read: a pass after
-  a movement reads again from the head, where an order that moved under the previous pass now is.
+  ``total_count`` on every page), or found no *owed* order (one that ended before the read
+  began) the earlier passes had not read: a pass after a movement reads again from the head,
+  where an order that moved under the previous pass now is. Orders that end while the read runs
+  are not owed (the next read takes them), so a busy API costs one pass more, not a failure.
 * Otherwise the read starts a new pass (handing out only orders not handed out yet), up to
   :data:`MAX_PASSES`; then the caller raises
   :class:`~airflow_provider_revox.exceptions.RevoxIncompleteReadError`, naming the gap.
