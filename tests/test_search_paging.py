@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,13 @@ from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.export.incremental import terminal_moment
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY, CallPoll
-from airflow_provider_revox._internal.waiting.cursor import Watermark, first_named
+from airflow_provider_revox._internal.waiting.cursor import (
+    FUTURE_MARGIN,
+    MAX_UNTRUSTED_IDS,
+    Watermark,
+    first_named,
+    takes,
+)
 from airflow_provider_revox._internal.waiting.pages import MAX_PASSES, STALE_PAGES, PageWalk
 from airflow_provider_revox._simulator.faults import FAR_FUTURE_TIME, Faults
 from airflow_provider_revox._simulator.scenario import apply_scenario, parse_scenario
@@ -356,3 +362,16 @@ def test_a_read_down_to_a_stop_rereads_after_a_move_and_is_proven_when_nothing_o
     walk.take(calls("b", "c"), 6, owed=lambda c: c.id in owed)
     walk.take(calls("d"), 6, stop=True, owed=lambda c: c.id in owed)
     assert walk.proven and walk.passes == 2
+
+
+def test_a_time_past_the_api_clock_is_taken_once_and_moves_no_mark() -> None:
+    t0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    latest = t0 + FUTURE_MARGIN
+    mark = Watermark(t0 - timedelta(hours=1))
+    assert takes(mark, t0, "poisoned", FAR_FUTURE, latest)  # after the head, yet taken: untrusted
+    assert not takes(mark, t0, "late", t0 + timedelta(seconds=1), latest)  # believed: next read
+    after = mark.advance([("a", t0)], ["poisoned"])
+    assert after.ended_at == t0 and not takes(after, t0, "poisoned", FAR_FUTURE, latest)
+    assert set(Watermark(t0).to_state()) == {"ended_at", "ids_at"}  # stored as before when none
+    many = after.advance([], [f"u{n:05d}" for n in range(2 * MAX_UNTRUSTED_IDS)])
+    assert len(many.untrusted) == MAX_UNTRUSTED_IDS  # bounded
