@@ -193,6 +193,29 @@ class RevoxPlacementUnknownError(RevoxError):
     try searches again before placing anything."""
 
 
+class RevoxIncompleteReadError(RevoxError):
+    """A paged ``POST /call/search`` could not be proven complete: the pages read hold fewer
+    orders than the API says match, or never reached the end of the results (an API that repeats
+    a page), after the rereads allowed. Nothing is published and no watermark moves. Transient: a
+    later read, once the results stop moving, can succeed.
+
+    Args:
+        message: the full message; it names the gap.
+        read: distinct orders read.
+        total: orders the API said match (its last ``total_count``), when known.
+    """
+
+    transient = True
+
+    def __init__(self, message: str, *, read: int = 0, total: int | None = None) -> None:
+        super().__init__(message)
+        self.read = read
+        self.total = total
+
+    def _details(self) -> dict[str, Any]:
+        return {"read": self.read, "total": self.total}
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether waiting can fix ``error``: the one answer every wait uses (see ``RevoxError.transient``)."""
     return isinstance(error, RevoxError) and error.transient
@@ -204,6 +227,7 @@ __all__ = [
     "RevoxConfigError",
     "RevoxError",
     "RevoxIdsFileError",
+    "RevoxIncompleteReadError",
     "RevoxInsecureConnectionError",
     "RevoxInvalidCallIdError",
     "RevoxInvalidRequestError",

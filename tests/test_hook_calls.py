@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_revox.exceptions import (
     RevoxApiError,
     RevoxConfigError,
+    RevoxIncompleteReadError,
     RevoxInvalidRequestError,
     RevoxTransportError,
 )
@@ -235,7 +236,18 @@ async def test_aiter_calls_reads_every_page_once(sim: SimulatorHandle) -> None:
     assert posts(sim, "POST /call/search") == 3
 
 
-def test_iter_calls_stops_when_the_api_ignores_the_page(sim: SimulatorHandle) -> None:
+def test_iter_calls_lists_every_order_when_orders_placed_meanwhile_shift_the_pages(
+    sim: SimulatorHandle,
+) -> None:
+    placed = [sim.place_call(phone_number=PARIS, assistant_id="asst_pages")["id"] for _ in range(5)]
+    meanwhile = [sim.place_call(phone_number=PARIS, assistant_id="asst_pages")["id"] for _ in range(2)]
+    sim.faults.shift_pages(meanwhile)  # placed between page 0 and page 1: page 1 repeats page 0
+    with RevoxHook() as hook:
+        found = [call.id for call in hook.iter_calls(to_phone_number=PARIS, page_size=2)]
+    assert set(placed) <= set(found) and len(found) == len(set(found))
+
+
+def test_iter_calls_fails_rather_than_end_short_when_the_api_ignores_the_page(sim: SimulatorHandle) -> None:
     same_page = {"calls": [{"id": "a", "status": "completed"}, {"id": "b", "status": "completed"}],
                  "total_count": 50}  # fmt: skip
     asked: list[int] = []
@@ -244,6 +256,7 @@ def test_iter_calls_stops_when_the_api_ignores_the_page(sim: SimulatorHandle) ->
         asked.append(json.loads(request.content)["page"])
         return httpx.Response(200, json=same_page)
 
-    with RevoxHook(transport=httpx.MockTransport(answer)) as hook:
-        assert [call.id for call in hook.iter_calls(page_size=2)] == ["a", "b"]
-    assert asked == [0, 1]
+    hook = RevoxHook(transport=httpx.MockTransport(answer))
+    with hook, pytest.raises(RevoxIncompleteReadError, match=r"read 2 distinct call\(s\) of the 50"):
+        list(hook.iter_calls(page_size=2))
+    assert asked == [0, 1, 2, 3] * 3  # each pass ends after three pages with nothing new

@@ -20,6 +20,7 @@ PUBLIC_SURFACE: dict[str, list[str]] = {
         "RevoxConfigError",
         "RevoxError",
         "RevoxIdsFileError",
+        "RevoxIncompleteReadError",
         "RevoxInsecureConnectionError",
         "RevoxInvalidCallIdError",
         "RevoxInvalidRequestError",

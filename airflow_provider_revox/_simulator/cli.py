@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", help="JSON or YAML file of scripted calls to place at start-up")
     parser.add_argument(
         "--faults",
-        help="fault rates, e.g. 429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0",
+        help="fault rates, e.g. 429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0,"
+        "repeat_page=0.1 (a call search answers page 0 whatever page it asks for); a scenario's "
+        "shift_pages and far_future keys move search results under a reader and report times in 2199",
     )
     parser.add_argument(
         "--refuse-sort", action="store_true", help="answer 422 to a call search that asks for a sort"

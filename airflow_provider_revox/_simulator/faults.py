@@ -1,18 +1,29 @@
 """Injected API faults: by rate, or scripted per call id.
 
 A SPEC string gives rates: ``429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0,
-truncate=0.01,unknown_status=0.01,extra_fields=0.1``. ``drop`` closes the connection before the
-request is served; ``drop_after_commit`` serves it (a ``POST`` is stored) and then closes the
-connection without the answer, the case that makes a client place the same order twice.
+truncate=0.01,unknown_status=0.01,extra_fields=0.1,repeat_page=0.1``. ``drop`` closes the
+connection before the request is served; ``drop_after_commit`` serves it (a ``POST`` is
+stored) and then closes the connection without the answer, the case that makes a client
+place the same order twice.
 ``429=RATE:SECONDS`` sets the ``Retry-After`` value and ``slow=RATE:SECONDS`` the delay. A
 script is a list of tokens consumed by the successive API requests about one call
 (``["429", "503", "ok"]``); once it is used up the rates apply again.
 
 Faults of one request: at most one of the *replacing* kinds (an error status, a dropped
 connection, a truncated body), plus any of the *modifying* kinds (a delay, an unknown
-status value, unknown extra fields). Decisions are deterministic for a seed: they depend
-on the seed, the request's target and how many requests that target has had, not on how
-requests from different clients interleave.
+status value, unknown extra fields, a search that answers page 0 whatever page it was asked
+for: ``repeat_page``). Decisions are deterministic for a seed: they depend on the seed, the
+request's target and how many requests that target has had, not on how requests from different
+clients interleave.
+
+Two faults of the search's data rather than of one request:
+
+* :meth:`Faults.shift_pages` holds orders out of every search until a search asks for a page
+  after the first: they then appear wherever the sort puts them, as orders that end (sorted by
+  ``updated_at``) or are placed (sorted by ``created_at``) between two page reads do;
+* :meth:`Faults.far_future` makes chosen orders report :data:`FAR_FUTURE_TIME` as their
+  ``ended_at`` and ``updated_at`` everywhere (``GET /call/{id}`` and searches); a search sorted
+  by ``updated_at`` or ``ended_at`` lists them first (descending) or last (ascending).
 """
 
 from __future__ import annotations
@@ -28,7 +39,9 @@ from typing import Any
 #: Serve the request (a POST is stored), then close the connection without the answer.
 DROP_AFTER_COMMIT = "drop_after_commit"
 REPLACING = ("429", "500", "502", "503", "504", "drop", DROP_AFTER_COMMIT, "truncate")
-MODIFYING = ("slow", "unknown_status", "extra_fields")
+#: The search answers page 0 whatever ``page`` asks (an API that ignores it now and then).
+REPEAT_PAGE = "repeat_page"
+MODIFYING = ("slow", "unknown_status", "extra_fields", REPEAT_PAGE)
 KINDS = (*REPLACING, *MODIFYING)
 
 DEFAULT_RETRY_AFTER = 1.0
@@ -36,6 +49,8 @@ DEFAULT_SLOW_SECONDS = 2.0
 
 #: The status value an ``unknown_status`` fault reports: one no spec has documented.
 UNKNOWN_STATUS_VALUE = "awaiting_carrier_review"
+#: What an order chosen by :meth:`Faults.far_future` reports as its ``ended_at`` and ``updated_at``.
+FAR_FUTURE_TIME = "2199-01-01T00:00:00.000Z"
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class Fault:
         unknown_status: report a status value nobody has documented.
         extra_fields: add fields the models do not know.
         retry_after: the ``Retry-After`` seconds sent with a 429.
+        repeat_page: a call search answers page 0, whatever page it asks for.
     """
 
     replace: str | None = None
@@ -56,11 +72,14 @@ class Fault:
     unknown_status: bool = False
     extra_fields: bool = False
     retry_after: float = DEFAULT_RETRY_AFTER
+    repeat_page: bool = False
 
     @property
     def is_noop(self) -> bool:
         """True when the request is served normally."""
-        return not (self.replace or self.delay or self.unknown_status or self.extra_fields)
+        return not (
+            self.replace or self.delay or self.unknown_status or self.extra_fields or self.repeat_page
+        )
 
 
 NO_FAULT = Fault()
@@ -78,7 +97,7 @@ def _number(text: str, what: str) -> float:
 
 def parse_token(token: str) -> Fault:
     """Turn one script token into a fault: ``ok``, ``429``, ``429:5``, ``503``, ``drop``,
-    ``slow``, ``slow:0.5``, ``truncate``, ``unknown_status``, ``extra_fields``; join several
+    ``slow``, ``slow:0.5``, ``truncate``, ``unknown_status``, ``extra_fields``, ``repeat_page``; join several
     with ``+`` (``slow:1+unknown_status``).
 
     Raises:
@@ -97,6 +116,8 @@ def parse_token(token: str) -> Fault:
             fault = replace(fault, unknown_status=True)
         elif name == "extra_fields":
             fault = replace(fault, extra_fields=True)
+        elif name == REPEAT_PAGE:
+            fault = replace(fault, repeat_page=True)
         else:
             retry_after = _number(arg, "Retry-After seconds") if arg and name == "429" else fault.retry_after
             fault = replace(fault, replace=name, retry_after=retry_after)
@@ -172,6 +193,7 @@ class FaultRates:
             unknown_status=rng.random() < rates.get("unknown_status", 0.0),
             extra_fields=rng.random() < rates.get("extra_fields", 0.0),
             retry_after=self.retry_after,
+            repeat_page=rng.random() < rates.get(REPEAT_PAGE, 0.0),
         )
 
 
@@ -189,6 +211,8 @@ class Faults:
         self._scripts: dict[str, deque[Fault]] = {}
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._held: set[str] = set()
+        self._future: frozenset[str] = frozenset()
 
     def set_rates(self, spec: str | None) -> None:
         """Replace the rates with a new SPEC string."""
@@ -214,11 +238,56 @@ class Faults:
             return len(self._scripts.get(call_id, ()))
 
     def clear(self) -> None:
-        """Drop every script and every rate."""
+        """Drop every script, every rate, held orders and far-future orders."""
         with self._lock:
             self._scripts.clear()
             self._counts.clear()
+            self._held.clear()
+            self._future = frozenset()
         self.rates = FaultRates()
+
+    def shift_pages(self, call_ids: Iterable[str]) -> None:
+        """Hide these orders from every call search until one asks for a page after the first.
+
+        Then they appear where the search's sort puts them: a reader of page 0 then page 1 sees
+        the results move under it, as when orders end or are placed between its two reads.
+        """
+        with self._lock:
+            self._held.update(call_ids)
+
+    def hidden(self, page: Any) -> frozenset[str]:
+        """The orders a search for ``page`` must not list (releasing them once a later page is read)."""
+        if not self._held:
+            return frozenset()
+        with self._lock:
+            if isinstance(page, int) and not isinstance(page, bool) and page > 0:
+                self._held.clear()
+            return frozenset(self._held)
+
+    def far_future(self, call_ids: Iterable[str]) -> None:
+        """Make these orders report :data:`FAR_FUTURE_TIME` as ``ended_at`` and ``updated_at``."""
+        with self._lock:
+            self._future = self._future | frozenset(call_ids)
+
+    @property
+    def far_future_ids(self) -> frozenset[str]:
+        """The orders chosen by :meth:`far_future`."""
+        return self._future
+
+    def future_times(self, body: bytes, *, calls: bool = False) -> bytes:
+        """A 200 body (``{"call": ...}``, or ``{"calls": [...]}`` when ``calls``) with the far-future
+        orders' times replaced; the body as it is when none of them is in it."""
+        chosen = self._future
+        if not chosen or not any(call_id.encode() in body for call_id in chosen):
+            return body
+        payload = json.loads(body)
+        found = payload.get("calls", []) if calls else [payload.get("call")]
+        for call in found:
+            if isinstance(call, dict) and call.get("id") in chosen:
+                call["updated_at"] = FAR_FUTURE_TIME
+                if call.get("ended_at") is not None:
+                    call["ended_at"] = FAR_FUTURE_TIME
+        return json.dumps(payload, separators=(",", ":")).encode()
 
     def next_fault(self, target: str, call_id: str | None = None, *, also: Iterable[str] = ()) -> Fault:
         """The faults of the next request to ``target`` (e.g. ``GET /call/{id}``) about ``call_id``.

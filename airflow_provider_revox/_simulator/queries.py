@@ -52,6 +52,8 @@ class CallQueries:
         page: Any = 0,
         page_size: Any = 100,
         at: datetime | None = None,
+        hidden: frozenset[str] = frozenset(),
+        far_future: frozenset[str] = frozenset(),
     ) -> CallSearch:
         """Find orders as the API's ``POST /call/search`` does, every order read at one moment.
 
@@ -77,6 +79,9 @@ class CallQueries:
             page: 0-based page number.
             page_size: calls per page, 1 to 1000.
             at: the moment to read at (default: the clock's now).
+            hidden: ids no page lists and ``total_count`` does not count (a fault of the search).
+            far_future: ids that report a time in 2199 (a fault): sorted by ``updated_at`` or
+                ``ended_at``, they come first descending and last ascending, as that time would.
 
         Raises:
             SimulatorError: a field has the wrong type or an unknown value (also a ``ValueError``);
@@ -108,8 +113,15 @@ class CallQueries:
             else:
                 # Direct lookups: a batch of ids must not cost a scan of every order.
                 candidates = [plan for i in search.call_ids if (plan := self._plans.get(i)) is not None]
-        matched = [plan for plan in candidates if matches(plan, moment, search, self._rendered)]
+        matched = [
+            plan
+            for plan in candidates
+            if plan.spec.call_id not in hidden and matches(plan, moment, search, self._rendered)
+        ]
         matched.sort(key=lambda plan: sort_key(plan, search, self._rank, moment), reverse=search.descending)
+        if far_future and search.sort_by in ("updated_at", "ended_at"):
+            # Stable: the far-future orders move to the newest end, the others keep their order.
+            matched.sort(key=lambda plan: (plan.spec.call_id in far_future) != search.descending)
         start = search.page * search.page_size
         page_ids = tuple(plan.spec.call_id for plan in matched[start : start + search.page_size])
         return CallSearch(call_ids=page_ids, total_count=len(matched), at=moment)

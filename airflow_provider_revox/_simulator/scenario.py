@@ -18,6 +18,8 @@
         outcome: interested                  # optional override
         structured_output: {confirmed: true} # optional override
         faults: ["429", "ok", "truncate"]    # optional: scripted faults for this call
+        shift_pages: true                    # optional: hidden from searches until a page > 0 is read
+        far_future: true                     # optional: reports ended_at/updated_at in 2199
 
 Scripted attempts are the whole story of the order: it makes exactly those dials
 (stopping at the first human), timed by its retry policy.
@@ -73,8 +75,12 @@ _ORDER_KEYS = frozenset(
         "outcome",
         "structured_output",
         "faults",
+        "shift_pages",
+        "far_future",
     }
 )
+#: Keys of a search fault (see :class:`~.faults.Faults`): true or false.
+_SEARCH_FAULT_KEYS = ("shift_pages", "far_future")
 _ATTEMPT_KEYS = frozenset(
     {"result", "dial_error", "duration", "ring_seconds", "queue_seconds", "ended_by", "end_reason"}
 )
@@ -91,6 +97,7 @@ class ScenarioCall:
     order: dict[str, Any]
     script: OrderScript | None
     faults: tuple[str, ...]
+    search_faults: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,7 @@ def _parse_call(entry: dict[str, Any], where: str) -> ScenarioCall:
         key: entry[key]
         for key in _ORDER_KEYS
         - {"attempts", "post_processing_seconds", "final_status", "outcome", "structured_output", "faults"}
+        - set(_SEARCH_FAULT_KEYS)
         if key in entry
     }
     final_status = entry.get("final_status")
@@ -204,7 +212,13 @@ def _parse_call(entry: dict[str, Any], where: str) -> ScenarioCall:
         if scripted
         else None
     )
-    return ScenarioCall(order=order, script=script, faults=tuple(str(t) for t in faults))
+    for key in _SEARCH_FAULT_KEYS:
+        if not isinstance(entry.get(key, False), bool):
+            raise ScenarioError(f"{where}.{key} must be true or false")
+    search_faults = tuple(key for key in _SEARCH_FAULT_KEYS if entry.get(key))
+    return ScenarioCall(
+        order=order, script=script, faults=tuple(str(t) for t in faults), search_faults=search_faults
+    )
 
 
 def _parse_attempt(item: Any, where: str) -> AttemptDraw:
@@ -265,4 +279,7 @@ def apply_scenario(scenario: Scenario, engine: SimulatorEngine, faults: Faults |
         placed.append(created["id"])
         if call.faults and faults is not None:
             faults.script(created["id"], call.faults)
+        if faults is not None:
+            for key in call.search_faults:
+                getattr(faults, key)([created["id"]])
     return placed

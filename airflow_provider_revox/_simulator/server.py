@@ -14,7 +14,8 @@ Routes under ``/api`` (bearer auth, faults apply, counted in the stats):
   is what ``GET /call/{id}`` shows at the same moment, and counts as a look at that call in
   the stats' ``by_call_id``; a bad field is a 422 naming it; ``sort_by`` (``created_at``,
   ``updated_at``, ``ended_at``, ``scheduled_at``, ``id``) and ``sort_direction``, unless the
-  engine refuses sorting (422);
+  engine refuses sorting (422); the search faults of :mod:`.faults` (``repeat_page``, held and
+  far-future orders) apply;
 * the campaign endpoints of :mod:`.campaign_routes`.
 
 Routes under ``/api/_simulator`` (no auth, no faults, not counted):
@@ -302,6 +303,8 @@ class SimulatorServer:
             elif len(body) > MAX_BODY_BYTES:
                 reply = error_reply(413, "payload_too_large", "request body is too large")
             else:
+                if fault.repeat_page and endpoint == "POST /call/search":
+                    body = _first_page(body)
                 reply = self._answer(handler, request, call_id, body)
                 if fault.replace == DROP_AFTER_COMMIT:
                     # The change is stored; the client never hears of it (and may send it again).
@@ -309,6 +312,7 @@ class SimulatorServer:
                     return await drop(request)
                 if reply.status == 200:
                     reply.body = apply_body_faults(reply.body, fault, calls=reply.wrap_calls)
+                    reply.body = self.faults.future_times(reply.body, calls=reply.wrap_calls)
             self._count(endpoint, str(reply.status), reply.call_id or call_id, reply.listed)
             return self._send(request, reply)
 
@@ -344,7 +348,12 @@ class SimulatorServer:
         if missing and self.engine.strict_search:
             raise InvalidSearch(f"missing required field(s): {', '.join(missing)}")
         fields = (*SEARCH_REQUIRED_FIELDS, *SEARCH_OPTIONAL_FIELDS)
-        found = self.engine.search_calls(**{name: payload[name] for name in fields if name in payload})
+        hidden = self.faults.hidden(payload.get("page", 0))
+        found = self.engine.search_calls(
+            **{name: payload[name] for name in fields if name in payload},
+            hidden=hidden,
+            far_future=self.faults.far_future_ids,
+        )
         reply = Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
         if missing:
             # The spec marks these required: say which were taken as defaults, so a client that
@@ -433,6 +442,15 @@ class SimulatorServer:
         except UnknownCall:
             return HTMLResponse(call_page(call_id, None), 404, self._headers(request))
         return HTMLResponse(call_page(call_id, call), 200, self._headers(request))
+
+
+def _first_page(body: bytes) -> bytes:
+    """A call search body asking for page 0 (the ``repeat_page`` fault); the body as it is if unreadable."""
+    with contextlib.suppress(ValueError, TypeError):
+        payload = json.loads(body)
+        if isinstance(payload, dict) and "page" in payload:
+            return json.dumps({**payload, "page": 0}).encode()
+    return body
 
 
 def _script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:

@@ -3,6 +3,14 @@
 The search is sorted by ``updated_at`` descending and read until the first order changed before
 the watermark (see :mod:`~airflow_provider_revox._internal.waiting.cursor`). An API that refuses the sort
 (400 or 422) is read in full instead, with one warning: the same orders, more requests.
+
+The read proves it reached the watermark with nothing moving under it, or reads again from the
+head (where an order that moved now is), or fails with
+:class:`~airflow_provider_revox.exceptions.RevoxIncompleteReadError` and leaves the watermark
+where it was (see :mod:`~airflow_provider_revox._internal.waiting.pages`). A time later than the
+API's clock plus :data:`~airflow_provider_revox._internal.waiting.cursor.FUTURE_MARGIN` is not
+believed: the order is exported, once, with a warning, and the watermark moves only to the
+believed times.
 """
 
 from __future__ import annotations
@@ -13,17 +21,22 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from airflow_provider_revox._internal.client.responses import CallPage
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.export.fetch import Sleep
 from airflow_provider_revox._internal.export.search import SEARCH_PAGE_SIZE, calls_by_search, in_rounds
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.waiting.cursor import (
+    FUTURE_MARGIN,
     NEWEST_CHANGE_FIRST,
     Watermark,
+    believed,
+    newest_believed,
     takes,
     terminal_moment,
 )
-from airflow_provider_revox.exceptions import RevoxError
+from airflow_provider_revox._internal.waiting.pages import PageWalk
+from airflow_provider_revox.exceptions import RevoxError, RevoxIncompleteReadError
 
 #: Answers of an API that cannot sort a search.
 SORT_REFUSED_STATUSES = frozenset({400, 422})
@@ -61,23 +74,39 @@ class NewCalls:
         self._sleep = sleep
         self._page_size = page_size
         self._taken: list[tuple[str, datetime]] = []
+        self._untrusted: list[str] = []
+        self._latest: datetime | None = None
         self.sorted = True
 
     @property
     def watermark(self) -> Watermark:
         """The watermark once every order yielded so far is handed over."""
-        return self._start.advance(self._taken)
+        return self._start.advance(self._taken, self._untrusted)
 
     @property
     def taken(self) -> int:
         """Orders yielded so far."""
-        return len(self._taken)
+        return len(self._taken) + len(self._untrusted)
 
     def __iter__(self) -> Iterator[Call]:
-        """Yield each new order once, newest change first (the API's order)."""
+        """Yield each new order once, newest change first (the API's order).
+
+        Raises:
+            RevoxIncompleteReadError: the read could not be proven to reach the watermark; the
+                caller publishes nothing and keeps the watermark.
+        """
         for call in self._read():
             ended_at = terminal_moment(call)
-            if ended_at is not None:
+            if ended_at is not None and not believed(ended_at, self._latest):
+                log.warning(
+                    "Revox call %s reports it ended at %s, later than the API's clock allows (%s): "
+                    "exported, but the watermark does not move to that time",
+                    call.id,
+                    ended_at.isoformat(),
+                    self._latest.isoformat() if self._latest else None,
+                )
+                self._untrusted.append(call.id)
+            elif ended_at is not None:
                 self._taken.append((call.id, ended_at))
             yield call
 
@@ -98,18 +127,46 @@ class NewCalls:
             self.sorted = False
             yield from self._full_scan()
             return
-        head = first.calls[0].updated_at if first.calls else None
+        self._latest = latest = hook.server_clock.now() + FUTURE_MARGIN
+        head = newest_believed(first.calls, latest, hook.server_clock.now())
         sorted_filters = {**self._filters, **NEWEST_CHANGE_FIRST}
-        for call in calls_by_search(
-            hook, sorted_filters, self._sleep, size, first_page=first, prefetch=False
-        ):
-            if self._start.is_past(call.updated_at):
-                return
-            if takes(self._start, head, call.id, terminal_moment(call)):
-                yield call
+        start = self._start
+
+        def owed(call: Call) -> bool:
+            return takes(start, head, call.id, terminal_moment(call), latest)
+
+        walk = PageWalk(size, full=False)
+        page = first
+        while True:
+            past = [start.is_past(call.updated_at) for call in page.calls]
+            fresh = walk.take(page.calls, page.total_count, stop=any(past), owed=owed)
+            for call in fresh:
+                if not start.is_past(call.updated_at) and owed(call):
+                    yield call
+            if walk.pass_done:
+                if walk.proven:
+                    return
+                if not walk.more_passes:
+                    raise RevoxIncompleteReadError(
+                        f"Revox incremental search incomplete: {walk.gap()}; the watermark stays at "
+                        f"{start.ended_at.isoformat() if start.ended_at else 'the beginning'}",
+                        read=len(walk.read),
+                        total=walk.last_total,
+                    )
+                log.warning("Revox search moved while it was read (%s): reading it again", walk.gap())
+                walk.next_pass()
+            page = self._page(walk.page, sorted_filters)
+
+    def _page(self, number: int, filters: Mapping[str, Any]) -> CallPage:
+        return in_rounds(
+            f"Revox search page {number}",
+            lambda: self._hook.search_calls(page=number, page_size=self._page_size, **filters),
+            self._sleep,
+        )
 
     def _full_scan(self) -> Iterator[Call]:
         # Unsorted: every matching order is read; the head is unknown, so none is held back.
+        self._latest = latest = self._hook.server_clock.now() + FUTURE_MARGIN
         for call in calls_by_search(self._hook, self._filters, self._sleep, self._page_size):
-            if takes(self._start, None, call.id, terminal_moment(call)):
+            if takes(self._start, None, call.id, terminal_moment(call), latest):
                 yield call

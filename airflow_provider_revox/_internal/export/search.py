@@ -3,7 +3,8 @@
 A search (filters such as ``campaign_ids``) is read page after page; a list of ids is read in
 searches of up to :data:`IDS_PER_SEARCH` ids, and only an id a search does not return (an API
 that lags, an order the search hides) is fetched with ``GET /call/{id}``. An export then costs
-about one request per hundred calls.
+about one request per hundred calls. A read by page number proves it saw every matching order,
+or reads again, or fails naming the gap (:mod:`~airflow_provider_revox._internal.waiting.pages`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from airflow_provider_revox._internal.export.fetch import (
     fetch_call,
 )
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox.exceptions import RevoxAuthError, RevoxConfigError, RevoxError, is_transient
+from airflow_provider_revox._internal.waiting.pages import PageWalk
+from airflow_provider_revox.exceptions import (
+    RevoxAuthError,
+    RevoxConfigError,
+    RevoxError,
+    RevoxIncompleteReadError,
+    is_transient,
+)
 
 #: Ids asked for in one search (the API's page size limit).
 IDS_PER_SEARCH = 100
@@ -193,41 +201,55 @@ def calls_by_search(
     """Every order matching ``filters`` (those of :meth:`RevoxHook.search_calls`), page by page,
     each once; a page that fails transiently is asked again a few rounds later.
 
+    The read proves it saw every matching order (see
+    :mod:`~airflow_provider_revox._internal.waiting.pages`): when the pages moved under it or hold
+    fewer orders than ``total_count``, it reads the results again, handing out only orders not
+    handed out yet, and fails rather than end short.
+
     Args:
         hook: the hook to search with.
         filters: the search filters, by their API names.
         sleep: how to pause between rounds.
         page_size: orders per page.
         first_page: page 0, when the caller already read it.
-        prefetch: ask for the next page of a full page while the caller works on this one
+        prefetch: ask for the next page while the caller works on this one
             (False for a caller that may stop early: it would cost a request for nothing).
+
+    Raises:
+        RevoxIncompleteReadError: no pass of the few allowed proved the read complete; it names
+            the gap.
     """
+    given = first_page
 
     def read(number: int) -> CallPage:
-        if number == 0 and first_page is not None:
-            return first_page
+        nonlocal given
+        if number == 0 and given is not None:
+            page, given = given, None
+            return page
         return in_rounds(
             f"Revox search page {number}",
             lambda: hook.search_calls(page=number, page_size=page_size, **filters),
             sleep,
         )
 
-    seen: set[str] = set()
+    walk = PageWalk(page_size, full=True)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revox-search") as pool:
         ahead = pool.submit(read, 0)
-        page_number = 0
         while True:
             page = ahead.result()
-            full = len(page.calls) >= page_size
-            if prefetch and full:
-                ahead = pool.submit(read, page_number + 1)
-            fresh = [call for call in page.calls if call.id not in seen]
-            seen.update(call.id for call in fresh)
+            fresh = walk.take(page.calls, page.total_count)
+            if prefetch and not walk.pass_done:
+                ahead = pool.submit(read, walk.page)
             yield from fresh
-            page_number += 1
-            if not full or not fresh or len(seen) >= page.total_count:
-                if prefetch and full:
-                    ahead.cancel()
-                return
-            if not prefetch:
-                ahead = pool.submit(read, page_number)
+            if walk.pass_done:
+                if walk.proven:
+                    return
+                if not walk.more_passes:
+                    raise RevoxIncompleteReadError(
+                        f"Revox search incomplete: {walk.gap()}", read=len(walk.read), total=walk.last_total
+                    )
+                log.warning("Revox search not proven complete (%s): reading it again", walk.gap())
+                walk.next_pass()
+                ahead = pool.submit(read, 0)
+            elif not prefetch:
+                ahead = pool.submit(read, walk.page)

@@ -27,10 +27,8 @@ from airflow_provider_revox._internal.client.responses import CallPage
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.hooks.base import HookCore
-from airflow_provider_revox.exceptions import RevoxApiError, RevoxResponseError
-
-#: Guard against an API that ignores ``page``: a listing stops after this many pages.
-MAX_PAGES = 10_000
+from airflow_provider_revox._internal.waiting.pages import PageWalk
+from airflow_provider_revox.exceptions import RevoxApiError, RevoxIncompleteReadError, RevoxResponseError
 
 
 class CallPlacement(TypedDict, total=False):
@@ -108,24 +106,34 @@ def _acted(response: httpx.Response, call_id: str, action: str, secrets: Sequenc
 
 
 class _Pages:
-    """Walks the pages of one search: the next page to ask for, and when to stop.
-
-    Stops on a short or empty page, once ``total_count`` orders were seen, or on a page that
-    brings no new order (an API that ignores ``page``); an order met twice (orders placed while
-    the listing runs shift the pages) is yielded once.
+    """Walks the pages of one search and proves it saw every order (see
+    :mod:`~airflow_provider_revox._internal.waiting.pages`): an order met twice (orders placed
+    while the listing runs shift the pages) is yielded once; a listing whose pages moved or hold
+    fewer orders than ``total_count`` is read again, and one never proven complete (an API that
+    ignores ``page``) raises rather than end short.
     """
 
-    def __init__(self) -> None:
-        self.page = 0
-        self.seen: set[str] = set()
-        self.done = False
+    def __init__(self, page_size: int) -> None:
+        self.walk = PageWalk(page_size, full=True)
 
-    def take(self, found: CallPage, page_size: int) -> list[Call]:
-        fresh = [call for call in found.calls if call.id not in self.seen]
-        self.seen.update(call.id for call in fresh)
-        self.page += 1
-        short = len(found.calls) < page_size
-        self.done = short or not fresh or len(self.seen) >= found.total_count or self.page >= MAX_PAGES
+    @property
+    def page(self) -> int:
+        return self.walk.page
+
+    @property
+    def done(self) -> bool:
+        return self.walk.pass_done and self.walk.proven
+
+    def take(self, found: CallPage) -> list[Call]:
+        fresh = self.walk.take(found.calls, found.total_count)
+        if self.walk.pass_done and not self.walk.proven:
+            if not self.walk.more_passes:
+                raise RevoxIncompleteReadError(
+                    f"Revox call listing incomplete: {self.walk.gap()}",
+                    read=len(self.walk.read),
+                    total=self.walk.last_total,
+                )
+            self.walk.next_pass()
         return fresh
 
 
@@ -287,21 +295,26 @@ class CallEndpoints(HookCore):
     ) -> Iterator[Call]:
         """Every order matching the filters of :meth:`search_calls`, page after page, each once.
 
-        The filters are checked before the first request.
+        The filters are checked before the first request. Pages that move while they are read
+        are read again (see :mod:`~airflow_provider_revox._internal.waiting.pages`).
+
+        Raises:
+            RevoxIncompleteReadError: the listing could not be proven complete (an API that
+                ignores ``page``, results that kept moving); it names the gap.
         """
         search_args(call_ids, 0, page_size, filters)
-        pages = _Pages()
+        pages = _Pages(page_size)
         while not pages.done:
             found = self.search_calls(call_ids, page=pages.page, page_size=page_size, **filters)
-            yield from pages.take(found, page_size)
+            yield from pages.take(found)
 
     async def aiter_calls(
         self, call_ids: Sequence[str] | None = None, *, page_size: int = 100, **filters: Unpack[CallFilters]
     ) -> AsyncIterator[Call]:
         """Async twin of :meth:`iter_calls`: ``async for call in hook.aiter_calls(...)``."""
         search_args(call_ids, 0, page_size, filters)
-        pages = _Pages()
+        pages = _Pages(page_size)
         while not pages.done:
             found = await self.asearch_calls(call_ids, page=pages.page, page_size=page_size, **filters)
-            for call in pages.take(found, page_size):
+            for call in pages.take(found):
                 yield call

@@ -31,31 +31,25 @@ from airflow_provider_revox._internal.client.servertime import ServerClock
 from airflow_provider_revox._internal.core import compat, statuses
 from airflow_provider_revox._internal.core.call import Call, Timestamp
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.triggers.call_poll import PAGE_SIZE, CallPoll, summary
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.cursor import (
     NEWEST_CHANGE_FIRST,
     SEQ,
     STORED,
     Watermark,
+    believed,
     chunks,
     takes,
     terminal_moment,
 )
-from airflow_provider_revox._internal.waiting.pace import (
-    EARLIEST_SCHEDULED_FIRST,
-    Pace,
-    open_until,
-    probe_filters,
-)
-from airflow_provider_revox.exceptions import RevoxError, is_transient
+from airflow_provider_revox._internal.waiting.pages import PageWalk
+from airflow_provider_revox.exceptions import RevoxIncompleteReadError
 
 #: The asset state store key of a watcher's cursor.
 CURSOR_KEY = "revox_call_events_cursor"
-PAGE_SIZE = 100
 #: Filters a watcher may set (besides ``statuses``, which only narrows the terminal ones).
 EVENT_FILTERS = ("campaign_ids", "assistant_ids", "outcomes", "results", "directions", "to_phone_number")
-#: Answers of an API that cannot run the probe (its sort or its statuses): polls back off blindly.
-PROBE_REFUSED_STATUSES = frozenset({400, 404, 405, 410, 422, 501})
 
 log = logging.getLogger(__name__)
 
@@ -67,121 +61,12 @@ def _stamp(value: Any) -> datetime | None:
     return stamp
 
 
-def _summary(call: Call) -> dict[str, Any]:
-    ended = terminal_moment(call)
-    return {
-        "id": call.id,
-        "status": call.status,
-        "ended_at": ended.isoformat() if ended else None,
-        "updated_at": call.updated_at.isoformat() if call.updated_at else None,
-    }
-
-
-class CallPoll:
-    """The shared poll: each :meth:`poll` returns the terminal orders changed since the last one.
-
-    Args:
-        hook: the hook to search with.
-        filters: the search filters (``statuses`` included), by their API names.
-        interval: seconds between polls while orders end.
-        max_interval: the longest sleep between polls.
-    """
-
-    def __init__(
-        self, hook: RevoxHook, filters: dict[str, Any], *, interval: float = 30.0, max_interval: float = 600.0
-    ) -> None:
-        """Start with no mark: the first poll reads one page."""
-        self.hook = hook
-        self.filters = filters
-        self.interval = interval
-        self.max_interval = max(interval, max_interval)
-        self.mark: datetime | None = None
-        self.requests = 0
-        self.probes = 0
-        self.polled = False
-        self.pace = Pace()
-
-    @property
-    def clock(self) -> ServerClock:
-        """The API's clock, as its answers report it: the pace is on the server's time."""
-        return self.hook.server_clock
-
-    async def next_poll_at(self, batch: dict[str, Any] | None) -> datetime:
-        """When to poll next, after a poll that returned ``batch``; probes the open orders if needed."""
-        found = batch is not None and bool(batch["calls"])
-        self.pace, wake = self.pace.after_poll(found, self.clock.now(), self.interval, self.max_interval)
-        if wake is not None:
-            return wake
-        try:
-            until = await self._probe()
-        except RevoxError as error:
-            refused = not is_transient(error) and error.status_code in PROBE_REFUSED_STATUSES
-            if not refused and not is_transient(error):
-                raise
-            if refused and not self.pace.blind:
-                log.warning(
-                    "The Revox API refused the search of open orders (HTTP %s): polls back off "
-                    "while nothing ends, up to %.0f s apart",
-                    error.status_code,
-                    self.max_interval,
-                )
-            self.pace, wake = self.pace.without_probe(
-                refused, self.clock.now(), self.interval, self.max_interval
-            )
-            return wake
-        self.pace, wake = self.pace.after_probe(until, self.clock.now(), self.interval, self.max_interval)
-        return wake
-
-    async def _probe(self) -> datetime | None:
-        """One page of the open orders, due first first: until when none of them can end."""
-        self.requests += 1
-        self.probes += 1
-        page = await self.hook.asearch_calls(
-            page=0, page_size=PAGE_SIZE, **probe_filters(self.filters), **EARLIEST_SCHEDULED_FIRST
-        )
-        more = len(page.calls) >= PAGE_SIZE or len(page.calls) < page.total_count
-        return open_until(page.calls, self.clock.now(), self.interval, more)
-
-    async def poll(self) -> dict[str, Any] | None:
-        """One poll: a raw batch ``{"head", "low", "calls"}``, or None when nothing changed.
-
-        ``calls`` holds every matching order changed after ``low`` (None: since ever), up to
-        ``head``, the newest change seen; each call is ``{id, status, ended_at, updated_at}``.
-        """
-        found: list[Call] = []
-        head: datetime | None = None
-        low = self.mark
-        page = 0
-        while True:
-            self.requests += 1
-            result = await self.hook.asearch_calls(
-                page=page, page_size=PAGE_SIZE, **self.filters, **NEWEST_CHANGE_FIRST
-            )
-            if page == 0:
-                head = result.calls[0].updated_at if result.calls else None
-                if self.mark is not None and (head is None or head <= self.mark):
-                    return None
-                if head is None:  # a first poll finding nothing: the watchers start from the beginning
-                    self.polled = True
-                    return {"head": None, "low": None, "calls": []}
-            stop = False
-            for call in result.calls:
-                if self.mark is not None and call.updated_at is not None and call.updated_at < self.mark:
-                    stop = True
-                    break
-                found.append(call)
-            page += 1
-            if stop or len(result.calls) < PAGE_SIZE:
-                break
-            if not self.polled:  # a first poll reads one page: the watchers start from now
-                low = found[-1].updated_at
-                break
-        self.mark, self.polled = head, True
-        return {
-            "head": head.isoformat() if head else None,
-            "low": low.isoformat() if low else None,
-            "calls": [_summary(call) for call in found],
-        }
+def _named(call: dict[str, Any], ended: datetime, latest: datetime | None) -> dict[str, Any]:
+    """An event's entry for one order; a time not believed is marked (see ``first_named``)."""
+    entry = {"id": call["id"], "status": call["status"], "ended_at": ended.isoformat()}
+    if not believed(ended, latest):
+        entry["untrusted_time"] = True
+    return entry
 
 
 class RevoxCallEventTrigger(BaseEventTrigger):
@@ -312,7 +197,12 @@ class RevoxCallEventTrigger(BaseEventTrigger):
                 hook, trigger.filters, interval=trigger.poll_interval, max_interval=trigger.max_poll_interval
             )
             while True:
-                batch = await poller.poll()
+                try:
+                    batch = await poller.poll()
+                except RevoxIncompleteReadError as error:
+                    # Nothing moves: the next poll reads the same orders again, a pace later.
+                    log.warning("%s: %s; polling again later", type(error).__name__, error)
+                    batch = None
                 if batch is not None:
                     yield batch
                 wake = await poller.next_poll_at(batch)
@@ -367,31 +257,38 @@ class RevoxCallEventTrigger(BaseEventTrigger):
                 cursor = Watermark(head, cursor.ids_at) if head is not None else cursor
                 await self._save(cursor)
                 continue
-            low = _stamp(batch["low"])
+            low, latest = _stamp(batch["low"]), _stamp(batch.get("latest"))
             if low is not None and cursor.ended_at is not None and cursor.ended_at < low:
-                calls = await self._catch_up(cursor, head) + calls  # the poll began after this cursor
+                calls = await self._catch_up(cursor, head, latest) + calls  # the poll began after this cursor
             seen: set[str] = set()
             new = []
             for call, ended in calls:
-                if call["id"] not in seen and takes(cursor, head, call["id"], ended):
+                if call["id"] not in seen and takes(cursor, head, call["id"], ended, latest):
                     seen.add(call["id"])
                     new.append((call, ended))
             new.sort(key=lambda item: (item[1], item[0]["id"]))
             for part in chunks(new, self.batch_size):
+                trusted = [(call["id"], ended) for call, ended in part if believed(ended, latest)]
+                untrusted = [call["id"] for call, ended in part if not believed(ended, latest)]
+                for call_id in untrusted:
+                    self.log.warning(
+                        "Revox call %s reports an end later than the API's clock allows (%s): named, "
+                        "but the cursor does not move to that time",
+                        call_id,
+                        batch.get("latest"),
+                    )
+                after = cursor.advance(trusted, untrusted)
                 event = TriggerEvent(  # type: ignore[no-untyped-call]
                     {
-                        "calls": [
-                            {"id": call["id"], "status": call["status"], "ended_at": ended.isoformat()}
-                            for call, ended in part
-                        ],
+                        "calls": [_named(call, ended, latest) for call, ended in part],
                         "count": len(part),
-                        "ended_at": part[-1][1].isoformat(),
+                        "ended_at": after.ended_at.isoformat() if after.ended_at else None,
                     }
                 )
                 try:
                     yield event
                 finally:
-                    cursor = cursor.advance((call["id"], ended) for call, ended in part)
+                    cursor = after
                     if SEQ not in batch:
                         # Alone, nothing acknowledges an event: the cursor moves once it is
                         # handed over, even when the triggerer stops right after.
@@ -399,25 +296,39 @@ class RevoxCallEventTrigger(BaseEventTrigger):
             if SEQ in batch and new:
                 unstored.append((int(batch[SEQ]), cursor))
 
-    async def _catch_up(self, cursor: Watermark, head: datetime | None) -> list[tuple[dict[str, Any], Any]]:
-        """The orders that ended between this watcher's cursor and the shared poll's start."""
+    async def _catch_up(
+        self, cursor: Watermark, head: datetime | None, latest: datetime | None
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """The orders that ended between this watcher's cursor and the shared poll's start.
+
+        Raises:
+            RevoxIncompleteReadError: the pages could not be proven to reach the cursor (as
+                :meth:`CallPoll.poll`); the cursor stays.
+        """
         out: list[tuple[dict[str, Any], Any]] = []
+        walk = PageWalk(PAGE_SIZE, full=False)
+
+        def owed(call: Call) -> bool:
+            return takes(cursor, head, call.id, terminal_moment(call), latest)
+
         hook = RevoxHook(self.revox_conn_id)
         try:
-            page = 0
             while True:
                 result = await hook.asearch_calls(
-                    page=page, page_size=PAGE_SIZE, **self.filters, **NEWEST_CHANGE_FIRST
+                    page=walk.page, page_size=PAGE_SIZE, **self.filters, **NEWEST_CHANGE_FIRST
                 )
-                for call in result.calls:
-                    if cursor.is_past(call.updated_at):
+                past = any(cursor.is_past(call.updated_at) for call in result.calls)
+                for call in walk.take(result.calls, result.total_count, stop=past, owed=owed):
+                    if not cursor.is_past(call.updated_at) and owed(call):
+                        out.append((summary(call), terminal_moment(call)))
+                if walk.pass_done:
+                    if walk.proven:
                         return out
-                    ended = terminal_moment(call)
-                    if takes(cursor, head, call.id, ended):
-                        out.append((_summary(call), ended))
-                if len(result.calls) < PAGE_SIZE:
-                    return out
-                page += 1
+                    if not walk.more_passes:
+                        raise RevoxIncompleteReadError(
+                            f"Revox call event catch-up incomplete: {walk.gap()}", read=len(walk.read)
+                        )
+                    walk.next_pass()
         finally:
             await hook.aclose()
 

@@ -11,19 +11,29 @@ every order after it ended before the watermark too. An order that ends while th
 may move between pages; so only orders that ended at or before the *head* (the newest change
 visible on the first page, the moment the read began) are taken, and the others wait for the
 next read, where they are new.
+
+A time later than the API's clock allows (beyond its now plus :data:`FUTURE_MARGIN`, the
+``latest`` the reader passes in) is not believed: such an order is still taken, once (its id is
+kept in :attr:`Watermark.untrusted`), but it never moves a watermark or a head, so one order
+claiming it ended in 2199 cannot hide every order that ends after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_revox._internal.core.call import Call, Timestamp, parse_iso
 
 #: Most ids kept at the watermark's instant; more orders ending in one instant is not credible.
 MAX_IDS_AT_WATERMARK = 10_000
+#: How far past the API's clock a reported time may be and still be believed (clock skew, rounding).
+FUTURE_MARGIN = timedelta(minutes=5)
+#: Most ids of orders with untrusted times kept; beyond, the greatest are kept (one evicted may be
+#: named once more, never lost).
+MAX_UNTRUSTED_IDS = 1_000
 #: The search order a read relies on: the first order changed before the watermark ends it.
 NEWEST_CHANGE_FIRST = {"sort_by": "updated_at", "sort_direction": "desc"}
 #: Raw batch fields of the call events' acknowledged stream: a batch's number, and "stored
@@ -54,17 +64,22 @@ class Watermark:
     Attributes:
         ended_at: the latest terminal moment taken; None before the first read.
         ids_at: the orders taken that ended exactly at ``ended_at``.
+        untrusted: the orders taken whose reported end was later than the API's clock allowed.
     """
 
     ended_at: datetime | None = None
     ids_at: frozenset[str] = field(default_factory=frozenset)
+    untrusted: frozenset[str] = field(default_factory=frozenset)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-safe form, for a state store."""
-        return {
+        state: dict[str, Any] = {
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "ids_at": sorted(self.ids_at),
         }
+        if self.untrusted:
+            state["untrusted"] = sorted(self.untrusted)
+        return state
 
     @classmethod
     def from_state(cls, value: Any) -> Watermark:
@@ -78,14 +93,20 @@ class Watermark:
         if not isinstance(value, Mapping):
             raise ValueError(f"the stored watermark is not an object: {value!r}")
         stamp, ids = value.get("ended_at"), value.get("ids_at") or []
+        untrusted = value.get("untrusted") or []
         if stamp is not None and not isinstance(stamp, str):
             raise ValueError(f"the stored watermark's ended_at is not a time: {stamp!r}")
-        if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
-            raise ValueError(f"the stored watermark's ids_at is not a list of ids: {ids!r}")
-        return cls(_aware(datetime.fromisoformat(stamp)) if stamp else None, frozenset(ids))
+        for name, listed in (("ids_at", ids), ("untrusted", untrusted)):
+            if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+                raise ValueError(f"the stored watermark's {name} is not a list of ids: {listed!r}")
+        return cls(
+            _aware(datetime.fromisoformat(stamp)) if stamp else None, frozenset(ids), frozenset(untrusted)
+        )
 
     def is_new(self, call_id: str, ended_at: datetime) -> bool:
         """True when an order that ended at ``ended_at`` was not taken yet."""
+        if call_id in self.untrusted:
+            return False
         ended_at = _aware(ended_at)
         if self.ended_at is None or ended_at > self.ended_at:
             return True
@@ -96,8 +117,12 @@ class Watermark:
         a read sorted by ``updated_at`` descending, holds nothing new."""
         return self.ended_at is not None and updated_at is not None and _aware(updated_at) < self.ended_at
 
-    def advance(self, taken: Iterable[tuple[str, datetime]]) -> Watermark:
-        """The watermark once the orders ``taken`` (id, terminal moment) are handed over."""
+    def advance(self, taken: Iterable[tuple[str, datetime]], untrusted: Iterable[str] = ()) -> Watermark:
+        """The watermark once the orders ``taken`` (id, terminal moment) are handed over, and the
+        orders ``untrusted`` (taken, their times not believed: they do not move it)."""
+        kept = self.untrusted | frozenset(untrusted)
+        if len(kept) > MAX_UNTRUSTED_IDS:
+            kept = frozenset(sorted(kept)[-MAX_UNTRUSTED_IDS:])
         latest, ids = self.ended_at, set(self.ids_at)
         for call_id, ended_at in taken:
             ended_at = _aware(ended_at)
@@ -107,20 +132,50 @@ class Watermark:
                 ids.add(call_id)
         if len(ids) > MAX_IDS_AT_WATERMARK:
             raise ValueError(f"more than {MAX_IDS_AT_WATERMARK} orders ended at {latest}: cannot keep them")
-        return Watermark(latest, frozenset(ids))
+        return Watermark(latest, frozenset(ids), kept)
+
+
+def believed(moment: datetime | None, latest: datetime | None) -> bool:
+    """Whether a reported time is believed: not later than ``latest`` (the API's now plus
+    :data:`FUTURE_MARGIN`); None (no bound known) believes every time."""
+    return moment is None or latest is None or _aware(moment) <= latest
+
+
+def newest_believed(calls: Sequence[Call], latest: datetime, now: datetime) -> datetime | None:
+    """The head of a read: the newest believed change on its first page (sorted newest first).
+
+    None for an empty page; ``now`` (the API's clock) when no time on the page is believed.
+    """
+    if not calls:
+        return None
+    stamps = [call.updated_at for call in calls if call.updated_at is not None]
+    good = [stamp for stamp in stamps if believed(stamp, latest)]
+    return max(good) if good else now
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def takes(watermark: Watermark, head: datetime | None, call_id: str, ended_at: datetime | None) -> bool:
+def takes(
+    watermark: Watermark,
+    head: datetime | None,
+    call_id: str,
+    ended_at: datetime | None,
+    latest: datetime | None = None,
+) -> bool:
     """Whether a read whose head is ``head`` takes an order that ended at ``ended_at``.
 
     Not terminal (no ``ended_at``): no. Already taken: no. Ended after the head (it ended while
     the read ran, so the read may have missed orders that ended before it): no, the next read.
+    Ended after ``latest`` (a time not believed, see :func:`believed`): yes unless taken already
+    (the caller then hands it to :meth:`Watermark.advance` as ``untrusted``).
     """
-    if ended_at is None or not watermark.is_new(call_id, ended_at):
+    if ended_at is None:
+        return False
+    if not believed(ended_at, latest):
+        return call_id not in watermark.untrusted
+    if not watermark.is_new(call_id, ended_at):
         return False
     return head is None or _aware(ended_at) <= _aware(head)
 
@@ -132,23 +187,31 @@ def first_named(mark: Watermark, calls: Iterable[Mapping[str, Any]]) -> tuple[li
     event and saving its cursor names those orders again. A consumer that keeps ``mark`` (in its
     Asset's state store) and takes only what this returns handles each order once. ``calls`` are
     the events' ``{"id", "status", "ended_at"}`` entries, in event order; an entry without
-    ``ended_at`` (an event from before it was added) is always taken.
+    ``ended_at`` (an event from before it was added) is always taken. An entry marked
+    ``"untrusted_time": true`` (its ``ended_at`` is later than the API's clock allowed) is taken
+    once and does not move the mark.
 
     Raises:
         ValueError: an entry whose ``ended_at`` is not an ISO time.
     """
     taken: list[str] = []
     moments: list[tuple[str, datetime]] = []
+    untrusted: list[str] = []
     for call in calls:
         call_id, stamp = str(call["id"]), call.get("ended_at")
         if stamp is None:
             taken.append(call_id)
             continue
+        if call.get("untrusted_time"):
+            if call_id not in mark.untrusted and call_id not in taken:
+                taken.append(call_id)
+                untrusted.append(call_id)
+            continue
         ended_at = _aware(parse_iso(str(stamp)))
         if mark.is_new(call_id, ended_at) and call_id not in taken:
             taken.append(call_id)
             moments.append((call_id, ended_at))
-    return taken, mark.advance(moments)
+    return taken, mark.advance(moments, untrusted)
 
 
 def poll_delay(empty_polls: int, interval: float, max_interval: float) -> float:
