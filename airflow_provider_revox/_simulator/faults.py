@@ -265,7 +265,7 @@ class Faults:
             return frozenset(self._held)
 
     def far_future(self, call_ids: Iterable[str]) -> None:
-        """Make these orders report :data:`FAR_FUTURE_TIME` as ``ended_at`` and ``updated_at``."""
+        """Make these orders report ``2199-01-01T00:00:00.000Z`` as ``ended_at`` and ``updated_at``."""
         with self._lock:
             self._future = self._future | frozenset(call_ids)
 

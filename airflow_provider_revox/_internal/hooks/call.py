@@ -296,7 +296,7 @@ class CallEndpoints(HookCore):
         """Every order matching the filters of :meth:`search_calls`, page after page, each once.
 
         The filters are checked before the first request. Pages that move while they are read
-        are read again (see :mod:`~airflow_provider_revox._internal.waiting.pages`).
+        are read again.
 
         Raises:
             RevoxIncompleteReadError: the listing could not be proven complete (an API that
