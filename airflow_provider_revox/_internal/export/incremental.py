@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_revox._internal.core.call import Call, Timestamp
+from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.export.fetch import Sleep
 from airflow_provider_revox._internal.export.search import SEARCH_PAGE_SIZE, calls_by_search, in_rounds
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
@@ -28,17 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def terminal_moment(call: Call) -> datetime | None:
-    """When ``call`` reached its terminal status; None while it has not."""
-    if not call.is_terminal:
-        return None
-    extra = call.model_extra or {}
-    given = extra.get("ended_at")
-    if given is not None:
-        from pydantic import TypeAdapter
-
-        stamp: datetime | None = TypeAdapter(Timestamp).validate_python(given)
-        if stamp is not None:
-            return stamp
+    """When ``call`` reached its terminal status; None while it has not (see :attr:`Call.ended_at`)."""
     return call.ended_at
 
 

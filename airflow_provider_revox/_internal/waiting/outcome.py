@@ -31,12 +31,15 @@ EVENT_KINDS = frozenset({EVENT_SUCCESS, EVENT_FAILED, EVENT_TIMEOUT, EVENT_ERROR
 
 
 def call_summary(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """A JSON-safe, redacted summary: ids, status, outcome and how the last attempt ended.
+    """A JSON-safe, redacted summary: ids, status, outcome, how the last attempt ended, and when.
+
+    ``ended_at`` is the order's end (:attr:`Call.ended_at`); ``last_attempt_ended_at`` its last
+    attempt's, earlier when post-processing followed it.
 
     Never a transcript. ``secrets`` are the connection's credentials, masked wherever they appear.
     """
     last = call.last_attempt
-    ended = call.ended_at
+    ended, last_ended = call.ended_at, call.last_attempt_ended_at
     summary = {
         "call_id": call.id,
         "status": call.status,
@@ -45,6 +48,7 @@ def call_summary(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
         "last_attempt_result": last.result if last else None,
         "last_attempt_end_reason": last.end_reason if last else None,
         "last_attempt_dial_error": last.dial_error if last else None,
+        "last_attempt_ended_at": last_ended.isoformat() if last_ended else None,
         "ended_at": ended.isoformat() if ended else None,
     }
     cleaned: dict[str, Any] = redact(summary, secrets)
