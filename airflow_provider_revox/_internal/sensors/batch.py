@@ -13,7 +13,7 @@ from airflow.sdk import Context, ObjectStoragePath, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_revox._internal.core import statuses
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message, redact_text
 from airflow_provider_revox._internal.export.staging import is_local
 from airflow_provider_revox._internal.hooks.poller import CallPoller
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
@@ -209,7 +209,7 @@ class RevoxCallsSensor(RevoxWaitSensor):
             payload_ok=lambda result: self._event_result(result, ids) is not None,
             soft_fail=self.soft_fail,
         )
-        self.log.info("%s", redact_text(str((event or {}).get("message") or ""), self._secrets()))
+        self.log.info("%s", redact_message(str((event or {}).get("message") or ""), self._secrets()))
         return self._deliver(cast(dict[str, Any], self._event_result(payload, ids)))
 
     def _event_result(self, result: Any, ids: list[str]) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow_provider_revox._internal.client.requests import validate_call_id
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message
 from airflow_provider_revox._internal.operators.links import RevoxCallLink
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.waiting import rounds
@@ -120,7 +120,7 @@ class RevoxCallSensor(RevoxWaitSensor):
             soft_fail=self.soft_fail,
         )
         secrets = self._secrets()
-        message = redact_text(str((event or {}).get("message") or ""), secrets)
+        message = redact_message(str((event or {}).get("message") or ""), secrets)
         self.log.info("Call %s ended: %s", self.call_id, message)
         return cast(dict[str, Any], redact(summary, secrets))
 

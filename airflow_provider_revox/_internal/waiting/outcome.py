@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_revox._internal.core.call import Call
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message, redact_text
 from airflow_provider_revox._internal.waiting.batch import MAX_LISTED_IDS, Fleet
 
 #: Every kind of event a trigger sends; the sensor rejects anything else.
@@ -109,7 +109,9 @@ def event_payload(kind: str, message: str, secrets: Iterable[str] = (), **payloa
     """A trigger event's payload, redacted as a whole: nothing in it leaves unmasked."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
-    cleaned: dict[str, Any] = redact({"status": kind, **payload, "message": message}, secrets)
+    # The message is the provider's own prose, built from redacted data: masked by value only.
+    cleaned: dict[str, Any] = redact({"status": kind, **payload}, secrets)
+    cleaned["message"] = redact_message(str(message), secrets)
     return cleaned
 
 
@@ -151,7 +153,7 @@ def read_event(
     if not isinstance(event, dict) or event.get("status") not in EVENT_KINDS:
         raise AirflowException(f"{trigger} sent no valid event for {what}: {_short(redact(event))}")
     kind = event["status"]
-    message = redact_text(str(event.get("message") or ""))
+    message = redact_message(str(event.get("message") or ""))
     if kind == EVENT_SUCCESS:
         payload = event.get(payload_key)
         if not payload_ok(payload):
