@@ -23,6 +23,7 @@ from airflow_provider_revox._internal.export.fetch import (
     fetch_call,
     fetch_in_order,
 )
+from airflow_provider_revox._internal.export.names import document_path
 from airflow_provider_revox._internal.export.search import calls_by_ids
 from airflow_provider_revox._internal.export.staging import Staging
 from airflow_provider_revox._internal.export.tables import (
@@ -155,7 +156,7 @@ def export_calls(
         with closing(ready):  # type: ignore[type-var]
             for item in ready:
                 call, count = item.fetched.call, count + 1
-                staging.stage(f"calls/{item.fetched.call_id}.json").write_bytes(call_document(call, secrets))
+                staging.stage(document_path(item.fetched.call_id)).write_bytes(call_document(call, secrets))
                 if transcripts is not None:
                     for row in transcript_rows(call, options.transcript_source, secrets):
                         transcripts.write(row)

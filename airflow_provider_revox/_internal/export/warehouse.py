@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_revox._internal.core.call import Call, CallAttempt
 from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.export.names import document_path
 from airflow_provider_revox._internal.export.tables import (
     DATETIME,
     INTEGER,
@@ -38,6 +39,7 @@ CALLS_SCHEMA: Schema = (
     Column("calls_count", INTEGER),
     Column("metadata", STRING_MAP),
     Column("prompt_variables", STRING_MAP),
+    Column("document_file", STRING),
 )
 
 ATTEMPTS_SCHEMA: Schema = (
@@ -106,6 +108,7 @@ def call_row(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
         "calls_count": call.calls_count,
         "metadata": string_map(call.metadata, hidden),
         "prompt_variables": string_map(raw.get("prompt_variables"), hidden),
+        "document_file": document_path(call.id),
     }
 
 
