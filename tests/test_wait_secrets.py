@@ -87,7 +87,9 @@ from airflow_provider_revox.sensors.revox import RevoxCallSensor
 @dag(dag_id="wait_secret_gaps", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
 def build():
     wait = RevoxCallSensor(task_id="wait", call_id="leak-no-colon", poke_interval=5)
-    wait >> RevoxCallsToStorageOperator(task_id="export", call_ids=wait.output, destination=%r)
+    wait >> RevoxCallsToStorageOperator(
+        task_id="export", call_ids=wait.output, destination=%r, tables=["structured_output", "attempts"]
+    )
 
 build()
 """
@@ -116,5 +118,7 @@ def test_a_credential_without_a_colon_never_reaches_xcom_or_the_export(
     assert "Authorization token ***" in summary_text and "session=***" in summary_text
     document = (tmp_path / "calls" / "leak-no-colon.json").read_text()
     assert "Authorization token ***" in document and "session=***" in document
-    for text in (summary_text, document):
+    attempts = (tmp_path / "attempts.jsonl").read_text()
+    assert "Authorization token ***" in attempts and "session=***" in attempts
+    for text in (summary_text, document, attempts):
         assert AUTH_TOKEN not in text and PASSWORD not in text

@@ -60,7 +60,7 @@ ATTEMPTS_SCHEMA: Schema = (
 def _text(value: Any, secrets: tuple[str, ...]) -> str | None:
     if value is None:
         return None
-    return redact_text(str(value), secrets) if secrets else str(value)
+    return redact_text(str(value), secrets)
 
 
 def string_map(value: Any, secrets: tuple[str, ...]) -> dict[str, str] | None:
@@ -141,7 +141,7 @@ def attempt_rows(
             "status": attempt.status,
             "result": attempt.result,
             "dial_error": _text(attempt.dial_error, hidden),
-            "end_reason": attempt.end_reason,
+            "end_reason": _text(attempt.end_reason, hidden),
             "started_at": attempt.started_at,
             "answered_at": attempt.answered_at,
             "ended_at": attempt.ended_at,
