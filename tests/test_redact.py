@@ -435,6 +435,9 @@ def test_the_providers_own_messages_are_masked_by_value_not_parsed_as_data() -> 
     prose = "Revox connection 'revox_default' has no API key: put it in the API key (password) field"
     assert redact_message(prose) == prose
     assert redact_message(f"call c1: refused {API_KEY}", (API_KEY,)) == "call c1: refused ***"
+    # Credentials recognisable by their shape are still masked.
+    shaped = "status 'Bearer abcdef123456' from https://bob:hunter2@crm.example/x"
+    assert redact_message(shaped) == "status 'Bearer ***' from https://***@crm.example/x"
     payload = event_payload("error", prose, (API_KEY,), summary={"call_id": "c1", "api_key": API_KEY})
     assert payload["message"] == prose  # was "has no API key: *** it in ..."
     assert payload["summary"] == {"call_id": "c1", "api_key": MASK}

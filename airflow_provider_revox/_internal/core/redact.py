@@ -166,14 +166,29 @@ def redact_message(text: str, secrets: Iterable[str] = ()) -> str:
 
     Such a message is built from data already redacted (see :mod:`airflow_provider_revox.exceptions`),
     so it is masked by value and not parsed as data: "no API key: put it in the password field"
-    is prose, not a ``key: value`` pair.
+    is prose, not a ``key: value`` pair. Values shaped like credentials (a URL's user-info, a
+    token after ``Bearer`` or after an authorization scheme word) are still masked.
 
     Args:
         text: the message.
         secrets: literal values (such as the connection's API key) to mask wherever they appear.
     """
     known = _known(secrets)
-    return _mask_literals(text, known) if known else text
+    if known:
+        text = _mask_literals(text, known)
+    return _mask_shaped(text)
+
+
+def _mask_shaped(text: str) -> str:
+    """Mask credentials recognisable by their shape alone: URL user-info and scheme tokens."""
+    if "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    lower = text.lower()
+    if "bearer" in lower or "basic" in lower:
+        text = _BEARER.sub(_mask_token, text)
+    if "authori" in lower:
+        text = _AUTH_SCHEME.sub(lambda m: f"{m.group('lead')}{MASK}", text)
+    return text
 
 
 def redact(value: Any, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPTH) -> Any:
@@ -301,14 +316,8 @@ def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
             # credential the decoder dropped (a duplicate key).
     if secrets:
         text = _mask_literals(text, secrets)
-    if "@" in text:
-        text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    lower = text.lower()
-    if "bearer" in lower or "basic" in lower:
-        text = _BEARER.sub(_mask_token, text)
-    if "authori" in lower:
-        text = _AUTH_SCHEME.sub(lambda m: f"{m.group('lead')}{MASK}", text)
-    if ("=" in text or ":" in text) and _may_name_a_secret(lower):
+    text = _mask_shaped(text)
+    if ("=" in text or ":" in text) and _may_name_a_secret(text.lower()):
         text = _mask_pairs(text)
     return text
 
