@@ -156,7 +156,7 @@ def test_every_id_input_takes_a_summary_an_id_or_an_xcomarg(
         RevoxCallSensor(task_id="wait", call_id=summary, poke_interval=5)
         RevoxCallResultsOperator(task_id="results", call_id=summary)
         RevoxCallsSensor(task_id="wait_all", call_ids=plain, poke_interval=5)
-        RevoxCallsSensor(task_id="wait_text", call_ids="{{{{ ti.xcom_pull(task_ids='one_id') }}}}")
+        plain >> RevoxCallsSensor(task_id="wait_text", call_ids="{{{{ ti.xcom_pull(task_ids='one_id') }}}}")
         RevoxCallsToStorageOperator(task_id="export", call_ids=summary, destination={str(tmp_path)!r})
         """,
     )
