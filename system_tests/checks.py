@@ -31,6 +31,7 @@ SUMMARY_KEYS = {
     "last_attempt_result",
     "last_attempt_end_reason",
     "last_attempt_dial_error",
+    "last_attempt_ended_at",
     "ended_at",
 }
 TIMEOUT_WORDS = ("timeout", "timed out", "did not finish")

@@ -626,7 +626,7 @@ def test_execute_complete_maps_each_event_kind() -> None:
     ("value", "problem"),
     [
         ([], "call_ids is empty"),
-        ("c-1,c-2", "not the string"),
+        ("['c-1', 'c-2']", "render_template_as_native_obj=True"),
         (["c-1", "bad id"], "whitespace"),
         (["c-1", 7], "must be a string"),
         ([{"status": "completed"}], "needs 'call_id'"),

@@ -384,3 +384,60 @@ def test_basic_credentials_are_masked_but_the_word_basic_is_not() -> None:
 def test_one_secret_passed_as_a_plain_string_is_still_masked() -> None:
     assert redact_text(f"key {API_KEY}", API_KEY) == f"key {MASK}"
     assert redact({"note": API_KEY}, API_KEY) == {"note": MASK}
+
+
+# -- credentials without a colon, and the names session, pin, otp and key --------------------
+
+NO_COLON = "planted-no-colon-0015"
+
+
+def test_a_credential_after_an_auth_scheme_word_is_masked_with_or_without_a_colon() -> None:
+    for text in (
+        f"Authorization token {NO_COLON}",
+        f"authorization Token: {NO_COLON}",
+        f"Authorization: token {NO_COLON}",
+        f"Proxy-Authorization Digest {NO_COLON}",
+        f"upstream said: Authorization key {NO_COLON} was refused",
+        f"Authorization Bearer {NO_COLON}",
+    ):
+        cleaned = redact_text(text)
+        assert NO_COLON not in cleaned and MASK in cleaned, text
+    assert redact_text(f"Authorization token {NO_COLON} expired") == "Authorization token *** expired"
+    # Prose about authorization or tokens is not a credential.
+    for prose in ("Authorization failed for user bob", "the token expired", "Authorization was denied"):
+        assert redact_text(prose) == prose
+
+
+def test_session_pin_otp_and_a_bare_key_are_credentials_by_name_and_in_urls() -> None:
+    given = {
+        "sessionid": "planted-sessionid-0016",
+        "session": "planted-session-0017",
+        "session_id": "planted-session-id-0018",
+        "pin": "4455",
+        "otp": "998877",
+        "key": "planted-bare-key-0019",
+    }
+    plain = {"session_count": 3, "sort_key": "name", "pinned": True}
+    assert redact({"extra": given, **plain}) == {"extra": dict.fromkeys(given, MASK), **plain}
+    url = "https://crm.example/cb?session=planted-s-0020&pin=4455&otp=998877&key=planted-k-0021&page=2"
+    assert redact_text(url) == "https://crm.example/cb?session=***&pin=***&otp=***&key=***&page=2"
+    # {key, value} entries keep the parameter's name in "key".
+    entries = [{"key": "color", "value": "red"}, {"key": "session", "value": "planted-s-0022"}]
+    assert redact({"fields": entries}) == {
+        "fields": [{"key": "color", "value": "red"}, {"key": "session", "value": MASK}]
+    }
+
+
+def test_the_providers_own_messages_are_masked_by_value_not_parsed_as_data() -> None:
+    from airflow_provider_revox._internal.core.redact import redact_message
+    from airflow_provider_revox._internal.waiting.outcome import event_payload
+
+    prose = "Revox connection 'revox_default' has no API key: put it in the API key (password) field"
+    assert redact_message(prose) == prose
+    assert redact_message(f"call c1: refused {API_KEY}", (API_KEY,)) == "call c1: refused ***"
+    # Credentials recognisable by their shape are still masked.
+    shaped = "status 'Bearer abcdef123456' from https://bob:hunter2@crm.example/x"
+    assert redact_message(shaped) == "status 'Bearer ***' from https://***@crm.example/x"
+    payload = event_payload("error", prose, (API_KEY,), summary={"call_id": "c1", "api_key": API_KEY})
+    assert payload["message"] == prose  # was "has no API key: *** it in ..."
+    assert payload["summary"] == {"call_id": "c1", "api_key": MASK}

@@ -115,7 +115,8 @@ def test_completed_order_succeeds_with_summary(case: Case) -> None:
         "last_attempt_result": "human",
         "last_attempt_end_reason": truth["last_call_attempt"]["end_reason"],
         "last_attempt_dial_error": None,
-        "ended_at": parse_iso(truth["last_call_attempt"]["ended_at"]).isoformat(),
+        "last_attempt_ended_at": parse_iso(truth["last_call_attempt"]["ended_at"]).isoformat(),
+        "ended_at": parse_iso(truth["ended_at"]).isoformat(),
     }
     # Nothing else: no transcript, no assistant, no secret in the XCom.
     assert "transcript" not in json.dumps(summary)
@@ -159,7 +160,11 @@ def test_post_processing_is_not_success(case: Case, monkeypatch: pytest.MonkeyPa
         assert state == "success"
         assert summary["status"] == "completed"
         truth = sim.get_call(call_id)
-        assert summary["ended_at"] == parse_iso(truth["last_call_attempt"]["ended_at"]).isoformat()
+        # The order ended when post-processing did; its last attempt half an hour before.
+        assert summary["ended_at"] == parse_iso(truth["ended_at"]).isoformat()
+        last_attempt_end = parse_iso(truth["last_call_attempt"]["ended_at"]).isoformat()
+        assert summary["last_attempt_ended_at"] == last_attempt_end
+        assert summary["ended_at"] > summary["last_attempt_ended_at"]
         assert sim.stats()["by_call_id"][call_id] >= 3  # polled through post_processing
 
 

@@ -74,3 +74,51 @@ def test_an_echoed_key_and_a_url_password_never_leave_a_wait(
     for text in written:
         assert key not in text
         assert PASSWORD not in text
+
+
+AUTH_TOKEN = "tok-planted-no-colon-7781"
+
+GAPS_DAG = """
+import pendulum
+from airflow.sdk import dag
+from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+from airflow_provider_revox.sensors.revox import RevoxCallSensor
+
+@dag(dag_id="wait_secret_gaps", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
+def build():
+    wait = RevoxCallSensor(task_id="wait", call_id="leak-no-colon", poke_interval=5)
+    wait >> RevoxCallsToStorageOperator(
+        task_id="export", call_ids=wait.output, destination=%r, tables=["structured_output", "attempts"]
+    )
+
+build()
+"""
+
+
+def test_a_credential_without_a_colon_never_reaches_xcom_or_the_export(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], airflow_db: Path, tmp_path: Path
+) -> None:
+    reason = (
+        f"webhook refused: Authorization token {AUTH_TOKEN} (see https://crm.example/cb?session={PASSWORD})"
+    )
+    fast_simulator.place_scripted(
+        "leak-no-colon", [{"result": "human", "duration": 60, "end_reason": reason}]
+    )
+
+    dag_run = run_dag(GAPS_DAG % str(tmp_path), "wait_secret_gaps")
+
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == {"wait": "success", "export": "success"}
+    with sqlite3.connect(airflow_db / "airflow.db") as db:
+        (summary,) = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = 'wait_secret_gaps' AND task_id = 'wait' "
+            "AND key = 'return_value'"
+        ).fetchone()
+    summary_text = str(summary)
+    assert "Authorization token ***" in summary_text and "session=***" in summary_text
+    document = (tmp_path / "calls" / "leak-no-colon.json").read_text()
+    assert "Authorization token ***" in document and "session=***" in document
+    attempts = (tmp_path / "attempts.jsonl").read_text()
+    assert "Authorization token ***" in attempts and "session=***" in attempts
+    for text in (summary_text, document, attempts):
+        assert AUTH_TOKEN not in text and PASSWORD not in text

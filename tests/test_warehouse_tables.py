@@ -121,3 +121,40 @@ def test_tables_are_checked_by_name() -> None:
         check_tables(["calls_v2"])
     with pytest.raises(ValueError, match="tables must name"):
         RevoxCallsToStorageOperator(task_id="t", call_ids=["a"], destination="/tmp/x", tables=[])
+
+
+@pytest.mark.airflow
+def test_every_table_and_the_summary_give_an_order_the_same_end(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    from airflow_provider_revox._internal.core.call import parse_iso
+    from airflow_provider_revox._internal.waiting.outcome import call_summary
+    from airflow_provider_revox.hooks.revox import Call
+
+    _, ids = campaign(simulator, "Ends", 12)
+    simulator.finish()
+    dag_run = run_dag(export_all("revox_one_end", ids, tmp_path, "jsonl"), "revox_one_end")
+    assert task_state(dag_run, "export") == "success"
+
+    def by_id(table: str) -> dict[str, dict[str, Any]]:
+        lines = (tmp_path / f"{table}.jsonl").read_text().splitlines()
+        return {row["call_id"]: row for row in map(json.loads, lines)}
+
+    calls, structured = by_id("calls"), by_id("structured_output")
+    attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    differ = 0
+    for call_id in ids:
+        truth = simulator.get_call(call_id)
+        document = json.loads((tmp_path / "calls" / f"{call_id}.json").read_text())
+        order_end = parse_iso(truth["ended_at"])
+        assert document["ended_at"] == truth["ended_at"]
+        assert parse_iso(calls[call_id]["ended_at"]) == order_end
+        assert parse_iso(structured[call_id]["ended_at"]) == order_end
+        summary = call_summary(Call.from_response(truth))
+        assert summary["ended_at"] == order_end.isoformat()
+        # The last attempt's end has its own name, in the calls table and in the summary.
+        last_attempt_end = max(parse_iso(row["ended_at"]) for row in attempts if row["call_id"] == call_id)
+        assert parse_iso(calls[call_id]["last_attempt_ended_at"]) == last_attempt_end
+        assert summary["last_attempt_ended_at"] == last_attempt_end.isoformat()
+        differ += last_attempt_end != order_end
+    assert differ > 0  # post-processing after the last attempt: the two facts are not the same

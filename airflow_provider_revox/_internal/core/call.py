@@ -333,11 +333,25 @@ class Call(RevoxModel):
 
     @property
     def ended_at(self) -> datetime | None:
-        """When the order's last attempt ended, if the order is terminal."""
+        """When the order reached its terminal status; None while it has not.
+
+        The one definition of an order's end, used by every export table, the sensors'
+        summaries and the call events. The API's own order-level ``ended_at`` when it sends a
+        readable one: it is the moment the status became terminal, after any post-processing
+        that follows the last attempt. Else the last attempt's end, else ``updated_at`` (the
+        last change of an order that is terminal is the one that made it so).
+        """
         if not self.is_terminal:
             return None
+        given = (self.model_extra or {}).get("ended_at")
+        stamp = _to_datetime(given) if given is not None else None
+        return stamp or self.last_attempt_ended_at or self.updated_at
+
+    @property
+    def last_attempt_ended_at(self) -> datetime | None:
+        """When the most recent attempt ended (None before it ends); not the order's end."""
         last = self.last_attempt
-        return (last.ended_at if last else None) or self.updated_at
+        return last.ended_at if last else None
 
     @property
     def result_structured_output(self) -> dict[str, Any]:

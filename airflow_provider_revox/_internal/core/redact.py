@@ -29,14 +29,17 @@ MAX_JSON_CHARS = 1_000_000
 
 _SECRET_PARTS = frozenset(
     {"pass", "passphrase", "pwd", "authorization", "auth", "signature", "bearer", "jwt"}
+    | {"sessionid", "pin", "otp", "totp", "passcode"}
 )
+# Whole names that are credentials on their own, though "session_count" or "sort_key" are not.
+_SECRET_WHOLE = frozenset({"key", "session"})
 # A part ending in one of these names a credential too: "accesstoken", "clientSecret", "passwords".
 # Not "tokens": "max_tokens" and "prompt_tokens" count an LLM's tokens.
 _SECRET_SUFFIXES = (
     *("token", "secret", "secrets", "password", "passwords", "passwd", "apikey", "apikeys"),
     *("credential", "credentials", "cookie", "cookies"),
 )
-_SECRET_JOINED = ("api_key", "private_key", "access_key", "session_key")
+_SECRET_JOINED = ("api_key", "private_key", "access_key", "session_key", "session_id")
 # Names that end in "key" but name data, not a credential.
 _PLAIN_KEYS = frozenset(
     {"primary", "foreign", "sort", "partition", "cache", "lookup", "group", "row", "object", "public"}
@@ -52,6 +55,14 @@ _URL_USERINFO = re.compile(
     r"(?P<scheme>(?:(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*:)?(?:\\?/){2})[^/?#@\s\\]+@"
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9._~+/=-]{4,})")
+# "Authorization token abc", "Proxy-Authorization Digest: abc": a credential after an auth scheme
+# word that follows an authorization name, with or without a colon anywhere between.
+_AUTH_SCHEME = re.compile(
+    r"""(?i)\b(?P<lead>(?:proxy[-_ ]?)?authori[sz]ation[ \t]*:?[ \t]*
+        (?:bearer|basic|token|digest|negotiate|ntlm|apikey|api[-_ ]key|key)[ \t]*[:=]?[ \t]*)
+        (?P<token>[A-Za-z0-9._~+/=-]{4,})""",
+    re.VERBOSE,
+)
 # The name and separator of name=value (query strings, fragments, connection strings) and
 # name: value (header lines, JSON or YAML text), wherever a name can start.
 _PAIR_NAME = re.compile(
@@ -78,7 +89,7 @@ _PAIR_VALUE = re.compile(
 def is_secret_key(key: str) -> bool:
     """True when a mapping key names a credential (api_key, X-Api-Key, accessToken, password, ...)."""
     normalised = _normalise(key)
-    if any(joined in normalised for joined in _SECRET_JOINED):
+    if normalised in _SECRET_WHOLE or any(joined in normalised for joined in _SECRET_JOINED):
         return True
     return any(part in _SECRET_PARTS or part.endswith(_SECRET_SUFFIXES) for part in normalised.split("_"))
 
@@ -150,6 +161,36 @@ def redact_text(text: str, secrets: Iterable[str] = (), *, max_depth: int = MAX_
     return _clean_string(text, _known(secrets), max_depth)
 
 
+def redact_message(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask the given literal secrets in a message the provider wrote for people.
+
+    Such a message is built from data already redacted (see :mod:`airflow_provider_revox.exceptions`),
+    so it is masked by value and not parsed as data: "no API key: put it in the password field"
+    is prose, not a ``key: value`` pair. Values shaped like credentials (a URL's user-info, a
+    token after ``Bearer`` or after an authorization scheme word) are still masked.
+
+    Args:
+        text: the message.
+        secrets: literal values (such as the connection's API key) to mask wherever they appear.
+    """
+    known = _known(secrets)
+    if known:
+        text = _mask_literals(text, known)
+    return _mask_shaped(text)
+
+
+def _mask_shaped(text: str) -> str:
+    """Mask credentials recognisable by their shape alone: URL user-info and scheme tokens."""
+    if "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    lower = text.lower()
+    if "bearer" in lower or "basic" in lower:
+        text = _BEARER.sub(_mask_token, text)
+    if "authori" in lower:
+        text = _AUTH_SCHEME.sub(lambda m: f"{m.group('lead')}{MASK}", text)
+    return text
+
+
 def redact(value: Any, secrets: Iterable[str] = (), *, max_depth: int = MAX_DEPTH) -> Any:
     """Return a deep copy of ``value`` with every credential replaced by ``"***"``.
 
@@ -176,18 +217,23 @@ def _walk(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
 
 def _walk_dict(value: dict[Any, Any], secrets: tuple[str, ...], depth: int) -> dict[Any, Any]:
     masked_value = _credential_entry_value(value)
+    entry = "value" in value or "Value" in value
     out: dict[Any, Any] = {}
     for key, item in value.items():
         name = key if isinstance(key, str) else str(key)
         if secrets and isinstance(key, str):
             key = _mask_literals(key, secrets)
-        if is_secret_key(name) or name == masked_value:
+        if name == masked_value or (is_secret_key(name) and not (entry and name in _ENTRY_NAMES)):
             out[key] = _mask_all(item, secrets, depth)
         elif _is_container(name):
             out[key] = _mask_container(item, secrets, depth)
         else:
             out[key] = _walk(item, secrets, depth)
     return out
+
+
+# The name fields of a {name|key, value} entry: the name of a credential, not one.
+_ENTRY_NAMES = frozenset({"name", "key", "Name", "Key"})
 
 
 def _credential_entry_value(entry: dict[Any, Any]) -> str | None:
@@ -270,12 +316,8 @@ def _clean_string(text: str, secrets: tuple[str, ...], depth: int) -> str:
             # credential the decoder dropped (a duplicate key).
     if secrets:
         text = _mask_literals(text, secrets)
-    if "@" in text:
-        text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    lower = text.lower()
-    if "bearer" in lower or "basic" in lower:
-        text = _BEARER.sub(_mask_token, text)
-    if ("=" in text or ":" in text) and _may_name_a_secret(lower):
+    text = _mask_shaped(text)
+    if ("=" in text or ":" in text) and _may_name_a_secret(text.lower()):
         text = _mask_pairs(text)
     return text
 
@@ -293,7 +335,7 @@ _JSON_FIRST = frozenset("{[ \t\r\n")
 # percent-encoded). Checking them is far cheaper than scanning every string for pairs.
 _NAME_HINTS = (
     *("key", "token", "secret", "pass", "pwd", "auth", "cookie", "credential", "sig", "bearer", "jwt"),
-    *("code", "k=", "k =", "%"),
+    *("code", "k=", "k =", "%", "session", "sid", "pin", "otp"),
 )
 
 

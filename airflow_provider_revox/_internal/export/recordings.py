@@ -10,6 +10,8 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from airflow_provider_revox._internal.export.names import document_name
+
 DEFAULT_RECORDING_EXTENSION = "wav"
 #: Folder of the recordings under the export's destination.
 RECORDINGS_DIR = "recordings"
@@ -53,6 +55,9 @@ def safe_name(text: str) -> str:
 
 
 def recording_path(call_id: str, attempt_id: str, url: str, first_bytes: bytes = b"") -> str:
-    """The relative path of an attempt's recording: ``recordings/<call_id>/<attempt_id>.<ext>``."""
+    """The relative path of an attempt's recording: ``recordings/<call_id>/<attempt_id>.<ext>``.
+
+    The call's folder is its :func:`~airflow_provider_revox._internal.export.names.document_name`.
+    """
     extension = recording_extension(url, first_bytes)
-    return f"{RECORDINGS_DIR}/{call_id}/{safe_name(attempt_id)}.{extension}"
+    return f"{RECORDINGS_DIR}/{document_name(call_id)}/{safe_name(attempt_id)}.{extension}"

@@ -25,6 +25,7 @@ from airflow_provider_revox._internal.export.fetch import (
     fetch_in_order,
 )
 from airflow_provider_revox._internal.export.loads import Load, LoadStaging
+from airflow_provider_revox._internal.export.names import document_path
 from airflow_provider_revox._internal.export.search import calls_by_ids
 from airflow_provider_revox._internal.export.staging import Staging
 from airflow_provider_revox._internal.export.tables import (
@@ -174,7 +175,7 @@ def stage_tables(
                 call, count = item.fetched.call, count + 1
                 if documents:
                     document = call_document(call, secrets)
-                    staging.stage(f"calls/{item.fetched.call_id}.json").write_bytes(document)
+                    staging.stage(document_path(item.fetched.call_id)).write_bytes(document)
                 if transcripts is not None:
                     for row in transcript_rows(call, options.transcript_source, secrets):
                         transcripts.write(row)

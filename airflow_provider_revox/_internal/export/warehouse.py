@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
-from airflow_provider_revox._internal.core.call import Call, CallAttempt, Timestamp
+from airflow_provider_revox._internal.core.call import Call, CallAttempt
 from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.export.names import document_path
 from airflow_provider_revox._internal.export.tables import (
     DATETIME,
     INTEGER,
@@ -35,9 +35,11 @@ CALLS_SCHEMA: Schema = (
     Column("outcome_summary", STRING),
     Column("created_at", DATETIME),
     Column("ended_at", DATETIME),
+    Column("last_attempt_ended_at", DATETIME),
     Column("calls_count", INTEGER),
     Column("metadata", STRING_MAP),
     Column("prompt_variables", STRING_MAP),
+    Column("document_file", STRING),
 )
 
 ATTEMPTS_SCHEMA: Schema = (
@@ -58,16 +60,7 @@ ATTEMPTS_SCHEMA: Schema = (
 def _text(value: Any, secrets: tuple[str, ...]) -> str | None:
     if value is None:
         return None
-    return redact_text(str(value), secrets) if secrets else str(value)
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, datetime) or value is None:
-        return value
-    from pydantic import TypeAdapter
-
-    stamp: datetime | None = TypeAdapter(Timestamp).validate_python(value)
-    return stamp
+    return redact_text(str(value), secrets)
 
 
 def string_map(value: Any, secrets: tuple[str, ...]) -> dict[str, str] | None:
@@ -101,7 +94,6 @@ def call_row(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
     hidden = tuple(secrets)
     raw = call.raw
     assistant = call.assistant.id if call.assistant is not None else None
-    ended = _timestamp(raw.get("ended_at")) or call.ended_at
     return {
         "call_id": call.id,
         "campaign_id": _campaign_id(raw),
@@ -111,10 +103,12 @@ def call_row(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
         "outcome": _text(call.outcome, hidden),
         "outcome_summary": _text(call.outcome_summary, hidden),
         "created_at": call.created_at,
-        "ended_at": ended,
+        "ended_at": call.ended_at,
+        "last_attempt_ended_at": call.last_attempt_ended_at,
         "calls_count": call.calls_count,
         "metadata": string_map(call.metadata, hidden),
         "prompt_variables": string_map(raw.get("prompt_variables"), hidden),
+        "document_file": document_path(call.id),
     }
 
 
@@ -147,7 +141,7 @@ def attempt_rows(
             "status": attempt.status,
             "result": attempt.result,
             "dial_error": _text(attempt.dial_error, hidden),
-            "end_reason": attempt.end_reason,
+            "end_reason": _text(attempt.end_reason, hidden),
             "started_at": attempt.started_at,
             "answered_at": attempt.answered_at,
             "ended_at": attempt.ended_at,

@@ -39,7 +39,15 @@ from airflow_provider_revox._internal.export.writers import FILE_FORMATS, check_
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox._internal.waiting.cursor import Watermark
-from airflow_provider_revox._internal.waiting.ids import is_templated, normalize_call_ids
+from airflow_provider_revox._internal.waiting.ids import (
+    NATIVE_HINT,
+    holds_template,
+    is_templated,
+    normalize_call_ids,
+    text_form_of_data,
+    unrendered,
+)
+from airflow_provider_revox.exceptions import RevoxConfigError
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -72,6 +80,48 @@ def _read_mapped(value: Any) -> Any:
         length = len(value)
         return [item for start in range(0, length, _XCOM_PAGE) for item in value[start : start + _XCOM_PAGE]]
     return value
+
+
+def _parse_search(search: CallSearch | Mapping[str, Any] | None) -> Any:
+    """``search`` as the operator keeps it, a template field: a dict of filters, checked when it can be.
+
+    A CallSearch becomes its dict so that templates in its values render. Plain filters are
+    checked now; filters holding templates have their names checked now, their values once rendered.
+    """
+    if search is None:
+        return None
+    raw = search.filters() if isinstance(search, CallSearch) else search
+    if not holds_template(raw):
+        check_search(raw)
+    elif isinstance(raw, Mapping):
+        check_search(dict.fromkeys(raw))  # the names; the values are read once rendered
+    return raw
+
+
+def _rendered_search(search: Any) -> CallSearch | None:
+    """The rendered ``search`` checked, before any request.
+
+    Raises:
+        RevoxConfigError: a value still holding a template (named), the text of a list where a
+            list belongs (with how to pass the list), or a filter the API would refuse.
+    """
+    if search is None:
+        return None
+    leftover = unrendered(search, "search")
+    if leftover is not None:
+        place, text = leftover
+        raise RevoxConfigError(
+            f"{place} still holds a template after rendering: {redact_text(text)[:200]!r}; it would be "
+            "sent as a filter and match nothing. Nothing was sent."
+        )
+    values = search.values() if isinstance(search, Mapping) else [search]
+    for value in values:
+        if isinstance(value, str) and text_form_of_data(value):
+            raise RevoxConfigError(
+                f"search: got the text {redact_text(value)[:200]!r} where a list or filters belong: "
+                + NATIVE_HINT
+            )
+    return check_search(search)
 
 
 class RevoxCallsToStorageOperator(BaseOperator):
@@ -109,7 +159,9 @@ class RevoxCallsToStorageOperator(BaseOperator):
         search: instead of ``call_ids``, the orders matching these filters (a
             :class:`~airflow_provider_revox._internal.export.search.CallSearch` or a dict: ``campaign_ids``,
             ``statuses``, ``outcomes``, ``results``, ``assistant_ids``, ``directions``,
-            ``to_phone_number``, ``query``), read page by page; checked when the DAG is parsed.
+            ``to_phone_number``, ``query``), read page by page (templated: each value may be a
+            template, or the whole an XComArg). Checked when the DAG is parsed, and once
+            rendered before any request: a value still holding ``{{`` is refused by name.
         incremental: with ``search``, export only the orders that reached a terminal status
             since the last successful run, each once across runs, reruns and retries. The
             watermark lives in the asset state store (Airflow 3.3+) of the destination's Asset,
@@ -130,7 +182,13 @@ class RevoxCallsToStorageOperator(BaseOperator):
         **kwargs: passed to :class:`~airflow.sdk.BaseOperator`.
     """
 
-    template_fields: Sequence[str] = ("call_ids", "destination", "destination_conn_id", "revox_conn_id")
+    template_fields: Sequence[str] = (
+        "call_ids",
+        "search",
+        "destination",
+        "destination_conn_id",
+        "revox_conn_id",
+    )
     ui_color = "#e8f1fe"
 
     def __init__(
@@ -162,7 +220,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
             )
         if (call_ids is None) == (search is None):
             raise ValueError("give either call_ids or search, not both and not neither")
-        self.search = check_search(search) if search is not None else None
+        self.search = _parse_search(search)
         if incremental and self.search is None:
             raise ValueError("incremental=True needs search=: it exports the matching calls that ended since")
         self.incremental = bool(incremental)
@@ -253,25 +311,25 @@ class RevoxCallsToStorageOperator(BaseOperator):
         )
         load = self._load(context)
         extra: dict[str, Any] = {}
+        search = _rendered_search(self.search)  # checked before any request
         # Ids kept in a sensor's file are read and checked before any request.
         call_ids: list[str] = []
-        if self.search is None:
+        if search is None:
             call_ids = normalize_call_ids(ids_from_files(_read_mapped(self.call_ids)))
         with RevoxHook(self.revox_conn_id) as hook:
             calls: Sequence[str] | Iterator[FetchedCall]
-            if self.search is None:
+            if search is None:
                 self.log.info(
                     "Exporting %d Revox call(s) to %s as %s", len(call_ids), shown, self.file_format
                 )
                 calls = call_ids
             elif not self.incremental:
-                self.log.info("Exporting the Revox calls matching %s to %s", self.search.to_dict(), shown)
+                self.log.info("Exporting the Revox calls matching %s to %s", search.to_dict(), shown)
                 calls = (
-                    FetchedCall(call.id, call)
-                    for call in calls_by_search(hook, self.search.filters(), self.sleep)
+                    FetchedCall(call.id, call) for call in calls_by_search(hook, search.filters(), self.sleep)
                 )
-            if self.incremental:
-                result, extra = self._export_new(hook, context, destination, options, load)
+            if search is not None and self.incremental:
+                result, extra = self._export_new(hook, context, destination, options, load, search)
             elif self.is_delta:
                 result = self._export_delta(hook, calls, destination, options, load)
             else:
@@ -279,10 +337,10 @@ class RevoxCallsToStorageOperator(BaseOperator):
             # Lineage names each table by its identity across loads, as the Asset outlets do.
             self.revox_lineage = export_lineage(
                 hook.base_url,
-                call_ids if self.search is None else (),
+                call_ids if search is None else (),
                 storage_uri(destination),
                 result,
-                search=self.search.filters() if self.search is not None else None,
+                search=search.filters() if search is not None else None,
             )
         alias_outlet = AssetAlias(self.asset_alias_name)
         if alias_outlet in self.outlets:  # the destination was templated: name the tables now
@@ -366,10 +424,10 @@ class RevoxCallsToStorageOperator(BaseOperator):
         destination: ObjectStoragePath,
         options: ExportOptions,
         load: Load,
+        search: CallSearch,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Export the calls that ended since the watermark; advance it with (or after) the data."""
-        assert self.search is not None
-        key = watermark_key(self.search)
+        key = watermark_key(search)
         if self.is_delta:
             target = delta_target(destination, self.destination_conn_id)
             start = Watermark.from_state(read_watermark(target, watermark_table(self.tables), key))
@@ -378,11 +436,11 @@ class RevoxCallsToStorageOperator(BaseOperator):
             start = Watermark.from_state(store.get(key))
         self.log.info(
             "Exporting the Revox calls matching %s that ended since %s to %s",
-            self.search.to_dict(),
+            search.to_dict(),
             start.ended_at.isoformat() if start.ended_at else "the beginning",
             redact_text(str(destination)),
         )
-        new = NewCalls(hook, self.search.filters(), start, sleep=self.sleep)
+        new = NewCalls(hook, search.filters(), start, sleep=self.sleep)
         found = (FetchedCall(call.id, call) for call in new)
         if self.is_delta:
             # The watermark goes in the same commit as the rows it covers.

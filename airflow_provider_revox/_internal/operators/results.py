@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_revox._internal.client.requests import validate_call_id
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.redact import redact, redact_text
 from airflow_provider_revox._internal.export.fetch import Sleep, fetch_call
@@ -17,7 +16,7 @@ from airflow_provider_revox._internal.export.tables import check_transcript_sour
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import Lineage, call_read, openlineage_facets
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink
-from airflow_provider_revox._internal.waiting.ids import is_templated
+from airflow_provider_revox._internal.waiting.ids import holds_template, one_call_id
 from airflow_provider_revox._internal.waiting.outcome import describe_end
 
 if TYPE_CHECKING:
@@ -35,7 +34,8 @@ class RevoxCallResultsOperator(BaseOperator):
     extra link.
 
     Args:
-        call_id: the call order (templated).
+        call_id: the call order (templated): an id, or what an upstream task hands over (a
+            placement's or sensor's summary with ``call_id``, a list of one, an XComArg).
         revox_conn_id: the ``revox`` connection.
         transcript_source: ``"best"`` (each attempt's post-call transcript when present, else
             its live one), ``"live"`` or ``"post_call"``.
@@ -51,7 +51,7 @@ class RevoxCallResultsOperator(BaseOperator):
     def __init__(
         self,
         *,
-        call_id: str,
+        call_id: Any,
         revox_conn_id: str = RevoxHook.default_conn_name,
         transcript_source: str = "best",
         require_completed: bool = True,
@@ -60,8 +60,8 @@ class RevoxCallResultsOperator(BaseOperator):
     ) -> None:
         """Check the arguments that are known before templates render."""
         super().__init__(**kwargs)
-        if not is_templated(call_id):
-            validate_call_id(call_id)
+        if not holds_template(call_id):
+            one_call_id(call_id)  # a literal id (or summary): report a bad one when the DAG is parsed
         self.call_id = call_id
         self.revox_conn_id = revox_conn_id
         self.transcript_source = check_transcript_source(transcript_source)
@@ -70,7 +70,7 @@ class RevoxCallResultsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Fetch the call, push ``transcript`` and ``structured_output``, return the summary."""
-        call_id = validate_call_id(self.call_id)
+        call_id = one_call_id(self.call_id)
         with RevoxHook(self.revox_conn_id) as hook:
             secrets = hook.known_secrets()
             RevoxCallLink.persist(context, call_id=call_id, base_url=hook.base_url)

@@ -16,7 +16,7 @@ from airflow.sdk import BaseSensorOperator, Context, conf
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.core import statuses
-from airflow_provider_revox._internal.core.redact import redact_text
+from airflow_provider_revox._internal.core.redact import redact_message
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox.exceptions import RevoxError
@@ -149,7 +149,7 @@ class RevoxWaitSensor(BaseSensorOperator):
         if not error.transient:
             raise error
         if self._streak.failed():
-            text = redact_text(str(error), self._secrets())
+            text = redact_message(str(error), self._secrets())
             self.log.warning("%s: %s; will look again, waiting longer each time", what, text)
 
     def _answered(self, what: str) -> None:

@@ -12,7 +12,7 @@ from airflow.sdk import Context, ObjectStoragePath, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_revox._internal.core import statuses
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message, redact_text
 from airflow_provider_revox._internal.export.ids_file import (
     DEFAULT_MAX_IDS_IN_XCOM,
     check_capacity,
@@ -90,8 +90,9 @@ class RevoxCallsSensor(RevoxWaitSensor):
     ``deferrable=True`` for large batches.
 
     Args:
-        call_ids: the orders (templated): a list of ids, or an XComArg resolving to a list of
-            ids or of mappings with ``call_id``. Repeated ids are waited on once.
+        call_ids: the orders (templated): an id, a list of ids, or an XComArg resolving to a
+            list of ids or of mappings with ``call_id`` (placement or sensor summaries); the text
+            of a list is refused with how to pass the list itself. Repeated ids are waited on once.
         revox_conn_id: the ``revox`` connection (templated).
         deferrable: hand the wait to the triggerer instead of holding a worker slot.
         poke_interval: seconds between polls while an order can change at any moment.
@@ -126,7 +127,8 @@ class RevoxCallsSensor(RevoxWaitSensor):
         self.max_concurrency = validate_concurrency(max_concurrency)
         self.ids_path = ids_path
         self.max_ids_in_xcom = validate_max_ids(max_ids_in_xcom)
-        if isinstance(call_ids, list | tuple) and not any(is_templated(item) for item in call_ids):
+        literal = [call_ids] if isinstance(call_ids, str) else call_ids
+        if isinstance(literal, list | tuple) and not any(is_templated(item) for item in literal):
             # A literal list: report a bad id, or too many without ids_path, when the DAG is parsed.
             check_capacity(len(batch_call_ids(call_ids)), self.max_ids_in_xcom, ids_path is not None)
         self._round: rounds.BatchRound | None = None
@@ -186,7 +188,7 @@ class RevoxCallsSensor(RevoxWaitSensor):
             payload_ok=lambda result: self._event_result(result, ids) is not None,
             soft_fail=self.soft_fail,
         )
-        self.log.info("%s", redact_text(str((event or {}).get("message") or ""), self._secrets()))
+        self.log.info("%s", redact_message(str((event or {}).get("message") or ""), self._secrets()))
         return self._deliver(cast(dict[str, Any], self._event_result(payload, ids)))
 
     def _event_result(self, result: Any, ids: list[str]) -> dict[str, Any] | None:

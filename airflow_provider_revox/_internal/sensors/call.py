@@ -17,10 +17,11 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow_provider_revox._internal.client.requests import validate_call_id
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.waiting import rounds
+from airflow_provider_revox._internal.waiting.ids import holds_template, one_call_id
 from airflow_provider_revox._internal.waiting.outcome import (
     call_summary,
     describe_call_timeout,
@@ -105,7 +106,7 @@ class CallWait:
             soft_fail=task.soft_fail,
         )
         secrets = task._secrets()
-        message = redact_text(str((event or {}).get("message") or ""), secrets)
+        message = redact_message(str((event or {}).get("message") or ""), secrets)
         task.log.info("Call %s ended: %s", self.call_id, message)
         return cast(dict[str, Any], redact(summary, secrets))
 
@@ -192,7 +193,8 @@ class RevoxCallSensor(RevoxWaitSensor):
     ``execution_timeout`` is honoured while deferred too.
 
     Args:
-        call_id: the call order to wait for (templated).
+        call_id: the call order to wait for (templated): an id, or what an upstream task hands
+            over (a placement's or sensor's summary with ``call_id``, a list of one, an XComArg).
         revox_conn_id: the ``revox`` connection (templated).
         deferrable: hand the wait to the triggerer instead of holding a worker slot.
         poke_interval: seconds between polls while the order can change at any moment.
@@ -206,10 +208,10 @@ class RevoxCallSensor(RevoxWaitSensor):
     ui_color = "#ffd6e7"
     operator_extra_links = (RevoxCallLink(),)
 
-    def __init__(self, *, call_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, call_id: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(call_id, str) and "{{" not in call_id:
-            validate_call_id(call_id)  # a literal id: report a bad one when the DAG is parsed
+        if not holds_template(call_id):
+            one_call_id(call_id)  # a literal id (or summary): report a bad one when the DAG is parsed
         self.call_id = call_id
         self._waiting: CallWait | None = None
 
@@ -219,8 +221,15 @@ class RevoxCallSensor(RevoxWaitSensor):
             self._waiting = CallWait(self, self.call_id)
         return self._waiting
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render, then read the one call id out of what was handed over (an id, a summary, ...)."""
+        super().render_template_fields(context, jinja_env)
+        if "call_id" in self.template_fields:
+            self.call_id = one_call_id(self.call_id)
+
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or check once and defer."""
+        self.call_id = one_call_id(self.call_id)
         return self._wait().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:

@@ -10,7 +10,7 @@ from typing import Any, cast
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 
 from airflow_provider_revox._internal.core.campaign import Campaign, validate_campaign_id
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.sensors.base import utcnow, validate_poke_interval
 from airflow_provider_revox._internal.waiting import campaign as waiting
@@ -122,7 +122,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
         finally:
             self.hook.close()
         secrets = self._secrets()
-        message = redact_text(str((event or {}).get("message") or ""), secrets)
+        message = redact_message(str((event or {}).get("message") or ""), secrets)
         self.log.info("Campaign %s ended: %s", self.campaign_id, message)
         return cast(dict[str, Any], redact(summary, secrets))
 
@@ -146,7 +146,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
             if not error.transient:
                 raise
             if self._streak.failed():
-                text = redact_text(str(error), self._secrets())
+                text = redact_message(str(error), self._secrets())
                 self.log.warning(
                     "Campaign %s: %s; will look again, waiting longer each time", self.campaign_id, text
                 )

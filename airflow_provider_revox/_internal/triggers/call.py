@@ -17,7 +17,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call, parse_iso
-from airflow_provider_revox._internal.core.redact import redact_text
+from airflow_provider_revox._internal.core.redact import redact_message
 from airflow_provider_revox._internal.hooks.poller import shared_poller
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.triggers.call_events import (
@@ -222,7 +222,7 @@ class RevoxCallTrigger(_Wait):
                         self.log.warning(
                             "Call %s: %s; waiting it out, longer each time",
                             self.call_id,
-                            redact_text(str(exc), secrets),
+                            redact_message(str(exc), secrets),
                         )
                 now = clock.now()
                 wake = now + timedelta(seconds=rounds.error_backoff(self.poke_interval, streak.count))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_revox._internal.core.call import Call, Timestamp, parse_iso
+from airflow_provider_revox._internal.core.call import Call, parse_iso
 
 #: Most ids kept at the watermark's instant; more orders ending in one instant is not credible.
 MAX_IDS_AT_WATERMARK = 10_000
@@ -43,17 +43,7 @@ STORED = "stored_through"
 
 
 def terminal_moment(call: Call) -> datetime | None:
-    """When ``call`` reached its terminal status; None while it has not."""
-    if not call.is_terminal:
-        return None
-    extra = call.model_extra or {}
-    given = extra.get("ended_at")
-    if given is not None:
-        from pydantic import TypeAdapter
-
-        stamp: datetime | None = TypeAdapter(Timestamp).validate_python(given)
-        if stamp is not None:
-            return stamp
+    """When ``call`` reached its terminal status; None while it has not (see :attr:`Call.ended_at`)."""
     return call.ended_at
 
 

@@ -30,6 +30,79 @@ def is_templated(value: Any) -> bool:
     return not isinstance(value, int | float | Mapping | list | tuple | type(None))
 
 
+def holds_template(value: Any) -> bool:
+    """Whether ``value`` or anything nested in it is only known at run time (see :func:`is_templated`)."""
+    if isinstance(value, Mapping):
+        return any(holds_template(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_template(item) for item in value)
+    return is_templated(value)
+
+
+def unrendered(value: Any, path: str) -> tuple[str, str] | None:
+    """The first text still holding ``{{`` in ``value``, after rendering: its place and the text."""
+    if isinstance(value, str):
+        return (path, value) if "{{" in value or "{%" in value else None
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[str, Any]] = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for place, item in items:
+        found = unrendered(item, place)
+        if found is not None:
+            return found
+    return None
+
+
+#: What to do when a template rendered a list or a mapping to its text.
+NATIVE_HINT = (
+    "a Jinja template renders to text unless the DAG sets render_template_as_native_obj=True; "
+    "set it, or pass the XComArg (task.output) itself"
+)
+
+
+def text_form_of_data(value: str) -> bool:
+    """Whether ``value`` is the text of a list, tuple or mapping (``"['c1', 'c2']"``), not an id."""
+    stripped = value.strip()
+    return len(stripped) >= 2 and stripped[0] + stripped[-1] in ("[]", "()", "{}")
+
+
+def _check_not_text_form(value: str, name: str) -> None:
+    if text_form_of_data(value):
+        raise RevoxInvalidCallIdError(
+            f"{name}: got the text {_excerpt(value)}, the string form of a list or mapping, not a "
+            f"call id: {NATIVE_HINT}"
+        )
+
+
+def one_call_id(value: Any, name: str = "call_id") -> str:
+    """The one call id in what an upstream task hands over, validated.
+
+    Accepts what :func:`normalize_call_ids` accepts (an id, a placement's or sensor's summary
+    with ``call_id``, a list of them) as long as it names exactly one order.
+
+    Raises:
+        RevoxInvalidCallIdError: a ``ValueError`` naming the problem: not a usable id, the text
+            of a list (with how to pass the list itself), or not exactly one order.
+    """
+    if isinstance(value, str):
+        _check_not_text_form(value, name)
+        try:
+            return validate_call_id(value)
+        except ValueError as error:
+            raise RevoxInvalidCallIdError(f"{name}: {error}") from None
+    try:
+        ids = normalize_call_ids(value)
+    except ValueError as error:
+        raise RevoxInvalidCallIdError(str(error).replace("call_ids:", f"{name}:", 1)) from None
+    if len(ids) != 1:
+        got = f"{len(ids)}: {_excerpt(ids)}"
+        raise RevoxInvalidCallIdError(f"{name}: needs exactly one call order, got {got}")
+    return ids[0]
+
+
 def normalize_call_ids(value: Any) -> list[str]:
     """Turn whatever upstream tasks hand over into a de-duplicated list of call ids, in order.
 
@@ -44,6 +117,7 @@ def normalize_call_ids(value: Any) -> list[str]:
 
     def visit(item: Any) -> None:
         if isinstance(item, str):
+            _check_not_text_form(item, "call_ids")
             ids.setdefault(validate_call_id(item), None)
         elif isinstance(item, Mapping):
             if IDS_URI in item:
@@ -89,20 +163,15 @@ def normalize_call_ids(value: Any) -> list[str]:
 def batch_call_ids(value: Any) -> list[str]:
     """The ids a batch sensor waits on: validated, de-duplicated in order, never empty.
 
-    Takes a list of ids, or of mappings with ``call_id`` (what single-call sensors return), as
-    an upstream task hands them over.
+    Takes what :func:`normalize_call_ids` takes: an id, a list of ids, or of mappings with
+    ``call_id`` (what single-call sensors and the placement operator return), as an upstream
+    task hands them over.
 
     Raises:
-        ValueError: on a bare string (a template rendered to text instead of a list), an
+        ValueError: on the text of a list (a template rendered to text instead of a list), an
             unusable id, or an empty list.
     """
-    if isinstance(value, str):
-        raise ValueError(
-            f"call_ids must be a list of call ids, not the string {_excerpt(value)}; a Jinja "
-            "template renders to text unless the DAG sets render_template_as_native_obj=True, "
-            "so pass an XComArg (task.output) or a list instead"
-        )
-    ids = normalize_call_ids(value)
+    ids = normalize_call_ids(value)  # one id alone is a list of one; a list's text is refused
     if not ids:
         raise ValueError("call_ids is empty: give at least one call order to wait for")
     return ids

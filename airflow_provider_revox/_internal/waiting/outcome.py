@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_revox._internal.core.call import Call
-from airflow_provider_revox._internal.core.redact import redact, redact_text
+from airflow_provider_revox._internal.core.redact import redact, redact_message, redact_text
 from airflow_provider_revox._internal.waiting.batch import MAX_LISTED_IDS, Fleet
 
 #: Every kind of event a trigger sends; the sensor rejects anything else.
@@ -31,12 +31,15 @@ EVENT_KINDS = frozenset({EVENT_SUCCESS, EVENT_FAILED, EVENT_TIMEOUT, EVENT_ERROR
 
 
 def call_summary(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """A JSON-safe, redacted summary: ids, status, outcome and how the last attempt ended.
+    """A JSON-safe, redacted summary: ids, status, outcome, how the last attempt ended, and when.
+
+    ``ended_at`` is the order's end (:attr:`Call.ended_at`); ``last_attempt_ended_at`` its last
+    attempt's, earlier when post-processing followed it.
 
     Never a transcript. ``secrets`` are the connection's credentials, masked wherever they appear.
     """
     last = call.last_attempt
-    ended = call.ended_at
+    ended, last_ended = call.ended_at, call.last_attempt_ended_at
     summary = {
         "call_id": call.id,
         "status": call.status,
@@ -45,6 +48,7 @@ def call_summary(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
         "last_attempt_result": last.result if last else None,
         "last_attempt_end_reason": last.end_reason if last else None,
         "last_attempt_dial_error": last.dial_error if last else None,
+        "last_attempt_ended_at": last_ended.isoformat() if last_ended else None,
         "ended_at": ended.isoformat() if ended else None,
     }
     cleaned: dict[str, Any] = redact(summary, secrets)
@@ -105,7 +109,9 @@ def event_payload(kind: str, message: str, secrets: Iterable[str] = (), **payloa
     """A trigger event's payload, redacted as a whole: nothing in it leaves unmasked."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
-    cleaned: dict[str, Any] = redact({"status": kind, **payload, "message": message}, secrets)
+    # The message is the provider's own prose, built from redacted data: masked by value only.
+    cleaned: dict[str, Any] = redact({"status": kind, **payload}, secrets)
+    cleaned["message"] = redact_message(str(message), secrets)
     return cleaned
 
 
@@ -147,7 +153,7 @@ def read_event(
     if not isinstance(event, dict) or event.get("status") not in EVENT_KINDS:
         raise AirflowException(f"{trigger} sent no valid event for {what}: {_short(redact(event))}")
     kind = event["status"]
-    message = redact_text(str(event.get("message") or ""))
+    message = redact_message(str(event.get("message") or ""))
     if kind == EVENT_SUCCESS:
         payload = event.get(payload_key)
         if not payload_ok(payload):
