@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_revox._internal.export.names import call_id_of, document_name
 from tests.test_operators import export_dag, task_state, xcoms
+from tests.test_staging import only_load
 
 UNSAFE_IDS = [
     "tenant/alpha/call-1",
@@ -61,18 +62,19 @@ def test_an_export_by_search_writes_ids_that_are_not_file_names_inside_the_desti
     written = [p for p in destination.rglob("*") if p.is_file()]
     assert all(p.resolve().is_relative_to(destination.resolve()) for p in written)
 
-    calls = {json.loads(line)["call_id"]: json.loads(line) for line in (destination / "calls.jsonl").open()}
+    folder = only_load(destination)
+    calls = {json.loads(line)["call_id"]: json.loads(line) for line in (folder / "calls.jsonl").open()}
     assert set(calls) == {plain, *UNSAFE_IDS}
     for call_id, row in calls.items():
         # The calls table names each order's document; the document holds the original id.
         assert row["document_file"] == f"calls/{document_name(call_id)}.json"
-        document = json.loads((destination / row["document_file"]).read_text())
+        document = json.loads((folder / row["document_file"]).read_text())
         assert document["id"] == call_id
     assert calls[plain]["document_file"] == "calls/plain-1.json"
-    manifest = json.loads((destination / "_manifest.json").read_text())
+    manifest = json.loads((folder / "_manifest.json").read_text())
     listed = {entry["path"] for entry in manifest["files"]}
     assert {row["document_file"] for row in calls.values()} <= listed
-    recordings = [json.loads(line) for line in (destination / "attempts.jsonl").open()]
+    recordings = [json.loads(line) for line in (folder / "attempts.jsonl").open()]
     for row in recordings:
         assert row["recording_file"].startswith(f"recordings/{document_name(row['call_id'])}/")
-        assert (destination / row["recording_file"]).is_file()
+        assert (folder / row["recording_file"]).is_file()

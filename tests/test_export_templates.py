@@ -18,6 +18,7 @@ from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, Rev
 from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor
 from tests.test_export_search import campaign, endpoint_counts
 from tests.test_operators import GOOD_OUTPUT, finished, task_logs, task_state, xcoms  # noqa: F401
+from tests.test_staging import only_load
 
 NATIVE = "render_template_as_native_obj=True"
 
@@ -65,7 +66,7 @@ def test_a_search_templated_from_an_upstream_xcom_exports_that_campaign(
     dag_run = run_dag(source, "revox_templated_search")
     assert task_state(dag_run, "export") == "success"
     assert xcoms(dag_run, "export")["return_value"]["calls"] == 5  # was 0: the raw text was the filter
-    assert sorted(p.stem for p in (tmp_path / "calls").iterdir()) == sorted(wanted_ids)
+    assert sorted(p.stem for p in (only_load(tmp_path) / "calls").iterdir()) == sorted(wanted_ids)
 
 
 @pytest.mark.airflow
@@ -167,7 +168,7 @@ def test_every_id_input_takes_a_summary_an_id_or_an_xcomarg(
     assert states == dict.fromkeys(states, "success")
     assert xcoms(dag_run, "wait")["return_value"]["call_id"] == call_id
     assert xcoms(dag_run, "results")["return_value"]["call_id"] == call_id
-    assert (tmp_path / "calls" / f"{call_id}.json").is_file()
+    assert (only_load(tmp_path) / "calls" / f"{call_id}.json").is_file()
 
 
 @pytest.mark.airflow

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_revox.testing import SimulatorHandle
+from tests.test_staging import only_load
 
 pytestmark = pytest.mark.airflow
 
@@ -116,9 +117,9 @@ def test_a_credential_without_a_colon_never_reaches_xcom_or_the_export(
         ).fetchone()
     summary_text = str(summary)
     assert "Authorization token ***" in summary_text and "session=***" in summary_text
-    document = (tmp_path / "calls" / "leak-no-colon.json").read_text()
+    document = (only_load(tmp_path) / "calls" / "leak-no-colon.json").read_text()
     assert "Authorization token ***" in document and "session=***" in document
-    attempts = (tmp_path / "attempts.jsonl").read_text()
+    attempts = (only_load(tmp_path) / "attempts.jsonl").read_text()
     assert "Authorization token ***" in attempts and "session=***" in attempts
     for text in (summary_text, document, attempts):
         assert AUTH_TOKEN not in text and PASSWORD not in text

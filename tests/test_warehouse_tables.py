@@ -134,18 +134,19 @@ def test_every_table_and_the_summary_give_an_order_the_same_end(
     _, ids = campaign(simulator, "Ends", 12)
     simulator.finish()
     dag_run = run_dag(export_all("revox_one_end", ids, tmp_path, "jsonl"), "revox_one_end")
+    folder = only_load(tmp_path)
     assert task_state(dag_run, "export") == "success"
 
     def by_id(table: str) -> dict[str, dict[str, Any]]:
-        lines = (tmp_path / f"{table}.jsonl").read_text().splitlines()
+        lines = (folder / f"{table}.jsonl").read_text().splitlines()
         return {row["call_id"]: row for row in map(json.loads, lines)}
 
     calls, structured = by_id("calls"), by_id("structured_output")
-    attempts = [json.loads(line) for line in (tmp_path / "attempts.jsonl").read_text().splitlines()]
+    attempts = [json.loads(line) for line in (folder / "attempts.jsonl").read_text().splitlines()]
     differ = 0
     for call_id in ids:
         truth = simulator.get_call(call_id)
-        document = json.loads((tmp_path / "calls" / f"{call_id}.json").read_text())
+        document = json.loads((folder / "calls" / f"{call_id}.json").read_text())
         order_end = parse_iso(truth["ended_at"])
         assert document["ended_at"] == truth["ended_at"]
         assert parse_iso(calls[call_id]["ended_at"]) == order_end
