@@ -379,14 +379,15 @@ class RevoxCallsToStorageOperator(BaseOperator):
         files = manifest["files"]
         count = call_documents(manifest)
         published = manifest.get("load") is not None
+        rows = {entry["path"]: entry.get("rows") for entry in files}
+        tables = {name: f"{name}.{self.file_format}" for name in self.tables}
         self.log.info(
-            "Wrote %d file(s) for %d call(s) under %s",
+            "Wrote %d file(s) for %d call(s) under %s; rows: %s",
             len(files),
             count,
             redact_text(str(destination / load.name)) if published else redact_text(str(destination)),
+            ", ".join(f"{name} {rows.get(path) or 0}" for name, path in tables.items()),
         )
-        rows = {entry["path"]: entry.get("rows") for entry in files}
-        tables = {name: f"{name}.{self.file_format}" for name in self.tables}
         folder = destination / load.name
         return {
             "destination": str(destination),
