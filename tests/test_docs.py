@@ -37,6 +37,17 @@ def test_the_pages_are_found() -> None:
     assert sum(len(_python_blocks(p)) for p in PAGES) >= 10
 
 
+def test_the_guides_say_what_a_newcomer_trips_on() -> None:
+    connect = (DOCS / "guides" / "connect.md").read_text()
+    # The Test button and `airflow connections test` need the setting turned on.
+    assert "`[core] test_connection`" in connect and "AIRFLOW__CORE__TEST_CONNECTION=Enabled" in connect
+    # "Redacted" is about credentials: say that personal data is not masked.
+    export = (DOCS / "guides" / "export.md").read_text()
+    assert 'What "redacted" covers: credentials' in export and "It does not cover personal data" in export
+    campaigns = (DOCS / "guides" / "campaigns.md").read_text()
+    assert "phone numbers and other personal data are kept as given" in campaigns
+
+
 def test_readme_keeps_the_two_commands_a_newcomer_runs() -> None:
     text = README.read_text()
     assert "make demo" in text

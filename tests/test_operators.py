@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Callable
 from datetime import date, datetime, timezone
@@ -706,3 +707,32 @@ def test_export_of_mapped_upstream_results_to_an_object_store_reads_them_without
         rows = pq.read_table(file).to_pylist()
     assert [(r["call_id"], r["confirmed"]) for r in rows] == [(ids[0], True), (ids[1], False)]
     assert result["tables"]["transcripts"] == f"memory:/{folder}/transcripts.parquet"
+
+
+@pytest.mark.airflow
+def test_a_long_export_logs_its_progress_with_a_rate_and_its_rows_per_table(
+    simulator: Any,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    task_logs: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_revox._internal.export import run as export_run
+
+    monkeypatch.setattr(export_run, "PROGRESS_EVERY", 2)
+    ids = [place(simulator, GOOD_OUTPUT) for _ in range(5)]
+    simulator.finish(*ids)
+    destination = tmp_path / "export"
+    task_logs()
+    dag_run = run_dag(
+        export_dag(
+            "revox_export_progress", call_ids=ids, destination=f"file://{destination}", tables=["calls"]
+        ),
+        "revox_export_progress",
+    )
+    assert task_state(dag_run, "export") == "success"
+    text = task_logs()
+    progress = re.findall(r"(\d+) call\(s\) fetched so far \((\d+|inf) calls/s\); rows: calls (\d+)", text)
+    assert [(done, rows) for done, _, rows in progress] == [("2", "2"), ("4", "4")]
+    assert re.search(r"Fetched 5 call\(s\) in [\d.]+ s; rows: calls 5", text)
+    assert re.search(r"Wrote \d+ file\(s\) for 5 call\(s\) under \S+; rows: calls 5", text)

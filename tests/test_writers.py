@@ -103,3 +103,26 @@ def test_missing_pyarrow_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mon
 def test_bad_file_format_is_named() -> None:
     with pytest.raises(ValueError, match="'csv'"):
         check_file_format("csv")
+
+
+@pytest.mark.parametrize(
+    ("file_format", "package", "extra"), [("parquet", "pyarrow", "parquet"), ("delta", "deltalake", "delta")]
+)
+def test_a_format_whose_extra_is_missing_is_refused_when_the_dag_is_parsed(
+    file_format: str, package: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
+
+    monkeypatch.setitem(sys.modules, package, None)
+    with pytest.raises(ValueError) as raised:
+        RevoxCallsToStorageOperator(
+            task_id="export", call_ids=["c1"], destination="file:///tmp/x", file_format=file_format
+        )
+    assert str(raised.value) == (
+        f"export: file_format={file_format!r} needs {package}: pip install 'airflow-provider-revox[{extra}]'"
+    )
+    # Installed, the same literal is accepted.
+    monkeypatch.delitem(sys.modules, package)
+    RevoxCallsToStorageOperator(
+        task_id="export", call_ids=["c1"], destination="file:///tmp/x", file_format=file_format
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,6 +45,11 @@ from airflow_provider_revox._internal.export.warehouse import (
 )
 from airflow_provider_revox._internal.export.writers import RowWriter, open_row_writer
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+
+#: Calls between two progress lines of a long export.
+PROGRESS_EVERY = 1000
+
+log = logging.getLogger(__name__)
 
 #: The tables an export writes by default, each as ``<name>.<file format>``.
 TABLES = ("transcripts", "structured_output")
@@ -124,6 +130,16 @@ class Staged:
     schemas: dict[str, Schema]
 
 
+def _progress(count: int, rows: dict[str, int], seconds: float) -> None:
+    rate = count / seconds if seconds > 0 else float("inf")
+    log.info(
+        "%d call(s) fetched so far (%.0f calls/s); rows: %s",
+        count,
+        rate,
+        ", ".join(f"{name} {number}" for name, number in rows.items()),
+    )
+
+
 def stage_tables(
     hook: RevoxHook,
     calls: Sequence[str] | Iterable[FetchedCall],
@@ -170,6 +186,7 @@ def stage_tables(
             ready: Iterator[_Ready] = fetch_in_order(source, download, options.max_concurrency)
         else:
             ready = (_Ready(fetched, {}) for fetched in source)
+        started = time.monotonic()
         with closing(ready):  # type: ignore[type-var]
             for item in ready:
                 call, count = item.fetched.call, count + 1
@@ -193,6 +210,8 @@ def stage_tables(
                     table.add_fields(call.structured_output_config)
                     record = structured_output_record(call, secrets)
                     spool.write(json.dumps(record, ensure_ascii=False) + "\n")
+                if count % PROGRESS_EVERY == 0:
+                    _progress(count, rows, time.monotonic() - started)
         writers.close()
         if "structured_output" in names:
             spool.seek(0)
@@ -203,6 +222,12 @@ def stage_tables(
             finally:
                 writer.close()
             rows["structured_output"] = count
+    log.info(
+        "Fetched %d call(s) in %.1f s; rows: %s",
+        count,
+        time.monotonic() - started,
+        ", ".join(f"{name} {rows[name]}" for name in names) or "no table",
+    )
     schemas = {
         "transcripts": TRANSCRIPT_SCHEMA,
         "structured_output": table.schema,

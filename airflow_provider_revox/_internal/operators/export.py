@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, Context, ObjectStorageP
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.export.delta import (
     DELTA,
+    DELTA_INSTALL_HINT,
     delta_target,
     export_to_delta,
     import_deltalake,
@@ -35,7 +37,12 @@ from airflow_provider_revox._internal.export.state import (
     watermark_key,
 )
 from airflow_provider_revox._internal.export.tables import check_transcript_source
-from airflow_provider_revox._internal.export.writers import FILE_FORMATS, check_file_format, import_pyarrow
+from airflow_provider_revox._internal.export.writers import (
+    FILE_FORMATS,
+    PARQUET_INSTALL_HINT,
+    check_file_format,
+    import_pyarrow,
+)
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox._internal.waiting.cursor import Watermark
@@ -214,6 +221,12 @@ class RevoxCallsToStorageOperator(BaseOperator):
             formats = ", ".join((*FILE_FORMATS, DELTA))
             raise ValueError(f"file_format must be one of {formats}, not {file_format!r}")
         self.file_format = file_format if file_format == DELTA else check_file_format(file_format)
+        # The format is not templated: a missing extra is named when the DAG is parsed. Looked up,
+        # not imported, so parsing stays cheap.
+        needs = {"parquet": ("pyarrow", PARQUET_INSTALL_HINT), DELTA: ("deltalake", DELTA_INSTALL_HINT)}
+        if file_format in needs and importlib.util.find_spec(needs[file_format][0]) is None:
+            package, hint = needs[file_format]
+            raise ValueError(f"{self.task_id}: file_format={file_format!r} needs {package}: {hint}")
         if file_format == DELTA and include_recordings:
             raise ValueError(
                 "file_format='delta' writes the four tables only: include_recordings needs a file format"
@@ -366,14 +379,15 @@ class RevoxCallsToStorageOperator(BaseOperator):
         files = manifest["files"]
         count = call_documents(manifest)
         published = manifest.get("load") is not None
+        rows = {entry["path"]: entry.get("rows") for entry in files}
+        tables = {name: f"{name}.{self.file_format}" for name in self.tables}
         self.log.info(
-            "Wrote %d file(s) for %d call(s) under %s",
+            "Wrote %d file(s) for %d call(s) under %s; rows: %s",
             len(files),
             count,
             redact_text(str(destination / load.name)) if published else redact_text(str(destination)),
+            ", ".join(f"{name} {rows.get(path) or 0}" for name, path in tables.items()),
         )
-        rows = {entry["path"]: entry.get("rows") for entry in files}
-        tables = {name: f"{name}.{self.file_format}" for name in self.tables}
         folder = destination / load.name
         return {
             "destination": str(destination),
