@@ -1,4 +1,11 @@
-"""Shared fixtures: a real Airflow on SQLite in a temporary AIRFLOW_HOME, and the simulator on loopback."""
+"""Shared fixtures: a real Airflow on SQLite in a temporary AIRFLOW_HOME, and the simulator on loopback.
+
+The tests mirror the code: ``unit/<layer>/`` tests one private layer of the package (talking to
+the simulator over loopback where it needs an API), ``integration/`` runs real Airflow
+(``dag.test()``) against the simulator, ``simulator/`` tests the test kit itself, and the files at
+the top hold the promises of the package as a whole (the public surface, the import graph, the
+documentation, the provider's registration). ``support/`` has the helpers they share.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,6 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflo
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.pop("AIRFLOW_CONN_REVOX_DEFAULT", None)
 
-FIXTURES = Path(__file__).parent / "fixtures"
 
 # The simulator fixtures (``revox_simulator``, ``revox_fast_simulator``), as a user's conftest adds them.
 pytest_plugins = ["airflow_provider_revox.testing.pytest_plugin"]

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
+from tests.support.paths import ROOT
 from tests.test_public_surface import PUBLIC_SURFACE
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 #: Every Markdown page a reader sees: the README, the changelog and the documentation site.

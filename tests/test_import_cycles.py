@@ -13,7 +13,9 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check-import-cycles"
+from tests.support.paths import ROOT
+
+SCRIPT = ROOT / "scripts" / "check-import-cycles"
 
 
 def checker() -> ModuleType:
