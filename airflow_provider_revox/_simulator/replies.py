@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 from collections.abc import Callable, Sequence
@@ -89,3 +90,22 @@ def body_fields(
         extra = "".join(f" ({hints[name]})" for name in missing if hints and name in hints)
         raise InvalidOrder(f"missing required field(s): {', '.join(missing)}{extra}")
     return {key: payload[key] for key in allowed if key in payload}
+
+
+def first_page_body(body: bytes) -> bytes:
+    """A call search body asking for page 0 (the ``repeat_page`` fault); the body as it is if unreadable."""
+    with contextlib.suppress(ValueError, TypeError):
+        payload = json.loads(body)
+        if isinstance(payload, dict) and "page" in payload:
+            return json.dumps({**payload, "page": 0}).encode()
+    return body
+
+
+def script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
+    """Script keys of a request about no order yet: the recipient of a ``POST /call``, then the endpoint."""
+    if endpoint == "POST /call" and body:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            number = json.loads(body).get("phone_number")
+            if isinstance(number, str):
+                return (number.strip(), endpoint)
+    return (endpoint,) if endpoint in ("POST /call", "POST /campaigns") else ()

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import socket
 import threading
 from collections import Counter
@@ -60,8 +59,10 @@ from airflow_provider_revox._simulator.replies import (
     Reply,
     body_fields,
     error_reply,
+    first_page_body,
     json_body,
     json_reply,
+    script_keys,
 )
 from airflow_provider_revox._simulator.search import SEARCH_OPTIONAL_FIELDS, SEARCH_REQUIRED_FIELDS
 from airflow_provider_revox._simulator.transport import Protocol, drop, is_loopback
@@ -289,7 +290,7 @@ class SimulatorServer:
                 return Response(status_code=499)
             subject = self.engine.key_of(call_id) if call_id else request.path_params.get("campaign_id")
             target = endpoint if subject is None else f"{endpoint}:{subject}"
-            also = _script_keys(endpoint, body) if body else ()
+            also = script_keys(endpoint, body) if body else ()
             fault = self.faults.next_fault(target, call_id or subject, also=also)
             if fault.delay:
                 await self._delay(fault.delay)
@@ -304,7 +305,7 @@ class SimulatorServer:
                 reply = error_reply(413, "payload_too_large", "request body is too large")
             else:
                 if fault.repeat_page and endpoint == "POST /call/search":
-                    body = _first_page(body)
+                    body = first_page_body(body)
                 reply = self._answer(handler, request, call_id, body)
                 if fault.replace == DROP_AFTER_COMMIT:
                     # The change is stored; the client never hears of it (and may send it again).
@@ -442,22 +443,3 @@ class SimulatorServer:
         except UnknownCall:
             return HTMLResponse(call_page(call_id, None), 404, self._headers(request))
         return HTMLResponse(call_page(call_id, call), 200, self._headers(request))
-
-
-def _first_page(body: bytes) -> bytes:
-    """A call search body asking for page 0 (the ``repeat_page`` fault); the body as it is if unreadable."""
-    with contextlib.suppress(ValueError, TypeError):
-        payload = json.loads(body)
-        if isinstance(payload, dict) and "page" in payload:
-            return json.dumps({**payload, "page": 0}).encode()
-    return body
-
-
-def _script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
-    """Script keys of a request about no order yet: the recipient of a ``POST /call``, then the endpoint."""
-    if endpoint == "POST /call" and body:
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            number = json.loads(body).get("phone_number")
-            if isinstance(number, str):
-                return (number.strip(), endpoint)
-    return (endpoint,) if endpoint in ("POST /call", "POST /campaigns") else ()

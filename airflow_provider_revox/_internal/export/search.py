@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_provider_revox._internal.client.requests import search_args
 from airflow_provider_revox._internal.client.responses import CallPage
 from airflow_provider_revox._internal.core.call import Call
+from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.export.fetch import (
     FETCH_ROUND_PAUSE_SECONDS,
     FETCH_ROUNDS,
@@ -29,6 +30,12 @@ from airflow_provider_revox._internal.export.fetch import (
     fetch_call,
 )
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.waiting.ids import (
+    NATIVE_HINT,
+    holds_template,
+    text_form_of_data,
+    unrendered,
+)
 from airflow_provider_revox._internal.waiting.pages import PageWalk
 from airflow_provider_revox.exceptions import (
     RevoxAuthError,
@@ -253,3 +260,45 @@ def calls_by_search(
                 ahead = pool.submit(read, 0)
             elif not prefetch:
                 ahead = pool.submit(read, walk.page)
+
+
+def search_argument(search: CallSearch | Mapping[str, Any] | None) -> Any:
+    """``search`` as the operator keeps it, a template field: a dict of filters, checked when it can be.
+
+    A CallSearch becomes its dict so that templates in its values render. Plain filters are
+    checked now; filters holding templates have their names checked now, their values once rendered.
+    """
+    if search is None:
+        return None
+    raw = search.filters() if isinstance(search, CallSearch) else search
+    if not holds_template(raw):
+        check_search(raw)
+    elif isinstance(raw, Mapping):
+        check_search(dict.fromkeys(raw))  # the names; the values are read once rendered
+    return raw
+
+
+def rendered_search(search: Any) -> CallSearch | None:
+    """The rendered ``search`` checked, before any request.
+
+    Raises:
+        RevoxConfigError: a value still holding a template (named), the text of a list where a
+            list belongs (with how to pass the list), or a filter the API would refuse.
+    """
+    if search is None:
+        return None
+    leftover = unrendered(search, "search")
+    if leftover is not None:
+        place, text = leftover
+        raise RevoxConfigError(
+            f"{place} still holds a template after rendering: {redact_text(text)[:200]!r}; it would be "
+            "sent as a filter and match nothing. Nothing was sent."
+        )
+    values = search.values() if isinstance(search, Mapping) else [search]
+    for value in values:
+        if isinstance(value, str) and text_form_of_data(value):
+            raise RevoxConfigError(
+                f"search: got the text {redact_text(value)[:200]!r} where a list or filters belong: "
+                + NATIVE_HINT
+            )
+    return check_search(search)

@@ -28,7 +28,12 @@ from airflow_provider_revox._internal.export.incremental import NewCalls
 from airflow_provider_revox._internal.export.loads import LOADS_TABLE, Load
 from airflow_provider_revox._internal.export.recordings import RECORDINGS_DIR
 from airflow_provider_revox._internal.export.run import TABLES, ExportOptions, check_tables, export_calls
-from airflow_provider_revox._internal.export.search import CallSearch, calls_by_search, check_search
+from airflow_provider_revox._internal.export.search import (
+    CallSearch,
+    calls_by_search,
+    rendered_search,
+    search_argument,
+)
 from airflow_provider_revox._internal.export.staging import MANIFEST, storage_uri
 from airflow_provider_revox._internal.export.state import (
     asset_state,
@@ -47,14 +52,9 @@ from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
 from airflow_provider_revox._internal.waiting.cursor import Watermark
 from airflow_provider_revox._internal.waiting.ids import (
-    NATIVE_HINT,
-    holds_template,
     is_templated,
     normalize_call_ids,
-    text_form_of_data,
-    unrendered,
 )
-from airflow_provider_revox.exceptions import RevoxConfigError
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -87,48 +87,6 @@ def _read_mapped(value: Any) -> Any:
         length = len(value)
         return [item for start in range(0, length, _XCOM_PAGE) for item in value[start : start + _XCOM_PAGE]]
     return value
-
-
-def _parse_search(search: CallSearch | Mapping[str, Any] | None) -> Any:
-    """``search`` as the operator keeps it, a template field: a dict of filters, checked when it can be.
-
-    A CallSearch becomes its dict so that templates in its values render. Plain filters are
-    checked now; filters holding templates have their names checked now, their values once rendered.
-    """
-    if search is None:
-        return None
-    raw = search.filters() if isinstance(search, CallSearch) else search
-    if not holds_template(raw):
-        check_search(raw)
-    elif isinstance(raw, Mapping):
-        check_search(dict.fromkeys(raw))  # the names; the values are read once rendered
-    return raw
-
-
-def _rendered_search(search: Any) -> CallSearch | None:
-    """The rendered ``search`` checked, before any request.
-
-    Raises:
-        RevoxConfigError: a value still holding a template (named), the text of a list where a
-            list belongs (with how to pass the list), or a filter the API would refuse.
-    """
-    if search is None:
-        return None
-    leftover = unrendered(search, "search")
-    if leftover is not None:
-        place, text = leftover
-        raise RevoxConfigError(
-            f"{place} still holds a template after rendering: {redact_text(text)[:200]!r}; it would be "
-            "sent as a filter and match nothing. Nothing was sent."
-        )
-    values = search.values() if isinstance(search, Mapping) else [search]
-    for value in values:
-        if isinstance(value, str) and text_form_of_data(value):
-            raise RevoxConfigError(
-                f"search: got the text {redact_text(value)[:200]!r} where a list or filters belong: "
-                + NATIVE_HINT
-            )
-    return check_search(search)
 
 
 class RevoxCallsToStorageOperator(BaseOperator):
@@ -233,7 +191,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
             )
         if (call_ids is None) == (search is None):
             raise ValueError("give either call_ids or search, not both and not neither")
-        self.search = _parse_search(search)
+        self.search = search_argument(search)
         if incremental and self.search is None:
             raise ValueError("incremental=True needs search=: it exports the matching calls that ended since")
         self.incremental = bool(incremental)
@@ -324,7 +282,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         )
         load = self._load(context)
         extra: dict[str, Any] = {}
-        search = _rendered_search(self.search)  # checked before any request
+        search = rendered_search(self.search)  # checked before any request
         # Ids kept in a sensor's file are read and checked before any request.
         call_ids: list[str] = []
         if search is None:
