@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault rates, e.g. 429=0.05,503=0.02,drop=0.01,drop_after_commit=0.1,slow=0.05:2.0",
     )
     parser.add_argument(
+        "--rate-limit",
+        type=float,
+        help="requests per second the whole account may send (every client together); beyond it, "
+        "429 with Retry-After (default: no limit)",
+    )
+    parser.add_argument(
         "--refuse-sort", action="store_true", help="answer 422 to a call search that asks for a sort"
     )
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
@@ -63,7 +69,9 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
         raise ValueError(f"refusing to bind {args.host}: pass --allow-remote to listen beyond loopback")
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(args.speed)
     engine = SimulatorEngine(seed=args.seed, clock=clock, refuse_sort=args.refuse_sort)
-    faults = Faults(args.faults, seed=args.seed)
+    if args.rate_limit is not None and not args.rate_limit > 0:
+        raise ValueError(f"--rate-limit must be a positive number, not {args.rate_limit}")
+    faults = Faults(args.faults, seed=args.seed, rate_limit_per_second=args.rate_limit)
     given = args.api_key or environ.get("REVOX_API_KEY", "").strip()
     generated = None if given else generate_api_key()
     key = str(given or generated)
