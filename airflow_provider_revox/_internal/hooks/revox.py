@@ -6,8 +6,8 @@ The transport policy lives in :mod:`airflow_provider_revox._internal.client`: th
 (:mod:`~airflow_provider_revox._internal.client.responses`).
 
 Tests that must not wait can replace :func:`retry_sleep` and :func:`retry_asleep` in this module
-(``monkeypatch.setattr(revox_hook_module, "retry_sleep", recorder)``): every retry sleeps through
-them, looked up at the moment of sleeping.
+(``monkeypatch.setattr(revox_hook_module, "retry_sleep", recorder)``): every retry, and every wait
+for the connection's rate limit, sleeps through them, looked up at the moment of sleeping.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
             and, optionally, the base URL (host) and extras (``timeout``, ``max_retries``,
-            ``max_requests_per_second``, ``batch_polls``, ``max_response_mb``,
+            ``max_requests_per_second``, ``adaptive_rate``, ``batch_polls``, ``max_response_mb``,
             ``max_recording_mb``, ``download_timeout``, ``allow_insecure_http``; checked before
             the first request).
         timeout: overall seconds per request (connect: at most 5 s); overrides the extra.
@@ -254,7 +254,10 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
         return response
 
     def rate_bucket(self) -> TokenBucket | None:
-        """The rate bucket this hook shares with every hook of its connection; None without a limit."""
+        """The rate bucket this hook shares with every hook of its connection in this process.
+
+        None when the connection sets no ``max_requests_per_second`` and turns ``adaptive_rate`` off.
+        """
         return self._transport.bucket(self._resolve())
 
     def _check(self, response: httpx.Response, call_id: str | None = None) -> None:
