@@ -89,8 +89,10 @@ class Transport:
         transport: an httpx transport to use instead of the network (tests).
         clock: the server clock the responses' headers update.
         secrets: the connection's keys, masked in every message.
-        sleep: sleeps between blocking retries, and blocking waits for the rate limit.
-        asleep: sleeps between retries, and waits for the rate limit, on the event loop.
+        sleep: sleeps between blocking retries.
+        asleep: sleeps between retries on the event loop.
+        rate_sleep: blocking waits for the rate limit (default ``sleep``).
+        rate_asleep: waits for the rate limit on the event loop (default ``asleep``).
     """
 
     def __init__(
@@ -101,12 +103,16 @@ class Transport:
         secrets: Callable[[], Sequence[str]],
         sleep: Callable[[float], None],
         asleep: Callable[[float], Awaitable[None]],
+        rate_sleep: Callable[[float], None] | None = None,
+        rate_asleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self._transport = transport
         self._clock = clock
         self._secrets = secrets
         self._sleep = sleep
         self._asleep = asleep
+        self._rate_sleep = rate_sleep or sleep
+        self._rate_asleep = rate_asleep or asleep
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -212,7 +218,7 @@ class Transport:
         bucket = self.bucket(settings)
         sent_at = 0.0
         if bucket is not None:
-            bucket.acquire(self._sleep)
+            bucket.acquire(self._rate_sleep)
             sent_at = bucket.sent()
         deadline = time.monotonic() + settings.timeout
         with self._tls_guard(request, phase):
@@ -228,7 +234,7 @@ class Transport:
         bucket = self.bucket(settings)
         sent_at = 0.0
         if bucket is not None:
-            await bucket.aacquire(self._asleep)
+            await bucket.aacquire(self._rate_asleep)
             sent_at = bucket.sent()
         client = self.async_client(settings)
         try:

@@ -6,8 +6,9 @@ The transport policy lives in :mod:`airflow_provider_revox._internal.client`: th
 (:mod:`~airflow_provider_revox._internal.client.responses`).
 
 Tests that must not wait can replace :func:`retry_sleep` and :func:`retry_asleep` in this module
-(``monkeypatch.setattr(revox_hook_module, "retry_sleep", recorder)``): every retry, and every wait
-for the connection's rate limit, sleeps through them, looked up at the moment of sleeping.
+(``monkeypatch.setattr(revox_hook_module, "retry_sleep", recorder)``): every retry sleeps through
+them, looked up at the moment of sleeping. The waits for the connection's rate limit go through
+:func:`rate_sleep` and :func:`rate_asleep`, which call them in turn unless replaced themselves.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ async def retry_asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+def rate_sleep(seconds: float) -> None:
+    """Wait for the connection's rate limit in a thread: through :func:`retry_sleep` (replaceable)."""
+    retry_sleep(seconds)
+
+
+async def rate_asleep(seconds: float) -> None:
+    """Wait for the connection's rate limit on the event loop: through :func:`retry_asleep` (replaceable)."""
+    await retry_asleep(seconds)
+
+
 class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
     campaigns, download recordings. Every endpoint has a blocking method and an async twin
@@ -113,6 +124,8 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
             # Looked up when sleeping, so a test's replacement of the module functions is seen.
             sleep=sleep or (lambda seconds: retry_sleep(seconds)),
             asleep=asleep or (lambda seconds: retry_asleep(seconds)),
+            rate_sleep=lambda seconds: rate_sleep(seconds),
+            rate_asleep=lambda seconds: rate_asleep(seconds),
         )
 
     def __repr__(self) -> str:
