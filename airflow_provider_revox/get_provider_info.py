@@ -63,8 +63,14 @@ def get_provider_info() -> dict[str, Any]:
                     "max_requests_per_second": {
                         "label": "Max requests per second",
                         "schema": {"type": ["number", "null"], "minimum": 0},
-                        "description": "Shared by every task and trigger of this connection in one "
-                        "process; slowed down by 429 answers. Empty or 0: no limit.",
+                        "description": "The most this process sends, shared by every task and trigger "
+                        "of this connection in it. Empty or 0: no ceiling.",
+                    },
+                    "adaptive_rate": {
+                        "label": "Adaptive rate",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                        "description": "A 429 answer cuts this process's request rate, which then grows "
+                        "back slowly: processes sharing one Revox account converge to its limit.",
                     },
                     "allow_insecure_http": {
                         "label": "Allow plain http",

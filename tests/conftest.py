@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +126,13 @@ def without_asset_state_store(monkeypatch: pytest.MonkeyPatch) -> None:
 def without_trigger_on_kill(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run as on Airflow 3.2: the triggerer never calls a trigger's ``on_kill``."""
     _without(monkeypatch, "has_trigger_on_kill")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limiters() -> Iterator[None]:
+    """Each test starts with no connection's rate cut by another test's 429s."""
+    from airflow_provider_revox._internal.client import ratelimit
+
+    ratelimit.reset_buckets()
+    yield
+    ratelimit.reset_buckets()

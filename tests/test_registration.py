@@ -52,6 +52,7 @@ def test_every_extra_the_hook_reads_is_in_the_connection_form(providers: Any) ->
         "max_recording_mb",
         "download_timeout",
         "batch_polls",
+        "adaptive_rate",
     }
 
 

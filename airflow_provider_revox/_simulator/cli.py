@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "shift_pages and far_future keys move search results under a reader and report times in 2199",
     )
     parser.add_argument(
+        "--rate-limit",
+        type=float,
+        help="requests per second the whole account may send (every client together); beyond it, "
+        "429 with Retry-After (default: no limit)",
+    )
+    parser.add_argument(
         "--refuse-sort", action="store_true", help="answer 422 to a call search that asks for a sort"
     )
     parser.add_argument(
@@ -73,7 +79,9 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
     engine = SimulatorEngine(
         seed=args.seed, clock=clock, refuse_sort=args.refuse_sort, strict_search=args.strict_search
     )
-    faults = Faults(args.faults, seed=args.seed)
+    if args.rate_limit is not None and not args.rate_limit > 0:
+        raise ValueError(f"--rate-limit must be a positive number, not {args.rate_limit}")
+    faults = Faults(args.faults, seed=args.seed, rate_limit_per_second=args.rate_limit)
     given = args.api_key or environ.get("REVOX_API_KEY", "").strip()
     generated = None if given else generate_api_key()
     key = str(given or generated)

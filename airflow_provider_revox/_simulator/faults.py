@@ -36,6 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from airflow_provider_revox._simulator.quota import AccountLimit
+
 #: Serve the request (a POST is stored), then close the connection without the answer.
 DROP_AFTER_COMMIT = "drop_after_commit"
 REPLACING = ("429", "500", "502", "503", "504", "drop", DROP_AFTER_COMMIT, "truncate")
@@ -198,21 +200,34 @@ class FaultRates:
 
 
 class Faults:
-    """The fault plan of a running simulator: rates for every API request, scripts per call.
+    """The fault plan of a running simulator: rates for every API request, scripts per call, and
+    the account's request limit.
 
     Args:
         spec: a SPEC string (see the module docstring) or None for no random faults.
         seed: makes the random draws reproducible.
+        rate_limit_per_second: requests per second the whole account may send, from every client
+            together (None: no limit). Beyond it a request is answered 429 with a ``Retry-After``
+            of the seconds until the next one would be admitted (a bucket holding one second of
+            requests), before any other fault applies.
     """
 
-    def __init__(self, spec: str | None = None, *, seed: int = 0) -> None:
+    def __init__(
+        self, spec: str | None = None, *, seed: int = 0, rate_limit_per_second: float | None = None
+    ) -> None:
         self.seed = seed
         self.rates = FaultRates.parse(spec)
+        self.account = AccountLimit(rate_limit_per_second) if rate_limit_per_second else None
         self._scripts: dict[str, deque[Fault]] = {}
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._held: set[str] = set()
         self._future: frozenset[str] = frozenset()
+
+    def over_account_limit(self) -> float | None:
+        """Count one API request against the account's limit: None when admitted, else the
+        ``Retry-After`` seconds of its 429."""
+        return None if self.account is None else self.account.admit()
 
     def set_rates(self, spec: str | None) -> None:
         """Replace the rates with a new SPEC string."""

@@ -26,6 +26,7 @@ from airflow_provider_revox._simulator.clock import Clock, ScaledClock, VirtualC
 from airflow_provider_revox._simulator.engine import SimulatorEngine
 from airflow_provider_revox._simulator.faults import Faults
 from airflow_provider_revox._simulator.population import seed_population
+from airflow_provider_revox._simulator.quota import AccountLimit
 from airflow_provider_revox._simulator.scenario import apply_scenario, load_scenario, parse_scenario
 from airflow_provider_revox._simulator.server import SimulatorServer
 
@@ -253,6 +254,7 @@ def running_simulator(
     faults: Faults | str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    rate_limit_per_second: float | None = None,
     **engine_options: Any,
 ) -> Iterator[SimulatorHandle]:
     """Start a simulator on a background thread; stop it cleanly on exit.
@@ -265,6 +267,8 @@ def running_simulator(
         faults: a :class:`Faults` or a SPEC string such as ``"429=0.1,drop=0.01"``.
         host: address to bind (loopback; pass ``allow_remote=True`` for anything else).
         port: TCP port, 0 for a free one.
+        rate_limit_per_second: the account's limit, for every client together: beyond it the API
+            answers 429 with a ``Retry-After`` (None: no limit).
         **engine_options: ``profile``, ``refuse_sort`` (answer 422 to a search that asks
             for a sort) and ``strict_search`` (answer 422 to a search missing a field the spec
             marks required) for the engine; ``scenario`` (a file path) and ``calls``
@@ -279,7 +283,12 @@ def running_simulator(
     if clock is None:
         clock = ScaledClock(speed) if speed is not None else VirtualClock()
     engine = SimulatorEngine(seed=seed, clock=clock, **engine_options)
-    fault_plan = faults if isinstance(faults, Faults) else Faults(faults, seed=seed)
+    if isinstance(faults, Faults):
+        fault_plan = faults
+        if rate_limit_per_second:
+            fault_plan.account = AccountLimit(rate_limit_per_second)
+    else:
+        fault_plan = Faults(faults, seed=seed, rate_limit_per_second=rate_limit_per_second)
     key = api_key or generate_api_key()
     server = SimulatorServer(
         engine, api_key=key, faults=fault_plan, host=host, port=port, allow_remote=allow_remote

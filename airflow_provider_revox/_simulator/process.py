@@ -41,6 +41,7 @@ class SimulatorProcess:
         calls: random orders to place at start-up.
         scenario: a scenario file of scripted orders.
         faults: a fault SPEC such as ``"429=0.05,slow=1.0:0.05"``.
+        rate_limit_per_second: the account's limit, for every client together (``--rate-limit``).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class SimulatorProcess:
         calls: int = 0,
         scenario: Path | None = None,
         faults: str | None = None,
+        rate_limit_per_second: float | None = None,
     ) -> None:
         self.api_key = api_key
         self._args = ["--port", "0", "--speed", f"{speed:g}", "--seed", str(seed)]
@@ -61,6 +63,8 @@ class SimulatorProcess:
             self._args += ["--scenario", str(scenario)]
         if faults:
             self._args += ["--faults", faults]
+        if rate_limit_per_second:
+            self._args += ["--rate-limit", f"{rate_limit_per_second:g}"]
         self._process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.port = 0

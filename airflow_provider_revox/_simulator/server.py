@@ -1,6 +1,7 @@
 """The Revox API over loopback HTTP: a Starlette app served by uvicorn.
 
-Routes under ``/api`` (bearer auth, faults apply, counted in the stats):
+Routes under ``/api`` (bearer auth, faults and the account's rate limit apply, counted in the
+stats):
 
 * ``GET /auth-status`` -> ``{"authenticated": bool}`` (200 even for a bad key);
 * ``GET /users/me``;
@@ -288,6 +289,12 @@ class SimulatorServer:
             except ClientDisconnect:
                 # The client hung up mid-body (a cancelled wait): nobody is left to answer.
                 return Response(status_code=499)
+            over = self.faults.over_account_limit()
+            if over is not None:
+                self._count(endpoint, "429", call_id)
+                reply = error_reply(429, "rate_limited", "too many requests for this account")
+                reply.retry_after = over
+                return self._send(request, reply)
             subject = self.engine.key_of(call_id) if call_id else request.path_params.get("campaign_id")
             target = endpoint if subject is None else f"{endpoint}:{subject}"
             also = script_keys(endpoint, body) if body else ()

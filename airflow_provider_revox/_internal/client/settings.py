@@ -61,6 +61,8 @@ class RevoxSettings:
     allow_insecure_http: bool = False
     #: Requests per second shared by every hook of this connection in the process; 0 = unlimited.
     max_requests_per_second: float = 0.0
+    #: Let 429 answers cut this process's rate, and acceptance grow it back (up to the ceiling above).
+    adaptive_rate: bool = True
     #: Poll many call orders with one ``POST /call/search``
     #: (see :mod:`airflow_provider_revox._internal.hooks.poller`).
     batch_polls: bool = True
@@ -302,6 +304,7 @@ def settings_from_connection(
         ),
         allow_insecure_http=truthy(extra.get("allow_insecure_http", False)),
         max_requests_per_second=rate,
+        adaptive_rate=extra.get("adaptive_rate") in (None, "") or truthy(extra["adaptive_rate"]),
         batch_polls=extra.get("batch_polls") in (None, "") or truthy(extra["batch_polls"]),
         max_response_bytes=int(number("max_response_mb", DEFAULT_MAX_RESPONSE_MB, 0.001, MAX_SIZE_MB) * MIB),
         max_recording_bytes=int(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -90,6 +91,8 @@ class Transport:
         secrets: the connection's keys, masked in every message.
         sleep: sleeps between blocking retries.
         asleep: sleeps between retries on the event loop.
+        rate_sleep: blocking waits for the rate limit (default ``sleep``).
+        rate_asleep: waits for the rate limit on the event loop (default ``asleep``).
     """
 
     def __init__(
@@ -100,12 +103,16 @@ class Transport:
         secrets: Callable[[], Sequence[str]],
         sleep: Callable[[float], None],
         asleep: Callable[[float], Awaitable[None]],
+        rate_sleep: Callable[[float], None] | None = None,
+        rate_asleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self._transport = transport
         self._clock = clock
         self._secrets = secrets
         self._sleep = sleep
         self._asleep = asleep
+        self._rate_sleep = rate_sleep or sleep
+        self._rate_asleep = rate_asleep or asleep
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -169,17 +176,20 @@ class Transport:
         return request, phase
 
     def bucket(self, settings: RevoxSettings) -> TokenBucket | None:
-        """The connection's shared rate bucket, or None when the connection sets no limit."""
-        if settings.max_requests_per_second <= 0:
+        """The connection's shared rate bucket; None without a ceiling and with ``adaptive_rate`` off."""
+        rate, adaptive = settings.max_requests_per_second, settings.adaptive_rate
+        if rate <= 0 and not adaptive:
             return None
-        if self._bucket is None or self._bucket.max_rate != settings.max_requests_per_second:
-            self._bucket = bucket_for(settings.conn_id, settings.base_url, settings.max_requests_per_second)
-        return self._bucket
+        ceiling = rate if rate > 0 else math.inf
+        bucket = self._bucket
+        if bucket is None or bucket.max_rate != ceiling or bucket.adaptive != adaptive:
+            bucket = self._bucket = bucket_for(settings.conn_id, settings.base_url, rate, adaptive)
+        return bucket
 
-    def _observe(self, bucket: TokenBucket | None, response: httpx.Response) -> None:
+    def _observe(self, bucket: TokenBucket | None, response: httpx.Response, sent_at: float) -> None:
         if bucket is not None:
             if response.status_code == 429:
-                bucket.on_throttled(parse_retry_after(response.headers))
+                bucket.on_throttled(parse_retry_after(response.headers), sent_at)
             elif response.status_code < 500:
                 bucket.on_success()
         self._clock.observe(response.headers)
@@ -206,12 +216,14 @@ class Transport:
         self, settings: RevoxSettings, request: httpx.Request, phase: _Phase, download: bool
     ) -> httpx.Response:
         bucket = self.bucket(settings)
+        sent_at = 0.0
         if bucket is not None:
-            bucket.acquire()
+            bucket.acquire(self._rate_sleep)
+            sent_at = bucket.sent()
         deadline = time.monotonic() + settings.timeout
         with self._tls_guard(request, phase):
             response = self.client(settings).send(request, stream=True, follow_redirects=download)
-        self._observe(bucket, response)
+        self._observe(bucket, response, sent_at)
         if download and response.status_code < 400:
             return response
         return responses.read_body(response, settings.max_response_bytes, deadline)
@@ -220,14 +232,16 @@ class Transport:
         self, settings: RevoxSettings, request: httpx.Request, phase: _Phase, download: bool
     ) -> httpx.Response:
         bucket = self.bucket(settings)
+        sent_at = 0.0
         if bucket is not None:
-            await bucket.aacquire()
+            await bucket.aacquire(self._rate_asleep)
+            sent_at = bucket.sent()
         client = self.async_client(settings)
         try:
             with anyio.fail_after(settings.timeout):
                 with self._tls_guard(request, phase):
                     response = await client.send(request, stream=True, follow_redirects=download)
-                self._observe(bucket, response)
+                self._observe(bucket, response, sent_at)
                 if download and response.status_code < 400:
                     return response
                 return await responses.aread_body(response, settings.max_response_bytes)

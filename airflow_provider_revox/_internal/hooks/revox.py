@@ -7,7 +7,8 @@ The transport policy lives in :mod:`airflow_provider_revox._internal.client`: th
 
 Tests that must not wait can replace :func:`retry_sleep` and :func:`retry_asleep` in this module
 (``monkeypatch.setattr(revox_hook_module, "retry_sleep", recorder)``): every retry sleeps through
-them, looked up at the moment of sleeping.
+them, looked up at the moment of sleeping. The waits for the connection's rate limit go through
+:func:`rate_sleep` and :func:`rate_asleep`, which call them in turn unless replaced themselves.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ async def retry_asleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+def rate_sleep(seconds: float) -> None:
+    """Wait for the connection's rate limit in a thread: through :func:`retry_sleep` (replaceable)."""
+    retry_sleep(seconds)
+
+
+async def rate_asleep(seconds: float) -> None:
+    """Wait for the connection's rate limit on the event loop: through :func:`retry_asleep` (replaceable)."""
+    await retry_asleep(seconds)
+
+
 class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
     campaigns, download recordings. Every endpoint has a blocking method and an async twin
@@ -70,7 +81,7 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
             and, optionally, the base URL (host) and extras (``timeout``, ``max_retries``,
-            ``max_requests_per_second``, ``batch_polls``, ``max_response_mb``,
+            ``max_requests_per_second``, ``adaptive_rate``, ``batch_polls``, ``max_response_mb``,
             ``max_recording_mb``, ``download_timeout``, ``allow_insecure_http``; checked before
             the first request).
         timeout: overall seconds per request (connect: at most 5 s); overrides the extra.
@@ -113,6 +124,8 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
             # Looked up when sleeping, so a test's replacement of the module functions is seen.
             sleep=sleep or (lambda seconds: retry_sleep(seconds)),
             asleep=asleep or (lambda seconds: retry_asleep(seconds)),
+            rate_sleep=lambda seconds: rate_sleep(seconds),
+            rate_asleep=lambda seconds: rate_asleep(seconds),
         )
 
     def __repr__(self) -> str:
@@ -254,7 +267,10 @@ class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
         return response
 
     def rate_bucket(self) -> TokenBucket | None:
-        """The rate bucket this hook shares with every hook of its connection; None without a limit."""
+        """The rate bucket this hook shares with every hook of its connection in this process.
+
+        None when the connection sets no ``max_requests_per_second`` and turns ``adaptive_rate`` off.
+        """
         return self._transport.bucket(self._resolve())
 
     def _check(self, response: httpx.Response, call_id: str | None = None) -> None:

@@ -43,8 +43,8 @@ def test_an_unknown_extra_is_named_once_with_the_closest_known_one(caplog: pytes
         "Revox connection 'revox_typo': extra 'timout' is not a setting of this provider, ignored; "
         "did you mean 'timeout'?",
         "Revox connection 'revox_typo': extra 'zzz' is not a setting of this provider, ignored; the "
-        "extras it reads are allow_insecure_http, api_key, batch_polls, download_timeout, max_recording_mb, "
-        "max_requests_per_second, max_response_mb, max_retries, timeout",
+        "extras it reads are adaptive_rate, allow_insecure_http, api_key, batch_polls, download_timeout, "
+        "max_recording_mb, max_requests_per_second, max_response_mb, max_retries, timeout",
     ]
 
 

@@ -92,8 +92,14 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     async def asleep(seconds: float) -> None:
         waits.append(seconds)
 
+    async def no_wait(seconds: float) -> None:
+        pass
+
     monkeypatch.setattr(revox_hook, "retry_sleep", waits.append)
     monkeypatch.setattr(revox_hook, "retry_asleep", asleep)
+    # The rate limit's own waits (a 429 cuts the connection's rate) are not retry waits.
+    monkeypatch.setattr(revox_hook, "rate_sleep", lambda seconds: None)
+    monkeypatch.setattr(revox_hook, "rate_asleep", no_wait)
     yield waits
 
 
