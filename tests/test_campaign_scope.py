@@ -22,11 +22,11 @@ from airflow_provider_revox.operators.revox import RevoxCreateCampaignOperator
 
 
 class OthersCreateMeanwhile(RevoxCreateCampaignOperator):
-    '''Before its second try, two other campaigns are created: the listing's newest are theirs.'''
+    '''Before its second try, 20 other campaigns are created: the listing's newest are theirs.'''
 
     def execute(self, context):
         if context["ti"].try_number == 2:
-            for n in range(2):
+            for n in range(20):
                 self.hook.create_campaign(
                     name=f"Other {{n}}", assistant_id="asst_other",
                     contacts=[{{"to_phone_number": "+33612345609", "prompt_variables": {{}}}}],
@@ -98,20 +98,20 @@ def test_the_shared_scope_reattaches_across_dags(
 def test_a_listing_that_may_be_truncated_creates_nothing_and_the_next_run_finds_it(
     revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The first POST is stored and its answer lost; two other campaigns are created before the
-    # retry, and the API lists only the two newest: the retry cannot see its campaign.
-    revox_simulator.engine.campaigns.list_limit = 2
+    # The first POST is stored and its answer lost; 20 other campaigns are created before the
+    # retry, and the API lists only the 20 newest: the retry cannot see its campaign.
+    revox_simulator.engine.campaigns.list_limit = 20
     revox_simulator.faults.script("POST /campaigns", ["drop_after_commit"])
-    arguments = {"contacts": contacts("+33612345601"), "idempotency_key": "spring", "list_limit": 2}
+    arguments = {"contacts": contacts("+33612345601"), "idempotency_key": "spring"}
     ti = create(run_dag, "campaign_truncated", operator="OthersCreateMeanwhile", retries=1, **arguments)
     assert ti.state == "failed" and ti.try_number == 2
     stats = revox_simulator.stats()
-    assert stats["campaigns"] == 3 and stats["by_endpoint"]["POST /campaigns"] == 3  # ours once, 2 others
+    assert stats["campaigns"] == 21 and stats["by_endpoint"]["POST /campaigns"] == 21  # ours once, 20 others
     logged = capsys.readouterr().out
     assert "RevoxPlacementUnknownError" in logged
     assert (
         "Cannot tell whether campaign 'Reminders [spring @ campaign_truncated/create]' exists already: "
-        "GET /campaigns returned 2 campaigns (list_limit=2)"
+        "GET /campaigns returned 20 campaigns (list_limit=20)"
     ) in logged
     # Once the listing shows it, the next run reattaches to that campaign and creates nothing.
     revox_simulator.engine.campaigns.list_limit = None
@@ -119,7 +119,7 @@ def test_a_listing_that_may_be_truncated_creates_nothing_and_the_next_run_finds_
     result = again.xcom_pull(task_ids="create")
     assert again.state == "success" and result["reattached"] is True
     assert numbers_of(revox_simulator, result["campaign_id"]) == ["+33612345601"]
-    assert revox_simulator.stats()["campaigns"] == 3
+    assert revox_simulator.stats()["campaigns"] == 21
 
 
 def test_a_first_try_with_a_derived_key_creates_even_when_the_listing_is_full(
