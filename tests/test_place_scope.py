@@ -198,3 +198,20 @@ def test_airflows_deferral_timeout_cancels_the_order(revox_conn: SimulatorHandle
         resumed.resume_execution("__fail__", {"error": "Trigger timeout"}, context("dag_t", store=store))  # type: ignore[arg-type]
     assert revox_conn.get_call(call_id)["status"] == "cancelled"
     assert endpoints(revox_conn)["POST /call/{id}/cancel"] == 1
+
+
+def test_airflows_deferral_timeout_without_a_store_finds_the_order_and_cancels_it(
+    revox_conn: SimulatorHandle, without_task_state_store: None
+) -> None:
+    arguments = {"phone_number": PARIS, "assistant_id": "a", "scheduled_at": tomorrow()}
+    placed = RevoxPlaceCallOperator(task_id="call", wait_for_completion=False, **arguments)
+    call_id = placed.execute(context("dag_t"))  # type: ignore[arg-type]
+    resumed = RevoxPlaceCallOperator(task_id="call", deferrable=True, **arguments)
+    with pytest.raises(AirflowSensorTimeout):
+        resumed.resume_execution("__fail__", {"error": "Trigger timeout"}, context("dag_t"))  # type: ignore[arg-type]
+    assert revox_conn.get_call(call_id)["status"] == "cancelled"
+    # Another DAG's deferral timeout finds no order of its own and cancels nothing more.
+    stranger = RevoxPlaceCallOperator(task_id="call", deferrable=True, **arguments)
+    with pytest.raises(AirflowSensorTimeout):
+        stranger.resume_execution("__fail__", {"error": "Trigger timeout"}, context("dag_x"))  # type: ignore[arg-type]
+    assert endpoints(revox_conn)["POST /call/{id}/cancel"] == 1

@@ -334,8 +334,21 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             # Airflow's own deferral timeout arrives here without an event and skips the
             # trigger's on_kill: this is the last place that can stop the order ringing.
             self._resumed(context, (next_kwargs or {}).get("event"))
+            if not self.call_id and self.cancel_on_timeout:
+                self.call_id = self._find_own(context)
             self._cancel_on_timeout()
             raise
+
+    def _find_own(self, context: Context) -> str:
+        """This task's order found by its key (no store, no event); "" when the search cannot tell."""
+        try:
+            arguments = self._request(durable.idempotency_key(context, self.idempotency_key))
+            return self._find(arguments, arguments["metadata"][durable.METADATA_KEY]) or ""
+        except RevoxError as error:
+            self.log.warning("The order of this task could not be looked up to cancel it: %s", error)
+            return ""
+        finally:
+            self.hook.close()
 
     def _cancel_on_timeout(self) -> None:
         if not self.cancel_on_timeout:
