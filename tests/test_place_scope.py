@@ -160,6 +160,18 @@ def test_a_timed_out_wait_cancels_its_order(
     )
 
 
+@pytest.mark.parametrize("mode", [{"mode": "poke"}, {"deferrable": True}])
+def test_with_soft_fail_a_timed_out_wait_is_skipped_and_cancels_its_order(
+    mode: dict[str, Any], revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+) -> None:
+    name = "poke" if "mode" in mode else "deferrable"
+    ti = run_task(run_dag, f"timeout_soft_{name}", phone_number=PARIS, assistant_id="asst_later",
+                  scheduled_at=tomorrow(), timeout=2, poke_interval=1, soft_fail=True, **mode)  # fmt: skip
+    (call_id,) = revox_simulator.engine.call_ids()
+    assert ti.state == "skipped"
+    assert revox_simulator.get_call(call_id)["status"] == "cancelled"
+
+
 def test_without_cancel_on_timeout_the_order_is_left_and_the_log_says_so(
     revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

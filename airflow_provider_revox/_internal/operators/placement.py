@@ -7,7 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSensorTimeout, TaskDeferralTimeout
+from airflow.sdk.exceptions import (
+    AirflowNotFoundException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferralTimeout,
+)
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.client.requests import place_call_body
@@ -40,6 +45,17 @@ def ambiguous(error: RevoxError) -> bool:
     if isinstance(error, RevoxTransportError | RevoxResponseError):
         return True
     return isinstance(error, RevoxApiError) and (error.status_code or 0) >= 500
+
+
+def gave_up(error: BaseException) -> bool:
+    """Whether ``error`` ends a wait that timed out, also as the skip ``soft_fail`` makes of it."""
+    timeouts = (AirflowSensorTimeout, TaskDeferralTimeout)
+    if isinstance(error, timeouts):
+        return True
+    # soft_fail turns a timeout into a skip: raised from it, or (an explicit timeout) with this text.
+    return isinstance(error, AirflowSkipException) and (
+        isinstance(error.__cause__, timeouts) or str(error).startswith("Sensor has timed out")
+    )
 
 
 class RevoxPlaceCallOperator(RevoxWaitSensor):
@@ -205,8 +221,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         if self.wait_for_completion:
             try:
                 return self._wait().execute(context, cancel_on_kill=self.cancel_on_kill and self._owned)
-            except (AirflowSensorTimeout, TaskDeferralTimeout):
-                self._cancel_on_timeout()
+            except (AirflowSensorTimeout, TaskDeferralTimeout, AirflowSkipException) as error:
+                if gave_up(error):
+                    self._cancel_on_timeout()
                 raise
         try:
             RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
@@ -330,7 +347,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         """Resume after the deferral; a wait that timed out (event or deferral timeout) cancels first."""
         try:
             return super().resume_execution(next_method, next_kwargs, context)
-        except (AirflowSensorTimeout, TaskDeferralTimeout):
+        except (AirflowSensorTimeout, TaskDeferralTimeout, AirflowSkipException) as error:
+            if not gave_up(error):
+                raise
             # Airflow's own deferral timeout arrives here without an event and skips the
             # trigger's on_kill: this is the last place that can stop the order ringing.
             self._resumed(context, (next_kwargs or {}).get("event"))
