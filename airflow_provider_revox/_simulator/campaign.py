@@ -104,6 +104,9 @@ class CampaignBook:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._campaigns: dict[str, Campaign] = {}
+        #: When set, ``GET /campaigns`` lists only this many campaigns, the newest, as an API that
+        #: caps its listing does; a test sets it to see the provider not take a listing as complete.
+        self.list_limit: int | None = None
         # A salt per start, as for call ids: a restarted simulator never hands out an old id.
         self._run = secrets.token_hex(8)
 

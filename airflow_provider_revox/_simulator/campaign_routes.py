@@ -1,7 +1,8 @@
 """The campaign endpoints of the simulated API (served by :class:`~.server.SimulatorServer`).
 
 * ``POST /campaigns`` -> ``{"campaign": {...}}``: every contact becomes an order in ``not_launched``;
-* ``GET /campaigns`` -> ``{"campaigns": [...]}``; ``GET /campaigns/{id}`` -> ``{"campaign": {...}}``
+* ``GET /campaigns`` -> ``{"campaigns": [...]}`` (only the ``CampaignBook.list_limit`` newest when set);
+  ``GET /campaigns/{id}`` -> ``{"campaign": {...}}``
   with ``status``, ``is_cancelled``, ``row_stats`` and ``funnel_stats``;
 * ``GET /campaigns/{id}/rows`` -> ``{"rows": [...]}``, each row with its order as ``call``;
 * ``GET /campaigns/{id}/statistics`` -> ``{"statistics": {...}}``;
@@ -50,7 +51,10 @@ def campaign_routes(engine: SimulatorEngine) -> list[tuple[str, str, str, Handle
 
     def listing(request: Request, call_id: str | None, body: bytes) -> Reply:
         moment = engine.moment()
-        found = [render_campaign(engine, book.campaign(i), moment) for i in book.ids()]
+        ids = book.ids()
+        if book.list_limit is not None:
+            ids = ids[-book.list_limit :] if book.list_limit > 0 else []
+        found = [render_campaign(engine, book.campaign(i), moment) for i in ids]
         return json_reply(200, {"campaigns": found})
 
     def view(name: str, render: Callable[..., Any]) -> Handler:

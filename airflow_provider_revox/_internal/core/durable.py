@@ -18,8 +18,48 @@ from airflow_provider_revox._internal.core import compat
 #: The ``metadata`` entry (and campaign name suffix) carrying a placement's idempotency key.
 METADATA_KEY = "airflow_idempotency_key"
 
+#: The ``metadata`` entry carrying the identity (``"<dag_id>/<task_id>"``) of the task that placed an order.
+OWNER_KEY = "airflow_task"
+
 #: Longest idempotency key accepted from a user; derived keys are shorter.
 MAX_KEY_LENGTH = 128
+
+#: A key identifies a placement of one task of one DAG (the default).
+SCOPE_TASK = "task"
+#: A key identifies a placement across every DAG of the Revox organisation (an explicit opt-in).
+SCOPE_SHARED = "shared"
+SCOPES = (SCOPE_TASK, SCOPE_SHARED)
+
+
+def check_scope(scope: Any) -> str:
+    """Return ``scope`` when it is ``"task"`` or ``"shared"``.
+
+    Raises:
+        ValueError: any other value.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"idempotency_scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    return str(scope)
+
+
+def task_identity(context: Mapping[str, Any]) -> str:
+    """``"<dag_id>/<task_id>"`` of the running task: what its placements carry to be told apart.
+
+    Neither a dag id nor a task id may contain ``/``, so the pair reads back unambiguously.
+    """
+    ti = context["ti"]
+    return f"{ti.dag_id}/{ti.task_id}"
+
+
+def matches(metadata: Mapping[str, Any], key: str, identity: str, scope: str) -> bool:
+    """Whether an order's ``metadata`` marks it as the placement of ``key`` for this task.
+
+    In the ``task`` scope the order must also carry this task's identity: another DAG's order
+    under the same key is a stranger's. In the ``shared`` scope the key alone decides.
+    """
+    if metadata.get(METADATA_KEY) != key:
+        return False
+    return scope == SCOPE_SHARED or metadata.get(OWNER_KEY) == identity
 
 
 def idempotency_key(context: Mapping[str, Any], override: str | None = None) -> str:

@@ -1,9 +1,11 @@
 """Operators that create, launch, pause, resume and cancel Revox campaigns.
 
 Creating a campaign is durable across task retries: the campaign's name carries this task
-instance's idempotency key (``"<name> [<key>]"``; the API has no campaign metadata), the
-campaign id goes into the task state store (Airflow 3.3+), and a retry reattaches to the
-stored id, or finds the campaign by its name with ``GET /campaigns``, before creating one.
+instance's idempotency key and the creating task's identity (``"<name> [<key> @ <dag_id>/<task_id>]"``;
+the API has no campaign metadata), the campaign id goes into the task state store (Airflow 3.3+),
+and a retry reattaches to the stored id, or finds the campaign by its name with
+``GET /campaigns``, before creating one. A listing that may be truncated cannot prove the
+campaign absent: the task then fails with ``RevoxPlacementUnknownError`` and creates nothing.
 """
 
 from __future__ import annotations
@@ -22,19 +24,32 @@ from airflow_provider_revox._internal.core.campaign import (
     validate_campaign_id,
     validate_name,
 )
-from airflow_provider_revox._internal.core.durable import TaskState, idempotency_key
+from airflow_provider_revox._internal.core.durable import (
+    SCOPE_SHARED,
+    SCOPE_TASK,
+    TaskState,
+    check_scope,
+    idempotency_key,
+    task_identity,
+)
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError
+from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError, RevoxPlacementUnknownError
 
 #: Task state keys: the campaign a create made, and the campaign a launch started.
 CREATED_KEY = "revox_campaign_id"
 LAUNCHED_KEY = "revox_launched_campaign_id"
 
+#: The most campaigns ``GET /campaigns`` is taken to return: a listing this long may be truncated.
+LIST_LIMIT = 20
 
-def tagged_name(name: str, key: str) -> str:
-    """The campaign name that carries the idempotency key: ``"<name> [<key>]"``."""
-    return f"{name} [{key}]"
+
+def tagged_name(name: str, key: str, identity: str | None = None) -> str:
+    """The name carrying the key and the creating task: ``"<name> [<key> @ <dag_id>/<task_id>]"``.
+
+    Without ``identity`` (the shared scope) only the key: ``"<name> [<key>]"``.
+    """
+    return f"{name} [{key} @ {identity}]" if identity else f"{name} [{key}]"
 
 
 class _CampaignOperator(BaseOperator):
@@ -67,7 +82,13 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
     before anything is created.
 
     Durable: see the module's docstring. The key is derived from the dag, task, run and map
-    index; ``idempotency_key`` overrides it.
+    index; ``idempotency_key`` overrides it. The name also carries the creating task's identity,
+    so a campaign another DAG created under the same name and key is never reattached to,
+    unless ``idempotency_scope="shared"``. When the key may have been used before (a retry, or
+    a fixed ``idempotency_key``) and ``GET /campaigns`` returns ``list_limit`` campaigns or more
+    without this one, the listing may be truncated: the task fails with
+    :class:`~airflow_provider_revox.exceptions.RevoxPlacementUnknownError` and creates nothing;
+    its next try looks again.
 
     Returns:
         ``{"campaign_id", "name", "contacts", "rejected", "rejects_path", "reattached"}``.
@@ -85,6 +106,10 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         from_phone_number: the caller number (E.164).
         max_concurrent_calls: attempts live at once.
         idempotency_key: a fixed key instead of the derived one.
+        idempotency_scope: ``"task"`` (default): the key identifies a campaign of this task of
+            this DAG; ``"shared"``: a campaign of any DAG with the same name and key is reattached to.
+        list_limit: the most campaigns ``GET /campaigns`` returns (default 20); a listing this
+            long may be truncated, so it cannot prove a campaign absent.
         revox_conn_id: the ``revox`` connection (templated).
     """
 
@@ -114,9 +139,15 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         from_phone_number: str | None = None,
         max_concurrent_calls: int | None = None,
         idempotency_key: str | None = None,
+        idempotency_scope: str = SCOPE_TASK,
+        list_limit: int = LIST_LIMIT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(list_limit, bool) or not isinstance(list_limit, int) or list_limit < 1:
+            raise ValueError(f"list_limit must be a whole number >= 1, not {list_limit!r}")
+        self.idempotency_scope = check_scope(idempotency_scope)
+        self.list_limit = list_limit
         if (contacts is None) == (contacts_path is None):
             raise ValueError("give exactly one of contacts and contacts_path")
         if (
@@ -146,7 +177,8 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         """Reattach to this task's campaign, or validate the contacts and create it."""
         validate_name(self.name)
         key = idempotency_key(context, self.idempotency_key)
-        name = tagged_name(self.name, key)
+        shared = self.idempotency_scope == SCOPE_SHARED
+        name = tagged_name(self.name, key, None if shared else task_identity(context))
         state = TaskState(context)
         state.note_missing(self.log, f"each try first looks for a campaign named {name!r}, reattaching to it")
         try:
@@ -156,7 +188,7 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                 self.log.info("Campaign %s was created by an earlier try; reattaching", campaign.id)
                 return self._result(campaign, None, reattached=True)
             sorted_rows, rejects_at = self._read(context)
-            found = self._find(name)
+            found = self._find(name, context)
             if found is not None:
                 self.log.info("Campaign %s named %r exists already; reattaching", found.id, name)
                 state.set(CREATED_KEY, found.id)
@@ -175,10 +207,28 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         finally:
             self.hook.close()
 
-    def _find(self, name: str) -> Campaign | None:
-        """The campaign an earlier try created under this key, if the API has it."""
-        matches = [campaign for campaign in self.hook.list_campaigns() if campaign.name == name]
-        return matches[0] if matches else None
+    def _find(self, name: str, context: Context) -> Campaign | None:
+        """The campaign an earlier try created under this key and task, if the API has it.
+
+        Only an exact name matches: it carries the key and (in the task scope) this task's identity.
+
+        Raises:
+            RevoxPlacementUnknownError: the campaign may exist but the listing may be truncated.
+        """
+        listed = self.hook.list_campaigns()
+        matches = [campaign for campaign in listed if campaign.name == name]
+        if matches:
+            return matches[0]
+        ti = context.get("ti")
+        used_before = self.idempotency_key is not None or getattr(ti, "try_number", 1) > 1
+        if used_before and len(listed) >= self.list_limit:
+            raise RevoxPlacementUnknownError(
+                f"Cannot tell whether campaign {name!r} exists already: GET /campaigns returned "
+                f"{len(listed)} campaigns (list_limit={self.list_limit}), so the listing may be "
+                "truncated and not finding it there proves nothing. No campaign is created rather "
+                "than risk a second one; the task's next try looks again."
+            )
+        return None
 
     def _read(self, context: Context) -> tuple[reading.Sorted, str | None]:
         """The checked contacts; writes the rejects and fails past ``max_rejected_rows``."""

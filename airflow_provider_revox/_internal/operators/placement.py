@@ -7,11 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.exceptions import (
+    AirflowNotFoundException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferralTimeout,
+)
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.client.requests import place_call_body
-from airflow_provider_revox._internal.core import compat, durable
+from airflow_provider_revox._internal.core import compat, durable, statuses
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.call import CallWait
@@ -42,6 +47,17 @@ def ambiguous(error: RevoxError) -> bool:
     return isinstance(error, RevoxApiError) and (error.status_code or 0) >= 500
 
 
+def gave_up(error: BaseException) -> bool:
+    """Whether ``error`` ends a wait that timed out, also as the skip ``soft_fail`` makes of it."""
+    timeouts = (AirflowSensorTimeout, TaskDeferralTimeout)
+    if isinstance(error, timeouts):
+        return True
+    # soft_fail turns a timeout into a skip: raised from it, or (an explicit timeout) with this text.
+    return isinstance(error, AirflowSkipException) and (
+        isinstance(error.__cause__, timeouts) or str(error).startswith("Sensor has timed out")
+    )
+
+
 class RevoxPlaceCallOperator(RevoxWaitSensor):
     """Place one Revox call order, then (by default) wait for it exactly as ``RevoxCallSensor``.
 
@@ -49,9 +65,13 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
     composed into this operator rather than inherited: the same poke, reschedule and deferrable
     modes (Airflow's sensor base gives the reschedule mode), the same trigger, the same summary.
 
-    **Never twice.** Each placement carries an idempotency key in its ``metadata`` (under
-    ``airflow_idempotency_key``; derived from the dag id, task id, run id and map index, or
-    ``idempotency_key``). On Airflow 3.3+ the placed order's id goes into the task state store
+    **Never twice, never the wrong order.** Each placement carries an idempotency key in its
+    ``metadata`` (under ``airflow_idempotency_key``; derived from the dag id, task id, run id and
+    map index, or ``idempotency_key``) and the identity of the task that placed it (under
+    ``airflow_task``: ``"<dag_id>/<task_id>"``). A key identifies a placement within its task:
+    an order of another DAG under the same key is never reattached to, unless
+    ``idempotency_scope="shared"`` says the key is meant to be shared across DAGs. On Airflow
+    3.3+ the placed order's id goes into the task state store
     before any wait, and a retry (or a reschedule poke) reattaches to it. Where there is no store
     (Airflow 3.2), where the worker died between the ``POST`` and storing the id, or where the
     ``POST`` failed after it may have reached Revox, the operator first searches the orders to
@@ -59,8 +79,12 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
     :class:`~airflow_provider_revox.exceptions.RevoxPlacementUnknownError` rather than risk
     calling the person twice.
 
-    **Cancelled on kill.** With ``cancel_on_kill`` (the default) a killed task cancels the order
-    it placed, in the worker (``on_kill``) and, when deferred, in the triggerer (Airflow 3.3).
+    **Cancelled on kill and on timeout.** With ``cancel_on_kill`` (the default) a killed task
+    cancels the order it placed, in the worker (``on_kill``) and, when deferred, in the triggerer
+    (Airflow 3.3). With ``cancel_on_timeout`` (the default) a wait that gives up (``timeout``, the
+    derived deadline, the deferral's timeout) cancels the order before the task fails, so no one
+    is dialled for a task that no longer waits. Only an order carrying this task's identity is
+    ever cancelled.
 
     Every argument is checked before any request (a named
     :class:`~airflow_provider_revox.exceptions.RevoxInvalidRequestError`); literal values are
@@ -78,8 +102,12 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         concurrency_key: orders sharing it share a server-side concurrency limit (templated).
         idempotency_key: replaces the derived key, e.g. to keep one order across dag runs
             (templated).
+        idempotency_scope: ``"task"`` (default): the key identifies a placement of this task of
+            this DAG; ``"shared"``: any DAG placing under the same key, number and assistant
+            reattaches to the same order.
         wait_for_completion: wait for the order to end (default); False returns its id at once.
         cancel_on_kill: cancel the order when the task is killed.
+        cancel_on_timeout: cancel the order when the wait gives up.
         **kwargs: what ``RevoxCallSensor`` takes besides ``call_id`` (``revox_conn_id``,
             ``deferrable``, ``poke_interval``, ``timeout``, ``fail_on_statuses``, ``mode``, ...).
     """
@@ -114,13 +142,21 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         skip_calling_window: bool | None = None,
         concurrency_key: str | None = None,
         idempotency_key: str | None = None,
+        idempotency_scope: str = durable.SCOPE_TASK,
         wait_for_completion: bool = True,
         cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         #: The order's id, once placed (or found) by this task instance.
         self.call_id = ""
+        self.idempotency_scope = durable.check_scope(idempotency_scope)
+        self.cancel_on_timeout = cancel_on_timeout
+        # "<dag_id>/<task_id>" of the running task, read from its context.
+        self._identity = ""
+        # False for an order of another task reattached to under the shared scope: never cancelled.
+        self._owned = True
         self._waiting: CallWait | None = None
         self.phone_number = phone_number
         self.assistant_id = assistant_id
@@ -150,8 +186,13 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
                 "pass idempotency_key= to choose it",
                 field="metadata",
             )
+        if isinstance(metadata, dict) and durable.OWNER_KEY in metadata:
+            raise RevoxInvalidRequestError(
+                f"metadata[{durable.OWNER_KEY!r}] is reserved for the identity of the placing task",
+                field="metadata",
+            )
         if key is not None:
-            metadata = {**(metadata or {}), durable.METADATA_KEY: key}
+            metadata = {**(metadata or {}), durable.METADATA_KEY: key, durable.OWNER_KEY: self._identity}
         arguments = {
             "phone_number": self.phone_number,
             "assistant_id": self.assistant_id,
@@ -170,6 +211,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def execute(self, context: Context) -> Any:
         """Make sure the order is placed (once), then wait for it, or return its id."""
+        self._identity = durable.task_identity(context)
         arguments = self._request(durable.idempotency_key(context, self.idempotency_key))
         try:
             self.call_id = self._placed(context, arguments)
@@ -177,7 +219,12 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             self.hook.close()
             raise
         if self.wait_for_completion:
-            return self._wait().execute(context, cancel_on_kill=self.cancel_on_kill)
+            try:
+                return self._wait().execute(context, cancel_on_kill=self.cancel_on_kill and self._owned)
+            except (AirflowSensorTimeout, TaskDeferralTimeout, AirflowSkipException) as error:
+                if gave_up(error):
+                    self._cancel_on_timeout()
+                raise
         try:
             RevoxCallLink.persist(context, call_id=self.call_id, base_url=self.hook.base_url)
         finally:
@@ -234,8 +281,19 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             filters["assistant_ids"] = [arguments["assistant_id"]]
         try:
             for call in self.hook.iter_calls(**filters):
-                if call.metadata.get(durable.METADATA_KEY) == key:
+                if durable.matches(call.metadata, key, self._identity, self.idempotency_scope):
+                    self._owned = call.metadata.get(durable.OWNER_KEY) == self._identity
                     return call.id
+                if call.metadata.get(durable.METADATA_KEY) == key:
+                    self.log.warning(
+                        "Call %s carries idempotency key %s but was placed by %r, not this task "
+                        "(%s): not reattaching to it (idempotency_scope=%r)",
+                        call.id,
+                        key,
+                        call.metadata.get(durable.OWNER_KEY),
+                        self._identity,
+                        self.idempotency_scope,
+                    )
         except RevoxError as error:
             raise RevoxPlacementUnknownError(
                 f"Cannot tell whether an earlier try already placed this call: the search for "
@@ -275,22 +333,82 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Take the trigger's event for the order this task placed (its id read back first)."""
+        self._resumed(context, event)
+        return self._wait().complete(event)
+
+    def _resumed(self, context: Context, event: dict[str, Any] | None) -> None:
+        # A fresh operator resumes the task: the id is in the store, else in the event.
+        self._identity = durable.task_identity(context)
         if not self.call_id:
-            # A fresh operator resumes the task: the id is in the store, else in the event.
             stored = durable.TaskState(context).get(STATE_KEY)
             self.call_id = stored or str((event or {}).get("call_id") or "")
-        return self._wait().complete(event)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after the deferral; a wait that timed out (event or deferral timeout) cancels first."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except (AirflowSensorTimeout, TaskDeferralTimeout, AirflowSkipException) as error:
+            if not gave_up(error):
+                raise
+            # Airflow's own deferral timeout arrives here without an event and skips the
+            # trigger's on_kill: this is the last place that can stop the order ringing.
+            self._resumed(context, (next_kwargs or {}).get("event"))
+            if not self.call_id and self.cancel_on_timeout:
+                self.call_id = self._find_own(context)
+            self._cancel_on_timeout()
+            raise
+
+    def _find_own(self, context: Context) -> str:
+        """This task's order found by its key (no store, no event); "" when the search cannot tell."""
+        try:
+            arguments = self._request(durable.idempotency_key(context, self.idempotency_key))
+            return self._find(arguments, arguments["metadata"][durable.METADATA_KEY]) or ""
+        except RevoxError as error:
+            self.log.warning("The order of this task could not be looked up to cancel it: %s", error)
+            return ""
+        finally:
+            self.hook.close()
+
+    def _cancel_on_timeout(self) -> None:
+        if not self.cancel_on_timeout:
+            self.log.warning(
+                "The wait for call %s gave up; the order is left as it is (cancel_on_timeout=False)",
+                self.call_id or "(unknown)",
+            )
+            return
+        if not self.call_id:
+            self.log.warning("The wait gave up, but the id of the order is unknown: nothing cancelled")
+            return
+        self._cancel("the wait for it gave up (cancel_on_timeout)")
+
+    def _cancel(self, why: str) -> None:
+        """Cancel this task's order, only if it carries this task's identity; failures are logged."""
+        # A hook of its own: the task's hook may be mid-request when a kill arrives.
+        hook = RevoxHook(revox_conn_id=self.revox_conn_id)
+        try:
+            call = hook.get_call(self.call_id)
+            owner = call.metadata.get(durable.OWNER_KEY)
+            if not self._identity or owner != self._identity:
+                self.log.warning(
+                    "Call %s not cancelled although %s: it was placed by %r, not by this task (%s)",
+                    self.call_id,
+                    why,
+                    owner,
+                    self._identity or "unknown",
+                )
+                return
+            if statuses.is_terminal(call.status):
+                self.log.info("Call %s has ended already (%r); nothing to cancel", self.call_id, call.status)
+                return
+            call = hook.cancel_call(self.call_id)
+            self.log.info("Call %s cancelled because %s; it is now %r", self.call_id, why, call.status)
+        except (RevoxError, AirflowNotFoundException) as error:
+            self.log.warning("Call %s could not be cancelled (%s): %s", self.call_id, why, error)
+        finally:
+            hook.close()
 
     def on_kill(self) -> None:
         """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""
         if not self.cancel_on_kill or not self.call_id:
             return
-        # A hook of its own: the task's hook may be mid-request when the kill arrives.
-        hook = RevoxHook(revox_conn_id=self.revox_conn_id)
-        try:
-            call = hook.cancel_call(self.call_id)
-            self.log.info("Call %s cancelled on kill; it is now %r", self.call_id, call.status)
-        except (RevoxError, AirflowNotFoundException) as error:
-            self.log.warning("Call %s could not be cancelled on kill: %s", self.call_id, error)
-        finally:
-            hook.close()
+        self._cancel("the task was killed")

@@ -154,7 +154,7 @@ def test_a_fixed_key_reattaches_across_runs(
     )
     assert first["campaign_id"] == second["campaign_id"]
     assert (first["reattached"], second["reattached"]) == (False, True)
-    assert first["name"] == "Reminders [spring-2025]"
+    assert first["name"] == "Reminders [spring-2025 @ campaign_create/create]"
     assert revox_simulator.stats()["campaigns"] == 1
 
 

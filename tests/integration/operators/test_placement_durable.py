@@ -127,21 +127,21 @@ def test_a_retry_reattaches_to_the_id_in_the_task_state_store(
 def test_without_a_store_the_order_is_found_by_its_key(
     fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], without_task_state_store: None
 ) -> None:
-    mine = fast_simulator.place_call(
-        phone_number=PARIS, assistant_id="asst_key", metadata={durable.METADATA_KEY: "order-7"}
-    )["id"]
-    fast_simulator.place_call(
-        phone_number=PARIS, assistant_id="asst_key", metadata={durable.METADATA_KEY: "order-8"}
-    )
-    fast_simulator.place_call(
-        phone_number=PARIS, assistant_id="asst_other", metadata={durable.METADATA_KEY: "order-7"}
-    )
+    def tagged(key: str, owner: str, assistant: str = "asst_key") -> str:
+        metadata = {durable.METADATA_KEY: key, durable.OWNER_KEY: owner}
+        placed = fast_simulator.place_call(phone_number=PARIS, assistant_id=assistant, metadata=metadata)
+        return str(placed["id"])
+
+    mine = tagged("order-7", "place_found_by_key/call")
+    tagged("order-8", "place_found_by_key/call")
+    tagged("order-7", "place_found_by_key/call", assistant="asst_other")
+    tagged("order-7", "another_dag/call")  # same key, number and assistant: a stranger's order
     ti = run_place(run_dag, "place_found_by_key", phone_number=PARIS, assistant_id="asst_key",
                    idempotency_key="order-7", wait_for_completion=False)  # fmt: skip
     assert ti.state == "success"
     assert ti.xcom_pull(task_ids="call") == mine
     assert endpoints(fast_simulator) == {"POST /call/search": 1}
-    assert fast_simulator.stats()["calls"] == 3
+    assert fast_simulator.stats()["calls"] == 4
 
 
 @pytest.mark.usefixtures("without_task_state_store")
