@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_revox._internal.operators.export import _rendered_search
+from airflow_provider_revox._internal.export.search import rendered_search
 from airflow_provider_revox._internal.waiting.ids import batch_call_ids, normalize_call_ids, one_call_id
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxInvalidCallIdError
 from airflow_provider_revox.operators.revox import RevoxCallResultsOperator, RevoxCallsToStorageOperator
@@ -105,10 +105,10 @@ def test_a_search_value_still_holding_a_template_fails_before_any_request(
 
 def test_rendered_search_names_the_template_and_hints_at_a_list_rendered_to_text() -> None:
     with pytest.raises(RevoxConfigError, match=r"search\.query still holds a template"):
-        _rendered_search({"query": "{{ params.q }}"})
+        rendered_search({"query": "{{ params.q }}"})
     with pytest.raises(RevoxConfigError, match=NATIVE):
-        _rendered_search({"campaign_ids": "['c1', 'c2']"})
-    assert _rendered_search({"campaign_ids": ["c1"]}).campaign_ids == ("c1",)  # type: ignore[union-attr]
+        rendered_search({"campaign_ids": "['c1', 'c2']"})
+    assert rendered_search({"campaign_ids": ["c1"]}).campaign_ids == ("c1",)  # type: ignore[union-attr]
     # Parse time: plain filters checked as before, templated ones by name only.
     with pytest.raises(RevoxConfigError, match="unknown filter"):
         RevoxCallsToStorageOperator(task_id="t", search={"campaign": ["{{ x }}"]}, destination="/tmp/x")
