@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,22 @@ def test_the_guides_say_what_a_newcomer_trips_on() -> None:
     assert 'What "redacted" covers: credentials' in export and "It does not cover personal data" in export
     campaigns = (DOCS / "guides" / "campaigns.md").read_text()
     assert "phone numbers and other personal data are kept as given" in campaigns
+
+
+def test_the_testing_guide_shows_the_plugin_example_the_suite_runs() -> None:
+    # tests/simulator/test_plugin.py runs the plugin docstring's example on a fresh AIRFLOW_HOME.
+    from airflow_provider_revox.testing import pytest_plugin
+
+    assert pytest_plugin.__doc__ is not None
+    documented = [
+        textwrap.dedent(block)
+        for block in re.findall(r"::\n\n((?:    .*\n|\n)+)", pytest_plugin.__doc__)
+        if "import" in block
+    ]
+    guide = _python_blocks(DOCS / "guides" / "testing.md")
+    assert len(documented) == 2
+    for block in documented:
+        assert block.strip() in [shown.strip() for shown in guide]
 
 
 def test_readme_keeps_the_two_commands_a_newcomer_runs() -> None:
