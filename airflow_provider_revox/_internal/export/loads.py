@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_revox._internal.export.staging import MANIFEST, SUCCESS_MARKER, Staging, read_published
+from airflow_provider_revox._internal.waiting.cursor import Watermark, later_mark
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -136,14 +137,30 @@ def load_entry(manifest: Mapping[str, Any], published_at: str) -> dict[str, Any]
     """The line of ``_loads.jsonl`` for a load whose manifest is ``manifest``."""
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     files = manifest.get("files", [])
+    marks = {"watermarks": manifest["watermarks"]} if manifest.get("watermarks") else {}
     return {
         **manifest.get("load", {}),
+        **marks,
         "published_at": published_at,
         "calls": sum(1 for entry in files if str(entry.get("path", "")).startswith("calls/")),
         "files": len(files),
         "rows": {str(entry["path"]).rsplit(".", 1)[0]: entry["rows"] for entry in files if "rows" in entry},
         "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
     }
+
+
+def published_mark(base: ObjectStoragePath, key: str) -> Any:
+    """The furthest watermark under ``key`` that a complete load under ``base`` published, or None.
+
+    The watermark travels with the load's manifest, so a run killed after publishing its load and
+    before storing its watermark does not make the next run export that load's calls again.
+    """
+    mark = Watermark()
+    for entry in read_loads(base):
+        state = (entry.get("watermarks") or {}).get(key)
+        if state is not None:
+            mark = later_mark(mark, Watermark.from_state(state))
+    return mark.to_state() if mark.ended_at is not None else None
 
 
 def read_loads(base: ObjectStoragePath) -> list[dict[str, Any]]:
@@ -196,9 +213,14 @@ class LoadStaging(Staging):
             # Object stores: the inherited publish writes straight into the load's folder.
             self.destination = base.joinpath(load.name)
 
+    #: ``{key: watermark state}`` this load's rows reach, published with them (incremental exports).
+    watermarks: dict[str, Any] | None = None
+
     def manifest(self) -> dict[str, Any]:
-        """The staged files' manifest, with the load's identity under ``load``."""
-        return {**super().manifest(), "load": self.load.describe()}
+        """The staged files' manifest, with the load's identity under ``load`` and, for an
+        incremental export, the watermark its rows reach under ``watermarks``."""
+        marks = {"watermarks": self.watermarks} if self.watermarks else {}
+        return {**super().manifest(), "load": self.load.describe(), **marks}
 
     def commit(self) -> dict[str, Any]:
         """Publish the load's folder whole (local) or file by file (object store), then list it."""

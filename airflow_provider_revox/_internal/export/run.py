@@ -10,7 +10,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,8 +243,12 @@ def export_calls(
     destination: ObjectStoragePath,
     options: ExportOptions,
     load: Load | None = None,
+    watermark: Callable[[], tuple[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export ``calls`` (ids, or calls already fetched) under ``destination``; return the manifest.
+
+    ``watermark`` gives ``(key, state)`` once every call was read: the load publishes it in its
+    manifest, so the mark is committed with the rows it covers.
 
     The returned manifest also maps each table's file to its columns under ``schemas``.
 
@@ -262,6 +266,9 @@ def export_calls(
             return {"version": 1, "files": [], "load": None, "schemas": {}}
         for name, relative in staged.names.items():
             staging.set_rows(relative, staged.rows[name])
+        if watermark is not None and isinstance(staging, LoadStaging):
+            key, state = watermark()
+            staging.watermarks = {key: state}
         # The columns are not published in the manifest; the operator reports them as lineage.
         schemas = {relative: staged.schemas[name] for name, relative in staged.names.items()}
         return {**staging.commit(), "schemas": schemas}

@@ -25,7 +25,7 @@ from airflow_provider_revox._internal.export.delta import (
 from airflow_provider_revox._internal.export.fetch import FetchedCall, Sleep
 from airflow_provider_revox._internal.export.ids_file import ids_from_files
 from airflow_provider_revox._internal.export.incremental import NewCalls
-from airflow_provider_revox._internal.export.loads import LOADS_TABLE, Load
+from airflow_provider_revox._internal.export.loads import LOADS_TABLE, Load, published_mark
 from airflow_provider_revox._internal.export.recordings import RECORDINGS_DIR
 from airflow_provider_revox._internal.export.run import TABLES, ExportOptions, check_tables, export_calls
 from airflow_provider_revox._internal.export.search import (
@@ -50,7 +50,7 @@ from airflow_provider_revox._internal.export.writers import (
 )
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators.lineage import export_lineage, openlineage_facets
-from airflow_provider_revox._internal.waiting.cursor import Watermark
+from airflow_provider_revox._internal.waiting.cursor import Watermark, later_mark
 from airflow_provider_revox._internal.waiting.ids import (
     is_templated,
     normalize_call_ids,
@@ -405,7 +405,11 @@ class RevoxCallsToStorageOperator(BaseOperator):
             start = Watermark.from_state(read_watermark(target, watermark_table(self.tables), key))
         else:
             store = asset_state(context, self.state_asset)
-            start = Watermark.from_state(store.get(key))
+            # A run killed after publishing its load and before storing its mark left the mark in
+            # that load: take whichever is further along, so those calls are not exported twice.
+            start = later_mark(
+                Watermark.from_state(store.get(key)), Watermark.from_state(published_mark(destination, key))
+            )
         self.log.info(
             "Exporting the Revox calls matching %s that ended since %s to %s",
             search.to_dict(),
@@ -420,7 +424,9 @@ class RevoxCallsToStorageOperator(BaseOperator):
                 hook, found, destination, options, load, lambda: (key, new.watermark.to_state())
             )
         else:
-            result = export_calls(hook, found, destination, options, load)
+            result = export_calls(
+                hook, found, destination, options, load, lambda: (key, new.watermark.to_state())
+            )
             # Only now, with the files published: a failed run leaves the watermark where it was.
             store.set(key, new.watermark.to_state())
         after = new.watermark

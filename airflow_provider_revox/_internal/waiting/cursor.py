@@ -42,6 +42,17 @@ SEQ = "seq"
 STORED = "stored_through"
 
 
+def later_mark(first: Watermark, second: Watermark) -> Watermark:
+    """The mark further along of two: the later ``ended_at`` (at the same instant, both sets of ids)."""
+    if first.ended_at is None:
+        return second
+    if second.ended_at is None or first.ended_at > second.ended_at:
+        return first
+    if second.ended_at > first.ended_at:
+        return second
+    return Watermark(first.ended_at, first.ids_at | second.ids_at, first.untrusted | second.untrusted)
+
+
 def terminal_moment(call: Call) -> datetime | None:
     """When ``call`` reached its terminal status; None while it has not (see :attr:`Call.ended_at`)."""
     return call.ended_at

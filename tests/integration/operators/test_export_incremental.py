@@ -221,3 +221,42 @@ def test_an_incremental_dag_on_an_airflow_without_an_asset_state_store_fails_to_
     assert "RevoxConfigError: incremental=True keeps its watermark in the asset state store" in error
     assert bag.get_dag("revox_incremental_old_airflow") is None
     assert simulator.stats()["requests_total"] == 0  # refused before any request
+
+
+@pytest.mark.airflow
+@needs_asset_state_store
+def test_a_run_killed_after_publishing_before_storing_its_mark_is_not_exported_again(
+    simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_revox._internal.operators import export as export_module
+
+    destination = tmp_path / "incremental"
+    dag_id = "revox_incremental_killed_mark"
+    first = [place(simulator, GOOD_OUTPUT) for _ in range(3)]
+    simulator.finish(*first)
+    real_state = export_module.asset_state
+
+    class KilledBeforeTheMark:
+        """The store as a run sees it when it dies between publishing its load and storing its mark."""
+
+        def __init__(self, store: Any) -> None:
+            self.store = store
+
+        def get(self, key: str) -> Any:
+            return self.store.get(key)
+
+        def set(self, key: str, value: Any) -> None:
+            raise RuntimeError("killed before the watermark was stored")
+
+    monkeypatch.setattr(export_module, "asset_state", lambda *a: KilledBeforeTheMark(real_state(*a)))
+    killed = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert task_state(killed, "export") == "failed"
+    assert exported(destination) == [sorted(first)]  # its load was published whole
+
+    monkeypatch.setattr(export_module, "asset_state", real_state)
+    second = [place(simulator, GOOD_OUTPUT) for _ in range(2)]
+    simulator.finish(*second)
+    again = run_dag(incremental_source(dag_id, str(destination)), dag_id)
+    assert task_state(again, "export") == "success"
+    # The next run starts from the mark the published load carries: the first calls once only.
+    assert exported(destination) == [sorted(first), sorted(second)]
