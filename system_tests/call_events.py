@@ -92,9 +92,20 @@ def cursor(ctx: Context, asset_id: int) -> Any:
 
 
 def holders(stack: Stack, trigger_id: int) -> list[str]:
-    """The live triggerers whose output shows the trigger ``trigger_id`` starting."""
+    """The live triggerer that started the trigger ``trigger_id`` last, in a list (empty: none yet).
+
+    A trigger taken over (a triggerer that missed its heartbeat on a loaded machine) shows
+    starting in two outputs; the later start, by the log line's time, is the one running it.
+    """
     started = f"trigger ID {trigger_id} starting"
-    return sorted(name for name, p in stack.triggerers.items() if p.alive() and started in p.output())
+    latest: dict[str, str] = {}
+    for name, process in stack.triggerers.items():
+        if not process.alive():
+            continue
+        lines = [line for line in process.output().splitlines() if started in line]
+        if lines:
+            latest[name] = lines[-1].split(" ", 1)[0]  # the ISO time each line starts with
+    return [max(latest, key=lambda name: latest[name])] if latest else []
 
 
 def ended(ctx: Context, orders: list[EventOrder]) -> list[str]:
