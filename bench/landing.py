@@ -416,6 +416,22 @@ def landed_parquet(base: Path) -> dict[str, list[tuple[Any, ...]]]:
     return keys
 
 
+def duplicated_calls_by_load(base: Path) -> dict[str, int]:
+    """Per load (by its DAG run), how many of its calls another load also holds."""
+    import pyarrow.parquet as pq
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_revox.export import read_loads
+
+    per_load: dict[str, set[str]] = {}
+    for load in read_loads(ObjectStoragePath(base.as_uri())):
+        table = pq.read_table(base / load["folder"] / "calls.parquet", columns=["call_id"])
+        per_load[load["run_id"]] = set(table.column(0).to_pylist())
+    counts = Counter(call_id for ids in per_load.values() for call_id in ids)
+    found = {run: sum(1 for i in ids if counts[i] > 1) for run, ids in per_load.items()}
+    return {run: n for run, n in found.items() if n}
+
+
 def landed_delta(base: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Each table's keys at its current version."""
     import deltalake
@@ -529,7 +545,9 @@ def run_hours(sim: Any, exporter: Exporter, phase: dict[str, Any], day: Day) -> 
             started = sim.clock.now()
             recent = recently_ended(ends, started)
             sim.faults.shift_pages(recent)
+            before = sim.stats()["requests_total"]
             run = exporter.run(hour)
+            run["requests"] = sim.stats()["requests_total"] - before
             run["shift_released"] = bool(recent) and not sim.faults.hidden(None)
             sim.faults.hidden(1)  # release what a killed run did not
             keys = landed_parquet(destination) if file_format == "parquet" else landed_delta(destination)
@@ -564,7 +582,7 @@ def run_phase(file_format: str, home: Path, work: Path) -> dict[str, Any]:
             day.repeated_pages += 1
         return changed
 
-    phase = {"format": file_format, "destination": work / f"landing-{file_format}"}
+    phase: dict[str, Any] = {"format": file_format, "destination": work / f"landing-{file_format}"}
     kills = KILLS[file_format]
     server_module._first_page = counting_first_page
     try:
@@ -613,10 +631,23 @@ def run_phase(file_format: str, home: Path, work: Path) -> dict[str, Any]:
         "incomplete_reads": sum(r["incomplete"] for r in runs),
         "far_future_orders_seen": far_seen,
         "far_future_times_warned": sum(r["untrusted_warnings"] for r in runs),
+        "duplicated_calls_by_load": (
+            duplicated_calls_by_load(phase["destination"]) if file_format == "parquet" else {}
+        ),
+        "requests_per_run_mean": round(sum(r["requests"] for r in runs) / max(1, len(runs)), 1),
         "runs": [
             {
                 k: r.get(k)
-                for k in ("hour", "killed", "state", "landed_calls", "missing", "rereads", "seconds")
+                for k in (
+                    "hour",
+                    "killed",
+                    "state",
+                    "landed_calls",
+                    "missing",
+                    "rereads",
+                    "requests",
+                    "seconds",
+                )
             }
             for r in runs
         ],
