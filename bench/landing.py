@@ -574,7 +574,7 @@ def run_phase(file_format: str, home: Path, work: Path) -> dict[str, Any]:
     from airflow_provider_revox.testing import running_simulator
 
     day = Day()
-    first_page = server_module._first_page
+    first_page = server_module.first_page_body
 
     def counting_first_page(body: bytes) -> bytes:
         changed = first_page(body)
@@ -584,7 +584,7 @@ def run_phase(file_format: str, home: Path, work: Path) -> dict[str, Any]:
 
     phase: dict[str, Any] = {"format": file_format, "destination": work / f"landing-{file_format}"}
     kills = KILLS[file_format]
-    server_module._first_page = counting_first_page
+    server_module.first_page_body = counting_first_page
     try:
         faults = Faults(FAULTS, seed=SEED)
         with running_simulator(seed=SEED, api_key=API_KEY, clock=VirtualClock(T0), faults=faults) as sim:
@@ -600,7 +600,7 @@ def run_phase(file_format: str, home: Path, work: Path) -> dict[str, Any]:
             exporter.stop()
             stats = sim.stats()
     finally:
-        server_module._first_page = first_page
+        server_module.first_page_body = first_page
     runs, present = day.runs, day.present
     lost_ids, most_dups = day.lost_ids, day.most_dups
     exported = len(present)
