@@ -109,3 +109,10 @@ def script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
             if isinstance(number, str):
                 return (number.strip(), endpoint)
     return (endpoint,) if endpoint in ("POST /call", "POST /campaigns") else ()
+
+
+def rate_limited(retry_after: float) -> Reply:
+    """The 429 of a request over the account's limit, saying when to come back."""
+    reply = error_reply(429, "rate_limited", "too many requests for this account")
+    reply.retry_after = retry_after
+    return reply

@@ -63,6 +63,7 @@ from airflow_provider_revox._simulator.replies import (
     first_page_body,
     json_body,
     json_reply,
+    rate_limited,
     script_keys,
 )
 from airflow_provider_revox._simulator.search import SEARCH_OPTIONAL_FIELDS, SEARCH_REQUIRED_FIELDS
@@ -289,12 +290,9 @@ class SimulatorServer:
             except ClientDisconnect:
                 # The client hung up mid-body (a cancelled wait): nobody is left to answer.
                 return Response(status_code=499)
-            over = self.faults.over_account_limit()
-            if over is not None:
+            if (over := self.faults.over_account_limit()) is not None:
                 self._count(endpoint, "429", call_id)
-                reply = error_reply(429, "rate_limited", "too many requests for this account")
-                reply.retry_after = over
-                return self._send(request, reply)
+                return self._send(request, rate_limited(over))
             subject = self.engine.key_of(call_id) if call_id else request.path_params.get("campaign_id")
             target = endpoint if subject is None else f"{endpoint}:{subject}"
             also = script_keys(endpoint, body) if body else ()

@@ -11,7 +11,7 @@ def _main() -> int:
     try:
         cli = _simulator_module("cli")
     except ImportError as error:
-        print(error, file=sys.stderr)
+        sys.stderr.write(f"{error}\n")
         return 2
     status: int = cli.main()
     return status
