@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py scripts/check-import-cycles
-	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py scripts/check-import-cycles
+	$(VENV)/bin/ruff check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py scripts/check-import-cycles scripts/bench-table
+	$(VENV)/bin/ruff format --check airflow_provider_revox tests example_dags bench demo system_tests docs/conf.py scripts/check-import-cycles scripts/bench-table
 	$(VENV)/bin/mypy airflow_provider_revox
 	# The import arrows: layers and forbidden imports ([tool.importlinter] in pyproject.toml), no cycle.
 	$(VENV)/bin/lint-imports --no-cache --no-logo
