@@ -107,3 +107,26 @@ def test_a_figure_per_format_is_met_only_when_every_format_meets_it() -> None:
 def test_the_guide_without_markers_is_an_error() -> None:
     with pytest.raises(ValueError, match="bench-table"):
         generator().replace_table("# no table here\n", "| a |\n")
+
+
+def test_merge_results_evaluates_targets_from_figures_and_stamps_the_run(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import results
+
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setenv(results.RUN_ID_VARIABLE, "20261207T000000Z")
+    monkeypatch.setenv(results.RUN_STARTED_VARIABLE, "2026-12-07T00:00:00+00:00")
+    figures = {"gets_per_s": 1999, "share": 0.02, "targets": {"gets_per_s": ">= 2,000", "share": "<= 0.02"}}
+    figures["targets_met"] = results.evaluate(figures, figures["targets"])  # type: ignore[arg-type]
+    results.merge_results("simulator", figures)
+
+    written = json.loads((tmp_path / "results.json").read_text())["simulator"]
+    assert written["targets_met"] == {"gets_per_s": False, "share": True}
+    assert written["run_id"] == "20261207T000000Z"
+    assert written["run_started_at"] == "2026-12-07T00:00:00+00:00"
+    assert len(written["load_average_at_start"]) == len(written["load_average_at_end"]) == 3
+    with pytest.raises(ValueError, match="not a number"):
+        results.target_met("fast", "<= 1")
+    with pytest.raises(ValueError, match="not '<op> <number>'"):
+        results.target_met(1, "soon")

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer 422 to a call search missing a field the API spec marks required (default: take "
         "its default and name it in the x-revox-simulator-defaulted header)",
     )
+    parser.add_argument(
+        "--withhold-next-call-at",
+        action="store_true",
+        help="report next_call_at as null on every order (clients schedule their polls on their own)",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     return parser
 
@@ -77,7 +82,11 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
         raise ValueError(f"refusing to bind {args.host}: pass --allow-remote to listen beyond loopback")
     clock: Clock = RealClock() if args.speed == 1 else ScaledClock(args.speed)
     engine = SimulatorEngine(
-        seed=args.seed, clock=clock, refuse_sort=args.refuse_sort, strict_search=args.strict_search
+        seed=args.seed,
+        clock=clock,
+        refuse_sort=args.refuse_sort,
+        strict_search=args.strict_search,
+        withhold_next_call_at=args.withhold_next_call_at,
     )
     if args.rate_limit is not None and not args.rate_limit > 0:
         raise ValueError(f"--rate-limit must be a positive number, not {args.rate_limit}")

@@ -89,6 +89,8 @@ class SimulatorEngine(CallQueries):
         refuse_sort: answer 422 to a search that asks for a sort.
         strict_search: answer 422 to a ``POST /call/search`` missing a field the spec marks
             required, instead of taking its default.
+        withhold_next_call_at: report ``next_call_at`` as null on every order, as an API that
+            does not say when it dials next would: a client then schedules its polls on its own.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class SimulatorEngine(CallQueries):
         public_url: str = DEFAULT_PUBLIC_URL,
         refuse_sort: bool = False,
         strict_search: bool = False,
+        withhold_next_call_at: bool = False,
     ) -> None:
         self.seed = seed
         #: Answer a search that asks for a sort with 422, as an API without sorting would.
@@ -107,6 +110,8 @@ class SimulatorEngine(CallQueries):
         #: Answer a ``POST /call/search`` missing a field the vendor's spec marks required with 422
         #: (the list filters, ``page``, ``page_size``) instead of taking their defaults.
         self.strict_search = strict_search
+        #: Report ``next_call_at`` as null (the client's own window arithmetic decides its polls).
+        self.withhold_next_call_at = withhold_next_call_at
         self.clock: Clock = clock if clock is not None else VirtualClock()
         self.profile = profile if profile is not None else Profile()
         self._public_url = public_url.rstrip("/")
@@ -406,6 +411,8 @@ class SimulatorEngine(CallQueries):
         cached = plan.render_cache.get(phase)
         if cached is None:
             cached = render_call(plan, plan.events[phase - 1], self.recording_url)
+            if self.withhold_next_call_at:
+                cached["next_call_at"] = None
             plan.render_cache[phase] = cached
         return cached
 

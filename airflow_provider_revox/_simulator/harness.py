@@ -271,7 +271,8 @@ def running_simulator(
             answers 429 with a ``Retry-After`` (None: no limit).
         **engine_options: ``profile``, ``refuse_sort`` (answer 422 to a search that asks
             for a sort) and ``strict_search`` (answer 422 to a search missing a field the spec
-            marks required) for the engine; ``scenario`` (a file path) and ``calls``
+            marks required) and ``withhold_next_call_at`` (report ``next_call_at`` as null) for
+            the engine; ``scenario`` (a file path) and ``calls``
             (a random population size) to pre-load orders; ``allow_remote`` for the server.
 
     Yields:

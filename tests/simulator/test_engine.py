@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -101,6 +102,22 @@ def test_windows_follow_daylight_saving_changes() -> None:
     # New York moves to EDT on Sunday 9 March 2025: Monday's 10:00 is 14:00 UTC, not 15:00.
     new_york = engine_at("2025-03-07T23:30:00").place_call(phone_number=NEW_YORK, assistant_id="a")
     assert parse(new_york["next_call_at"]) == at("2025-03-10T14:00:00")
+
+
+def test_withhold_next_call_at_reports_null_with_the_same_lifecycle() -> None:
+    told = engine_at("2025-03-28T18:00:00")
+    withheld = engine_at("2025-03-28T18:00:00", withhold_next_call_at=True)
+    shown = told.place_call(phone_number=PARIS, assistant_id="a")
+    hidden = withheld.place_call(phone_number=PARIS, assistant_id="a")
+
+    assert shown["status"] == hidden["status"] == statuses.SCHEDULED
+    assert parse(shown["next_call_at"]) == at("2025-03-31T08:00:00")
+    assert hidden["next_call_at"] is None
+    # The order still dials at the window's opening: only the report is withheld.
+    assert withheld.status(hidden["id"], at=at("2025-03-31T07:59:00")) == statuses.SCHEDULED
+    assert withheld.terminal_at(hidden["id"]) == told.terminal_at(shown["id"])
+    found = json.loads(withheld.search_json(withheld.search_calls(call_ids=[hidden["id"]])))
+    assert [c["next_call_at"] for c in found["calls"]] == [None]
 
 
 def test_explicit_timezone_overrides_the_phone_number() -> None:
