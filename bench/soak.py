@@ -3,8 +3,8 @@
 A real Airflow run (``dag.test()`` in its own process, with its own AIRFLOW_HOME, SQLite
 database and dags folder) waits on 500 scripted orders with a deferrable
 ``RevoxCallsSensor`` and exports them to Parquet with ``RevoxCallsToStorageOperator``,
-against the simulator (its own process, 120x real time; the orders are dialled from 90
-simulated minutes after it starts, once the Airflow process is up, and end over the wait)
+against the simulator (its own process, 120x real time; the orders are dialled from two
+simulated hours after it starts, once the Airflow process is up, and end over the wait)
 failing one request in five:
 ``429=0.06,503=0.04,502=0.02,drop=0.04,slow=0.04:0.2``. Every order carries other people's
 credentials (a custom LLM's ``api_key``, a tool's ``Authorization`` header and ``api_key``
@@ -54,7 +54,7 @@ SEED = 3
 # simulator starts and spread over SPREAD, are still live when the Airflow process (started once
 # its database exists) takes its first look, and end one after the other over the wait.
 SPEED = 120.0
-LEAD = timedelta(minutes=90)
+LEAD = timedelta(hours=2)
 SPREAD_SLOTS, SLOT = 40, timedelta(minutes=3)
 FAULTS = "429=0.06,503=0.04,502=0.02,drop=0.04,slow=0.04:0.2"
 API_KEY = "rvx_live_soak_connection_key_Hq71"
@@ -63,9 +63,11 @@ API_KEY = "rvx_live_soak_connection_key_Hq71"
 MARKER = "PLANTED"
 LEAK = re.compile(rf"{MARKER}|{re.escape(API_KEY)}".encode())
 CONCURRENCY = 16
-# The wait sends one GET per due order (the connection's documented ``batch_polls: false``)
-# rather than one search per hundred: every order's every look goes through the faults.
-BATCH_POLLS = False
+# The wait sends one GET per due order (the connection's ``batch_polls: false``) rather than one
+# search per hundred, so every order's every look goes through the faults; and the connection's
+# rate does not adapt to the 429s (``adaptive_rate: false``): the faults' 429s are random, not an
+# account limit, and an adapted rate would stretch the first look past the orders' ends.
+CONNECTION_EXTRA = {"batch_polls": False, "adaptive_rate": False}
 
 DAG = """
 import json
@@ -429,7 +431,7 @@ def main() -> int:
         ) as sim:
             airflow = subprocess.run(
                 [sys.executable, __file__, "--airflow", json.dumps({"home": str(home)})],
-                env={**os.environ, **sim.connection_env(batch_polls=BATCH_POLLS)},
+                env={**os.environ, **sim.connection_env(**CONNECTION_EXTRA)},
                 capture_output=True,
                 check=False,
             )
@@ -470,8 +472,8 @@ def main() -> int:
     figures: dict[str, Any] = {
         "title": (
             f"{CALLS} calls ending over the wait, {FAULTS} transient faults, a real Airflow run "
-            "(deferred sensor polling one GET per due order, Parquet export), then the export "
-            "SIGKILLed and rerun"
+            "(deferred sensor, one GET per due order, adaptive_rate off; Parquet export), then the "
+            "export SIGKILLed and rerun"
         ),
         "started_at": started_at,
         "seed": SEED,
@@ -493,7 +495,7 @@ def main() -> int:
         "faulted_responses": fault_responses,
         "faults": FAULTS,
         "connection_max_retries": "default (5)",
-        "connection_batch_polls": BATCH_POLLS,
+        "connection_extra": CONNECTION_EXTRA,
         **crash,
         "rerun_compared_files": len(reference),
         "rerun_differing_files": len(differing),

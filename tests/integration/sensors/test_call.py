@@ -222,13 +222,32 @@ def test_unknown_status_keeps_waiting(case: Case, monkeypatch: pytest.MonkeyPatc
             assert sim.faults.pending("POST /call/search") == 0
 
 
+def served_statuses(sim: SimulatorHandle, call_id: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statuses ``GET /call/{id}`` answers for ``call_id`` from now on, in order."""
+    served: list[str] = []
+    answer = sim.engine.get_call_json
+
+    def recording(asked: str, at: Any = None) -> bytes:
+        body = answer(asked, at)
+        if asked == call_id:
+            served.append(json.loads(body)["call"]["status"])
+        return body
+
+    monkeypatch.setattr(sim.engine, "get_call_json", recording)
+    return served
+
+
 def test_paused_order_keeps_waiting_until_resumed(
-    case: Case, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    case: Case,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mode, fast_simulator = case.mode, case.sim
     call_id = place(
         fast_simulator, f"call-paused-{mode}", [{"result": "voicemail", "duration": 30}, {"result": "human"}]
     )
+    served = served_statuses(fast_simulator, call_id, monkeypatch)
     # Paused until the sensor has looked at it: its first look sees "paused", and it keeps waiting.
     resumer = held(fast_simulator, call_id)
     state, summary, _ = case.run(f"sensor_paused_{mode}", call_id)
@@ -239,6 +258,8 @@ def test_paused_order_keeps_waiting_until_resumed(
     if mode != "deferrable":  # the trigger's own log lines do not reach dag.test()'s output
         assert f"Call {call_id} is 'paused'" in logged.out + logged.err + caplog.text
     assert fast_simulator.stats()["by_call_id"][call_id] >= 2  # a look while paused, one after
+    # The sensor's first look (a GET in every mode) was answered "paused", and it kept waiting.
+    assert served[0] == "paused"
 
 
 def test_explicit_timeout_fails_or_skips(case: Case, capsys: pytest.CaptureFixture[str]) -> None:
@@ -250,8 +271,17 @@ def test_explicit_timeout_fails_or_skips(case: Case, capsys: pytest.CaptureFixtu
     state, _, _ = case.run(f"sensor_timeout_{mode}", call_id, timeout=1.5)
     assert state == "failed"
     logged = capsys.readouterr()
-    # It failed on its timeout, not on anything else.
-    assert "AirflowSensorTimeout" in logged.out + logged.err
+    # It failed on the timeout, not on anything else: Airflow's sensor timeout on a worker; the
+    # trigger's deadline (the same timeout) for this order when deferred, seen paused or, when the
+    # machine is slow enough for the 1.5 s to pass first, never read.
+    text = logged.out + logged.err
+    if mode == "deferrable":
+        expected = rf"call {re.escape(call_id)} did not finish by \S+ \((last status 'paused'|never read)\)"
+    else:
+        expected = (
+            r"Sensor has timed out; run duration of [\d.]+ seconds exceeds the specified timeout of 1\.5\."
+        )
+    assert re.search(f"AirflowSensorTimeout: {expected}", text), text[-3000:]
 
     state, _, _ = case.run(f"sensor_timeout_soft_{mode}", call_id, timeout=1.5, soft_fail=True)
     assert state == "skipped"

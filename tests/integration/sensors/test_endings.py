@@ -6,8 +6,9 @@ hour a wait grants an order it cannot read passes in 1.2 real seconds.
 
 from __future__ import annotations
 
-import time
+import re
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -54,13 +55,16 @@ def unreadable(sim: SimulatorHandle, call_id: str) -> str:
     return call_id
 
 
-def run_wait(run_dag: Callable[..., Any], dag_id: str, sensor: str, **kwargs: Any) -> tuple[str, float]:
-    started = time.monotonic()
+def run_wait(
+    sim: SimulatorHandle, run_dag: Callable[..., Any], dag_id: str, sensor: str, **kwargs: Any
+) -> tuple[str, timedelta]:
+    """Run the wait; return its state and the simulated time it took (the simulator's clock)."""
+    started = sim.clock.now()
     source = DAG.format(dag_id=dag_id, sensor=sensor, kwargs=kwargs)
     source = source.replace("'__TIMEOUT__'", "datetime.timedelta(seconds=3)")
     dag_run = run_dag(source, dag_id)
     (ti,) = dag_run.get_task_instances()
-    return ti.state, time.monotonic() - started
+    return ti.state, sim.clock.now() - started
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -71,15 +75,15 @@ def test_an_unreadable_order_is_given_up_an_hour_after_the_first_start(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     call_id = unreadable(faster_simulator, f"unreadable-{mode}")
-    state, seconds = run_wait(
-        run_dag, f"unreadable_{mode}", "RevoxCallSensor", call_id=call_id, **MODES[mode]
+    state, took = run_wait(
+        faster_simulator, run_dag, f"unreadable_{mode}", "RevoxCallSensor", call_id=call_id, **MODES[mode]
     )
 
     assert state == "failed"
     out = capfd.readouterr().out
     assert f"call {call_id} did not finish by" in out and "(never read)" in out
-    # Waited the grace out (1.2 real seconds), polling more than once, whatever the mode.
-    assert seconds >= 1.2
+    # Waited the hour of grace out (on the simulator's clock), polling more than once, whatever the mode.
+    assert took >= timedelta(hours=1)
     assert faster_simulator.stats()["by_call_id"][call_id] >= 2
     # One warning when the failures start, not one per poll.
     assert out.count("will look again, waiting longer each time") == 1
@@ -89,13 +93,19 @@ def test_a_batch_in_reschedule_mode_keeps_its_first_start(
     faster_simulator: SimulatorHandle, run_dag: Callable[..., Any], capfd: pytest.CaptureFixture[str]
 ) -> None:
     call_id = unreadable(faster_simulator, "unreadable-batch")
-    state, seconds = run_wait(
-        run_dag, "unreadable_batch", "RevoxCallsSensor", call_ids=[call_id], mode="reschedule"
+    state, took = run_wait(
+        faster_simulator,
+        run_dag,
+        "unreadable_batch",
+        "RevoxCallsSensor",
+        call_ids=[call_id],
+        mode="reschedule",
     )
 
     assert state == "failed"
     assert "call orders did not all finish by" in capfd.readouterr().out
-    assert 1.2 <= seconds < 60
+    # The hour of grace counted from the first start, not from each reschedule's.
+    assert took >= timedelta(hours=1)
 
 
 @pytest.mark.parametrize("sensor", ["RevoxCallSensor", "RevoxCallsSensor"])
@@ -109,7 +119,9 @@ def test_execution_timeout_ends_a_deferred_wait(
     call_id = fast_simulator.place_scripted(f"paused-{sensor}", [{"result": "human"}])
     fast_simulator.engine.pause(call_id)
     ids: dict[str, Any] = {"call_id": call_id} if sensor == "RevoxCallSensor" else {"call_ids": [call_id]}
-    state, seconds = run_wait(
+    before = datetime.now(timezone.utc)
+    state, _ = run_wait(
+        fast_simulator,
         run_dag,
         f"stopped_{sensor.lower()}",
         sensor,
@@ -118,6 +130,13 @@ def test_execution_timeout_ends_a_deferred_wait(
         **ids,
     )
 
+    after = datetime.now(timezone.utc)
+
     assert state == "failed"
-    assert seconds < 30
-    assert "finish by" in capfd.readouterr().out  # a timeout, not some other failure
+    out = capfd.readouterr().out
+    # The sensor's own timeout, at the execution_timeout (3 s after the task started), not some
+    # other failure nor the order's derived deadline (it has none while paused).
+    found = re.search(r"AirflowSensorTimeout: [^\n]*? finish by (\d{4}-\d\d-\d\dT[\d:.]+\+00:00)", out)
+    assert found is not None, out[-3000:]
+    by = datetime.fromisoformat(found.group(1))
+    assert before + timedelta(seconds=3) <= by <= after

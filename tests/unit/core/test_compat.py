@@ -63,3 +63,67 @@ def test_with_the_features_the_context_holds_them(monkeypatch: pytest.MonkeyPatc
     assert compat.trigger_asset_state_store(Trigger()) is Trigger.asset_state_store
     assert compat.task_state_store({}) is None  # a task run without one (outside Airflow)
     assert TaskState(found).get("revox_call_id") == "call-1"
+
+
+def probed(monkeypatch: pytest.MonkeyPatch, probe: str) -> bool:
+    """The probe's answer computed afresh (its cache cleared first; ``fresh_probes`` clears it after)."""
+    function = getattr(compat, probe)
+    function.cache_clear()
+    return bool(function())
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes() -> Any:
+    yield
+    for probe in (
+        "has_task_state_store",
+        "has_asset_state_store",
+        "has_trigger_on_kill",
+        "has_acknowledged_streams",
+    ):
+        getattr(compat, probe).cache_clear()
+
+
+@pytest.mark.parametrize("present", [True, False])
+@pytest.mark.parametrize(
+    ("probe", "name"),
+    [
+        ("has_task_state_store", "TaskStateStoreAccessor"),
+        ("has_asset_state_store", "AssetStateStoreAccessors"),
+    ],
+)
+def test_the_state_store_probes_follow_the_task_context_module(
+    monkeypatch: pytest.MonkeyPatch, probe: str, name: str, present: bool
+) -> None:
+    from airflow.sdk.execution_time import context as task_context
+
+    if present:
+        monkeypatch.setattr(task_context, name, type(name, (), {}), raising=False)
+    else:
+        monkeypatch.delattr(task_context, name, raising=False)
+    assert probed(monkeypatch, probe) is present
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_the_on_kill_probe_follows_the_base_trigger(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
+    from airflow.triggers.base import BaseTrigger
+
+    monkeypatch.setattr(BaseTrigger, "on_kill", (lambda self: None) if present else None, raising=False)
+    assert probed(monkeypatch, "has_trigger_on_kill") is present
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_the_streams_probe_follows_the_shared_stream_module(
+    monkeypatch: pytest.MonkeyPatch, present: bool
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> Any:
+        if name == "airflow.triggers.shared_stream":
+            return object() if present else None
+        return real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert probed(monkeypatch, "has_acknowledged_streams") is present
