@@ -3,8 +3,9 @@
 A real Airflow run (``dag.test()`` in its own process, with its own AIRFLOW_HOME, SQLite
 database and dags folder) waits on 500 scripted orders with a deferrable
 ``RevoxCallsSensor`` and exports them to Parquet with ``RevoxCallsToStorageOperator``,
-against the simulator (its own process, 120x real time; the orders are dialled from two
-simulated hours after it starts, once the Airflow process is up, and end over the wait)
+against the simulator (on a thread of the bench's process, 120x real time once released:
+its clock stands still until the sensor's first look has asked for every order, so the wait
+starts with every order live, whatever Airflow's start-up took, and they end over the wait)
 failing one request in five:
 ``429=0.06,503=0.04,502=0.02,drop=0.04,slow=0.04:0.2``. Every order carries other people's
 credentials (a custom LLM's ``api_key``, a tool's ``Authorization`` header and ``api_key``
@@ -34,9 +35,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,16 +46,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from airflow_provider_revox._internal.export.staging import STAGING_DIR
-from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorProcess, write_scenario
+from airflow_provider_revox._simulator.clock import ScaledClock
+from airflow_provider_revox.testing import (
+    ALWAYS_OPEN_RETRY_CONFIG,
+    SimulatorHandle,
+    running_simulator,
+    write_scenario,
+)
 from bench.results import evaluate, merge_results
 
 CALLS = 500
 SEED = 3
-# Simulated seconds per real second: slow enough that the orders, scheduled from LEAD after the
-# simulator starts and spread over SPREAD, are still live when the Airflow process (started once
-# its database exists) takes its first look, and end one after the other over the wait.
+# Simulated seconds per real second once the clock runs; the orders are dialled from LEAD after
+# the clock's start and end one after the other over the wait.
 SPEED = 120.0
-LEAD = timedelta(hours=2)
+LEAD = timedelta(minutes=10)
 SPREAD_SLOTS, SLOT = 40, timedelta(minutes=3)
 FAULTS = "429=0.06,503=0.04,502=0.02,drop=0.04,slow=0.04:0.2"
 API_KEY = "rvx_live_soak_connection_key_Hq71"
@@ -238,7 +244,7 @@ def export_main(spec: dict[str, Any]) -> None:
 
 
 def run_export(
-    sim: SimulatorProcess, work: Path, name: str, ids: Any, destination: Path
+    sim: SimulatorHandle, work: Path, name: str, ids: Any, destination: Path
 ) -> subprocess.Popen[str]:
     """Start a fresh process exporting ``ids`` to ``destination``."""
     home = work / f"home-{name}"
@@ -246,14 +252,14 @@ def run_export(
     spec = {"home": str(home), "call_ids": ids, "destination": destination.as_uri()}
     return subprocess.Popen(
         [sys.executable, __file__, "--export", json.dumps(spec)],
-        env={**os.environ, **sim.connection_env()},
+        env={**os.environ, **connection_env(sim)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def crash_and_rerun(sim: SimulatorProcess, work: Path, ids: Any) -> tuple[Path, dict[str, Any]]:
+def crash_and_rerun(sim: SimulatorHandle, work: Path, ids: Any) -> tuple[Path, dict[str, Any]]:
     """SIGKILL an export once half the calls are staged, then rerun it to the same place."""
     destination = work / "out-crash"
     process = run_export(sim, work, "killed", ids, destination)
@@ -296,18 +302,50 @@ def published_files(root: Path) -> dict[str, bytes]:
     }
 
 
-def truth(sim: SimulatorProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each order as the simulator serves it (asked again until a fault does not get in the way)."""
+def truth(sim: SimulatorHandle, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each order as the simulator's engine has it now (no fault on this path)."""
+    return {call_id: sim.get_call(call_id) for call_id in ids}
 
-    def fetch(call_id: str) -> dict[str, Any]:
-        for _ in range(50):
-            call = sim.get_call(call_id)
-            if call is not None:
-                return call
-        raise RuntimeError(f"could not read {call_id} from the simulator")
 
-    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-        return dict(zip(ids, pool.map(fetch, ids), strict=True))
+def connection_env(sim: SimulatorHandle, **extra: Any) -> dict[str, str]:
+    """The environment variable pointing ``revox_default`` at the simulator."""
+    return {"AIRFLOW_CONN_REVOX_DEFAULT": sim.connection_json(**extra)}
+
+
+class HeldClock(ScaledClock):
+    """A :class:`ScaledClock` standing at ``start`` until :meth:`release`, then running."""
+
+    def __init__(self, speed: float, start: datetime) -> None:
+        super().__init__(speed, start)
+        self.released = False
+
+    def release(self) -> None:
+        """Start the clock from ``start`` now."""
+        self._origin = time.monotonic()
+        self.released = True
+
+    def now(self) -> datetime:
+        """The simulated time: ``start`` until released."""
+        return super().now() if self.released else self._start
+
+
+def release_after_first_look(
+    sim: SimulatorHandle, clock: HeldClock, done: threading.Event
+) -> dict[str, float]:
+    """Release the clock once a request has named every order (the sensor's first look)."""
+    began = time.monotonic()
+    released: dict[str, float] = {}
+
+    def watch() -> None:
+        while not done.is_set():
+            if len(sim.stats()["by_call_id"]) >= CALLS:
+                clock.release()
+                released["clock_released_after_s"] = round(time.monotonic() - began, 1)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return released
 
 
 def only_load(root: Path) -> Path:
@@ -426,15 +464,19 @@ def main() -> int:
         now = datetime.now(timezone.utc)
         scenario = write_scenario(work / "scenario.json", [order(i, c, now) for i, c in enumerate(ids)])
 
-        with SimulatorProcess(
-            api_key=API_KEY, speed=SPEED, seed=SEED, scenario=scenario, faults=FAULTS
+        clock = HeldClock(SPEED, now)
+        with running_simulator(
+            api_key=API_KEY, clock=clock, seed=SEED, scenario=scenario, faults=FAULTS
         ) as sim:
+            done = threading.Event()
+            released = release_after_first_look(sim, clock, done)
             airflow = subprocess.run(
                 [sys.executable, __file__, "--airflow", json.dumps({"home": str(home)})],
-                env={**os.environ, **sim.connection_env(**CONNECTION_EXTRA)},
+                env={**os.environ, **connection_env(sim, **CONNECTION_EXTRA)},
                 capture_output=True,
                 check=False,
             )
+            done.set()
             console = airflow.stdout + airflow.stderr
             log_paths = (
                 [p for p in (home / "logs").rglob("*") if p.is_file()] if (home / "logs").exists() else []
@@ -448,7 +490,7 @@ def main() -> int:
                 first = max(logs.find(b"Traceback"), 0)
                 tail = logs[first : first + 6000].decode(errors="replace")
                 raise RuntimeError(f"the soak DAG run did not succeed: {run['states']}\n{tail}")
-            stats = sim.get("/_simulator/stats")
+            stats = sim.stats()
             exported_ids = [*run["sensor_result"]["completed"], *run["sensor_result"]["failed"]]
             calls = truth(sim, ids)
             crash_dir, crash = crash_and_rerun(sim, work, run["sensor_result"])
@@ -491,6 +533,7 @@ def main() -> int:
         "airflow_log_files_scanned": len(log_paths),
         "airflow_log_bytes_scanned": len(logs),
         **wait_progress(logs),
+        "clock_released_after_s": released.get("clock_released_after_s", -1),
         "api_requests": stats["requests_total"],
         "faulted_responses": fault_responses,
         "faults": FAULTS,
