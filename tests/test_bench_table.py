@@ -104,6 +104,23 @@ def test_a_figure_per_format_is_met_only_when_every_format_meets_it() -> None:
     assert rows[2].endswith("| `absent` | missing | <= 1 | not computable |")
 
 
+def test_a_section_whose_stress_did_not_happen_says_so() -> None:
+    results = {
+        "soak": section(
+            "new",
+            stress_checks={"api_requests >= 500": False, "the sensor deferred": True},
+            n=0,
+            targets={"n": "== 0"},
+        ),
+        "fleet": section("new", stress_checks="ok", n=0, targets={"n": "== 0"}),
+    }
+
+    rows = generator().render(results).splitlines()[5:]
+
+    assert "; stress checked)" in rows[0]
+    assert "; **stress did not happen**: api_requests >= 500)" in rows[1]
+
+
 def test_the_guide_without_markers_is_an_error() -> None:
     with pytest.raises(ValueError, match="bench-table"):
         generator().replace_table("# no table here\n", "| a |\n")
