@@ -27,6 +27,8 @@ import httpx
 
 #: Real seconds between two steps of the background thread.
 TICK = 0.02
+#: Simulated time between two datings of every open order (an end that moved earlier is seen then).
+RESCAN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,11 @@ class WebhookSender:
         self._random = random.Random(seed)
         self._client: httpx.Client | None = None
         self._post = post or self._http_post
-        self._known: set[str] = set()
-        self._open: set[str] = set()
+        self._placed = 0
+        # Open orders by planned end (rechecked when due), and the ones with no planned end.
+        self._ends: list[tuple[datetime, str]] = []
+        self._undated: set[str] = set()
+        self._rescan_at: datetime | None = None
         self._queue: list[_Delivery] = []
         self._seq = 0
         self._lock = threading.Lock()
@@ -152,17 +157,43 @@ class WebhookSender:
         for _ in range(copies):
             self._push(_Delivery(ended + self._delay(), 0, call_id, url, body))
 
+    def _track(self, call_id: str) -> None:
+        end = self.engine.terminal_at(call_id)
+        if end is None:
+            self._undated.add(call_id)
+        else:
+            heapq.heappush(self._ends, (end, call_id))
+
+    def _rescan(self, now: datetime) -> None:
+        # A planned end may move earlier (a cancel): every order still open is dated again.
+        open_ids = {call_id for _, call_id in self._ends} | self._undated
+        self._ends, self._undated = [], set()
+        for call_id in open_ids:
+            self._track(call_id)
+        self._rescan_at = now + RESCAN
+
     def step(self) -> int:
         """Announce the orders that ended and send the deliveries due now; returns how many were sent."""
         with self._lock:
             now = self.engine.clock.now()
-            new = set(self.engine.call_ids()) - self._known
-            self._known |= new
-            self._open |= new
-            for call_id in sorted(self._open):
+            placed = self.engine.call_ids()
+            for call_id in placed[self._placed :]:
+                self._track(call_id)
+            self._placed = len(placed)
+            if self._rescan_at is None or now >= self._rescan_at:
+                self._rescan(now)
+            for call_id in list(self._undated):
+                if self.engine.terminal_at(call_id) is not None:
+                    self._undated.discard(call_id)
+                    self._track(call_id)
+            while self._ends and self._ends[0][0] <= now:
+                _, call_id = heapq.heappop(self._ends)
                 ended = self.engine.terminal_at(call_id)
-                if ended is not None and ended <= now:
-                    self._open.discard(call_id)
+                if ended is None:
+                    self._undated.add(call_id)
+                elif ended > now:
+                    heapq.heappush(self._ends, (ended, call_id))
+                else:
                     self._announce(call_id, ended)
             due: list[_Delivery] = []
             while self._queue and self._queue[0].due <= now:
