@@ -1,13 +1,13 @@
 """The simulator's webhooks: when an order ends, POST it to its ``webhook_url``, as a real sender would.
 
-The URL is the order's own ``webhook_url``, else its assistant's, else the sender's default (a
-campaign's). Deliveries run off the request path, in a daemon thread (:meth:`WebhookSender.start`)
-or stepped by hand on a manual clock (:meth:`WebhookSender.step`); every delay is on the
-simulator's clock. The faults real senders have, each a rate or a bound (:class:`WebhookFaults`):
-a delivery dropped (never sent), sent twice, delayed (a random delay up to ``delay`` seconds, so
-deliveries arrive out of order), held back (``reorder``: an extra delay of up to ten times
-``delay``), and retried on a non-2xx answer or a transport error with doubling waits, up to
-``retries`` times.
+The URL is the order's own ``webhook_url``, else its assistant's (as placed, or as set by
+``PATCH /assistants/{id}``), else the sender's default. Deliveries run off the request path, in
+a daemon thread (:meth:`WebhookSender.start`) or stepped by hand on a manual clock
+(:meth:`WebhookSender.step`); every delay is on the simulator's clock. The faults real senders
+have, each a rate or a bound (:class:`WebhookFaults`): a delivery dropped (never sent), sent
+twice, delayed (a random delay up to ``delay`` seconds, so deliveries arrive out of order), held
+back (``reorder``: an extra delay of up to ten times ``delay``), and retried on a non-2xx answer
+or a transport error with doubling waits, up to ``retries`` times.
 
 The body: ``{"type": "call.completed", "call": {"id", "status", "ended_at"}}``.
 """
@@ -125,7 +125,13 @@ class WebhookSender:
 
     def _url_of(self, call: dict[str, Any]) -> str | None:
         assistant = call.get("assistant") if isinstance(call.get("assistant"), dict) else {}
-        found = call.get("webhook_url") or (assistant or {}).get("webhook_url") or self.url
+        assistant = assistant or {}
+        found = (
+            call.get("webhook_url")
+            or assistant.get("webhook_url")
+            or self.engine.assistant_webhooks.get(str(assistant.get("id")))
+            or self.url
+        )
         return str(found) if found else None
 
     def _push(self, delivery: _Delivery) -> None:
