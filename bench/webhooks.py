@@ -3,8 +3,9 @@
 The simulator runs in-process on a manual virtual clock, over real HTTP on loopback, as in
 ``bench/events.py`` (orders scheduled uniformly through 09:00-17:00, each one dial answered).
 Its webhook sender (``_simulator/webhooks.py``) posts each ended order to the assistant's
-``webhook_url``, with 5% of webhooks dropped, 5% sent twice, a delivery delay of up to 2 s and
-2% held back longer (out of order). The receiver is the provider's own webhook app
+``webhook_url``, with 5% of webhooks dropped, 5% sent twice and a delivery delay of up to 2 s
+(orders ending within 2 s of each other are announced out of order; ``--faults`` adds more, e.g.
+``reorder=0.02`` holds 2% back up to 20 s). The receiver is the provider's own webhook app
 (``_internal/webhooks/app.py``), served by uvicorn on loopback under ``/revox`` as the
 api-server mounts it; its recorder stores each asset event in memory with the simulated time,
 where the api-server's calls ``register_asset_change``. The watcher's poll
@@ -51,7 +52,7 @@ WINDOW = (9 * 3600, 17 * 3600)
 POLL_INTERVAL = 3600.0
 MAX_POLL_INTERVAL = 6 * 3600.0
 CONSUMER_EVERY = 30.0
-FAULTS = "drop=0.05,duplicate=0.05,delay=2,reorder=0.02,retries=3,retry_wait=5"
+FAULTS = "drop=0.05,duplicate=0.05,delay=2,retries=3,retry_wait=5"
 SEED = 11
 TARGETS = {
     "p95_event_delay_s": 5.0,

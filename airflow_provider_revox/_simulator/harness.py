@@ -167,9 +167,10 @@ class SimulatorHandle:
     ) -> WebhookSender:
         """Send a webhook when each order ends, from a background thread, until the simulator stops.
 
-        ``faults`` is a :class:`~airflow_provider_revox._simulator.webhooks.WebhookFaults` or its
-        SPEC (``"drop=0.05,duplicate=0.05,delay=2"``); ``url`` receives the orders with no
-        ``webhook_url`` of their own or their assistant's.
+        ``faults`` is the sender's fault SPEC (``"drop=0.05,duplicate=0.05,delay=2"``: rates of
+        webhooks dropped and sent twice, the longest delivery delay in seconds; also ``reorder``,
+        ``retries``, ``retry_wait``); ``url`` receives the orders with no ``webhook_url`` of their
+        own or their assistant's. The sender's ``counts`` say what happened.
         """
         sender = WebhookSender(self.engine, faults, url=url, seed=seed).start()
         self.webhooks.append(sender)

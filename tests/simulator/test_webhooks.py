@@ -106,3 +106,13 @@ def test_the_default_sender_posts_the_body_as_json_to_the_url() -> None:
 def test_a_bad_spec_is_named(spec: str) -> None:
     with pytest.raises(ValueError):
         WebhookFaults.parse(spec)
+
+
+def test_the_command_line_names_a_bad_webhook_fault_before_serving(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from airflow_provider_revox._simulator.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--port", "0", "--webhook-url", "http://127.0.0.1:9/x", "--webhook-faults", "drop=2"], {})
+    assert stopped.value.code == 2 and "webhook fault 'drop' is out of range" in capsys.readouterr().err

@@ -224,7 +224,7 @@ def first_named(mark: Watermark, calls: Iterable[Mapping[str, Any]]) -> tuple[li
     ``ended_at`` must be the one the API gives (see :meth:`RevoxHook.resolve_announced
     <airflow_provider_revox.hooks.revox.RevoxHook.resolve_announced>`); without one (the API does
     not say the order ended) it is not taken. Taken, it does not move the mark: it is kept in
-    :attr:`Watermark.ahead` until the mark passes it, so the poll naming it later (or a webhook
+    ``Watermark.ahead`` until the mark passes it, so the poll naming it later (or a webhook
     sent twice) takes it no more.
 
     Raises:
