@@ -1,5 +1,5 @@
-"""The webhook endpoint as the api-server serves it: Airflow's plugin loader mounts the provider's
-app, uvicorn serves it on loopback, and a webhook becomes an asset event in the metadata database."""
+"""The webhook endpoint as the api-server serves it: Airflow's api-server app mounts the provider's
+plugin, uvicorn serves it on loopback, and a webhook becomes an asset event in the metadata database."""
 
 from __future__ import annotations
 
@@ -61,13 +61,11 @@ def webhook_conn(monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def endpoint(airflow_db: Path, webhook_conn: str) -> Iterator[str]:
-    """The provider's app mounted by Airflow's own plugin loader, as the api-server does."""
-    from airflow.api_fastapi.app import init_plugins
-    from fastapi import FastAPI
+    """Airflow's own api-server app (its routes, middlewares and plugins), served by uvicorn."""
+    from airflow.api_fastapi.app import create_app
 
     ensure_asset()
-    api_server = FastAPI()
-    init_plugins(api_server)
+    api_server = create_app("core")
     mounted = [route.path for route in api_server.routes]
     assert "/revox" in mounted
     with serving(api_server) as base:
