@@ -101,6 +101,23 @@ def get_provider_info() -> dict[str, Any]:
                         "with one POST /call/search instead of one GET each. Falls back to GETs by itself "
                         "when the API has no usable search.",
                     },
+                    "webhook_base_url": {
+                        "label": "Webhook base URL",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "The https URL the Airflow api-server is reached at from the "
+                        "internet; Revox's webhooks go to <this>/revox/webhooks/<token>.",
+                    },
+                    "webhook_token": {
+                        "label": "Webhook token",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "The secret in the webhook URL (RevoxHook.new_webhook_token() "
+                        "makes one). Empty: the webhook endpoint refuses every call.",
+                    },
+                    "webhook_previous_token": {
+                        "label": "Previous webhook token",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Still accepted while a rotation reaches Revox; empty it after.",
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema", "port"],

@@ -6,9 +6,15 @@ orders (ids and statuses only). This DAG is scheduled on that Asset and exports 
 by the events that triggered it, with the warehouse-ready ``calls`` and ``attempts`` tables.
 A manual run can name orders instead: ``--conf '{"call_ids": ["<id>"]}'``.
 
+With the provider's webhook endpoint on (see the Webhooks guide), Revox's webhooks add events
+to the same Asset within seconds, naming orders ``"announced": true``; the task reads those
+orders from the API by id, and the watcher's poll, made rare, reconciles whatever no webhook
+announced.
+
 Events come at least once: a triggerer killed just after storing an event names its orders again
-after its restart. So the DAG keeps a mark in the Asset's state store, advanced only once an
-export succeeded, and each run exports only the orders named for the first time.
+after its restart, a webhook may come twice, and the poll names the orders a webhook announced.
+So the DAG keeps a mark in the Asset's state store, advanced only once an export succeeded, and
+each run exports only the orders named for the first time.
 
 Per deployment, without editing the file: ``REVOX_CALL_EVENTS_WATCH`` holds the trigger's
 arguments as JSON (filters and pace, e.g. ``{"campaign_ids": ["camp_1"], "poll_interval": 10}``)
@@ -26,6 +32,7 @@ from airflow.sdk import Asset, AssetWatcher, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_revox.export import ALL_TABLES, Watermark, first_named
+from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.operators.revox import RevoxCallsToStorageOperator
 from airflow_provider_revox.triggers.revox import RevoxCallEventTrigger
 
@@ -69,6 +76,9 @@ def revox_on_calls_finished() -> None:
             for event in context["triggering_asset_events"].get(CALLS_FINISHED, [])
             for call in ((event.extra or {}).get("payload") or {}).get("calls", [])
         ]
+        # A webhook's event only hints (any order, no trusted time): the API dates those orders,
+        # one search per 100 ids, and the mark keeps them until the poll's events pass them.
+        calls = RevoxHook(WATCH["revox_conn_id"]).resolve_announced(calls)
         # No asset state store before Airflow 3.3: no mark, every named order is exported.
         stored = (
             asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK) if asset_state_store is not None else None

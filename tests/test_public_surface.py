@@ -63,6 +63,7 @@ PUBLIC_SURFACE: dict[str, list[str]] = {
         "RevoxPlaceCallOperator",
         "RevoxResumeCampaignOperator",
     ],
+    "airflow_provider_revox.plugins.revox": ["RevoxWebhookPlugin"],
     "airflow_provider_revox.sensors.revox": ["RevoxCallSensor", "RevoxCallsSensor", "RevoxCampaignSensor"],
     "airflow_provider_revox.testing": [
         "ALWAYS_OPEN_RETRY_CONFIG",
@@ -102,6 +103,7 @@ OTHER_MODULES = {
     "airflow_provider_revox.get_provider_info",
     "airflow_provider_revox.hooks",
     "airflow_provider_revox.operators",
+    "airflow_provider_revox.plugins",
     "airflow_provider_revox.sensors",
     "airflow_provider_revox.triggers",
     "airflow_provider_revox.testing.pytest_plugin",
@@ -191,3 +193,13 @@ def test_a_trigger_stored_under_an_earlier_path_still_loads(old_path: str, name:
     assert cls is getattr(importlib.import_module("airflow_provider_revox.triggers.revox"), name)
     _, kwargs = cls(**TRIGGER_KWARGS[name]).serialize()
     assert cls(**kwargs).serialize()[0] == f"airflow_provider_revox.triggers.revox.{name}"
+
+
+def test_the_webhook_plugin_is_registered_through_the_airflow_plugins_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (point,) = [p for p in entry_points(group="airflow.plugins") if p.name == "revox_webhooks"]
+    plugin = point.load()
+    assert point.value == "airflow_provider_revox.plugins.revox:RevoxWebhookPlugin"
+    (app,) = plugin.fastapi_apps
+    assert app["url_prefix"] == "/revox" and app["app"] is not None

@@ -53,6 +53,9 @@ def test_every_extra_the_hook_reads_is_in_the_connection_form(providers: Any) ->
         "download_timeout",
         "batch_polls",
         "adaptive_rate",
+        "webhook_base_url",
+        "webhook_token",
+        "webhook_previous_token",
     }
 
 

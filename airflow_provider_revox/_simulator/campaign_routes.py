@@ -8,7 +8,8 @@
 * ``GET /campaigns/{id}/statistics`` -> ``{"statistics": {...}}``;
 * ``POST /campaigns/{id}/launch-calls`` (``mode``, ``selection``, ``scheduled_at``) ->
   ``{"launched": n, "skipped": {...}, "session": null}``;
-* ``POST /campaigns/{id}/cancel``, ``/pause``, ``/resume`` -> ``{"success": true}``.
+* ``POST /campaigns/{id}/cancel``, ``/pause``, ``/resume`` -> ``{"success": true}``;
+* ``PATCH /assistants/{id}`` (``webhook_url``) -> ``{"assistant": {...}}``, for the webhook sender.
 """
 
 from __future__ import annotations
@@ -75,8 +76,17 @@ def campaign_routes(engine: SimulatorEngine) -> list[tuple[str, str, str, Handle
 
         return act
 
+    def assistant(request: Request, call_id: str | None, body: bytes) -> Reply:
+        # PATCH /assistants/{id}: only ``webhook_url`` is kept (the webhook sender reads it).
+        url = json_body(body).get("webhook_url")
+        assistant_id = request.path_params["assistant_id"]
+        if isinstance(url, str) and url:
+            engine.assistant_webhooks[assistant_id] = url
+        return json_reply(200, {"assistant": {"id": assistant_id, "webhook_url": url}})
+
     base = "/api/campaigns"
     return [
+        ("/api/assistants/{assistant_id}", "PATCH /assistants/{id}", "PATCH", assistant),
         (base, "POST /campaigns", "POST", create),
         (base, "GET /campaigns", "GET", listing),
         (f"{base}/{{campaign_id}}", "GET /campaigns/{id}", "GET", view("campaign", render_campaign)),

@@ -22,6 +22,7 @@ from airflow_provider_revox._simulator.population import seed_population
 from airflow_provider_revox._simulator.scenario import ScenarioError, apply_scenario, load_scenario
 from airflow_provider_revox._simulator.server import SimulatorServer
 from airflow_provider_revox._simulator.transport import is_loopback
+from airflow_provider_revox._simulator.webhooks import WebhookSender
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report next_call_at as null on every order (clients schedule their polls on their own)",
     )
+    parser.add_argument(
+        "--webhook-url",
+        help="send a webhook when each order ends: to the order's or its assistant's webhook_url, "
+        "else to this URL",
+    )
+    parser.add_argument(
+        "--webhook-faults",
+        help="the webhook sender's faults, e.g. drop=0.05,duplicate=0.05,delay=2,reorder=0.02,"
+        "retries=3,retry_wait=5 (given alone, webhooks go only to the orders' own URLs)",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     return parser
 
@@ -109,7 +120,7 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Simula
     return server, generated
 
 
-def _serve(server: SimulatorServer, generated_key: str | None) -> None:
+def _serve(server: SimulatorServer, generated_key: str | None, sender: WebhookSender | None = None) -> None:
     sock = server.bind()
     print(f"Revox simulator listening on {server.base_url}", flush=True)
     if generated_key:
@@ -119,7 +130,13 @@ def _serve(server: SimulatorServer, generated_key: str | None) -> None:
     # raises the signal again for the handler it found: a no-op one, so the process exits with 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
-    server.uvicorn_server().run(sockets=[sock])
+    if sender is not None:
+        sender.start()  # its own thread: off the request path
+    try:
+        server.uvicorn_server().run(sockets=[sock])
+    finally:
+        if sender is not None:
+            sender.stop()
     print("Revox simulator stopped", flush=True)
 
 
@@ -129,10 +146,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     try:
         server, generated = _build(args, os.environ if environ is None else environ)
+        sender = None
+        if args.webhook_url or args.webhook_faults:
+            sender = WebhookSender(server.engine, args.webhook_faults, url=args.webhook_url, seed=args.seed)
     except (ValueError, ScenarioError) as error:
         parser.error(str(error))
     try:
-        _serve(server, generated)
+        _serve(server, generated, sender)
     except OSError as error:
         print(f"revox simulator: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 1

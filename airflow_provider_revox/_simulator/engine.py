@@ -126,6 +126,8 @@ class SimulatorEngine(CallQueries):
         self._keys: dict[str, str] = {}
         #: The campaigns: ``engine.campaigns.create(...)``, ``launch``, ``get``, ``pause``...
         self.campaigns = CampaignBook(self)
+        #: ``webhook_url`` set on assistants (``PATCH /assistants/{id}``), by assistant id.
+        self.assistant_webhooks: dict[str, str] = {}
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from airflow_provider_revox._simulator.population import seed_population
 from airflow_provider_revox._simulator.quota import AccountLimit
 from airflow_provider_revox._simulator.scenario import apply_scenario, load_scenario, parse_scenario
 from airflow_provider_revox._simulator.server import SimulatorServer
+from airflow_provider_revox._simulator.webhooks import WebhookFaults, WebhookSender
 
 
 def connection_json(base_url: str, api_key: str, **extra: Any) -> str:
@@ -159,6 +160,21 @@ class SimulatorHandle:
         self.clock: Clock = server.engine.clock
         self.faults = server.faults
         self.api_key = api_key
+        self.webhooks: list[WebhookSender] = []
+
+    def send_webhooks(
+        self, faults: WebhookFaults | str | None = None, *, url: str | None = None, seed: int = 0
+    ) -> WebhookSender:
+        """Send a webhook when each order ends, from a background thread, until the simulator stops.
+
+        ``faults`` is the sender's fault SPEC (``"drop=0.05,duplicate=0.05,delay=2"``: rates of
+        webhooks dropped and sent twice, the longest delivery delay in seconds; also ``reorder``,
+        ``retries``, ``retry_wait``); ``url`` receives the orders with no ``webhook_url`` of their
+        own or their assistant's. The sender's ``counts`` say what happened.
+        """
+        sender = WebhookSender(self.engine, faults, url=url, seed=seed).start()
+        self.webhooks.append(sender)
+        return sender
 
     @property
     def base_url(self) -> str:
@@ -300,7 +316,10 @@ def running_simulator(
         seed_population(engine, calls)
     thread = ServerThread(server)
     thread.start()
+    handle = SimulatorHandle(server, key)
     try:
-        yield SimulatorHandle(server, key)
+        yield handle
     finally:
+        for sender in handle.webhooks:
+            sender.stop()
         thread.stop()

@@ -286,7 +286,7 @@ class SimulatorServer:
                 message = "missing or invalid API key: send Authorization: Bearer <key>"
                 return self._send(request, error_reply(401, "unauthorized", message))
             try:
-                body = await request.body() if request.method == "POST" else b""
+                body = await request.body() if request.method in ("POST", "PATCH") else b""
             except ClientDisconnect:
                 # The client hung up mid-body (a cancelled wait): nobody is left to answer.
                 return Response(status_code=499)

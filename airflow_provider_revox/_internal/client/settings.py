@@ -69,6 +69,11 @@ class RevoxSettings:
     max_response_bytes: int = int(DEFAULT_MAX_RESPONSE_MB * MIB)
     max_recording_bytes: int = int(DEFAULT_MAX_RECORDING_MB * MIB)
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+    #: Where the Airflow api-server is reached from the internet (extra ``webhook_base_url``).
+    webhook_base_url: str | None = None
+    #: The webhook tokens accepted: the current one first (extras ``webhook_token``,
+    #: ``webhook_previous_token``).
+    webhook_tokens: tuple[str, ...] = field(default=(), repr=False)
 
     def check_plain_http(self, resolve: Resolver | None = None) -> None:
         """Refuse to send the key over plain http, except to loopback or when the connection allows it.
@@ -245,6 +250,45 @@ def _api_key(conn: Connection, extra: dict[str, Any]) -> str:
     )
 
 
+def webhook_tokens_from(conn_id: str, extra: dict[str, Any]) -> tuple[str, ...]:
+    """The webhook tokens a connection's extra accepts (current first), each masked in logs.
+
+    Raises:
+        RevoxConfigError: a token that is not a string of at least 32 characters.
+    """
+    tokens = []
+    for name in ("webhook_token", "webhook_previous_token"):
+        value = extra.get(name)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or len(value.strip()) < 32:
+            raise RevoxConfigError(
+                f"Revox connection {conn_id!r}: extra {name!r} must be a random string of at least 32 "
+                "characters (RevoxHook.new_webhook_token() makes one)"
+            )
+        mask_secret(value.strip())
+        tokens.append(value.strip())
+    return tuple(tokens)
+
+
+def webhook_base_url_from(conn_id: str, extra: dict[str, Any]) -> str | None:
+    """The extra ``webhook_base_url``, without a trailing slash; None when unset.
+
+    Raises:
+        RevoxConfigError: not an http(s) URL.
+    """
+    value = extra.get("webhook_base_url")
+    if value in (None, ""):
+        return None
+    url = httpx.URL(str(value).strip()) if isinstance(value, str) else None
+    if url is None or url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise RevoxConfigError(
+            f"Revox connection {conn_id!r}: extra 'webhook_base_url' must be the https URL the Airflow "
+            f"api-server is reached at, not {redact_text(str(value))[:200]!r}"
+        )
+    return str(url).rstrip("/")
+
+
 def settings_from_connection(
     conn: Connection,
     *,
@@ -311,6 +355,8 @@ def settings_from_connection(
             number("max_recording_mb", DEFAULT_MAX_RECORDING_MB, 0.001, MAX_SIZE_MB) * MIB
         ),
         download_timeout=number("download_timeout", DEFAULT_DOWNLOAD_TIMEOUT, 0.01, MAX_DOWNLOAD_TIMEOUT),
+        webhook_base_url=webhook_base_url_from(conn_id, extra),
+        webhook_tokens=webhook_tokens_from(conn_id, extra),
     )
     settings.check_plain_http(resolve)
     return settings

@@ -46,8 +46,8 @@ from airflow_provider_revox._internal.client.settings import (
 from airflow_provider_revox._internal.client.transport import Transport
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.core.redact import redact_text
-from airflow_provider_revox._internal.hooks.call import CallEndpoints
 from airflow_provider_revox._internal.hooks.campaign import CampaignEndpoints
+from airflow_provider_revox._internal.hooks.webhook import WebhookEndpoints
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ async def rate_asleep(seconds: float) -> None:
     await retry_asleep(seconds)
 
 
-class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
+class RevoxHook(WebhookEndpoints, CampaignEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
     campaigns, download recordings. Every endpoint has a blocking method and an async twin
     named with a leading ``a`` (``get_call`` / ``aget_call``).

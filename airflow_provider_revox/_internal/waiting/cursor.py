@@ -34,6 +34,9 @@ FUTURE_MARGIN = timedelta(minutes=5)
 #: Most ids of orders with untrusted times kept; beyond, the greatest are kept (one evicted may be
 #: named once more, never lost).
 MAX_UNTRUSTED_IDS = 1_000
+#: Most ids taken ahead of the watermark (announced by webhooks) kept; beyond, the oldest are
+#: dropped (one dropped may be exported once more when the poll names it, never lost).
+MAX_AHEAD_IDS = 100_000
 #: The search order a read relies on: the first order changed before the watermark ends it.
 NEWEST_CHANGE_FIRST = {"sort_by": "updated_at", "sort_direction": "desc"}
 #: Raw batch fields of the call events' acknowledged stream: a batch's number, and "stored
@@ -46,11 +49,14 @@ def later_mark(first: Watermark, second: Watermark) -> Watermark:
     """The mark further along of two: the later ``ended_at`` (at the same instant, both sets of ids)."""
     if first.ended_at is None:
         return second
+    ahead = first.ahead | second.ahead
     if second.ended_at is None or first.ended_at > second.ended_at:
-        return first
+        return Watermark(first.ended_at, first.ids_at, first.untrusted, ahead).passed_ahead()
     if second.ended_at > first.ended_at:
-        return second
-    return Watermark(first.ended_at, first.ids_at | second.ids_at, first.untrusted | second.untrusted)
+        return Watermark(second.ended_at, second.ids_at, second.untrusted, ahead).passed_ahead()
+    return Watermark(
+        first.ended_at, first.ids_at | second.ids_at, first.untrusted | second.untrusted, ahead
+    ).passed_ahead()
 
 
 def terminal_moment(call: Call) -> datetime | None:
@@ -66,11 +72,14 @@ class Watermark:
         ended_at: the latest terminal moment taken; None before the first read.
         ids_at: the orders taken that ended exactly at ``ended_at``.
         untrusted: the orders taken whose reported end was later than the API's clock allowed.
+        ahead: the orders taken ahead of the watermark, as a webhook announced them (id and
+            terminal moment), until the watermark passes them (see :func:`first_named`).
     """
 
     ended_at: datetime | None = None
     ids_at: frozenset[str] = field(default_factory=frozenset)
     untrusted: frozenset[str] = field(default_factory=frozenset)
+    ahead: frozenset[tuple[str, datetime]] = field(default_factory=frozenset)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-safe form, for a state store."""
@@ -80,6 +89,8 @@ class Watermark:
         }
         if self.untrusted:
             state["untrusted"] = sorted(self.untrusted)
+        if self.ahead:
+            state["ahead"] = {call_id: moment.isoformat() for call_id, moment in sorted(self.ahead)}
         return state
 
     @classmethod
@@ -100,8 +111,14 @@ class Watermark:
         for name, listed in (("ids_at", ids), ("untrusted", untrusted)):
             if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
                 raise ValueError(f"the stored watermark's {name} is not a list of ids: {listed!r}")
+        ahead = value.get("ahead") or {}
+        if not isinstance(ahead, Mapping) or not all(isinstance(item, str) for item in ahead.values()):
+            raise ValueError(f"the stored watermark's ahead is not a map of ids to times: {ahead!r}")
         return cls(
-            _aware(datetime.fromisoformat(stamp)) if stamp else None, frozenset(ids), frozenset(untrusted)
+            _aware(datetime.fromisoformat(stamp)) if stamp else None,
+            frozenset(ids),
+            frozenset(untrusted),
+            frozenset((str(key), _aware(datetime.fromisoformat(moment))) for key, moment in ahead.items()),
         )
 
     def is_new(self, call_id: str, ended_at: datetime) -> bool:
@@ -133,7 +150,18 @@ class Watermark:
                 ids.add(call_id)
         if len(ids) > MAX_IDS_AT_WATERMARK:
             raise ValueError(f"more than {MAX_IDS_AT_WATERMARK} orders ended at {latest}: cannot keep them")
-        return Watermark(latest, frozenset(ids), kept)
+        return Watermark(latest, frozenset(ids), kept, self.ahead).passed_ahead()
+
+    def passed_ahead(self) -> Watermark:
+        """This watermark without the orders taken ahead of it that it has now passed."""
+        left = frozenset(
+            (call_id, moment)
+            for call_id, moment in self.ahead
+            if call_id not in self.untrusted and self.is_new(call_id, moment)
+        )
+        if len(left) > MAX_AHEAD_IDS:
+            left = frozenset(sorted(left, key=lambda item: (item[1], item[0]))[-MAX_AHEAD_IDS:])
+        return self if left == self.ahead else Watermark(self.ended_at, self.ids_at, self.untrusted, left)
 
 
 def believed(moment: datetime | None, latest: datetime | None) -> bool:
@@ -192,27 +220,47 @@ def first_named(mark: Watermark, calls: Iterable[Mapping[str, Any]]) -> tuple[li
     ``"untrusted_time": true`` (its ``ended_at`` is later than the API's clock allowed) is taken
     once and does not move the mark.
 
+    An entry marked ``"announced": true`` comes from a webhook, in any order, and its
+    ``ended_at`` must be the one the API gives (see :meth:`RevoxHook.resolve_announced
+    <airflow_provider_revox.hooks.revox.RevoxHook.resolve_announced>`); without one (the API does
+    not say the order ended) it is not taken. Taken, it does not move the mark: it is kept in
+    ``Watermark.ahead`` until the mark passes it, so the poll naming it later (or a webhook
+    sent twice) takes it no more.
+
     Raises:
         ValueError: an entry whose ``ended_at`` is not an ISO time.
     """
     taken: list[str] = []
     moments: list[tuple[str, datetime]] = []
     untrusted: list[str] = []
+    ahead = dict(mark.ahead)
     for call in calls:
         call_id, stamp = str(call["id"]), call.get("ended_at")
+        if call.get("announced"):
+            if stamp is None:
+                continue
+            ended_at = _aware(parse_iso(str(stamp)))
+            if call_id not in ahead and call_id not in taken and mark.is_new(call_id, ended_at):
+                taken.append(call_id)
+                ahead[call_id] = ended_at
+            continue
         if stamp is None:
             taken.append(call_id)
             continue
         if call.get("untrusted_time"):
-            if call_id not in mark.untrusted and call_id not in taken:
+            if call_id in ahead:
+                untrusted.append(call_id)
+            elif call_id not in mark.untrusted and call_id not in taken:
                 taken.append(call_id)
                 untrusted.append(call_id)
             continue
         ended_at = _aware(parse_iso(str(stamp)))
-        if mark.is_new(call_id, ended_at) and call_id not in taken:
-            taken.append(call_id)
+        if mark.is_new(call_id, ended_at):
+            if call_id not in taken and call_id not in ahead:
+                taken.append(call_id)
             moments.append((call_id, ended_at))
-    return taken, mark.advance(moments, untrusted)
+    kept = Watermark(mark.ended_at, mark.ids_at, mark.untrusted, frozenset(ahead.items()))
+    return taken, kept.advance(moments, untrusted)
 
 
 def poll_delay(empty_polls: int, interval: float, max_interval: float) -> float:

@@ -44,7 +44,8 @@ def test_an_unknown_extra_is_named_once_with_the_closest_known_one(caplog: pytes
         "did you mean 'timeout'?",
         "Revox connection 'revox_typo': extra 'zzz' is not a setting of this provider, ignored; the "
         "extras it reads are adaptive_rate, allow_insecure_http, api_key, batch_polls, download_timeout, "
-        "max_recording_mb, max_requests_per_second, max_response_mb, max_retries, timeout",
+        "max_recording_mb, max_requests_per_second, max_response_mb, max_retries, timeout, "
+        "webhook_base_url, webhook_previous_token, webhook_token",
     ]
 
 

@@ -1,0 +1,1 @@
+"""Private: no stable API."""

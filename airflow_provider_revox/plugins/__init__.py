@@ -1,0 +1,1 @@
+"""Public module: :mod:`airflow_provider_revox.plugins.revox`, the Airflow plugin."""

@@ -1,0 +1,101 @@
+"""The hook's webhook half against the simulator: the URL, the assistant's webhook, the announced calls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from airflow_provider_revox._simulator.harness import connection_json
+from airflow_provider_revox._simulator.profile import AttemptDraw
+from airflow_provider_revox._simulator.timeline import OrderScript
+from airflow_provider_revox._simulator.webhooks import WebhookSender
+from airflow_provider_revox.exceptions import RevoxConfigError, RevoxInvalidCallIdError
+from airflow_provider_revox.hooks.revox import RevoxHook
+
+TOKEN = "t" * 20 + RevoxHook.new_webhook_token()
+
+
+@pytest.fixture
+def hooked(revox_simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_REVOX_DEFAULT",
+        connection_json(
+            revox_simulator.base_url,
+            revox_simulator.api_key,
+            webhook_base_url="https://airflow.example.com/",
+            webhook_token=TOKEN,
+        ),
+    )
+    return revox_simulator
+
+
+def place(sim: Any, assistant_id: str = "asst_w") -> str:
+    call = sim.place_call(
+        phone_number="+33612345678",
+        assistant={"id": assistant_id},
+        skip_calling_window=True,
+        script=OrderScript(attempts=(AttemptDraw(kind="human", talk_seconds=20),)),
+    )
+    return str(call["id"])
+
+
+def test_the_webhook_url_is_the_base_url_the_plugins_path_and_the_token(hooked: Any) -> None:
+    hook = RevoxHook()
+    assert hook.webhook_url() == f"https://airflow.example.com/revox/webhooks/{TOKEN}"
+    assert TOKEN not in repr(hook) and TOKEN not in repr(hook.connection_settings())
+
+
+def test_setting_the_assistants_webhook_makes_the_simulator_post_its_calls_there(hooked: Any) -> None:
+    RevoxHook().set_assistant_webhook("asst_w")
+    assert hooked.engine.assistant_webhooks == {"asst_w": RevoxHook().webhook_url()}
+    posted: list[str] = []
+    call_id = place(hooked)
+    other = place(hooked, "asst_other")
+    sender = WebhookSender(hooked.engine, post=lambda url, body: posted.append(url) or 200)
+    hooked.finish()
+    sender.step()
+    assert posted == [RevoxHook().webhook_url()] and sender.counts["ended"] == 1 and call_id and other
+
+
+def test_without_a_token_or_base_url_the_url_is_refused_before_any_request(revox_simulator: Any) -> None:
+    with pytest.raises(RevoxConfigError, match="webhook_base_url"):
+        RevoxHook().webhook_url()
+    with pytest.raises(RevoxConfigError, match="assistant_id"):
+        RevoxHook().set_assistant_webhook(" ")
+    assert revox_simulator.stats()["by_endpoint"] == {}
+
+
+def test_a_short_token_in_the_connection_is_named(
+    revox_simulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_REVOX_DEFAULT",
+        connection_json(revox_simulator.base_url, revox_simulator.api_key, webhook_token="short"),
+    )
+    with pytest.raises(RevoxConfigError, match="webhook_token"):
+        RevoxHook().connection_settings()
+
+
+def test_announced_entries_are_dated_by_the_api_and_the_rest_kept(hooked: Any) -> None:
+    ended = [place(hooked) for _ in range(3)]
+    hooked.finish()
+    still_open = place(hooked)
+    polled = {"id": "polled", "status": "completed", "ended_at": "2026-01-01T00:00:00+00:00"}
+    calls = [
+        {"id": ended[1], "announced": True, "status": "cancelled"},  # the claimed status is not believed
+        polled,
+        {"id": still_open, "announced": True},
+        {"id": "call_unknown", "announced": True},
+        {"id": ended[0], "announced": True},
+    ]
+    resolved = RevoxHook().resolve_announced(calls)
+    assert [entry["id"] for entry in resolved] == [ended[1], "polled", ended[0]]
+    api_end = datetime.fromisoformat(hooked.get_call(ended[1])["ended_at"].replace("Z", "+00:00"))
+    assert resolved[0]["status"] == "completed" and resolved[0]["announced"] is True
+    assert datetime.fromisoformat(resolved[0]["ended_at"]) == api_end
+    assert resolved[1] == polled
+    assert hooked.stats()["by_endpoint"] == {"POST /call/search": 1}  # one search for four ids
+    with pytest.raises(RevoxInvalidCallIdError):
+        RevoxHook().resolve_announced([{"id": "bad id/../x", "announced": True}])
