@@ -46,6 +46,7 @@ from airflow_provider_revox._simulator.assistant import AssistantShape
 from airflow_provider_revox._simulator.campaign import CampaignBook
 from airflow_provider_revox._simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox._simulator.dialing import dial_rules, next_dial, recipient_zone
+from airflow_provider_revox._simulator.history import PhoneBook
 from airflow_provider_revox._simulator.errors import (
     Conflict,
     InvalidOrder,
@@ -121,8 +122,14 @@ class SimulatorEngine(CallQueries):
         self._keys: dict[str, str] = {}
         #: The campaigns: ``engine.campaigns.create(...)``, ``launch``, ``get``, ``pause``...
         self.campaigns = CampaignBook(self)
+        #: Do-not-contact marks and the phone history (``GET /calls/phone-history``).
+        self.phone_book = PhoneBook()
 
     # -- reading ---------------------------------------------------------------------------
+
+    def plans(self) -> list[OrderPlan]:
+        """Every order's plan, oldest first (hold :meth:`lock` to read them at one instant)."""
+        return list(self._plans.values())
 
     def call_ids(self) -> list[str]:
         """Ids of every order placed, oldest first."""

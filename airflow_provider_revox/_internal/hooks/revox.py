@@ -48,6 +48,7 @@ from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.call import CallEndpoints
 from airflow_provider_revox._internal.hooks.campaign import CampaignEndpoints
+from airflow_provider_revox._internal.hooks.history import HistoryEndpoints
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,9 @@ async def rate_asleep(seconds: float) -> None:
     await retry_asleep(seconds)
 
 
-class RevoxHook(CallEndpoints, CampaignEndpoints, BaseHook):
+class RevoxHook(CallEndpoints, CampaignEndpoints, HistoryEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
-    campaigns, download recordings. Every endpoint has a blocking method and an async twin
+    campaigns, read the phone history (do-not-contact), download recordings. Every endpoint has a blocking method and an async twin
     named with a leading ``a`` (``get_call`` / ``aget_call``).
 
     Args:
