@@ -46,12 +46,12 @@ from airflow_provider_revox._simulator.assistant import AssistantShape
 from airflow_provider_revox._simulator.campaign import CampaignBook
 from airflow_provider_revox._simulator.clock import Clock, VirtualClock, as_utc
 from airflow_provider_revox._simulator.dialing import dial_rules, next_dial, recipient_zone
-from airflow_provider_revox._simulator.history import PhoneBook
 from airflow_provider_revox._simulator.errors import (
     Conflict,
     InvalidOrder,
     UnknownCall,
 )
+from airflow_provider_revox._simulator.history import PhoneBook
 from airflow_provider_revox._simulator.orders import (
     retry_rules,
     valid_assistant,

@@ -49,7 +49,7 @@ class PhoneBook:
         self._marked.update(numbers)
 
     def asks_not_to_be_called(self, call_ids: Iterable[str]) -> None:
-        """The person of these orders asks not to be called again: their number is marked once the order ends."""
+        """These orders' people ask not to be called again: each number is marked when its order ends."""
         self._asking.update(call_ids)
 
     def entries(self, plans: Iterable[OrderPlan], moment: datetime) -> dict[str, dict[str, Any]]:
@@ -63,7 +63,8 @@ class PhoneBook:
                 continue
             entry = found.setdefault(plan.spec.phone_number, _empty())
             entry["count"] += len(started)
-            if any(a.reached_human and a.answered_at is not None and a.answered_at <= moment for a in started):
+            if any(a.reached_human and a.answered_at is not None and a.answered_at <= moment
+                   for a in started):  # fmt: skip
                 entry["reached_human"] = True
             last = max((a.started_at for a in started), default=None)
             if last is not None and (entry["_last"] is None or last > entry["_last"]):
@@ -89,8 +90,9 @@ class PhoneBook:
         yield b'{"phone_history":{'
         first = True
         for index in range(self.background):
-            entry = {**_empty(), "count": 1, "reached_human": index % 3 == 0, "last_called_at": BACKGROUND_LAST_CALLED}
+            entry = {**_empty(), "count": 1, "reached_human": index % 3 == 0}
             entry.pop("_last")
+            entry["last_called_at"] = BACKGROUND_LAST_CALLED
             yield (b"" if first else b",") + _member(f"+1555{index:07d}", entry)
             first = False
         for number, entry in self.entries(plans, moment).items():

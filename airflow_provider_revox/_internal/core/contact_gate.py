@@ -41,7 +41,8 @@ REASONS = (DO_NOT_CONTACT, REACHED_HUMAN, CALLED_RECENTLY, IN_CAMPAIGN)
 def _window(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a number > 0 (or None for no such check), not {value!r}")
     return float(value)
 
@@ -100,11 +101,12 @@ def judge(
     if entry.do_not_contact:
         if not policy.dial_do_not_contact:
             return Verdict(DO_NOT_CONTACT, "the number is marked do-not-contact in the phone history")
-        return Verdict(None, "marked do-not-contact, dialled because dial_do_not_contact=True", overridden=True)
+        return Verdict(None, "do-not-contact, dialled: dial_do_not_contact=True", overridden=True)
     last = _last_called(entry, now)
     days = policy.skip_reached_human_within_days
     if days is not None and entry.reached_human and last is not None and now - last < timedelta(days=days):
-        return Verdict(REACHED_HUMAN, f"a person was reached and the last call ({_iso(last)}) is within {days:g} days")
+        detail = f"a person was reached; the last call ({_iso(last)}) is within {days:g} days"
+        return Verdict(REACHED_HUMAN, detail)
     hours = policy.skip_called_within_hours
     if hours is not None and last is not None and now - last < timedelta(hours=hours):
         return Verdict(CALLED_RECENTLY, f"last called {_iso(last)}, within {hours:g} hours")

@@ -44,9 +44,7 @@ def _flag(value: Any) -> Any:
         return False
     if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", ""):
         return False
-    if isinstance(value, int | float) and value == 0:
-        return False
-    return True
+    return not (isinstance(value, int | float) and value == 0)
 
 
 def _moment(value: Any) -> Any:

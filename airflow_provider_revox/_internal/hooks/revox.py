@@ -76,8 +76,8 @@ async def rate_asleep(seconds: float) -> None:
 
 class RevoxHook(CallEndpoints, CampaignEndpoints, HistoryEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
-    campaigns, read the phone history (do-not-contact), download recordings. Every endpoint has a blocking method and an async twin
-    named with a leading ``a`` (``get_call`` / ``aget_call``).
+    campaigns, read the phone history (do-not-contact), download recordings. Every endpoint has
+    a blocking method and an async twin named with a leading ``a`` (``get_call`` / ``aget_call``).
 
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)
