@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath
@@ -49,21 +49,19 @@ def policy(
         raise ValueError(f"{task_id}: {error}" if task_id else str(error)) from None
 
 
-def now_utc() -> datetime:
-    """The moment the gate judges at (the worker's clock; the history's times are UTC)."""
-    return datetime.now(timezone.utc)
-
-
 def run(
     hook: RevoxHook,
     log: logging.Logger | Any,
     contacts: Sequence[Mapping[str, Any]],
     rules: ContactPolicy,
     *,
-    now: datetime,
+    now: datetime | None = None,
     campaign_name: str | None = None,
 ) -> Screened:
-    """Read the phone history of ``contacts``' numbers once and screen them.
+    """Read the phone history of ``contacts``' numbers once and screen them at ``now``.
+
+    By default ``now`` is the API's clock as its answer reported it (the history's times are the
+    API's), else the worker's.
 
     Raises:
         RevoxPhoneHistoryError: the history could not be read whole (nobody is dialled).
@@ -78,7 +76,8 @@ def run(
         len(history.entries),
         len(numbers),
     )
-    result = screen(contacts, history.entries, rules, now, campaign_name)
+    moment = now if now is not None else hook.server_clock.now()
+    result = screen(contacts, history.entries, rules, moment, campaign_name)
     for number in result.overridden:
         log.warning("Dialling %s although it is marked do-not-contact: dial_do_not_contact=True", number)
     (log.warning if result.skipped else log.info)("Do-not-contact gate: %s", result.summary())
@@ -171,7 +170,7 @@ def screen_contacts(op: Any, rows: reading.Sorted, target: Any) -> tuple[Screene
         RevoxPhoneHistoryError: the history could not be read whole.
     """
     secrets = op.hook.known_secrets()
-    screened = run(op.hook, op.log, rows.contacts, op.contact_policy, now=now_utc(), campaign_name=op.name)
+    screened = run(op.hook, op.log, rows.contacts, op.contact_policy, campaign_name=op.name)
     rejects = rows.rejects + skipped_rejects(screened, rows.contact_rows, secrets)
     shown = write_rejects(op.log, target, sorted(rejects, key=lambda reject: reject["row"]), secrets)
     if not screened.kept:

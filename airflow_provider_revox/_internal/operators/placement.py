@@ -290,7 +290,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
     def _gate(self, number: str) -> None:
         """Skip the task, placing nothing, when the do-not-contact gate skips ``number``."""
         contact = {"to_phone_number": number}
-        screened = gate.run(self.hook, self.log, [contact], self.contact_policy, now=gate.now_utc())
+        screened = gate.run(self.hook, self.log, [contact], self.contact_policy)
         for _, _, verdict in screened.skipped:
             raise AirflowSkipException(f"No call placed to {number}: {verdict.reason} ({verdict.detail})")
 
