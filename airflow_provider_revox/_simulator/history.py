@@ -16,9 +16,10 @@ organisation that has called many people before; the history then has to be stre
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_revox._simulator.render import iso
 from airflow_provider_revox._simulator.replies import Reply
@@ -26,8 +27,6 @@ from airflow_provider_revox._simulator.timeline import OrderPlan
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-
-    from airflow_provider_revox._simulator.engine import SimulatorEngine
 
 #: When every background number was last called.
 BACKGROUND_LAST_CALLED = "2025-01-06T10:00:00.000Z"
@@ -118,7 +117,18 @@ def _member(number: str, entry: dict[str, Any]) -> bytes:
     return json.dumps(number).encode() + b":" + json.dumps(entry, separators=(",", ":")).encode()
 
 
-def history_routes(engine: SimulatorEngine) -> list[tuple[str, str, str, Any]]:
+class _Engine(Protocol):
+    """What the route needs of a :class:`~.engine.SimulatorEngine` (which imports this module)."""
+
+    phone_book: PhoneBook
+
+    @property
+    def lock(self) -> threading.RLock: ...
+    def plans(self) -> list[OrderPlan]: ...
+    def moment(self, at: datetime | None = None) -> datetime: ...
+
+
+def history_routes(engine: _Engine) -> list[tuple[str, str, str, Any]]:
     """``(path, endpoint name, method, handler)`` of ``GET /calls/phone-history``."""
 
     def history(request: Request, call_id: str | None, body: bytes) -> Reply:
