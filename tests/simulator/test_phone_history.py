@@ -33,7 +33,10 @@ def test_a_do_not_call_ending_marks_the_number(sim: SimulatorHandle) -> None:
                     "id": "c-asks",
                     "phone_number": PARIS,
                     "assistant_id": "asst",
-                    "attempts": [{"result": "voicemail", "duration": 20}, {"result": "human", "duration": 40}],
+                    "attempts": [
+                        {"result": "voicemail", "duration": 20},
+                        {"result": "human", "duration": 40},
+                    ],
                     "outcome": "not_interested",
                     "asks_not_to_be_called": True,
                 }

@@ -199,7 +199,8 @@ def test_campaign_policies_skip_into_the_rejects_file_with_counts(
         (7, "do_not_contact"),
     ]
     assert rejects[0]["input"]["to_phone_number"] == DNC
-    assert rejects[4]["reason"].startswith("skipped: already_in_campaign (already called by campaign 'Reminders [")
+    expected = "skipped: already_in_campaign (already called by campaign 'Reminders ["
+    assert rejects[4]["reason"].startswith(expected)
     (campaign_id,) = [i for i in simulator.engine.campaigns.ids() if i != simulator.engine.campaigns.ids()[0]]
     rows = simulator.engine.campaigns.campaign(campaign_id).call_ids
     assert [simulator.get_call(i)["to_phone_number"] for i in rows] == [CLEAN]
@@ -241,7 +242,8 @@ def test_campaign_all_skipped_creates_nothing_and_skips(
     simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
     simulator.engine.phone_book.mark([DNC])
-    ti = run_task(run_dag, CREATE, "dnc_create_none", contacts=[{"to_phone_number": DNC, "prompt_variables": {}}])
+    contacts = [{"to_phone_number": DNC, "prompt_variables": {}}]
+    ti = run_task(run_dag, CREATE, "dnc_create_none", contacts=contacts)
     assert ti.state == "skipped"
     assert "POST /campaigns" not in endpoints(simulator) and simulator.engine.campaigns.ids() == []
 

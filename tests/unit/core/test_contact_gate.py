@@ -43,7 +43,8 @@ def test_time_policies_take_now_as_an_argument() -> None:
     assert judge("+1", human, ContactPolicy(skip_called_within_hours=49), NOW).reason == "called_within_hours"
     assert judge("+1", human, ContactPolicy(skip_called_within_hours=47), NOW).reason is None
     unreadable = entry(count=2, last_called_at="last tuesday")
-    assert judge("+1", unreadable, ContactPolicy(skip_called_within_hours=1), NOW).reason == "called_within_hours"
+    verdict = judge("+1", unreadable, ContactPolicy(skip_called_within_hours=1), NOW)
+    assert verdict.reason == "called_within_hours"
 
 
 def test_already_in_campaign_matches_the_name_with_or_without_its_key_tag() -> None:
