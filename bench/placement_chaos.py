@@ -147,6 +147,12 @@ def _worker(sim: SimulatorHandle, home: Path, dag_id: str, resume: bool) -> dict
     return {}
 
 
+def _progress(case: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """Print a case's figures as soon as it is done (a long run shows where it is)."""
+    print(f"chaos case {case}: {json.dumps(figures, sort_keys=True)}", flush=True)
+    return figures
+
+
 def _orders(sim: SimulatorHandle) -> list[dict[str, Any]]:
     return [sim.engine.get_call(call_id) for call_id in sim.engine.call_ids()]
 
@@ -195,15 +201,15 @@ def run_chaos(work: Path, seed: int) -> dict[str, Any]:
         )
         runs: dict[str, Any] = {}
         runs["chaos_dnc"] = _worker(sim, home, "chaos_dnc", resume=False)
-        dnc = _dnc_figures(sim)
+        dnc = _progress("do_not_contact", _dnc_figures(sim))
         runs["chaos_key_a"] = _worker(sim, home, "chaos_key_a", resume=True)
         runs["chaos_key_b"] = _worker(sim, home, "chaos_key_b", resume=True)
-        shared = _shared_key_figures(sim)
+        shared = _progress("shared_key", _shared_key_figures(sim))
         before = Counter(sim.stats()["by_status"])
         sim.faults.script(LAG_NUMBER, ["drop_after_commit"])
         sim.faults.script("POST /call/search", ["503"] * (2 * (MAX_RETRIES + 1)))
         runs["chaos_search_refused"] = _worker(sim, home, "chaos_search_refused", resume=True)
-        refused = _refused_figures(sim, before)
+        refused = _progress("search_refused", _refused_figures(sim, before))
         before = Counter(sim.stats()["by_status"])
         sim.faults.script(launch_id, ["429:0"] * (MAX_RETRIES + 1))
         runs["chaos_launch_l2"] = _worker(sim, home, "chaos_launch_l2", resume=True)
