@@ -193,6 +193,16 @@ class RevoxPlacementUnknownError(RevoxError):
     try searches again before placing anything."""
 
 
+class RevoxPhoneHistoryError(RevoxError):
+    """The organisation's phone history (``GET /calls/phone-history``) could not be read whole:
+    an error answer, a dropped or cut-off body, or a body that is not the history. Nobody is
+    dialled: a number that asked not to be called may be in the part that was not read. Transient:
+    a later try reads it again.
+    """
+
+    transient = True
+
+
 class RevoxIncompleteReadError(RevoxError):
     """A paged ``POST /call/search`` could not be proven complete: the pages read hold fewer
     orders than the API says match, or never reached the end of the results (an API that repeats
@@ -232,6 +242,7 @@ __all__ = [
     "RevoxInvalidCallIdError",
     "RevoxInvalidRequestError",
     "RevoxNotFoundError",
+    "RevoxPhoneHistoryError",
     "RevoxPlacementUnknownError",
     "RevoxResponseError",
     "RevoxResponseTooLargeError",

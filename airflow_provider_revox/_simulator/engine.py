@@ -51,6 +51,7 @@ from airflow_provider_revox._simulator.errors import (
     InvalidOrder,
     UnknownCall,
 )
+from airflow_provider_revox._simulator.history import PhoneBook
 from airflow_provider_revox._simulator.orders import (
     retry_rules,
     valid_assistant,
@@ -128,8 +129,14 @@ class SimulatorEngine(CallQueries):
         self.campaigns = CampaignBook(self)
         #: ``webhook_url`` set on assistants (``PATCH /assistants/{id}``), by assistant id.
         self.assistant_webhooks: dict[str, str] = {}
+        #: Do-not-contact marks and the phone history (``GET /calls/phone-history``).
+        self.phone_book = PhoneBook()
 
     # -- reading ---------------------------------------------------------------------------
+
+    def plans(self) -> list[OrderPlan]:
+        """Every order's plan, oldest first (hold :meth:`lock` to read them at one instant)."""
+        return list(self._plans.values())
 
     def call_ids(self) -> list[str]:
         """Ids of every order placed, oldest first."""

@@ -20,6 +20,8 @@
         faults: ["429", "ok", "truncate"]    # optional: scripted faults for this call
         shift_pages: true                    # optional: hidden from searches until a page > 0 is read
         far_future: true                     # optional: reports ended_at/updated_at in 2199
+        asks_not_to_be_called: true          # optional: once it ends, its number is do-not-contact
+    do_not_contact: ["+33699999999"]         # optional: numbers the phone history marks do-not-contact
 
 Scripted attempts are the whole story of the order: it makes exactly those dials
 (stopping at the first human), timed by its retry policy.
@@ -77,6 +79,7 @@ _ORDER_KEYS = frozenset(
         "faults",
         "shift_pages",
         "far_future",
+        "asks_not_to_be_called",
     }
 )
 #: Keys of a search fault (see :class:`~.faults.Faults`): true or false.
@@ -98,6 +101,8 @@ class ScenarioCall:
     script: OrderScript | None
     faults: tuple[str, ...]
     search_faults: tuple[str, ...] = ()
+    #: Once the order ends, its number is marked do-not-contact (the person asked).
+    asks_not_to_be_called: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ class Scenario:
 
     source: str
     calls: tuple[ScenarioCall, ...]
+    #: Numbers the phone history marks do-not-contact.
+    do_not_contact: tuple[str, ...] = ()
 
 
 def load_scenario(path: Path | str) -> Scenario:
@@ -164,7 +171,10 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                 raise ScenarioError(f"{where}.id {call_id!r} is used twice")
             seen.add(call_id)
         calls.append(_parse_call(entry, where))
-    return Scenario(source=source, calls=tuple(calls))
+    marked = data.get("do_not_contact", []) if isinstance(data, dict) else []
+    if not isinstance(marked, list) or not all(isinstance(number, str) and number for number in marked):
+        raise ScenarioError(f"{source}: do_not_contact must be a list of phone numbers")
+    return Scenario(source=source, calls=tuple(calls), do_not_contact=tuple(marked))
 
 
 def _parse_call(entry: dict[str, Any], where: str) -> ScenarioCall:
@@ -172,6 +182,7 @@ def _parse_call(entry: dict[str, Any], where: str) -> ScenarioCall:
         key: entry[key]
         for key in _ORDER_KEYS
         - {"attempts", "post_processing_seconds", "final_status", "outcome", "structured_output", "faults"}
+        - {"asks_not_to_be_called"}
         - set(_SEARCH_FAULT_KEYS)
         if key in entry
     }
@@ -216,8 +227,15 @@ def _parse_call(entry: dict[str, Any], where: str) -> ScenarioCall:
         if not isinstance(entry.get(key, False), bool):
             raise ScenarioError(f"{where}.{key} must be true or false")
     search_faults = tuple(key for key in _SEARCH_FAULT_KEYS if entry.get(key))
+    asks = entry.get("asks_not_to_be_called", False)
+    if not isinstance(asks, bool):
+        raise ScenarioError(f"{where}.asks_not_to_be_called must be true or false")
     return ScenarioCall(
-        order=order, script=script, faults=tuple(str(t) for t in faults), search_faults=search_faults
+        order=order,
+        script=script,
+        faults=tuple(str(t) for t in faults),
+        search_faults=search_faults,
+        asks_not_to_be_called=asks,
     )
 
 
@@ -270,6 +288,7 @@ def apply_scenario(scenario: Scenario, engine: SimulatorEngine, faults: Faults |
         ScenarioError: when the engine rejects an order (bad phone number, ...).
     """
     placed = []
+    engine.phone_book.mark(scenario.do_not_contact)
     for index, call in enumerate(scenario.calls):
         try:
             order = {key: value for key, value in call.order.items() if key != "id"}
@@ -277,6 +296,8 @@ def apply_scenario(scenario: Scenario, engine: SimulatorEngine, faults: Faults |
         except ValueError as error:
             raise ScenarioError(f"{scenario.source}: calls[{index}]: {error}") from None
         placed.append(created["id"])
+        if call.asks_not_to_be_called:
+            engine.phone_book.asks_not_to_be_called([created["id"]])
         if call.faults and faults is not None:
             faults.script(created["id"], call.faults)
         if faults is not None:

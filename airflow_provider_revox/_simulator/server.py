@@ -17,7 +17,7 @@ stats):
   ``updated_at``, ``ended_at``, ``scheduled_at``, ``id``) and ``sort_direction``, unless the
   engine refuses sorting (422); the search faults of :mod:`.faults` (``repeat_page``, held and
   far-future orders) apply;
-* the campaign endpoints of :mod:`.campaign_routes`.
+* the campaign endpoints of :mod:`.campaign_routes`; ``GET /calls/phone-history`` (:mod:`.history`).
 
 Routes under ``/api/_simulator`` (no auth, no faults, not counted):
 
@@ -53,6 +53,7 @@ from airflow_provider_revox._simulator.dashboard import call_page, engine_index
 from airflow_provider_revox._simulator.engine import SimulatorEngine
 from airflow_provider_revox._simulator.errors import InvalidSearch, SimulatorError, UnknownCall
 from airflow_provider_revox._simulator.faults import DROP_AFTER_COMMIT, Faults, apply_body_faults
+from airflow_provider_revox._simulator.history import history_routes
 from airflow_provider_revox._simulator.orders import ORDER_FIELDS, ORDER_HINTS, valid_map
 from airflow_provider_revox._simulator.recordings import recording_chunks, recording_length
 from airflow_provider_revox._simulator.replies import (
@@ -228,7 +229,7 @@ class SimulatorServer:
     # -- routes ----------------------------------------------------------------------------
 
     def _routes(self) -> list[Route]:
-        api = self._api_endpoint
+        api, engine = self._api_endpoint, self.engine
         return [
             # First: the hot route of every poller.
             Route("/api/call/{call_id}", api("GET /call/{id}", self._get_call), methods=["GET"]),
@@ -246,7 +247,7 @@ class SimulatorServer:
             ),
             *(
                 Route(path, api(endpoint, handler), methods=[method])
-                for path, endpoint, method, handler in campaign_routes(self.engine)
+                for path, endpoint, method, handler in [*campaign_routes(engine), *history_routes(engine)]
             ),
             Route("/api/_simulator/stats", self._stats_route, methods=["GET"]),
             Route("/api/_simulator/stats/reset", self._reset_route, methods=["POST"]),

@@ -14,6 +14,7 @@ from airflow_provider_revox._internal.core.campaign import (
     CampaignStatistics,
     LaunchResult,
 )
+from airflow_provider_revox._internal.core.phone_history import PhoneHistory, PhoneHistoryEntry
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "CampaignRow",
     "CampaignStatistics",
     "LaunchResult",
+    "PhoneHistory",
+    "PhoneHistoryEntry",
     "RevoxHook",
     "TranscriptTurn",
 ]

@@ -42,6 +42,8 @@ class Sorted:
 
     contacts: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
+    #: The input row (1-based) of each contact, in the same order.
+    contact_rows: list[int] = field(default_factory=list)
     #: Rows read so far.
     rows: int = 0
     #: True when the read stopped at ``max_rejected`` rejects, before the end of the input.
@@ -204,6 +206,7 @@ def sort_rows(
             if earlier != number:
                 raise RevoxConfigError(f"duplicate: the same number as row {earlier}")
             result.contacts.append(contact)
+            result.contact_rows.append(number)
         except RevoxConfigError as error:
             shown = row if isinstance(row, Mapping) else repr(row)[:200]
             result.rejects.append({"row": number, "input": redact(shown, secrets), "reason": str(error)})

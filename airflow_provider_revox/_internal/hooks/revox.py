@@ -47,6 +47,7 @@ from airflow_provider_revox._internal.client.transport import Transport
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.campaign import CampaignEndpoints
+from airflow_provider_revox._internal.hooks.history import HistoryEndpoints
 from airflow_provider_revox._internal.hooks.webhook import WebhookEndpoints
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError
 
@@ -73,10 +74,10 @@ async def rate_asleep(seconds: float) -> None:
     await retry_asleep(seconds)
 
 
-class RevoxHook(WebhookEndpoints, CampaignEndpoints, BaseHook):
+class RevoxHook(WebhookEndpoints, CampaignEndpoints, HistoryEndpoints, BaseHook):
     """Talk to the Revox API: fetch, place, cancel, pause, resume and search call orders, run
-    campaigns, download recordings. Every endpoint has a blocking method and an async twin
-    named with a leading ``a`` (``get_call`` / ``aget_call``).
+    campaigns, read the phone history (do-not-contact), download recordings. Every endpoint has
+    a blocking method and an async twin named with a leading ``a`` (``get_call`` / ``aget_call``).
 
     Args:
         revox_conn_id: the Airflow connection holding the API key (password or extra ``api_key``)

@@ -15,7 +15,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_revox._internal.core import contacts as reading
 from airflow_provider_revox._internal.core.campaign import (
@@ -24,6 +23,7 @@ from airflow_provider_revox._internal.core.campaign import (
     validate_campaign_id,
     validate_name,
 )
+from airflow_provider_revox._internal.core.contact_gate import Screened
 from airflow_provider_revox._internal.core.durable import (
     SCOPE_SHARED,
     SCOPE_TASK,
@@ -32,8 +32,8 @@ from airflow_provider_revox._internal.core.durable import (
     idempotency_key,
     task_identity,
 )
-from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.operators import gate
 from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError, RevoxPlacementUnknownError
 
 #: Task state keys: the campaign a create made, and the campaign a launch started.
@@ -90,8 +90,18 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
     :class:`~airflow_provider_revox.exceptions.RevoxPlacementUnknownError` and creates nothing;
     its next try looks again.
 
+    **Do-not-contact gate.** Before creating, the task reads the organisation's phone history
+    once (streamed) and leaves out every number marked do-not-contact, and those its policies
+    name (see :class:`~airflow_provider_revox.operators.revox.RevoxPlaceCallOperator`, and
+    ``skip_already_in_campaign``). Skipped contacts go to the rejects file with their reason
+    (``"skipped": "<reason>"``); the log and the result say "X of Y skipped" by reason. When
+    every contact is skipped, nothing is created and the task is skipped. A history that cannot
+    be read whole fails the task with ``RevoxPhoneHistoryError`` and creates nothing.
+
     Returns:
-        ``{"campaign_id", "name", "contacts", "rejected", "rejects_path", "reattached"}``.
+        ``{"campaign_id", "name", "contacts", "rejected", "rejects_path", "reattached",
+        "skipped"}``; ``skipped`` is ``{"total", "skipped", "by_reason",
+        "dialled_do_not_contact"}`` (None when reattached).
 
     Args:
         name: the campaign's name (templated); the key is appended to it.
@@ -110,6 +120,10 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
             this DAG; ``"shared"``: a campaign of any DAG with the same name and key is reattached to.
         list_limit: the most campaigns ``GET /campaigns`` returns (default 20); a listing this
             long may be truncated, so it cannot prove a campaign absent.
+        dial_do_not_contact: dial numbers marked do-not-contact anyway (a warning per number).
+        skip_reached_human_within_days: skip numbers a person answered within this many days.
+        skip_called_within_hours: skip numbers called within this many hours.
+        skip_already_in_campaign: skip numbers a campaign of this ``name`` already called.
         revox_conn_id: the ``revox`` connection (templated).
     """
 
@@ -141,9 +155,20 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         idempotency_key: str | None = None,
         idempotency_scope: str = SCOPE_TASK,
         list_limit: int = LIST_LIMIT,
+        dial_do_not_contact: bool = False,
+        skip_reached_human_within_days: float | None = None,
+        skip_called_within_hours: float | None = None,
+        skip_already_in_campaign: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.contact_policy = gate.policy(
+            dial_do_not_contact=dial_do_not_contact,
+            skip_reached_human_within_days=skip_reached_human_within_days,
+            skip_called_within_hours=skip_called_within_hours,
+            skip_already_in_campaign=skip_already_in_campaign,
+            task_id=self.task_id,
+        )
         if isinstance(list_limit, bool) or not isinstance(list_limit, int) or list_limit < 1:
             raise ValueError(f"list_limit must be a whole number >= 1, not {list_limit!r}")
         self.idempotency_scope = check_scope(idempotency_scope)
@@ -187,23 +212,27 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                 campaign = self.hook.get_campaign(stored)
                 self.log.info("Campaign %s was created by an earlier try; reattaching", campaign.id)
                 return self._result(campaign, None, reattached=True)
-            sorted_rows, rejects_at = self._read(context)
+            sorted_rows, target = self._read(context)
             found = self._find(name, context)
             if found is not None:
                 self.log.info("Campaign %s named %r exists already; reattaching", found.id, name)
                 state.set(CREATED_KEY, found.id)
+                gate.write_rejects(self.log, target, sorted_rows.rejects, self.hook.known_secrets())
                 return self._result(found, None, reattached=True)
+            screened, rejects_at = self._screen(sorted_rows, target)
             campaign = self.hook.create_campaign(
                 name=name,
                 assistant_id=self.assistant_id,
-                contacts=sorted_rows.contacts,
+                contacts=screened.kept,
                 call_retry_config=self.call_retry_config,
                 from_phone_number=self.from_phone_number,
                 max_concurrent_calls=self.max_concurrent_calls,
             )
             state.set(CREATED_KEY, campaign.id)
-            self.log.info("Created campaign %s with %d contacts", campaign.id, len(sorted_rows.contacts))
-            return self._result(campaign, (sorted_rows, rejects_at), reattached=False)
+            self.log.info("Created campaign %s with %d contacts", campaign.id, len(screened.kept))
+            result = self._result(campaign, (sorted_rows, rejects_at), reattached=False)
+            result.update(contacts=len(screened.kept), skipped=screened.counts())
+            return result
         finally:
             self.hook.close()
 
@@ -230,58 +259,13 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
             )
         return None
 
-    def _read(self, context: Context) -> tuple[reading.Sorted, str | None]:
-        """The checked contacts; writes the rejects and fails past ``max_rejected_rows``."""
-        secrets = self.hook.known_secrets()
-        source: ObjectStoragePath | None = None
-        if self.contacts_path is not None:
-            source = ObjectStoragePath(self.contacts_path)
-            rows: Any = reading.read_rows(source, reading.file_format(source, self.contacts_format))
-        else:
-            if isinstance(self.contacts, str | bytes) or not isinstance(self.contacts, Sequence):
-                raise AirflowFailException(
-                    f"contacts must be a list of rows, not {type(self.contacts).__name__}"
-                )
-            rows = self.contacts
-        result = reading.sort_rows(
-            rows,
-            self.prompt_variable_columns,
-            secrets,
-            max_rejected=self.max_rejected_rows,
-            progress=lambda so_far: self.log.info(
-                "Read %d contact rows: %d contacts, %d rejected",
-                so_far.rows,
-                len(so_far.contacts),
-                len(so_far.rejects),
-            ),
-        )
-        self.log.info(
-            "Read %d contact rows%s: %d contacts, %d rejected",
-            result.rows,
-            " (stopped early)" if result.stopped_early else "",
-            len(result.contacts),
-            len(result.rejects),
-        )
-        target = self.rejects_path or (reading.rejects_beside(source) if source is not None else None)
-        shown: str | None = None
-        if result.rejects:
-            for reject in result.rejects[:20]:
-                self.log.warning(
-                    "Contact row %s rejected: %s", reject["row"], redact_text(reject["reason"], secrets)
-                )
-            if target is not None:
-                path = ObjectStoragePath(target)
-                reading.write_rejects(path, result.rejects)
-                shown = str(path)
-                self.log.warning("%d rejected rows written to %s", len(result.rejects), shown)
-        if result.stopped_early:
-            raise AirflowFailException(
-                f"more than max_rejected_rows={self.max_rejected_rows} contact rows rejected: the read "
-                f"stopped at row {result.rows}" + (f"; see {shown}" if shown else "")
-            )
-        if not result.contacts:
-            raise AirflowFailException("no valid contacts to create the campaign with")
-        return result, shown
+    def _read(self, context: Context) -> tuple[reading.Sorted, Any]:
+        """The checked contacts and where rejects go; fails past ``max_rejected_rows`` (rejects written)."""
+        return gate.read_contacts(self, context)
+
+    def _screen(self, rows: reading.Sorted, target: Any) -> tuple[Screened, str | None]:
+        """The do-not-contact gate: the contacts left to dial (every reject written)."""
+        return gate.screen_contacts(self, rows, target)
 
     def _result(
         self, campaign: Campaign, read: tuple[reading.Sorted, str | None] | None, *, reattached: bool

@@ -18,6 +18,7 @@ from airflow.triggers.base import BaseTrigger
 from airflow_provider_revox._internal.client.requests import place_call_body
 from airflow_provider_revox._internal.core import compat, durable, statuses
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.operators import gate
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.call import CallWait
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink
@@ -86,6 +87,15 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
     is dialled for a task that no longer waits. Only an order carrying this task's identity is
     ever cancelled.
 
+    **Do-not-contact gate.** Before placing, the task reads the organisation's phone history once
+    (``GET /calls/phone-history``, streamed). A number marked ``do_not_contact`` is never dialled
+    unless ``dial_do_not_contact=True`` (a warning is logged); ``skip_reached_human_within_days``
+    and ``skip_called_within_hours`` skip numbers reached or called recently. A skipped number
+    places no order and the task ends as **skipped** (``AirflowSkipException``, the reason in its
+    message): downstream tasks skip too under the default trigger rule. A history that cannot be
+    read whole fails the task with
+    :class:`~airflow_provider_revox.exceptions.RevoxPhoneHistoryError` and places nothing.
+
     Every argument is checked before any request (a named
     :class:`~airflow_provider_revox.exceptions.RevoxInvalidRequestError`); literal values are
     checked when the DAG is parsed.
@@ -108,6 +118,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         wait_for_completion: wait for the order to end (default); False returns its id at once.
         cancel_on_kill: cancel the order when the task is killed.
         cancel_on_timeout: cancel the order when the wait gives up.
+        dial_do_not_contact: dial the number even when it is marked do-not-contact.
+        skip_reached_human_within_days: skip a number a person answered within this many days.
+        skip_called_within_hours: skip a number called within this many hours.
         **kwargs: what ``RevoxCallSensor`` takes besides ``call_id`` (``revox_conn_id``,
             ``deferrable``, ``poke_interval``, ``timeout``, ``fail_on_statuses``, ``mode``, ...).
     """
@@ -146,9 +159,18 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         wait_for_completion: bool = True,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
+        dial_do_not_contact: bool = False,
+        skip_reached_human_within_days: float | None = None,
+        skip_called_within_hours: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.contact_policy = gate.policy(
+            dial_do_not_contact=dial_do_not_contact,
+            skip_reached_human_within_days=skip_reached_human_within_days,
+            skip_called_within_hours=skip_called_within_hours,
+            task_id=self.task_id,
+        )
         #: The order's id, once placed (or found) by this task instance.
         self.call_id = ""
         self.idempotency_scope = durable.check_scope(idempotency_scope)
@@ -248,6 +270,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             found = self._find(arguments, key)
             if found is not None:
                 return self._keep(state, found, "found by its idempotency key: reattaching to it")
+        self._gate(arguments["phone_number"])
         try:
             call = self.hook.place_call(**arguments)
         except RevoxError as error:
@@ -263,6 +286,13 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
                 "task's next try searches again before placing anything."
             ) from error
         return self._keep(state, call.id, "placed")
+
+    def _gate(self, number: str) -> None:
+        """Skip the task, placing nothing, when the do-not-contact gate skips ``number``."""
+        contact = {"to_phone_number": number}
+        screened = gate.run(self.hook, self.log, [contact], self.contact_policy)
+        for _, _, verdict in screened.skipped:
+            raise AirflowSkipException(f"No call placed to {number}: {verdict.reason} ({verdict.detail})")
 
     def _keep(self, state: durable.TaskState, call_id: str, how: str) -> str:
         # Stored before any wait, so every later try (or reschedule poke) reattaches to it.
