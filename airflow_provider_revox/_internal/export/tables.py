@@ -274,6 +274,10 @@ def validate_structured_output(
     return values, errors
 
 
+#: Distinct ``structured_output_config`` values a table keeps read (beyond, each is read per row).
+_MAX_CONFIGS = 256
+
+
 class StructuredOutputTable:
     """The ``structured_output`` table: fixed columns, one typed column per configured field.
 
@@ -285,6 +289,8 @@ class StructuredOutputTable:
     def __init__(self) -> None:
         """Start with no fields."""
         self._fields: dict[str, Column] = {}
+        # A campaign repeats a few assistants' configs: each is read into fields once.
+        self._configs: dict[str, list[StructuredOutputField]] = {}
 
     def add_fields(self, fields: Iterable[StructuredOutputField]) -> None:
         """Add an assistant's fields to the union (already known names are kept as first defined)."""
@@ -299,6 +305,15 @@ class StructuredOutputTable:
             name = f"output_{name}"
         return name
 
+    def _config(self, given: list[Any]) -> list[StructuredOutputField]:
+        key = json.dumps(given, sort_keys=True, default=str)
+        fields = self._configs.get(key)
+        if fields is None:
+            fields = [StructuredOutputField.model_validate(f) for f in given]
+            if len(self._configs) < _MAX_CONFIGS:
+                self._configs[key] = fields
+        return fields
+
     @property
     def schema(self) -> Schema:
         """The table's columns, fixed ones first and ``validation_errors`` last."""
@@ -310,7 +325,7 @@ class StructuredOutputTable:
         Raises:
             KeyError: when one of the record's fields was never added with :meth:`add_fields`.
         """
-        fields = [StructuredOutputField.model_validate(f) for f in record["fields"]]
+        fields = self._config(record["fields"])
         output: Mapping[str, Any] = record["output"]
         own_values, errors = validate_structured_output(output, fields)
         own_columns = {f.name: field_column_type(f) for f in fields}
