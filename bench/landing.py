@@ -55,7 +55,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_revox._internal.export.search import INCREMENTAL_PAGE_SIZE
 from bench.results import merge_results
 
 ORDERS = int(os.environ.get("REVOX_BENCH_LANDING_ORDERS", "10000"))
@@ -566,6 +565,8 @@ def recently_ended(ends: dict[str, datetime | None], started: datetime) -> list[
 
 def run_hours(sim: Any, exporter: Exporter, phase: dict[str, Any], day: Day) -> ListingReader:
     """Every hourly run of the day, each checked against the truth; the listing reader."""
+    from airflow_provider_revox._internal.export.search import INCREMENTAL_PAGE_SIZE
+
     destination, file_format = phase["destination"], phase["format"]
     ends = {call_id: sim.engine.terminal_at(call_id) for call_id in call_ids()}
     with ListingReader(destination, file_format) as reader:
