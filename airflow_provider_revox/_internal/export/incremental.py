@@ -161,7 +161,7 @@ class NewCalls:
         start = self._start
 
         def owed(call: Call) -> bool:
-            return takes(start, head, call.id, terminal_moment(call), latest)
+            return takes(start, head, call.id, terminal_moment(call), self._latest)
 
         walk = PageWalk(size, full=False, capped=True)
         page = first
@@ -184,6 +184,11 @@ class NewCalls:
                 log.warning("Revox search moved while it was read (%s): reading it again", walk.gap())
                 walk.next_pass()
             page = self._page(walk.page, walk.page_size, sorted_filters)
+            # The API's clock moved while the pages were read: an order that ended meanwhile is
+            # believed (it waits for the next read), not taken as an untrusted future time.
+            bound = hook.server_clock.now() + FUTURE_MARGIN
+            if self._latest is None or bound > self._latest:
+                self._latest = bound
 
     def _page(self, number: int, size: int, filters: Mapping[str, Any]) -> CallPage:
         return in_rounds(

@@ -128,3 +128,41 @@ def test_a_capped_walk_takes_the_first_short_page_as_the_api_limit_and_a_later_o
     plain = PageWalk(1000, full=False)
     plain.take(page(0, 100), 250)
     assert plain.pass_done and plain.proven
+
+
+def test_orders_that_end_while_the_pages_are_read_wait_for_the_next_read_not_taken_as_untrusted(
+    simulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = [
+        simulator.place_scripted(f"first-{index:03d}", [{"result": "human", "duration": 30}])
+        for index in range(150)
+    ]
+    simulator.finish(*first)
+    soon = (simulator.clock.now() + timedelta(minutes=10)).isoformat()
+    during = [
+        simulator.place_scripted(
+            f"during-{index:02d}", [{"result": "human", "duration": 30}], scheduled_at=soon
+        )
+        for index in range(5)
+    ]
+    with RevoxHook() as hook:
+        search = hook.search_calls
+        pages: list[int] = []
+
+        def moving(*args: Any, **kwargs: Any) -> Any:
+            found = search(*args, **kwargs)
+            pages.append(kwargs["page"])
+            if len(pages) == 1:  # the API's clock moves 30 minutes while page 0 is worked on
+                simulator.advance(1800)
+            return found
+
+        hook.search_calls = moving  # type: ignore[method-assign]
+        new = NewCalls(hook, {}, Watermark(), sleep=lambda _: None, page_size=100)
+        read = sorted(call.id for call in new)
+        assert {simulator.get_call(call_id)["status"] for call_id in during} == {"completed"}
+        # Ended after the read began: the next read takes them, with believed times.
+        assert read == sorted(first)
+        assert "later than the API's clock allows" not in caplog.text
+        again = NewCalls(hook, {}, new.watermark, sleep=lambda _: None, page_size=100)
+        assert sorted(call.id for call in again) == sorted(during)
+    assert again.watermark.untrusted == frozenset()
