@@ -7,10 +7,14 @@ AIRFLOW_HOME and SQLite database for the whole bench) runs
 Parquet loads (the watermark in the asset state store) and once as Delta tables (the watermark in
 the ``calls`` commit), against an API that misbehaves:
 
-* orders end while a read is in progress (the clock moves during every export), and
-  ``Faults.shift_pages`` hides a few orders that ended minutes before the run from the first
-  page, to show them once a later page is read (the results move under the reader);
-* ``repeat_page``: now and then a search answers page 0 whatever page it asked for;
+* orders end while a read is in progress (the clock moves during every export), and in every
+  run whose new orders span more than one page of the incremental read (the two peak hours,
+  when about 1,200 orders end), ``Faults.shift_pages`` hides a few orders that ended minutes
+  before the run from the first page, to show them once a later page is read (the results move
+  under the reader). A read of one page has no "between two page reads" to shift in: one
+  answer is one snapshot, so the runs of the quiet hours are read whole in one request;
+* ``repeat_page``: now and then (a quarter of the reads of a later page) a search answers page 0
+  whatever page it asked for;
 * 1% transient faults (429 and 503, half each);
 * 3 orders report ``ended_at`` in 2199 (``Faults.far_future``);
 * 3 exports are SIGKILLed inside their publish (Parquet: with the load staged, before its
@@ -57,7 +61,7 @@ ORDERS = int(os.environ.get("REVOX_BENCH_LANDING_ORDERS", "10000"))
 HOURS = int(os.environ.get("REVOX_BENCH_LANDING_HOURS", "24"))
 SEED = 20261206
 API_KEY = "bench-landing-key"
-FAULTS = "429=0.005:0.05,503=0.005,repeat_page=0.03"
+FAULTS = "429=0.005:0.05,503=0.005,repeat_page=0.25"
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=timezone.utc)
 ASSISTANT = "asst_bench_landing"
 #: Hour of the run -> where its export is killed (run in order over a phase).
@@ -74,6 +78,9 @@ KILLS = {
     },
 }
 SHIFTED_PER_RUN = 5
+#: Hours (from T0) in which orders end at 3.5 times the rate of the others: about 1,200 each.
+PEAK_HOURS = (HOURS // 3, 2 * HOURS // 3)
+PEAK_WEIGHT = 3.5
 #: Simulated seconds the clock moves every CLOCK_TICK real seconds while an export runs.
 CLOCK_STEP = 2.0
 CLOCK_TICK = 0.05
@@ -95,18 +102,39 @@ def far_future_ids() -> list[str]:
     return [ids[ORDERS // 5], ids[ORDERS // 2], ids[4 * ORDERS // 5]]
 
 
+def end_offsets(span: float) -> list[float]:
+    """Seconds after T0 around which each order ends: evenly within an hour, PEAK_WEIGHT times as
+    many in the peak hours as in the others, none after ``span``."""
+    segments = []
+    for hour in range(HOURS):
+        begin, end = hour * 3600.0, min((hour + 1) * 3600.0, span)
+        if end > begin:
+            segments.append((begin, end, (end - begin) * (PEAK_WEIGHT if hour in PEAK_HOURS else 1.0)))
+    total = sum(mass for _, _, mass in segments)
+    offsets = []
+    for index in range(ORDERS):
+        wanted = total * index / ORDERS
+        for begin, end, mass in segments:
+            if wanted < mass:
+                offsets.append(begin + (end - begin) * wanted / mass)
+                break
+            wanted -= mass
+    return offsets
+
+
 def scenario(start: datetime) -> dict[str, Any]:
     """Orders spread over the day, ending before the last hourly run; one in four needs a second dial."""
     from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG
 
     span = HOURS * 3600 - 1800  # the last orders end half an hour before the last run
+    offsets = end_offsets(span)
     calls = []
     for index, call_id in enumerate(call_ids()):
         attempts: list[dict[str, Any]] = [{"result": "human", "duration": 40 + index % 50}]
         if index % 4 == 0:
             attempts.insert(0, {"dial_error": "no_answer"})
         second = 600 if index % 4 == 0 else 0
-        scheduled = start + timedelta(seconds=max(0, span * index / ORDERS - second - 200))
+        scheduled = start + timedelta(seconds=max(0, offsets[index] - second - 200))
         calls.append(
             {
                 "id": call_id,
@@ -537,13 +565,19 @@ def recently_ended(ends: dict[str, datetime | None], started: datetime) -> list[
 
 def run_hours(sim: Any, exporter: Exporter, phase: dict[str, Any], day: Day) -> ListingReader:
     """Every hourly run of the day, each checked against the truth; the listing reader."""
+    from airflow_provider_revox._internal.export.search import INCREMENTAL_PAGE_SIZE
+
     destination, file_format = phase["destination"], phase["format"]
     ends = {call_id: sim.engine.terminal_at(call_id) for call_id in call_ids()}
     with ListingReader(destination, file_format) as reader:
         for hour in range(1, HOURS + 1):
             sim.clock.set(max(sim.clock.now(), T0 + timedelta(hours=hour)))
             started = sim.clock.now()
-            recent = recently_ended(ends, started)
+            backlog = sum(
+                1 for i, end in ends.items() if end is not None and end < started and not day.present[i]
+            )
+            # Results move between two page reads: a run that reads one page has none.
+            recent = recently_ended(ends, started) if backlog > INCREMENTAL_PAGE_SIZE else []
             sim.faults.shift_pages(recent)
             before = sim.stats()["requests_total"]
             run = exporter.run(hour)

@@ -49,6 +49,15 @@ SEARCH = "POST /call/search"
 FAR_FUTURE = datetime(2199, 1, 1, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def pages_of_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Incremental exports here read pages of 100, as exports by search do: a few hundred orders
+    span pages, and the results can move between them (the proofs do not depend on the size)."""
+    from airflow_provider_revox._internal.export import search
+
+    monkeypatch.setattr(search, "INCREMENTAL_PAGE_SIZE", 100)
+
+
 def ended(simulator: Any, count: int) -> list[str]:
     """``count`` orders that end together, after every order placed before them."""
     ids = [place(simulator, GOOD_OUTPUT) for _ in range(count)]

@@ -23,8 +23,9 @@ from typing import Any
 
 from airflow_provider_revox._internal.client.responses import CallPage
 from airflow_provider_revox._internal.core.call import Call
+from airflow_provider_revox._internal.core.statuses import TERMINAL
 from airflow_provider_revox._internal.export.fetch import Sleep
-from airflow_provider_revox._internal.export.search import SEARCH_PAGE_SIZE, calls_by_search, in_rounds
+from airflow_provider_revox._internal.export.search import asked_page_size, calls_by_search, in_rounds
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.waiting.cursor import (
     FUTURE_MARGIN,
@@ -36,12 +37,34 @@ from airflow_provider_revox._internal.waiting.cursor import (
     terminal_moment,
 )
 from airflow_provider_revox._internal.waiting.pages import PageWalk
-from airflow_provider_revox.exceptions import RevoxError, RevoxIncompleteReadError
+from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError, RevoxIncompleteReadError
 
 #: Answers of an API that cannot sort a search.
 SORT_REFUSED_STATUSES = frozenset({400, 422})
 
 log = logging.getLogger(__name__)
+
+
+def terminal_only(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """``filters`` narrowed to terminal statuses: only an order that ended is ever taken, so a read
+    never pages through orders still waiting or live (on a first run, a whole day of them).
+
+    Raises:
+        RevoxConfigError: ``statuses`` names no terminal status (an empty list would not filter).
+    """
+    narrowed = dict(filters)
+    asked = narrowed.get("statuses")
+    if asked:
+        kept = [status for status in asked if status in TERMINAL]
+        if not kept:
+            raise RevoxConfigError(
+                f"an incremental export takes orders that ended ({', '.join(sorted(TERMINAL))}); "
+                f"statuses {list(asked)} names none of them"
+            )
+        narrowed["statuses"] = kept
+    else:
+        narrowed["statuses"] = sorted(TERMINAL)
+    return narrowed
 
 
 class NewCalls:
@@ -55,7 +78,8 @@ class NewCalls:
         filters: the search filters, by their API names.
         watermark: where the last read stopped.
         sleep: how to pause between rounds after transient failures.
-        page_size: orders per page.
+        page_size: orders per page to ask for; by default
+            :data:`~airflow_provider_revox._internal.export.search.INCREMENTAL_PAGE_SIZE`.
     """
 
     def __init__(
@@ -65,14 +89,18 @@ class NewCalls:
         watermark: Watermark,
         *,
         sleep: Sleep = time.sleep,
-        page_size: int = SEARCH_PAGE_SIZE,
+        page_size: int | None = None,
     ) -> None:
-        """Remember what to read; nothing is sent before the iteration."""
+        """Remember what to read; nothing is sent before the iteration.
+
+        Raises:
+            RevoxConfigError: ``filters`` name only statuses that are not terminal (nothing sent).
+        """
         self._hook = hook
-        self._filters = dict(filters)
+        self._filters = terminal_only(filters)
         self._start = watermark
         self._sleep = sleep
-        self._page_size = page_size
+        self._page_size = asked_page_size(page_size, "INCREMENTAL_PAGE_SIZE")
         self._taken: list[tuple[str, datetime]] = []
         self._untrusted: list[str] = []
         self._latest: datetime | None = None
@@ -133,9 +161,9 @@ class NewCalls:
         start = self._start
 
         def owed(call: Call) -> bool:
-            return takes(start, head, call.id, terminal_moment(call), latest)
+            return takes(start, head, call.id, terminal_moment(call), self._latest)
 
-        walk = PageWalk(size, full=False)
+        walk = PageWalk(size, full=False, capped=True)
         page = first
         while True:
             past = [start.is_past(call.updated_at) for call in page.calls]
@@ -155,12 +183,17 @@ class NewCalls:
                     )
                 log.warning("Revox search moved while it was read (%s): reading it again", walk.gap())
                 walk.next_pass()
-            page = self._page(walk.page, sorted_filters)
+            page = self._page(walk.page, walk.page_size, sorted_filters)
+            # The API's clock moved while the pages were read: an order that ended meanwhile is
+            # believed (it waits for the next read), not taken as an untrusted future time.
+            bound = hook.server_clock.now() + FUTURE_MARGIN
+            if self._latest is None or bound > self._latest:
+                self._latest = bound
 
-    def _page(self, number: int, filters: Mapping[str, Any]) -> CallPage:
+    def _page(self, number: int, size: int, filters: Mapping[str, Any]) -> CallPage:
         return in_rounds(
             f"Revox search page {number}",
-            lambda: self._hook.search_calls(page=number, page_size=self._page_size, **filters),
+            lambda: self._hook.search_calls(page=number, page_size=size, **filters),
             self._sleep,
         )
 

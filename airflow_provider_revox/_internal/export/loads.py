@@ -137,12 +137,13 @@ def load_entry(manifest: Mapping[str, Any], published_at: str) -> dict[str, Any]
     """The line of ``_loads.jsonl`` for a load whose manifest is ``manifest``."""
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     files = manifest.get("files", [])
+    documents = sum(1 for entry in files if str(entry.get("path", "")).startswith("calls/"))
     marks = {"watermarks": manifest["watermarks"]} if manifest.get("watermarks") else {}
     return {
         **manifest.get("load", {}),
         **marks,
         "published_at": published_at,
-        "calls": sum(1 for entry in files if str(entry.get("path", "")).startswith("calls/")),
+        "calls": counted if isinstance(counted := manifest.get("calls"), int) else documents,
         "files": len(files),
         "rows": {str(entry["path"]).rsplit(".", 1)[0]: entry["rows"] for entry in files if "rows" in entry},
         "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),

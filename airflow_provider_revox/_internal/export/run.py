@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_revox._internal.export.clean import recordings_of, redacted_call
 from airflow_provider_revox._internal.export.fetch import (
     FetchedCall,
     Sleep,
@@ -79,6 +80,7 @@ class ExportOptions:
         sleep: how to pause between fetch rounds (tests pass a no-op).
         tables: the tables to write, some of :data:`ALL_TABLES`.
         ids_by_search: read a list of ids with searches of 100 ids (False: one GET per call).
+        call_documents: also write each call's redacted document as ``calls/<call id>.json``.
     """
 
     file_format: str = "jsonl"
@@ -88,6 +90,7 @@ class ExportOptions:
     sleep: Sleep = time.sleep
     tables: tuple[str, ...] = TABLES
     ids_by_search: bool = True
+    call_documents: bool = True
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,13 @@ def stage_tables(
     *,
     documents: bool = True,
 ) -> Staged:
-    """Fetch every call and write its rows (and, with ``documents``, its JSON document) to ``staging``.
+    """Fetch every call and write its rows (and, with ``documents`` and ``options.call_documents``,
+    its JSON document) to ``staging``.
 
     Tables are written as ``<name>.<options.file_format>``; rows follow the order of ``calls``.
+    Without ``options.call_documents``, the ``calls`` table's ``document_file`` is empty.
     """
+    documents = documents and options.call_documents
     secrets = hook.known_secrets()
     hook.get_conn()  # one pooled client, created before the worker threads share it
     ext = options.file_format
@@ -190,25 +196,33 @@ def stage_tables(
         with closing(ready):  # type: ignore[type-var]
             for item in ready:
                 call, count = item.fetched.call, count + 1
+                # One redaction pass per call; every file below is built from its result.
+                clean = redacted_call(call, secrets)
+                done = clean is not None
+                built = clean if clean is not None else call
+                recordings = recordings_of(call, clean, item.recordings) if clean else item.recordings
                 if documents:
-                    document = call_document(call, secrets)
+                    document = call_document(built, secrets, redacted=done)
                     staging.stage(document_path(item.fetched.call_id)).write_bytes(document)
                 if transcripts is not None:
-                    for row in transcript_rows(call, options.transcript_source, secrets):
+                    for row in transcript_rows(built, options.transcript_source, secrets, redacted=done):
                         transcripts.write(row)
                         rows["transcripts"] += 1
                 if calls_table is not None:
-                    calls_table.write(call_row(call, secrets))
+                    row = call_row(built, secrets, redacted=done)
+                    if not options.call_documents:
+                        row["document_file"] = None
+                    calls_table.write(row)
                     rows["calls"] += 1
                 if attempts is not None:
-                    for row in attempt_rows(call, item.recordings, secrets):
+                    for row in attempt_rows(built, recordings, secrets, redacted=done):
                         attempts.write(row)
                         rows["attempts"] += 1
                 if "structured_output" in names:
                     # Columns are the union of every call's fields, known only at the end:
                     # records wait on local disk, so memory does not grow with the calls.
-                    table.add_fields(call.structured_output_config)
-                    record = structured_output_record(call, secrets)
+                    table.add_fields(built.structured_output_config)
+                    record = structured_output_record(built, secrets, redacted=done)
                     spool.write(json.dumps(record, ensure_ascii=False) + "\n")
                 if count % PROGRESS_EVERY == 0:
                     _progress(count, rows, time.monotonic() - started)
@@ -266,6 +280,8 @@ def export_calls(
             return {"version": 1, "files": [], "load": None, "schemas": {}}
         for name, relative in staged.names.items():
             staging.set_rows(relative, staged.rows[name])
+        if not options.call_documents:
+            staging.calls = staged.calls  # no documents to count them by
         if watermark is not None and isinstance(staging, LoadStaging):
             key, state = watermark()
             staging.watermarks = {key: state}

@@ -45,12 +45,25 @@ from airflow_provider_revox.exceptions import (
     is_transient,
 )
 
-#: Ids asked for in one search (the API's page size limit).
+#: Ids asked for in one search.
 IDS_PER_SEARCH = 100
-#: Orders per page of a search by filters.
+#: Orders per page of an export by search: one request per 100 calls, and the pages held at once
+#: (this one and the next, fetched ahead) stay a few megabytes.
 SEARCH_PAGE_SIZE = 100
+#: Orders asked for per page of an incremental read: an hourly run reads its new orders in one
+#: request (a page of 1,000 orders holds about 50 MB while it is read, and is not fetched
+#: ahead). The API documents no page limit; an API that serves fewer per page is read at its own
+#: limit (see :class:`~airflow_provider_revox._internal.waiting.pages.PageWalk`'s ``capped``).
+INCREMENTAL_PAGE_SIZE = 1000
 
 _T = TypeVar("_T")
+
+
+def asked_page_size(page_size: int | None, default: str = "SEARCH_PAGE_SIZE") -> int:
+    """``page_size``, or the module's ``default`` (read now, so tests can set it) when None."""
+    return int(globals()[default]) if page_size is None else page_size
+
+
 log = logging.getLogger(__name__)
 
 
@@ -201,7 +214,7 @@ def calls_by_search(
     hook: RevoxHook,
     filters: Mapping[str, Any],
     sleep: Sleep = time.sleep,
-    page_size: int = SEARCH_PAGE_SIZE,
+    page_size: int | None = None,
     first_page: CallPage | None = None,
     prefetch: bool = True,
 ) -> Iterator[Call]:
@@ -217,8 +230,8 @@ def calls_by_search(
         hook: the hook to search with.
         filters: the search filters, by their API names.
         sleep: how to pause between rounds.
-        page_size: orders per page.
-        first_page: page 0, when the caller already read it.
+        page_size: orders per page to ask for; :data:`SEARCH_PAGE_SIZE` by default.
+        first_page: page 0, when the caller already read it (asked with ``page_size``).
         prefetch: ask for the next page while the caller works on this one
             (False for a caller that may stop early: it would cost a request for nothing).
 
@@ -235,11 +248,11 @@ def calls_by_search(
             return page
         return in_rounds(
             f"Revox search page {number}",
-            lambda: hook.search_calls(page=number, page_size=page_size, **filters),
+            lambda: hook.search_calls(page=number, page_size=walk.page_size, **filters),
             sleep,
         )
 
-    walk = PageWalk(page_size, full=True)
+    walk = PageWalk(asked_page_size(page_size), full=True, capped=True)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revox-search") as pool:
         ahead = pool.submit(read, 0)
         while True:

@@ -164,6 +164,8 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
         self._lock = threading.Lock()
         self._staged: dict[str, Path] = {}
         self._rows: dict[str, int] = {}
+        #: Calls the set holds, when it has no call documents to count them by.
+        self.calls: int | None = None
         self._count = 0
         self._stale_after = stale_after
         self._made: set[Any] = set()  # folders already made at the destination
@@ -224,7 +226,8 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
             if relative in self._rows:
                 entry["rows"] = self._rows[relative]
             files.append(entry)
-        return {"version": 1, "files": files}
+        counted = {"calls": self.calls} if self.calls is not None else {}
+        return {"version": 1, "files": files, **counted}
 
     def commit(self) -> dict[str, Any]:
         """Publish every staged file, then the manifest, then ``_SUCCESS``; return the manifest."""

@@ -47,5 +47,8 @@ def watermark_key(search: CallSearch) -> str:
 
 
 def call_documents(manifest: Mapping[str, Any]) -> int:
-    """How many call documents (``calls/<id>.json``) a manifest lists."""
+    """How many calls a manifest's set holds: its ``calls`` when it has no call documents, else
+    how many call documents (``calls/<id>.json``) it lists."""
+    if isinstance(manifest.get("calls"), int):
+        return int(manifest["calls"])
     return sum(1 for entry in manifest["files"] if str(entry["path"]).startswith("calls/"))

@@ -159,7 +159,7 @@ def transcript_turns(call: Call, source: str = "best", secrets: Iterable[str] = 
 
 
 def transcript_rows(
-    call: Call, source: str = "best", secrets: Iterable[str] = ()
+    call: Call, source: str = "best", secrets: Iterable[str] = (), *, redacted: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Yield one redacted row per transcript turn, matching :data:`TRANSCRIPT_SCHEMA`.
 
@@ -167,10 +167,15 @@ def transcript_rows(
         call: the call order.
         source: see :func:`transcript_turns`.
         secrets: literal values to mask wherever they appear.
+        redacted: ``call`` was built from its redacted document (see
+            :func:`~airflow_provider_revox._internal.export.clean.redacted_call`): nothing is
+            redacted again.
     """
     secret_list = tuple(secrets)
     for attempt, index, turn in call.iter_turns(source):
-        row: dict[str, Any] = redact(_turn(attempt, index, turn), secret_list)
+        row: dict[str, Any] = _turn(attempt, index, turn)
+        if not redacted:
+            row = redact(row, secret_list)
         yield {
             "call_id": call.id,
             "attempt_id": row["attempt_id"],
@@ -269,6 +274,10 @@ def validate_structured_output(
     return values, errors
 
 
+#: Distinct ``structured_output_config`` values a table keeps read (beyond, each is read per row).
+_MAX_CONFIGS = 256
+
+
 class StructuredOutputTable:
     """The ``structured_output`` table: fixed columns, one typed column per configured field.
 
@@ -280,6 +289,8 @@ class StructuredOutputTable:
     def __init__(self) -> None:
         """Start with no fields."""
         self._fields: dict[str, Column] = {}
+        # A campaign repeats a few assistants' configs: each is read into fields once.
+        self._configs: dict[str, list[StructuredOutputField]] = {}
 
     def add_fields(self, fields: Iterable[StructuredOutputField]) -> None:
         """Add an assistant's fields to the union (already known names are kept as first defined)."""
@@ -294,6 +305,15 @@ class StructuredOutputTable:
             name = f"output_{name}"
         return name
 
+    def _config(self, given: list[Any]) -> list[StructuredOutputField]:
+        key = json.dumps(given, sort_keys=True, default=str)
+        fields = self._configs.get(key)
+        if fields is None:
+            fields = [StructuredOutputField.model_validate(f) for f in given]
+            if len(self._configs) < _MAX_CONFIGS:
+                self._configs[key] = fields
+        return fields
+
     @property
     def schema(self) -> Schema:
         """The table's columns, fixed ones first and ``validation_errors`` last."""
@@ -305,7 +325,7 @@ class StructuredOutputTable:
         Raises:
             KeyError: when one of the record's fields was never added with :meth:`add_fields`.
         """
-        fields = [StructuredOutputField.model_validate(f) for f in record["fields"]]
+        fields = self._config(record["fields"])
         output: Mapping[str, Any] = record["output"]
         own_values, errors = validate_structured_output(output, fields)
         own_columns = {f.name: field_column_type(f) for f in fields}
@@ -329,31 +349,38 @@ class StructuredOutputTable:
         return row
 
 
-def structured_output_record(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
+def structured_output_record(
+    call: Call, secrets: Iterable[str] = (), *, redacted: bool = False
+) -> dict[str, Any]:
     """A JSON-safe, redacted record of what the ``structured_output`` row of ``call`` needs.
 
     The record keeps the call's own field definitions, so rows can be built once the union of
-    every exported call's fields is known (see :class:`StructuredOutputTable`).
+    every exported call's fields is known (see :class:`StructuredOutputTable`). With
+    ``redacted``, ``call`` was built from its redacted document and is not redacted again.
     """
     ended_at = call.ended_at
+    outcome = call.outcome
+    if outcome and not redacted:
+        outcome = redact_text(outcome, tuple(secrets))
+    output = call.result_structured_output
     return {
         "call_id": call.id,
         "status": call.status,
-        "outcome": redact_text(call.outcome, tuple(secrets)) if call.outcome else call.outcome,
+        "outcome": outcome,
         "ended_at": ended_at.isoformat() if ended_at else None,
-        "output": redact(call.result_structured_output, secrets),
+        "output": output if redacted else redact(output, secrets),
         "fields": [f.model_dump(mode="json") for f in call.structured_output_config],
     }
 
 
-def call_document(call: Call, secrets: Iterable[str] = ()) -> bytes:
+def call_document(call: Call, secrets: Iterable[str] = (), *, redacted: bool = False) -> bytes:
     """The whole call as the API returned it, redacted, as stable JSON bytes (keys sorted, one line).
 
-    One line rather than indented: Python's C encoder only writes compact JSON, and this is the
-    costliest step of an export per call. A NaN or infinity is written ``null``, found by the
-    strict dump failing rather than by walking every call.
+    One line rather than indented: Python's C encoder only writes compact JSON. A NaN or
+    infinity is written ``null``, found by the strict dump failing rather than by walking every
+    call. With ``redacted``, ``call`` was built from its redacted document: it is written as is.
     """
-    raw = redact(call.raw, secrets)
+    raw = call.raw if redacted else redact(call.raw, secrets)
     options: dict[str, Any] = {"sort_keys": True, "ensure_ascii": False, "default": str, "allow_nan": False}
     try:
         text = json.dumps(raw, separators=(",", ":"), **options)

@@ -63,21 +63,28 @@ def _text(value: Any, secrets: tuple[str, ...]) -> str | None:
     return redact_text(str(value), secrets)
 
 
-def string_map(value: Any, secrets: tuple[str, ...]) -> dict[str, str] | None:
+def _same(value: Any, secrets: tuple[str, ...]) -> str | None:
+    return None if value is None else str(value)
+
+
+def string_map(value: Any, secrets: tuple[str, ...], *, redacted: bool = False) -> dict[str, str] | None:
     """A redacted map of text to text: a non-text value is kept as its JSON text.
 
-    None (or anything but an object) stays None, so the column keeps its type either way.
+    None (or anything but an object) stays None, so the column keeps its type either way. With
+    ``redacted``, the values were redacted already (their JSON text is not scanned again); keys
+    are always scanned, as a document's redaction masks only known secrets in keys.
     """
     if not isinstance(value, Mapping):
         return None
-    cleaned = redact(dict(value), secrets)  # by key (``password``, ``token``...) at any depth
+    # By key (``password``, ``token``...) at any depth.
+    cleaned = dict(value) if redacted else redact(dict(value), secrets)
     out: dict[str, str] = {}
     for key, item in cleaned.items():
         if isinstance(item, str):
             text = item
         else:
             text = json.dumps(finite(item), sort_keys=True, ensure_ascii=False, default=str)
-        out[redact_text(str(key), secrets)] = redact_text(text, secrets)
+        out[redact_text(str(key), secrets)] = text if redacted else redact_text(text, secrets)
     return out
 
 
@@ -89,25 +96,30 @@ def _campaign_id(raw: Mapping[str, Any]) -> str | None:
     return None if found is None else str(found)
 
 
-def call_row(call: Call, secrets: Iterable[str] = ()) -> dict[str, Any]:
-    """The ``calls`` row of ``call``, matching :data:`CALLS_SCHEMA`."""
+def call_row(call: Call, secrets: Iterable[str] = (), *, redacted: bool = False) -> dict[str, Any]:
+    """The ``calls`` row of ``call``, matching :data:`CALLS_SCHEMA`.
+
+    With ``redacted``, ``call`` was built from its redacted document: its texts are not
+    redacted again.
+    """
     hidden = tuple(secrets)
     raw = call.raw
+    text = _same if redacted else _text
     assistant = call.assistant.id if call.assistant is not None else None
     return {
         "call_id": call.id,
         "campaign_id": _campaign_id(raw),
-        "assistant_id": assistant if assistant is not None else _text(raw.get("assistant_id"), ()),
-        "to_phone_number": _text(call.to_phone_number, hidden),
+        "assistant_id": assistant if assistant is not None else text(raw.get("assistant_id"), ()),
+        "to_phone_number": text(call.to_phone_number, hidden),
         "status": call.status or None,
-        "outcome": _text(call.outcome, hidden),
-        "outcome_summary": _text(call.outcome_summary, hidden),
+        "outcome": text(call.outcome, hidden),
+        "outcome_summary": text(call.outcome_summary, hidden),
         "created_at": call.created_at,
         "ended_at": call.ended_at,
         "last_attempt_ended_at": call.last_attempt_ended_at,
         "calls_count": call.calls_count,
-        "metadata": string_map(call.metadata, hidden),
-        "prompt_variables": string_map(raw.get("prompt_variables"), hidden),
+        "metadata": string_map(call.metadata, hidden, redacted=redacted),
+        "prompt_variables": string_map(raw.get("prompt_variables"), hidden, redacted=redacted),
         "document_file": document_path(call.id),
     }
 
@@ -123,7 +135,11 @@ def _duration(attempt: CallAttempt) -> float | None:
 
 
 def attempt_rows(
-    call: Call, recordings: Mapping[str, str] | None = None, secrets: Iterable[str] = ()
+    call: Call,
+    recordings: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    *,
+    redacted: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """One ``attempts`` row per attempt of ``call``, oldest first, matching :data:`ATTEMPTS_SCHEMA`.
 
@@ -131,8 +147,10 @@ def attempt_rows(
         call: the order.
         recordings: attempt id to the recording's path inside the export, for those downloaded.
         secrets: texts to redact.
+        redacted: ``call`` was built from its redacted document: nothing is redacted again.
     """
     hidden = tuple(secrets)
+    text = _same if redacted else _text
     files = recordings or {}
     for attempt in reversed(call.attempts_newest_first()):
         yield {
@@ -140,8 +158,8 @@ def attempt_rows(
             "attempt_id": attempt.id,
             "status": attempt.status,
             "result": attempt.result,
-            "dial_error": _text(attempt.dial_error, hidden),
-            "end_reason": _text(attempt.end_reason, hidden),
+            "dial_error": text(attempt.dial_error, hidden),
+            "end_reason": text(attempt.end_reason, hidden),
             "started_at": attempt.started_at,
             "answered_at": attempt.answered_at,
             "ended_at": attempt.ended_at,

@@ -134,6 +134,10 @@ class RevoxCallsToStorageOperator(BaseOperator):
             of the commit that adds the rows it covers.
         tables: the tables to write: ``transcripts`` and ``structured_output`` by default, and
             the warehouse-ready ``calls`` (one row per order) and ``attempts`` (one per attempt).
+        call_documents: also write each order's redacted document as ``calls/<call id>.json``
+            (the default). False writes the tables only (about 0.3 ms of disk work less per
+            call); the ``calls`` table then holds the orders and its ``document_file`` is empty.
+            Delta tables never have documents.
         destination: a directory URI or an :class:`~airflow.sdk.ObjectStoragePath` (templated).
         file_format: ``jsonl``, ``json``, ``parquet`` (needs the ``[parquet]`` extra) or ``delta``
             (the ``[delta]`` extra; a local path or ``s3://``, keys from an ``aws`` connection).
@@ -171,6 +175,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
         search: CallSearch | Mapping[str, Any] | None = None,
         incremental: bool = False,
         tables: Sequence[str] = TABLES,
+        call_documents: bool = True,
         **kwargs: Any,
     ) -> None:
         """Check the arguments and declare the tables as outlets when the destination is fixed."""
@@ -196,6 +201,9 @@ class RevoxCallsToStorageOperator(BaseOperator):
             raise ValueError("incremental=True needs search=: it exports the matching calls that ended since")
         self.incremental = bool(incremental)
         self.tables = check_tables(tables)
+        if not isinstance(call_documents, bool):
+            raise ValueError(f"call_documents must be True or False, not {call_documents!r}")
+        self.call_documents = call_documents
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
         literal = [call_ids] if isinstance(call_ids, str) else call_ids
@@ -279,6 +287,7 @@ class RevoxCallsToStorageOperator(BaseOperator):
             max_concurrency=self.max_concurrency,
             sleep=self.sleep,
             tables=self.tables,
+            call_documents=self.call_documents,
         )
         load = self._load(context)
         extra: dict[str, Any] = {}

@@ -75,12 +75,17 @@ class PageWalk:
     Args:
         page_size: orders per page asked for.
         full: True for a full read (proven by counts), False for a read down to a stop.
+        capped: the caller asks for pages larger than the API may serve and reads
+            :attr:`page_size` before each request: a first page shorter than asked while
+            ``total_count`` says more match is the API's own limit, and the read goes on at that
+            size; a later page shorter than the count allows is a movement, never an end proven.
     """
 
-    def __init__(self, page_size: int, *, full: bool) -> None:
+    def __init__(self, page_size: int, *, full: bool, capped: bool = False) -> None:
         """Start the first pass at page 0."""
         self.page_size = page_size
         self.full = full
+        self.capped = capped
         self.passes = 0
         self.read: set[str] = set()
         self.last_total: int | None = None
@@ -146,6 +151,12 @@ class PageWalk:
                 fresh.append(call)
         state.new += sum(1 for call in fresh if owed is None or owed(call))
         short = len(calls) < self.page_size
+        if short and self.capped and len(calls) < total_count:
+            if calls and state.pages == 1 and self.passes == 0:
+                # Fewer than asked while more match: the API's page limit. Page on at its size.
+                self.page_size, short = len(calls), False
+            elif (state.pages - 1) * self.page_size + len(calls) < total_count:
+                state.moved = True  # a page ends before the count says the results do
         state.stale = state.stale + 1 if not short and new_in_pass == 0 else 0
         if stop:
             self._end("stop")
