@@ -1,0 +1,56 @@
+"""How a wait's trigger ends its task itself, with no worker run to resume it (Airflow 3.3+).
+
+A trigger built with ``end_task=True`` turns its one event into a task-end event when a real
+triggerer runs it: ``success`` becomes a ``TaskSuccessEvent`` carrying the summary the sensor
+would have returned as its XCom, ``failed`` and ``timeout`` a ``TaskFailedEvent`` (or a
+``TaskSkippedEvent`` with ``soft_fail``), ``error`` a ``TaskFailedEvent``; the message the
+sensor would have raised goes to the task's log first. Anywhere else (an Airflow without the
+feature, or ``dag.test()``, which runs the trigger inline and resumes the task with the event's
+payload) the trigger sends the plain event and the task's ``execute_complete`` reads it, fail-closed,
+as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_revox._internal.core import compat
+from airflow_provider_revox._internal.waiting.outcome import EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
+
+
+def ends_task(trigger: BaseTrigger, end_task: bool) -> bool:
+    """Whether this run of ``trigger`` ends its task itself.
+
+    Only a real triggerer sets ``trigger_id``: ``dag.test()``'s inline run does not, and resumes
+    the task with whatever payload the event has, so it must get the plain event.
+    """
+    return end_task and getattr(trigger, "trigger_id", None) is not None and compat.has_start_from_trigger()
+
+
+def task_end_event(trigger: BaseTrigger, payload: dict[str, Any], xcom: Any, soft_fail: bool) -> TriggerEvent:
+    """The task-end event for a wait's final (already redacted) ``payload``.
+
+    Args:
+        trigger: the trigger, whose log is the task's log in the triggerer.
+        payload: the event payload (``status``, ``message``, ...), as the plain event would carry.
+        xcom: the task's return value on success.
+        soft_fail: skip instead of failing when the wait failed or timed out.
+    """
+    from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent
+
+    kind, message = payload.get("status"), str(payload.get("message") or "")
+    if kind == EVENT_SUCCESS:
+        trigger.log.info("%s", message)
+        return TaskSuccessEvent(xcoms={"return_value": xcom})
+    if soft_fail and kind in (EVENT_FAILED, EVENT_TIMEOUT):
+        trigger.log.info("Skipping the task (soft_fail): %s", message)
+        return TaskSkippedEvent()
+    trigger.log.error("%s", message)
+    return TaskFailedEvent()
+
+
+def end_kwargs(end_task: bool, soft_fail: bool) -> dict[str, Any]:
+    """The ending kwargs a trigger serializes: none unless set, so older stored kwargs read the same."""
+    return {"end_task": True, "soft_fail": soft_fail} if end_task else {}
