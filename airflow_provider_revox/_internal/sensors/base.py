@@ -90,10 +90,12 @@ class RevoxWaitSensor(BaseSensorOperator):
 
         Only where Airflow renders the task's templates there and lets a trigger end its task
         (:func:`compat.has_start_from_trigger`); elsewhere the wait starts on a worker as before.
-        The trigger computes its own deadline when it starts: the DAG file holds no start time.
-        An explicit ``timeout`` becomes the trigger's timeout too.
+        The trigger computes its derived deadline when it starts: the DAG file holds no start
+        time. A wait with an explicit ``timeout`` starts on a worker, which turns it into the
+        trigger's real-time deadline (the triggerer would only know Airflow's deferral timeout).
         """
-        if not (self.wants_start_from_trigger and self.deferrable and compat.has_start_from_trigger()):
+        wanted = self.wants_start_from_trigger and self.deferrable and not self.explicit_timeout
+        if not (wanted and compat.has_start_from_trigger()):
             return
         from airflow.triggers.base import StartTriggerArgs
 
@@ -106,12 +108,11 @@ class RevoxWaitSensor(BaseSensorOperator):
                 "poke_interval": self.poke_interval,
                 "fail_on_statuses": list(self.fail_on_statuses),
                 "deadline_at": None,
-                "deadline_fixed": self.explicit_timeout,
+                "deadline_fixed": False,
                 "stop_at": None,
                 "end_task": True,
                 "soft_fail": bool(self.soft_fail),
             },
-            timeout=timedelta(seconds=self.timeout) if self.explicit_timeout else None,
         )
         self.start_from_trigger = True
 

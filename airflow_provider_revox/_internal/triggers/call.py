@@ -17,6 +17,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call, parse_iso
+from airflow_provider_revox._internal.core.dashboard import call_dashboard_url
 from airflow_provider_revox._internal.core.redact import redact_message
 from airflow_provider_revox._internal.hooks.poller import shared_poller
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
@@ -188,6 +189,7 @@ class RevoxCallTrigger(_Wait):
         self.cancel_on_kill = bool(cancel_on_kill)
         self.resume_on_timeout = bool(resume_on_timeout)
         self._ending(end_task, soft_fail)
+        self._base_url: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and JSON-only kwargs: the trigger's whole state."""
@@ -263,6 +265,8 @@ class RevoxCallTrigger(_Wait):
                 changed = False
                 if call is not None:
                     secrets = secrets or poller.hook.secrets_to_mask()
+                    if self._base_url is None and self.end_task:
+                        self._base_url = (await poller.hook.aconnection_settings()).base_url
                     if streak.recovered():
                         self.log.info("Call %s: Revox answers again", self.call_id)
                     last_summary = call_summary(call, secrets)
@@ -301,7 +305,12 @@ class RevoxCallTrigger(_Wait):
         )
         resume = kind == EVENT_TIMEOUT and self.resume_on_timeout
         if ends_task(self, self.end_task) and not resume:
-            return task_end_event(self, payload, payload["summary"], self.soft_fail)
+            # The "Revox call" link too: a task started here never ran the sensor's execute.
+            url = call_dashboard_url(self.call_id, self._base_url)
+            link = {"revox_call_link": {"call_id": self.call_id, "url": url}}
+            ended = task_end_event(self, payload, payload["summary"], self.soft_fail, link)
+            if ended is not None:
+                return ended
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
@@ -436,6 +445,8 @@ class RevoxCallsTrigger(_Wait):
         if ends_task(self, self.end_task):
             # The sensor's XCom: the full result, which the compact one stands in for on a worker.
             payload = event_payload(kind, message, state.secrets, result=fleet.result())
-            return task_end_event(self, payload, payload["result"], self.soft_fail)
+            ended = task_end_event(self, payload, payload["result"], self.soft_fail)
+            if ended is not None:
+                return ended
         payload = event_payload(kind, message, state.secrets, result=fleet.compact_result())
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]

@@ -105,7 +105,7 @@ class RevoxCampaignTrigger(BaseTrigger):
                         message = f"campaign {self.campaign_id}: {error}"
                         event = self._event(EVENT_ERROR, last, message, secrets)
                         if ends_task(self, self.end_task):
-                            event = task_end_event(self, dict(event.payload), None, self.soft_fail)
+                            event = task_end_event(self, dict(event.payload), None, self.soft_fail) or event
                         yield event
                         return
                     if streak.failed():
@@ -138,14 +138,13 @@ class RevoxCampaignTrigger(BaseTrigger):
         """The task-end event; on success the XCom carries the statistics, as the sensor's does."""
         payload = dict(event.payload)
         if payload.get("status") != EVENT_SUCCESS:
-            return task_end_event(self, payload, None, self.soft_fail)
+            return task_end_event(self, payload, None, self.soft_fail) or event
         try:
             statistics = (await hook.aget_campaign_statistics(self.campaign_id)).small()
-        except RevoxError as error:
-            message = redact_text(f"campaign {self.campaign_id}: {error}", secrets)
-            failed = {"status": EVENT_ERROR, "message": message}
-            return task_end_event(self, failed, None, self.soft_fail)
-        return task_end_event(self, payload, waiting.summary(campaign, statistics, secrets), self.soft_fail)
+        except RevoxError:
+            return event  # the worker resumes and reads the statistics, retrying as it does
+        summary = waiting.summary(campaign, statistics, secrets)
+        return task_end_event(self, payload, summary, self.soft_fail) or event
 
     def _event(
         self, kind: str, campaign: Campaign | None, message: str, secrets: tuple[str, ...]

@@ -2,9 +2,12 @@
 
 A trigger built with ``end_task=True`` turns its one event into a task-end event when a real
 triggerer runs it: ``success`` becomes a ``TaskSuccessEvent`` carrying the summary the sensor
-would have returned as its XCom, ``failed`` and ``timeout`` a ``TaskFailedEvent`` (or a
-``TaskSkippedEvent`` with ``soft_fail``), ``error`` a ``TaskFailedEvent``; the message the
-sensor would have raised goes to the task's log first. Anywhere else (an Airflow without the
+would have returned as its XCom, ``failed`` and ``timeout`` with ``soft_fail`` a
+``TaskSkippedEvent``, ``error`` a ``TaskFailedEvent`` (retried as the sensor's error is); the
+message the sensor would have raised goes to the task's log first. ``failed`` and ``timeout``
+without ``soft_fail`` still resume the task on a worker: the sensor fails them without retries
+(a dead order stays dead), and Airflow retries a ``TaskFailedEvent`` whenever the task has
+retries left. Anywhere else (an Airflow without the
 feature, or ``dag.test()``, which runs the trigger inline and resumes the task with the event's
 payload) the trigger sends the plain event and the task's ``execute_complete`` reads it, fail-closed,
 as before.
@@ -29,26 +32,35 @@ def ends_task(trigger: BaseTrigger, end_task: bool) -> bool:
     return end_task and getattr(trigger, "trigger_id", None) is not None and compat.has_start_from_trigger()
 
 
-def task_end_event(trigger: BaseTrigger, payload: dict[str, Any], xcom: Any, soft_fail: bool) -> TriggerEvent:
-    """The task-end event for a wait's final (already redacted) ``payload``.
+def task_end_event(
+    trigger: BaseTrigger,
+    payload: dict[str, Any],
+    xcom: Any,
+    soft_fail: bool,
+    extra_xcoms: dict[str, Any] | None = None,
+) -> TriggerEvent | None:
+    """The task-end event for a wait's final (already redacted) ``payload``; None to resume on a worker.
 
     Args:
         trigger: the trigger, whose log is the task's log in the triggerer.
         payload: the event payload (``status``, ``message``, ...), as the plain event would carry.
         xcom: the task's return value on success.
         soft_fail: skip instead of failing when the wait failed or timed out.
+        extra_xcoms: XComs the task would have pushed while running, kept whatever the end.
     """
     from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent
 
     kind, message = payload.get("status"), str(payload.get("message") or "")
     if kind == EVENT_SUCCESS:
         trigger.log.info("%s", message)
-        return TaskSuccessEvent(xcoms={"return_value": xcom})
+        return TaskSuccessEvent(xcoms={"return_value": xcom, **(extra_xcoms or {})})
     if soft_fail and kind in (EVENT_FAILED, EVENT_TIMEOUT):
         trigger.log.info("Skipping the task (soft_fail): %s", message)
-        return TaskSkippedEvent()
+        return TaskSkippedEvent(xcoms=extra_xcoms or None)
+    if kind in (EVENT_FAILED, EVENT_TIMEOUT):
+        return None  # failed without retries, on a worker: see the module's docstring
     trigger.log.error("%s", message)
-    return TaskFailedEvent()
+    return TaskFailedEvent(xcoms=extra_xcoms or None)
 
 
 def end_kwargs(end_task: bool, soft_fail: bool) -> dict[str, Any]:

@@ -86,16 +86,15 @@ def test_the_start_survives_dag_serialization() -> None:
     from airflow.serialization.serialized_objects import DagSerialization
 
     with DAG("start_in_triggerer", schedule=None) as dag:
-        RevoxCallSensor(task_id="w", call_id="{{ params.call_id }}", deferrable=True, timeout=600)
+        RevoxCallSensor(task_id="w", call_id="{{ params.call_id }}", deferrable=True)
     task = DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task("w")
     assert task.start_from_trigger is True
     assert task.start_trigger_args.trigger_cls == PUBLIC + "RevoxCallTrigger"
     stored = task.start_trigger_args.trigger_kwargs
     kwargs = stored.get("__var", stored)  # kept as Airflow encodes a dict, decoded by the triggerer
     assert kwargs["call_id"] == "{{ params.call_id }}"
-    assert kwargs["deadline_fixed"] is True
+    assert kwargs["deadline_fixed"] is False
     assert kwargs["end_task"] is True
-    assert task.start_trigger_args.timeout.total_seconds() == 600
 
 
 def test_the_triggerer_renders_the_sensors_templates_into_the_trigger() -> None:
@@ -135,11 +134,10 @@ def test_what_a_trigger_cannot_be_given_starts_on_a_worker() -> None:
     )
     opted_out = RevoxCallSensor(task_id="o", call_id="c-1", deferrable=True, start_from_trigger=False)
     not_deferred = RevoxCallSensor(task_id="p", call_id="c-1")
-    assert [many.start_from_trigger, opted_out.start_from_trigger, not_deferred.start_from_trigger] == [
-        False,
-        False,
-        False,
-    ]
+    # An explicit timeout is turned into the trigger's real-time deadline on a worker.
+    timed = RevoxCallSensor(task_id="t", call_id="c-1", deferrable=True, timeout=600)
+    sensors = [many, opted_out, not_deferred, timed]
+    assert [sensor.start_from_trigger for sensor in sensors] == [False, False, False, False]
 
 
 def test_without_the_feature_every_sensor_starts_on_a_worker(without_start_from_trigger: None) -> None:
@@ -161,24 +159,38 @@ async def test_the_call_trigger_ends_the_task_with_the_summary_as_its_xcom(sim: 
     ended = await events_of(RevoxCallTrigger(call_id=call_id, end_task=True))
     assert len(ended) == 1
     assert isinstance(ended[0], TaskSuccessEvent)
-    assert ended[0].xcoms == {"return_value": plain[0].payload["summary"]}
+    url = f"{sim.base_url.removesuffix('/api')}/dashboard/calls/{call_id}"
+    assert ended[0].xcoms == {
+        "return_value": plain[0].payload["summary"],
+        "revox_call_link": {"call_id": call_id, "url": url},
+    }
     assert ended[0].xcoms["return_value"]["status"] == "completed"
     assert ended[0].xcoms["return_value"]["outcome"] == "interested"
 
 
-async def test_a_failed_call_fails_the_task_with_the_message_or_skips_it(
-    sim: SimulatorHandle, caplog: pytest.LogCaptureFixture
+async def test_a_failed_call_skips_the_task_with_soft_fail_or_resumes_to_fail_without_retries(
+    sim: SimulatorHandle,
 ) -> None:
     call_id = errored_call(sim, "end-err")
-    failing = RevoxCallTrigger(call_id=call_id, end_task=True)
+    skipped = await events_of(RevoxCallTrigger(call_id=call_id, end_task=True, soft_fail=True))
+    failed = await events_of(RevoxCallTrigger(call_id=call_id, end_task=True))
+    assert isinstance(skipped[0], TaskSkippedEvent)
+    # Airflow would retry a TaskFailedEvent: the worker fails a dead order without retries.
+    assert type(failed[0]) is TriggerEvent
+    assert failed[0].payload["status"] == "failed"
+    assert "number_non_attributed" in failed[0].payload["message"]
+
+
+async def test_an_error_fails_the_task_with_the_message_in_its_log(
+    sim: SimulatorHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = RevoxCallTrigger(call_id="no-such-call", end_task=True)
     failing._log = logging.getLogger("revox.test.ending")  # the triggerer's log, as caplog sees it
     with caplog.at_level(logging.INFO, logger="revox.test.ending"):
-        failed = await events_of(failing)
-        skipped = await events_of(RevoxCallTrigger(call_id=call_id, end_task=True, soft_fail=True))
-    assert isinstance(failed[0], TaskFailedEvent)
-    assert isinstance(skipped[0], TaskSkippedEvent)
+        events = await events_of(failing)
+    assert isinstance(events[0], TaskFailedEvent)
     failures = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("errored" in text and "number_non_attributed" in text for text in failures), failures
+    assert any("no-such-call" in text for text in failures), failures
 
 
 async def test_a_placements_timeout_still_resumes_on_a_worker(sim: SimulatorHandle) -> None:
