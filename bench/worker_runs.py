@@ -7,8 +7,8 @@ deferrable ``RevoxPlaceCallOperator`` (placing, then waiting). Every task proces
 starts ends with one executor event in the scheduler's log; the bench counts them per task.
 Targets: ``sensor_worker_runs_per_wait`` 0 (the wait starts and ends in the triggerer),
 ``placement_worker_runs_per_wait`` 1 (the POST needs a worker; the wait ends in the triggerer).
-The bench fails when a run did not succeed or the scheduler logged no executor event (nothing
-was counted).
+The bench fails when a run did not succeed or pushed no summary XCom, or when the scheduler
+logged no executor event (nothing was counted).
 """
 
 from __future__ import annotations
@@ -85,6 +85,12 @@ def main() -> int:
         # The last executor events reach the scheduler's log a heartbeat after the runs end.
         time.sleep(6.0)
         counted = worker_runs(stack.output("scheduler"))
+        # A wait that ended in the triggerer still returned the order's summary.
+        summaries = {
+            run_id: stack.api.xcoms(stack.api.task_instance(dag_id, run_id, task_id)).get("return_value")
+            for run_id, (dag_id, _, task_id) in runs.items()
+            if states.get(run_id) == "success"
+        }
     finally:
         stack.close()
     failed = {
@@ -92,6 +98,13 @@ def main() -> int:
     }
     if failed:
         raise SystemExit(f"runs did not succeed: {failed}")
+    unsummarised = [
+        run_id
+        for run_id, summary in summaries.items()
+        if not (isinstance(summary, dict) and summary.get("status") and summary.get("call_id"))
+    ]
+    if unsummarised:
+        raise SystemExit(f"runs without their summary XCom: {unsummarised}")
     if not counted:
         raise SystemExit("the scheduler logged no executor event: nothing was counted")
     sensor = [counted[key] for key in runs.values() if key[0] == "bw_sensor"]
