@@ -39,7 +39,9 @@ from airflow_provider_revox.sensors.revox import RevoxCallSensor
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
 
 with DAG(dag_id="bw_sensor", schedule=None, start_date=START, catchup=False, max_active_runs=16):
-    RevoxCallSensor(task_id="wait", call_id="{{ dag_run.conf['call_id'] }}", deferrable=True, poke_interval=2)
+    RevoxCallSensor(
+        task_id="wait", call_id="{{ dag_run.conf['call_id'] }}", deferrable=True, poke_interval=2, retries=2
+    )
 
 with DAG(dag_id="bw_place", schedule=None, start_date=START, catchup=False, max_active_runs=16):
     RevoxPlaceCallOperator(
@@ -92,7 +94,7 @@ def main() -> int:
             if states.get(run_id) == "success"
         }
     finally:
-        stack.close()
+        stack.close(keep=bool(os.environ.get("REVOX_BENCH_KEEP")))
     failed = {
         run_id: states.get(run_id, "not finished") for run_id in runs if states.get(run_id) != "success"
     }
@@ -104,7 +106,8 @@ def main() -> int:
         if not (isinstance(summary, dict) and summary.get("status") and summary.get("call_id"))
     ]
     if unsummarised:
-        raise SystemExit(f"runs without their summary XCom: {unsummarised}")
+        shown = {run_id: summaries[run_id] for run_id in unsummarised}
+        raise SystemExit(f"runs without their summary XCom: {shown}")
     if not counted:
         raise SystemExit("the scheduler logged no executor event: nothing was counted")
     sensor = [counted[key] for key in runs.values() if key[0] == "bw_sensor"]

@@ -24,7 +24,7 @@ from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.triggers.call_events import (
     RevoxCallEventTrigger as RevoxCallEventTrigger,
 )
-from airflow_provider_revox._internal.triggers.ending import end_kwargs, ends_task, task_end_event
+from airflow_provider_revox._internal.triggers.ending import delivered, end_kwargs, ends_task, task_end_event
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.batch import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox._internal.waiting.ids import batch_call_ids, one_call_id
@@ -222,6 +222,10 @@ class RevoxCallTrigger(_Wait):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the order on its own schedule; yield one event."""
+        async for event in delivered(self, self._events()):
+            yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
         limit = _parse_time(self.deadline_at)
         try:
             # Started in the triggerer, call_id was rendered here: read the one id out of it.
@@ -381,6 +385,10 @@ class RevoxCallsTrigger(_Wait):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll due orders until the batch is decided; yield one event."""
+        async for event in delivered(self, self._events()):
+            yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
         try:
             # Started in the triggerer, call_ids were rendered here: read the ids out of them.
             self.call_ids = batch_call_ids(self.call_ids)

@@ -18,7 +18,7 @@ from airflow_provider_revox._internal.core.call import parse_iso
 from airflow_provider_revox._internal.core.campaign import Campaign
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox._internal.triggers.ending import end_kwargs, ends_task, task_end_event
+from airflow_provider_revox._internal.triggers.ending import delivered, end_kwargs, ends_task, task_end_event
 from airflow_provider_revox._internal.waiting import campaign as waiting
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.outcome import (
@@ -89,6 +89,10 @@ class RevoxCampaignTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the campaign until it ends; yield one event."""
+        async for event in delivered(self, self._events()):
+            yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
         streak = rounds.FailureStreak()
         last: Campaign | None = None
         last_status: str | None = None

@@ -15,6 +15,7 @@ as before.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -61,6 +62,37 @@ def task_end_event(
         return None  # failed without retries, on a worker: see the module's docstring
     trigger.log.error("%s", message)
     return TaskFailedEvent(xcoms=extra_xcoms or None)
+
+
+async def delivered(trigger: BaseTrigger, events: AsyncIterator[TriggerEvent]) -> AsyncIterator[TriggerEvent]:
+    """``events``, each task-end event's XComs pushed first through the triggerer, as a worker does.
+
+    Airflow 3.3 stores the XComs a task-end event carries JSON-encoded once more than a worker's
+    (the scheduler ``json.dumps`` them into the JSON column), so a downstream task would pull the
+    summary as text. Pushed through the triggerer's own XCom channel, they are stored as the
+    sensor's return value always was; where that channel is missing, the event keeps them.
+    """
+    async for event in events:
+        xcoms = getattr(event, "xcoms", None)
+        ti = getattr(trigger, "task_instance", None)
+        if xcoms and ti is not None:
+            try:
+                from airflow.sdk.execution_time.xcom import XCom
+
+                for key, value in xcoms.items():
+                    await XCom.aset(
+                        key,
+                        value,
+                        dag_id=ti.dag_id,
+                        task_id=ti.task_id,
+                        run_id=ti.run_id,
+                        map_index=ti.map_index,
+                    )
+            except Exception as error:  # no supervisor channel (outside a triggerer): keep them
+                trigger.log.warning("XComs left on the task-end event: %s", type(error).__name__)
+            else:
+                setattr(event, "xcoms", None)  # noqa: B010 - only task-end events have it
+        yield event
 
 
 def end_kwargs(end_task: bool, soft_fail: bool) -> dict[str, Any]:

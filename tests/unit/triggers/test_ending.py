@@ -265,3 +265,31 @@ async def test_the_campaign_trigger_ends_the_task_with_its_statistics(
     assert xcom["campaign_id"] == created.id
     assert xcom["status"] == "completed"
     assert "statistics" in xcom
+
+
+async def test_the_xcoms_go_through_the_triggerers_xcom_channel_as_a_workers_do(
+    sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow stores a task-end event's own XComs JSON-encoded twice: a downstream task would pull
+    # text. Pushed through the triggerer's channel first, the event then carries none.
+    from airflow.sdk.execution_time.xcom import XCom
+
+    pushed: list[tuple[str, Any, dict[str, Any]]] = []
+
+    async def aset(key: str, value: Any, **where: Any) -> None:
+        pushed.append((key, value, where))
+
+    monkeypatch.setattr(XCom, "aset", aset)
+    call_id = finished_call(sim, "end-push")
+    trigger = RevoxCallTrigger(call_id=call_id, end_task=True)
+    trigger.task_instance = SimpleNamespace(  # type: ignore[assignment]
+        dag_id="d", task_id="w", run_id="r", map_index=-1
+    )
+    events = await events_of(trigger)
+    assert isinstance(events[0], TaskSuccessEvent)
+    assert events[0].xcoms is None
+    assert [(key, where) for key, _, where in pushed] == [
+        ("return_value", {"dag_id": "d", "task_id": "w", "run_id": "r", "map_index": -1}),
+        ("revox_call_link", {"dag_id": "d", "task_id": "w", "run_id": "r", "map_index": -1}),
+    ]
+    assert pushed[0][1]["call_id"] == call_id and pushed[0][1]["status"] == "completed"
