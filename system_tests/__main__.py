@@ -38,6 +38,7 @@ from system_tests.checks import (
 )
 from system_tests.place_kill import RUN, check_place_killed, kill_worker_mid_place, place_kill_conf
 from system_tests.stack import Stack
+from system_tests.worker_runs import check_sensor_worker_runs
 
 EXPECTED_DAGS = {
     "revox_call_completion",
@@ -55,6 +56,7 @@ CHECKS = [
     ("j  place-call worker SIGKILLed mid-wait, one order", check_place_killed),
     ("k1 call events: no ended order lost, triggerer SIGKILLed twice", check_call_events),
     ("k2 call-events DAG revox_on_calls_finished exported exactly those orders", check_call_events_dag),
+    ("w  deferrable sensor waits cost no worker run (start_from_trigger)", check_sensor_worker_runs),
 ]
 RACE = "finished with state success, but the task instance's state attribute is"
 

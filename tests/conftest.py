@@ -136,3 +136,9 @@ def _fresh_rate_limiters() -> Iterator[None]:
     ratelimit.reset_buckets()
     yield
     ratelimit.reset_buckets()
+
+
+@pytest.fixture
+def without_start_from_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as on Airflow 3.2: no task starts or ends in the triggerer."""
+    _without(monkeypatch, "has_start_from_trigger")

@@ -1,6 +1,6 @@
 """Which of the Airflow 3.3 features this provider uses the installed Airflow has.
 
-The provider runs on Airflow 3.2 and later. Four things it uses arrived in 3.3:
+The provider runs on Airflow 3.2 and later. Five things it uses arrived in 3.3:
 
 * the task state store (``context["task_state_store"]``), where a placing operator keeps the id
   it got back so that a retry reattaches to it; without it a retry searches by idempotency key;
@@ -13,6 +13,10 @@ The provider runs on Airflow 3.2 and later. Four things it uses arrived in 3.3:
 * acknowledged shared streams, through which ``RevoxCallEventTrigger`` moves its cursor only
   once the triggerer has stored the events before it; without them (and with no asset state
   store to keep a cursor in) ``triggers.stream`` is never used.
+* waits that start in the triggerer (``start_from_trigger`` with the task's templates rendered
+  there) and end there (a trigger's ``TaskSuccessEvent``/``TaskFailedEvent``/
+  ``TaskSkippedEvent``), so a deferrable sensor costs no worker run; without them a deferrable
+  wait starts on a worker, defers, and resumes on a worker.
 
 Each is detected here, by looking for it rather than by comparing version numbers, and only
 here: the rest of the package asks these functions and says what it does instead.
@@ -24,7 +28,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-#: The Airflow release that brought all four features.
+#: The Airflow release that brought all five features.
 SINCE = "3.3"
 
 
@@ -65,6 +69,21 @@ def has_acknowledged_streams() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("airflow.triggers.shared_stream") is not None
+
+
+@functools.cache
+def has_start_from_trigger() -> bool:
+    """Whether a task can start and end in the triggerer, templates rendered there (3.3+).
+
+    Airflow 3.3's triggerer hands a start-from-trigger trigger the serialized DAG (``dag_data``)
+    so it can render the task's templates; before that the trigger got its kwargs unrendered.
+    """
+    from airflow.executors.workloads import trigger as workload
+    from airflow.triggers import base
+
+    rendered = "dag_data" in getattr(workload.RunTrigger, "model_fields", {})
+    names = ("StartTriggerArgs", "TaskSuccessEvent", "TaskFailedEvent", "TaskSkippedEvent")
+    return rendered and all(hasattr(base, name) for name in names)
 
 
 def needs_airflow_3_3(feature: str) -> str:

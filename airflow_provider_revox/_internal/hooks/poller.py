@@ -37,6 +37,8 @@ from airflow_provider_revox.exceptions import (
 GATHER_SECONDS = 0.2
 #: Most orders asked for in one search.
 MAX_BATCH = 100
+#: Orders of a page digested between two hand-backs of the event loop.
+SETTLE_SLICE = 20
 #: Most ``GET /call/{id}`` in flight when the search did not return some orders.
 FALLBACK_CONCURRENCY = 8
 #: Answers that mean this API has no call search usable with our request: no point asking again.
@@ -204,10 +206,13 @@ class CallPoller:
             found_none = found == {}
             handed = bool(found)
             if found:
-                for call_id, call in found.items():
-                    run.put(call_id, call)
-                # Dropped before handing the loop back: pages of orders kept across the pause
-                # while other pages are read would add up to many megabytes in a large wait.
+                # Each order leaves the page as it is handed over, and the loop is handed back
+                # every SETTLE_SLICE orders: digesting a whole page at once held the triggerer's
+                # loop for tens of milliseconds on a busy machine.
+                for index, call_id in enumerate(list(found)):
+                    run.put(call_id, found.pop(call_id))
+                    if index % SETTLE_SLICE == SETTLE_SLICE - 1:
+                        await asyncio.sleep(0)
                 found = None
         if handed:
             # Hand the loop back between batches: other triggers wait while a page is handled.

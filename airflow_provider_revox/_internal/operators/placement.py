@@ -242,7 +242,12 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             raise
         if self.wait_for_completion:
             try:
-                return self._wait().execute(context, cancel_on_kill=self.cancel_on_kill and self._owned)
+                return self._wait().execute(
+                    context,
+                    cancel_on_kill=self.cancel_on_kill and self._owned,
+                    # A wait that gives up resumes here, where cancel_on_timeout cancels the order.
+                    resume_on_timeout=self.cancel_on_timeout,
+                )
             except (AirflowSensorTimeout, TaskDeferralTimeout, AirflowSkipException) as error:
                 if gave_up(error):
                     self._cancel_on_timeout()

@@ -15,7 +15,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, conf
 from airflow.triggers.base import BaseTrigger
 
-from airflow_provider_revox._internal.core import statuses
+from airflow_provider_revox._internal.core import compat, statuses
 from airflow_provider_revox._internal.core.redact import redact_message
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.waiting import rounds
@@ -50,6 +50,8 @@ class RevoxWaitSensor(BaseSensorOperator):
         poke_interval: seconds between polls while an order can change at any moment.
         timeout: an explicit limit (seconds or timedelta) that overrides the derived deadline.
         fail_on_statuses: statuses that fail the wait.
+        start_from_trigger: with ``deferrable=True``, start and end the wait in the triggerer,
+            with no worker run, where Airflow can (3.3+) and the input allows it.
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``mode``, ``soft_fail``, ...).
     """
 
@@ -65,6 +67,7 @@ class RevoxWaitSensor(BaseSensorOperator):
         poke_interval: float = 30,
         timeout: timedelta | float | None = None,
         fail_on_statuses: Sequence[str] = statuses.DEFAULT_FAIL_ON,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         self.explicit_timeout = timeout is not None
@@ -79,6 +82,45 @@ class RevoxWaitSensor(BaseSensorOperator):
         self._started_real: datetime | None = None
         self._started_server: datetime | None = None
         self._streak = rounds.FailureStreak()
+        self.wants_start_from_trigger = start_from_trigger
+        self.start_from_trigger = False
+
+    def _start_in_triggerer(self, classpath: str, **own: Any) -> None:
+        """Have the scheduler start this wait in the triggerer, and the trigger end the task.
+
+        Only where Airflow renders the task's templates there and lets a trigger end its task
+        (:func:`compat.has_start_from_trigger`); elsewhere the wait starts on a worker as before.
+        The trigger computes its derived deadline when it starts: the DAG file holds no start
+        time. A wait with an explicit ``timeout`` starts on a worker, which turns it into the
+        trigger's real-time deadline (the triggerer would only know Airflow's deferral timeout).
+        """
+        wanted = self.wants_start_from_trigger and self.deferrable and not self.explicit_timeout
+        if not (wanted and compat.has_start_from_trigger()):
+            return
+        from airflow.triggers.base import StartTriggerArgs
+
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=classpath,
+            next_method="execute_complete",
+            trigger_kwargs={
+                **own,
+                "revox_conn_id": self.revox_conn_id,
+                "poke_interval": self.poke_interval,
+                "fail_on_statuses": list(self.fail_on_statuses),
+                "deadline_at": None,
+                "deadline_fixed": False,
+                "stop_at": None,
+                "end_task": True,
+                "soft_fail": bool(self.soft_fail),
+            },
+        )
+        self.start_from_trigger = True
+
+    def _ends_in_triggerer(self) -> dict[str, Any]:
+        """The trigger kwargs that let a deferred wait end its task there (Airflow 3.3+), or none."""
+        if not compat.has_start_from_trigger():
+            return {}
+        return {"end_task": True, "soft_fail": bool(self.soft_fail)}
 
     @cached_property
     def hook(self) -> RevoxHook:
@@ -124,7 +166,11 @@ class RevoxWaitSensor(BaseSensorOperator):
         return min(limits) if limits else None
 
     def _defer_to(self, trigger: type[BaseTrigger], derived_deadline: datetime, **own: Any) -> None:
-        """Hand the wait to ``trigger``: its own kwargs plus the limits every wait carries."""
+        """Hand the wait to ``trigger``: its own kwargs plus the limits every wait carries.
+
+        Where Airflow lets a trigger end its task, ``own`` usually asks it to
+        (:meth:`_ends_in_triggerer`): the task is not resumed on a worker.
+        """
         if self.explicit_timeout:
             deadline_at = utcnow() + timedelta(seconds=self.timeout)
         else:

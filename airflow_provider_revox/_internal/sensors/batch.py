@@ -131,6 +131,14 @@ class RevoxCallsSensor(RevoxWaitSensor):
         if isinstance(literal, list | tuple) and not any(is_templated(item) for item in literal):
             # A literal list: report a bad id, or too many without ids_path, when the DAG is parsed.
             check_capacity(len(batch_call_ids(call_ids)), self.max_ids_in_xcom, ids_path is not None)
+            if not ids_go_to_file(len(batch_call_ids(call_ids)), self.max_ids_in_xcom):
+                # Ids known now and a result that fits in XCom: the trigger can end the task.
+                self._start_in_triggerer(
+                    "airflow_provider_revox.triggers.revox.RevoxCallsTrigger",
+                    call_ids=batch_call_ids(call_ids),
+                    min_completed_ratio=self.min_completed_ratio,
+                    max_concurrency=self.max_concurrency,
+                )
         self._round: rounds.BatchRound | None = None
 
     def execute(self, context: Context) -> Any:
@@ -161,6 +169,8 @@ class RevoxCallsSensor(RevoxWaitSensor):
                 min_completed_ratio=self.min_completed_ratio,
                 max_concurrency=self.max_concurrency,
                 settled=fleet.settled_by_status(),
+                # A result whose id lists go to a file is written on the worker, on resume.
+                **({} if ids_go_to_file(len(ids), self.max_ids_in_xcom) else self._ends_in_triggerer()),
             )
         finally:
             self.hook.close()

@@ -72,7 +72,8 @@ class CallWait:
             # The trigger module is needed only when the wait is handed to the triggerer.
             from airflow_provider_revox._internal.triggers.call import RevoxCallTrigger
 
-            task._defer_to(RevoxCallTrigger, self.limit(call), call_id=self.call_id, **trigger_kwargs)
+            own = {**task._ends_in_triggerer(), **trigger_kwargs}
+            task._defer_to(RevoxCallTrigger, self.limit(call), call_id=self.call_id, **own)
         finally:
             task.hook.close()
 
@@ -214,6 +215,10 @@ class RevoxCallSensor(RevoxWaitSensor):
             one_call_id(call_id)  # a literal id (or summary): report a bad one when the DAG is parsed
         self.call_id = call_id
         self._waiting: CallWait | None = None
+        if isinstance(call_id, str):
+            # An id or a template the triggerer renders; an XComArg or a mapping starts on a worker.
+            trigger = "airflow_provider_revox.triggers.revox.RevoxCallTrigger"
+            self._start_in_triggerer(trigger, call_id=call_id)
 
     def _wait(self) -> CallWait:
         """The wait for ``call_id`` (rendered by now), kept across the pokes of one run."""

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 
+from airflow_provider_revox._internal.core import compat
 from airflow_provider_revox._internal.core.campaign import Campaign, validate_campaign_id
 from airflow_provider_revox._internal.core.redact import redact, redact_message
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
@@ -37,6 +38,8 @@ class RevoxCampaignSensor(BaseSensorOperator):
             :class:`~airflow_provider_revox.triggers.revox.RevoxCampaignTrigger` instead of
             holding a worker slot (default ``[operators] default_deferrable``).
         poke_interval: seconds between polls (default 60).
+        start_from_trigger: with ``deferrable=True``, start and end the wait in the triggerer,
+            with no worker run, where Airflow can (3.3+).
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``timeout``,
             ``soft_fail``, ``mode``, ...).
     """
@@ -51,6 +54,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
         revox_conn_id: str = RevoxHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=validate_poke_interval(poke_interval), **kwargs)
@@ -61,6 +65,24 @@ class RevoxCampaignSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._last: Campaign | None = None
         self._streak = rounds.FailureStreak()
+        self.start_from_trigger = False
+        literal_id = isinstance(campaign_id, str)
+        if start_from_trigger and deferrable and literal_id and compat.has_start_from_trigger():
+            from airflow.triggers.base import StartTriggerArgs
+
+            # The id may be a template: the triggerer renders it before the trigger runs.
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls="airflow_provider_revox.triggers.revox.RevoxCampaignTrigger",
+                next_method="execute_complete",
+                trigger_kwargs={
+                    "campaign_id": campaign_id,
+                    "revox_conn_id": revox_conn_id,
+                    "poke_interval": self.poke_interval,
+                    **self._ends_in_triggerer(),
+                },
+                timeout=timedelta(seconds=self.timeout),
+            )
+            self.start_from_trigger = True
 
     @cached_property
     def hook(self) -> RevoxHook:
@@ -69,6 +91,12 @@ class RevoxCampaignSensor(BaseSensorOperator):
 
     def _secrets(self) -> tuple[str, ...]:
         return self.hook.secrets_to_mask()
+
+    def _ends_in_triggerer(self) -> dict[str, Any]:
+        """The trigger kwargs that let the wait end its task there (Airflow 3.3+), or none."""
+        if not compat.has_start_from_trigger():
+            return {}
+        return {"end_task": True, "soft_fail": bool(self.soft_fail)}
 
     def execute(self, context: Context) -> Any:
         """Poke or reschedule through the base class, or look once and defer."""
@@ -91,6 +119,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
                     poke_interval=self.poke_interval,
                     # This look counts as the trigger's first: it polls next when one is due.
                     next_poll_at=self._next_poll_at().isoformat(),
+                    **self._ends_in_triggerer(),
                 ),
                 method_name="execute_complete",
                 timeout=self.timeout,

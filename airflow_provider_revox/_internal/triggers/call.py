@@ -17,14 +17,17 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call, parse_iso
+from airflow_provider_revox._internal.core.dashboard import call_dashboard_url
 from airflow_provider_revox._internal.core.redact import redact_message
 from airflow_provider_revox._internal.hooks.poller import shared_poller
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.triggers.call_events import (
     RevoxCallEventTrigger as RevoxCallEventTrigger,
 )
+from airflow_provider_revox._internal.triggers.ending import delivered, end_kwargs, ends_task, task_end_event
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.batch import Fleet, validate_concurrency, validate_ratio
+from airflow_provider_revox._internal.waiting.ids import batch_call_ids, one_call_id
 from airflow_provider_revox._internal.waiting.outcome import (
     EVENT_ERROR,
     EVENT_FAILED,
@@ -68,6 +71,18 @@ class _Wait(BaseTrigger):
         self.deadline_at = deadline_at
         self.deadline_fixed = deadline_fixed
         self.stop_at = stop_at
+        self.end_task = False
+        self.soft_fail = False
+
+    def _ending(self, end_task: bool, soft_fail: bool) -> None:
+        self.end_task = bool(end_task)
+        self.soft_fail = bool(soft_fail)
+
+    def _start_limit(self, limit: datetime | None, clock: Any) -> datetime | None:
+        """The limit while nothing answered: a wait started in the triggerer has no deadline yet."""
+        if limit is None and not self.deadline_fixed:
+            return rounds.unread_limit(clock.now())
+        return limit
 
     def _serialized(self, classpath: str, **own: Any) -> tuple[str, dict[str, Any]]:
         """``classpath`` and JSON-only kwargs (the trigger's whole state): ``own`` plus the shared ones."""
@@ -81,6 +96,7 @@ class _Wait(BaseTrigger):
                 "deadline_at": self.deadline_at,
                 "deadline_fixed": self.deadline_fixed,
                 "stop_at": self.stop_at,
+                **end_kwargs(self.end_task, self.soft_fail),
             },
         )
 
@@ -146,6 +162,11 @@ class RevoxCallTrigger(_Wait):
         cancel_on_kill: cancel the order when a user kills the deferred task (Airflow 3.3's
             trigger ``on_kill``). Only the operator that placed the order sets it: a sensor
             waiting for someone else's order never cancels it.
+        end_task: end the task from the triggerer (its summary as the XCom) instead of resuming
+            it on a worker, where Airflow can (3.3+); see ``start_from_trigger``.
+        soft_fail: with ``end_task``, skip the task instead of failing it when the wait fails.
+        resume_on_timeout: with ``end_task``, still resume the task on a worker when the wait
+            times out (the placing operator cancels its order there).
     """
 
     def __init__(
@@ -159,15 +180,23 @@ class RevoxCallTrigger(_Wait):
         deadline_fixed: bool = False,
         stop_at: str | None = None,
         cancel_on_kill: bool = False,
+        end_task: bool = False,
+        soft_fail: bool = False,
+        resume_on_timeout: bool = False,
     ) -> None:
         super().__init__(revox_conn_id, poke_interval, fail_on_statuses, deadline_at, deadline_fixed, stop_at)
         self.call_id = call_id
         self.cancel_on_kill = bool(cancel_on_kill)
+        self.resume_on_timeout = bool(resume_on_timeout)
+        self._ending(end_task, soft_fail)
+        self._base_url: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and JSON-only kwargs: the trigger's whole state."""
         # Only a placing operator's trigger carries the flag: a sensor's serializes as before.
         own: dict[str, Any] = {"cancel_on_kill": True} if self.cancel_on_kill else {}
+        if self.resume_on_timeout:
+            own["resume_on_timeout"] = True
         return self._serialized(
             "airflow_provider_revox.triggers.revox.RevoxCallTrigger", call_id=self.call_id, **own
         )
@@ -193,7 +222,17 @@ class RevoxCallTrigger(_Wait):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the order on its own schedule; yield one event."""
+        async for event in delivered(self, self._events()):
+            yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
         limit = _parse_time(self.deadline_at)
+        try:
+            # Started in the triggerer, call_id was rendered here: read the one id out of it.
+            self.call_id = one_call_id(self.call_id)
+        except ValueError as error:
+            yield self._event(EVENT_ERROR, None, str(error), ())
+            return
         # Only the small summary outlives a poll: a triggerer runs a thousand of these at once.
         last_summary: dict[str, Any] | None = None
         last_status: str | None = None
@@ -204,6 +243,7 @@ class RevoxCallTrigger(_Wait):
         # fall due together share one request.
         async with shared_poller(self.revox_conn_id) as poller:
             clock = poller.clock
+            limit = self._start_limit(limit, clock)
             while True:
                 call: Call | None = None
                 budget = self._budget(limit, clock.now(), clock)
@@ -229,6 +269,8 @@ class RevoxCallTrigger(_Wait):
                 changed = False
                 if call is not None:
                     secrets = secrets or poller.hook.secrets_to_mask()
+                    if self._base_url is None and self.end_task:
+                        self._base_url = (await poller.hook.aconnection_settings()).base_url
                     if streak.recovered():
                         self.log.info("Call %s: Revox answers again", self.call_id)
                     last_summary = call_summary(call, secrets)
@@ -265,6 +307,14 @@ class RevoxCallTrigger(_Wait):
         payload = event_payload(
             kind, message, secrets, call_id=self.call_id, summary=summary or {"call_id": self.call_id}
         )
+        resume = kind == EVENT_TIMEOUT and self.resume_on_timeout
+        if ends_task(self, self.end_task) and not resume:
+            # The "Revox call" link too: a task started here never ran the sensor's execute.
+            url = call_dashboard_url(self.call_id, self._base_url)
+            link = {"revox_call_link": {"call_id": self.call_id, "url": url}}
+            ended = task_end_event(self, payload, payload["summary"], self.soft_fail, link)
+            if ended is not None:
+                return ended
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
@@ -295,6 +345,9 @@ class RevoxCallsTrigger(_Wait):
             time) and ``deadline_at`` only applies while none of them has answered.
         stop_at: ISO 8601 real time at which the wait ends whatever the orders do (the task's
             ``execution_timeout``).
+        end_task: end the task from the triggerer (the fleet's full result as the XCom) instead
+            of resuming it on a worker, where Airflow can (3.3+); see ``start_from_trigger``.
+        soft_fail: with ``end_task``, skip the task instead of failing it when the wait fails.
     """
 
     def __init__(
@@ -310,9 +363,12 @@ class RevoxCallsTrigger(_Wait):
         deadline_at: str | None = None,
         deadline_fixed: bool = False,
         stop_at: str | None = None,
+        end_task: bool = False,
+        soft_fail: bool = False,
     ) -> None:
         super().__init__(revox_conn_id, poke_interval, fail_on_statuses, deadline_at, deadline_fixed, stop_at)
-        self.call_ids = list(call_ids)
+        self._ending(end_task, soft_fail)
+        self.call_ids = call_ids if isinstance(call_ids, str) else list(call_ids)
         self.min_completed_ratio = validate_ratio(min_completed_ratio)
         self.max_concurrency = validate_concurrency(max_concurrency)
         self.settled = {status: list(ids) for status, ids in (settled or {}).items()}
@@ -321,7 +377,7 @@ class RevoxCallsTrigger(_Wait):
         """Classpath and JSON-only kwargs: the trigger's whole state."""
         return self._serialized(
             "airflow_provider_revox.triggers.revox.RevoxCallsTrigger",
-            call_ids=list(self.call_ids),
+            call_ids=self.call_ids if isinstance(self.call_ids, str) else list(self.call_ids),
             min_completed_ratio=self.min_completed_ratio,
             max_concurrency=self.max_concurrency,
             settled={status: list(ids) for status, ids in self.settled.items()},
@@ -329,6 +385,16 @@ class RevoxCallsTrigger(_Wait):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll due orders until the batch is decided; yield one event."""
+        async for event in delivered(self, self._events()):
+            yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            # Started in the triggerer, call_ids were rendered here: read the ids out of them.
+            self.call_ids = batch_call_ids(self.call_ids)
+        except ValueError as error:
+            yield TriggerEvent(event_payload(EVENT_ERROR, str(error), ()))  # type: ignore[no-untyped-call]
+            return
         fleet = Fleet(
             self.call_ids,
             fail_on=self.fail_on_statuses,
@@ -340,6 +406,7 @@ class RevoxCallsTrigger(_Wait):
         last_counts: dict[str, int] | None = None
         async with shared_poller(self.revox_conn_id) as poller:
             clock = poller.clock
+            fallback = self._start_limit(fallback, clock)
             while True:
                 limit = rounds.fleet_limit(fleet, fallback, fixed=self.deadline_fixed)
                 try:
@@ -383,5 +450,11 @@ class RevoxCallsTrigger(_Wait):
     def _event(self, kind: str, fleet: Fleet, message: str, state: rounds.BatchRound) -> TriggerEvent:
         # The statuses as one character per order, not id lists: the event is stored with the
         # task instance, and the sensor knows the ids.
+        if ends_task(self, self.end_task):
+            # The sensor's XCom: the full result, which the compact one stands in for on a worker.
+            payload = event_payload(kind, message, state.secrets, result=fleet.result())
+            ended = task_end_event(self, payload, payload["result"], self.soft_fail)
+            if ended is not None:
+                return ended
         payload = event_payload(kind, message, state.secrets, result=fleet.compact_result())
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]

@@ -18,6 +18,7 @@ from airflow_provider_revox._internal.core.call import parse_iso
 from airflow_provider_revox._internal.core.campaign import Campaign
 from airflow_provider_revox._internal.core.redact import redact_text
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.triggers.ending import delivered, end_kwargs, ends_task, task_end_event
 from airflow_provider_revox._internal.waiting import campaign as waiting
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.outcome import (
@@ -45,6 +46,10 @@ class RevoxCampaignTrigger(BaseTrigger):
         poke_interval: seconds between polls.
         next_poll_at: ISO 8601 time (with its offset) of the first poll: the sensor has just
             looked before deferring. Polls at once when absent or already passed.
+        end_task: end the task from the triggerer (the summary with its statistics as the XCom)
+            instead of resuming it on a worker, where Airflow can (3.3+).
+        soft_fail: with ``end_task``, skip the task instead of failing it when the campaign is
+            cancelled.
     """
 
     #: Awaited to sleep between polls; tests hand in a faster one.
@@ -57,6 +62,8 @@ class RevoxCampaignTrigger(BaseTrigger):
         revox_conn_id: str = RevoxHook.default_conn_name,
         poke_interval: float = 60.0,
         next_poll_at: str | None = None,
+        end_task: bool = False,
+        soft_fail: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.campaign_id = campaign_id
@@ -64,6 +71,8 @@ class RevoxCampaignTrigger(BaseTrigger):
         self.poke_interval = float(poke_interval)
         self.next_poll_at = next_poll_at
         self._first_poll_at = _aware_time(next_poll_at)
+        self.end_task = bool(end_task)
+        self.soft_fail = bool(soft_fail)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and JSON-only kwargs: the trigger's whole state."""
@@ -74,11 +83,16 @@ class RevoxCampaignTrigger(BaseTrigger):
                 "revox_conn_id": self.revox_conn_id,
                 "poke_interval": self.poke_interval,
                 **({"next_poll_at": self.next_poll_at} if self.next_poll_at else {}),
+                **end_kwargs(self.end_task, self.soft_fail),
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll the campaign until it ends; yield one event."""
+        async for event in delivered(self, self._events()):
+            yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
         streak = rounds.FailureStreak()
         last: Campaign | None = None
         last_status: str | None = None
@@ -92,7 +106,11 @@ class RevoxCampaignTrigger(BaseTrigger):
                 except RevoxError as error:
                     secrets = hook.secrets_to_mask()
                     if not is_transient(error):
-                        yield self._event(EVENT_ERROR, last, f"campaign {self.campaign_id}: {error}", secrets)
+                        message = f"campaign {self.campaign_id}: {error}"
+                        event = self._event(EVENT_ERROR, last, message, secrets)
+                        if ends_task(self, self.end_task):
+                            event = task_end_event(self, dict(event.payload), None, self.soft_fail) or event
+                        yield event
                         return
                     if streak.failed():
                         self.log.warning(
@@ -108,12 +126,29 @@ class RevoxCampaignTrigger(BaseTrigger):
                     decided = waiting.verdict(campaign)
                     if decided != waiting.WAITING:
                         kind = EVENT_SUCCESS if decided == waiting.SUCCESS else EVENT_FAILED
-                        yield self._event(kind, campaign, waiting.describe(campaign, secrets), secrets)
+                        event = self._event(kind, campaign, waiting.describe(campaign, secrets), secrets)
+                        if ends_task(self, self.end_task):
+                            event = await self._end(event, campaign, hook, secrets)
+                        yield event
                         return
                     if campaign.status != last_status:
                         self.log.info("%s", waiting.describe(campaign, secrets))
                         last_status = campaign.status
                 await self.pause(waiting.poll_interval(last, self.poke_interval, streak.count))
+
+    async def _end(
+        self, event: TriggerEvent, campaign: Campaign, hook: RevoxHook, secrets: tuple[str, ...]
+    ) -> TriggerEvent:
+        """The task-end event; on success the XCom carries the statistics, as the sensor's does."""
+        payload = dict(event.payload)
+        if payload.get("status") != EVENT_SUCCESS:
+            return task_end_event(self, payload, None, self.soft_fail) or event
+        try:
+            statistics = (await hook.aget_campaign_statistics(self.campaign_id)).small()
+        except RevoxError:
+            return event  # the worker resumes and reads the statistics, retrying as it does
+        summary = waiting.summary(campaign, statistics, secrets)
+        return task_end_event(self, payload, summary, self.soft_fail) or event
 
     def _event(
         self, kind: str, campaign: Campaign | None, message: str, secrets: tuple[str, ...]

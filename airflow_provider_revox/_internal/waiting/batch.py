@@ -81,8 +81,10 @@ class Fleet:
 
     __slots__ = (
         "_completed",
+        "_counts",
         "_deadline",
         "_heap",
+        "_latest",
         "_settled",
         "_status",
         "call_ids",
@@ -113,6 +115,11 @@ class Fleet:
                     raise ValueError(f"settled call {call_id!r} is not one of call_ids")
                 self._status[call_id] = sys.intern(status)
         self._deadline: dict[str, float] = {}
+        # The latest deadline, kept as a max-heap with stale entries skipped when read, and the
+        # counts by status kept as orders change: a round's work follows the orders it fetched,
+        # not the orders the wait holds.
+        self._latest: list[tuple[float, str]] = []
+        self._counts: Counter[str] = Counter(status or "unfetched" for status in self._status.values())
         self._heap = [(first_due, call_id) for call_id in self.call_ids if not self.is_settled(call_id)]
         heapq.heapify(self._heap)
         self._settled = self.total - len(self._heap)
@@ -150,14 +157,21 @@ class Fleet:
         Returns:
             True when the order is now settled.
         """
-        self._status[call_id] = sys.intern(status)
+        self._counts[self._status[call_id] or "unfetched"] -= 1
+        interned = self._status[call_id] = sys.intern(status)
+        self._counts[interned] += 1
         if self.is_settled(call_id):
             self._deadline.pop(call_id, None)
             self._settled += 1
             self._completed += status == statuses.COMPLETED
             return True
-        if deadline is not None:
+        if deadline is not None and self._deadline.get(call_id) != deadline:
             self._deadline[call_id] = deadline
+            heapq.heappush(self._latest, (-deadline, call_id))
+            if len(self._latest) > 2 * len(self._deadline) + 64:
+                # Deadlines move as orders progress: drop the stale entries now and then.
+                self._latest = [(-value, key) for key, value in self._deadline.items()]
+                heapq.heapify(self._latest)
         heapq.heappush(self._heap, (due, call_id))
         return False
 
@@ -171,7 +185,10 @@ class Fleet:
 
     def latest_deadline(self) -> float | None:
         """The latest deadline among pending orders that have answered, or None."""
-        return max(self._deadline.values()) if self._deadline else None
+        latest, deadlines = self._latest, self._deadline
+        while latest and deadlines.get(latest[0][1]) != -latest[0][0]:
+            heapq.heappop(latest)  # the order settled or got another deadline since
+        return -latest[0][0] if latest else None
 
     # -- verdict ----------------------------------------------------------------------------
 
@@ -208,7 +225,7 @@ class Fleet:
 
     def counts(self) -> dict[str, int]:
         """How many orders are in each status; ``unfetched`` for those that never answered."""
-        return dict(Counter(status or "unfetched" for status in self._status.values()))
+        return {status: count for status, count in self._counts.items() if count}
 
     def verdict(self) -> str:
         """``failed`` once the ratio can no longer be met, ``success`` when all settled, else ``waiting``."""

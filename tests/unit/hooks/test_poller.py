@@ -358,3 +358,32 @@ def test_repr_never_shows_the_key(fake_conn: None) -> None:
     poller.hook.connection_settings()
     assert KEY not in repr(poller)
     assert "revox_default" in repr(poller)
+
+
+async def test_a_page_is_digested_in_slices_with_the_loop_handed_back_between_them(
+    sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One page of 30 orders: another task of the loop must run while the page is being digested,
+    # not only before and after it (a big wait's page held the triggerer's loop on a busy machine).
+    monkeypatch.setattr(poller_module, "MAX_BATCH", 30)
+    handed: list[str] = []
+    seen_by_other_task: list[int] = []
+    stop = asyncio.Event()
+
+    async def other_task() -> None:
+        while not stop.is_set():
+            seen_by_other_task.append(len(handed))
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_task())
+    poller = CallPoller(RevoxHook())
+    try:
+        await poller.get_calls(ids(30), on_outcome=lambda call_id, outcome: handed.append(call_id))
+    finally:
+        stop.set()
+        await ticker
+        await poller.aclose()
+
+    assert sorted(handed) == ids(30)
+    assert poller.searches == 1
+    assert any(0 < count < 30 for count in seen_by_other_task), seen_by_other_task
