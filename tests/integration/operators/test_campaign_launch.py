@@ -67,7 +67,7 @@ def test_a_retry_after_a_429_storm_launches_its_rows_though_another_launcher_sta
     # The issue's launchers: l1 launches r0; l2 (every row but r0) meets a run of 429s on its
     # first try. Its second try must launch r1..r3, not take r0's launch for its own.
     monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", revox_simulator.connection_json(max_retries=1))
-    campaign_id, (r0, *rest) = new_campaign(4)
+    campaign_id, (r0, *_) = new_campaign(4)
     l1 = run_launch(run_dag, "launcher_l1", campaign_id, call_ids=[r0], rows_mode="only")
     assert l1.state == "success"
     assert l1.xcom_pull(task_ids="launch")["launched"] == 1
