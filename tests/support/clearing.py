@@ -1,0 +1,56 @@
+"""Clear a finished task instance and run it again, as a user's clear and the scheduler do.
+
+``dag.test()`` always makes a new DAG run, so a test of a clear needs the steps Airflow takes
+itself: ``clear_task_instances`` (what the UI, CLI and REST clear call), the scheduler's
+``schedule_tis`` (which moves the try number on), then the task run in process as ``dag.test()``
+runs it. Airflow 3.4's REST clear also discards the task state store unless
+``keep_task_state`` is set: ``discard_state=True`` does the same on every version that has one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, discard_state: bool) -> Any:
+    """Clear ``task_id`` of the run ``run_id``, run it once more, and return its task instance."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select
+
+    dag = DagBag(str(dag_path)).get_dag(dag_id)
+    assert dag is not None
+    with create_session() as session:
+        ti = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+            )
+        ).one()
+        clear_task_instances([ti], session)
+        if discard_state:
+            from airflow.models.task_state_store import TaskStateStore
+
+            session.execute(
+                delete(TaskStateStore).where(
+                    TaskStateStore.dag_id == dag_id,
+                    TaskStateStore.run_id == run_id,
+                    TaskStateStore.task_id == task_id,
+                )
+            )
+        session.flush()
+        dag_run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+        dag_run.schedule_tis([ti], session=session)
+        session.commit()
+        session.refresh(ti)
+        session.expunge(ti)
+    _run_task(ti=ti, task=dag.task_dict[task_id])
+    with create_session() as session:
+        return session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+            )
+        ).one()
