@@ -20,7 +20,7 @@ def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, d
     from airflow.models.taskinstance import TaskInstance, clear_task_instances
     from airflow.sdk.definitions.dag import _run_task
     from airflow.utils.session import create_session
-    from sqlalchemy import delete, select
+    from sqlalchemy import select
 
     dag = DagBag(str(dag_path)).get_dag(dag_id)
     assert dag is not None
@@ -32,17 +32,11 @@ def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, d
         ).one()
         clear_task_instances([ti], session)
         if discard_state:
-            from airflow.models.task_state_store import TaskStateStore
-
-            session.execute(
-                delete(TaskStateStore).where(
-                    TaskStateStore.dag_id == dag_id,
-                    TaskStateStore.run_id == run_id,
-                    TaskStateStore.task_id == task_id,
-                )
-            )
+            _discard(ti, session)
         session.flush()
-        dag_run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+        dag_run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+        ).one()
         dag_run.schedule_tis([ti], session=session)
         session.commit()
         session.refresh(ti)
@@ -54,3 +48,24 @@ def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, d
                 TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
             )
         ).one()
+
+
+def _discard(ti: Any, session: Any) -> None:
+    """Drop the task's stored state: through Airflow 3.4's own clear step where it has one."""
+    try:
+        from airflow.api_fastapi.core_api.services.public.task_instances import (  # type: ignore[attr-defined]
+            _discard_task_state_store,
+        )
+    except ImportError:  # Airflow 3.3: the clear keeps the state; drop its rows as 3.4 does
+        from airflow.models.task_state_store import TaskStateStoreModel
+        from sqlalchemy import delete
+
+        session.execute(
+            delete(TaskStateStoreModel).where(
+                TaskStateStoreModel.dag_id == ti.dag_id,
+                TaskStateStoreModel.run_id == ti.run_id,
+                TaskStateStoreModel.task_id == ti.task_id,
+            )
+        )
+        return
+    _discard_task_state_store([ti], session, event="Discarded task state on clear")

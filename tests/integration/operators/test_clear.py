@@ -69,7 +69,9 @@ def test_a_clear_with_a_new_key_places_a_new_order_never_the_old_cancelled_one(
     assert len(placed) == 2 and old in placed
     (fresh,) = [call_id for call_id in placed if call_id != old]
     assert new in (None, fresh)
-    assert revox_simulator.get_call(fresh)["metadata"]["airflow_idempotency_key"] == "confirm-2026-01-05-again"
+    assert (
+        revox_simulator.get_call(fresh)["metadata"]["airflow_idempotency_key"] == "confirm-2026-01-05-again"
+    )
     assert revox_simulator.get_call(old)["status"] == "cancelled"
 
 
