@@ -248,7 +248,8 @@ class Faults:
 
         ``call_id`` may also name an endpoint about no single call, such as ``"POST /call/search"``,
         a campaign id, or, for ``POST /call``, the recipient's number (``"+33612345678"``, checked
-        before ``"POST /call"``); ``POST /campaigns`` is scripted by its endpoint name.
+        before ``"POST /call"``); ``POST /campaigns`` and ``POST /campaigns/{id}/launch-calls`` are
+        scripted by their endpoint name too (a campaign's own script comes first).
 
         Raises:
             ValueError: for an unknown token.

@@ -73,8 +73,8 @@ def test_a_retry_after_a_429_storm_launches_its_rows_though_another_launcher_sta
     assert l1.xcom_pull(task_ids="launch")["launched"] == 1
     assert statuses(revox_simulator, campaign_id)[1:] == ["not_launched"] * 3
 
-    # The rows read answers, then every launch of the first try (and its one resend) is refused.
-    revox_simulator.faults.script(campaign_id, ["ok", "429", "429"])
+    # The first try's launch, and its one resend, are refused with 429.
+    revox_simulator.faults.script("POST /campaigns/{id}/launch-calls", ["429", "429"])
     l2 = run_launch(run_dag, "launcher_l2", campaign_id, retries=1, call_ids=[r0], rows_mode="all_except")
 
     assert l2.state == "success" and l2.try_number == 2
