@@ -18,6 +18,7 @@ from airflow.triggers.base import BaseTrigger
 from airflow_provider_revox._internal.client.requests import place_call_body
 from airflow_provider_revox._internal.core import compat, durable, statuses
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.operators.inflight import find_in_flight
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.call import CallWait
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink
@@ -167,6 +168,8 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         self._owned = True
         self._waiting: CallWait | None = None
         self._state_key = STATE_KEY
+        # The arguments of a POST /call sent and not yet answered (its id unknown).
+        self._in_flight: Mapping[str, Any] | None = None
         self.phone_number = phone_number
         self.assistant_id = assistant_id
         self.assistant = assistant
@@ -260,6 +263,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             if found is not None:
                 return self._keep(state, found, "found by its idempotency key: reattaching to it")
             self._check_search_lag(state, key)
+        self._in_flight = arguments  # a kill before the answer finds the order by its key
         try:
             call = self.hook.place_call(**arguments)
         except RevoxError as error:
@@ -435,6 +439,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def on_kill(self) -> None:
         """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""
-        if not self.cancel_on_kill or not self.call_id:
+        if not self.cancel_on_kill:
             return
-        self._cancel("the task was killed")
+        if not self.call_id and self._in_flight is not None:
+            self.call_id = find_in_flight(self.revox_conn_id, self._in_flight, self._identity, self.log)
+        if self.call_id:
+            self._cancel("the task was killed")
