@@ -15,11 +15,12 @@ from typing import Any
 
 def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, discard_state: bool) -> Any:
     """Clear ``task_id`` of the run ``run_id``, run it once more, and return its task instance."""
+    from airflow._shared.timezones import timezone
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance, clear_task_instances
     from airflow.sdk.definitions.dag import _run_task
     from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
     dag = DagBag(str(dag_path)).get_dag(dag_id)
@@ -34,10 +35,10 @@ def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, d
         if discard_state:
             _discard(ti, session)
         session.flush()
-        dag_run = session.scalars(
-            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-        ).one()
-        dag_run.schedule_tis([ti], session=session)
+        # What the scheduler's schedule_tis does to a cleared task instance, as dag.test() does it.
+        ti.try_number += 1
+        ti.state = TaskInstanceState.SCHEDULED
+        ti.scheduled_dttm = timezone.utcnow()
         session.commit()
         session.refresh(ti)
         session.expunge(ti)
