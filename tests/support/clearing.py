@@ -31,12 +31,14 @@ def clear_and_rerun(dag_path: Path, dag_id: str, run_id: str, task_id: str, *, d
                 TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
             )
         ).one()
+        tried = ti.try_number
         clear_task_instances([ti], session)
         if discard_state:
             _discard(ti, session)
         session.flush()
         # What the scheduler's schedule_tis does to a cleared task instance, as dag.test() does it.
-        ti.try_number += 1
+        if ti.try_number == tried:  # Airflow 3.4's clear moves it on itself
+            ti.try_number += 1
         ti.state = TaskInstanceState.SCHEDULED
         ti.scheduled_dttm = timezone.utcnow()
         session.commit()
