@@ -21,6 +21,8 @@ Two faults of the search's data rather than of one request:
 * :meth:`Faults.shift_pages` holds orders out of every search until a search asks for a page
   after the first: they then appear wherever the sort puts them, as orders that end (sorted by
   ``updated_at``) or are placed (sorted by ``created_at``) between two page reads do;
+* :meth:`Faults.lag_search` makes the next searches answer as an index that has not caught up
+  with the orders yet: they list none (an order placed a moment ago is not found by its key);
 * :meth:`Faults.far_future` makes chosen orders report :data:`FAR_FUTURE_TIME` as their
   ``ended_at`` and ``updated_at`` everywhere (``GET /call/{id}`` and searches); a search sorted
   by ``updated_at`` or ``ended_at`` lists them first (descending) or last (ascending).
@@ -53,6 +55,13 @@ DEFAULT_SLOW_SECONDS = 2.0
 UNKNOWN_STATUS_VALUE = "awaiting_carrier_review"
 #: What an order chosen by :meth:`Faults.far_future` reports as its ``ended_at`` and ``updated_at``.
 FAR_FUTURE_TIME = "2199-01-01T00:00:00.000Z"
+
+
+class _EveryOrder(frozenset):  # type: ignore[type-arg]
+    """The orders a lagging search hides: all of them."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -223,6 +232,7 @@ class Faults:
         self._lock = threading.Lock()
         self._held: set[str] = set()
         self._future: frozenset[str] = frozenset()
+        self._lagging = 0
 
     def over_account_limit(self) -> float | None:
         """Count one API request against the account's limit: None when admitted, else the
@@ -238,7 +248,8 @@ class Faults:
 
         ``call_id`` may also name an endpoint about no single call, such as ``"POST /call/search"``,
         a campaign id, or, for ``POST /call``, the recipient's number (``"+33612345678"``, checked
-        before ``"POST /call"``); ``POST /campaigns`` is scripted by its endpoint name.
+        before ``"POST /call"``); ``POST /campaigns`` and ``POST /campaigns/{id}/launch-calls`` are
+        scripted by their endpoint name too (a campaign's own script comes first).
 
         Raises:
             ValueError: for an unknown token.
@@ -259,6 +270,7 @@ class Faults:
             self._counts.clear()
             self._held.clear()
             self._future = frozenset()
+            self._lagging = 0
         self.rates = FaultRates()
 
     def shift_pages(self, call_ids: Iterable[str]) -> None:
@@ -270,11 +282,19 @@ class Faults:
         with self._lock:
             self._held.update(call_ids)
 
+    def lag_search(self, searches: int) -> None:
+        """Make the next ``searches`` call searches list no order, as an index lagging the orders does."""
+        with self._lock:
+            self._lagging = searches
+
     def hidden(self, page: Any) -> frozenset[str]:
         """The orders a search for ``page`` must not list (releasing them once a later page is read)."""
-        if not self._held:
+        if not self._held and not self._lagging:
             return frozenset()
         with self._lock:
+            if self._lagging:
+                self._lagging -= 1
+                return _EveryOrder()
             if isinstance(page, int) and not isinstance(page, bool) and page > 0:
                 self._held.clear()
             return frozenset(self._held)

@@ -101,6 +101,10 @@ def first_page_body(body: bytes) -> bytes:
     return body
 
 
+#: Endpoints about no single order that a script may name (after the order or campaign itself).
+SCRIPTED_BY_ENDPOINT = ("POST /call", "POST /campaigns", "POST /campaigns/{id}/launch-calls")
+
+
 def script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
     """Script keys of a request about no order yet: the recipient of a ``POST /call``, then the endpoint."""
     if endpoint == "POST /call" and body:
@@ -108,7 +112,7 @@ def script_keys(endpoint: str, body: bytes) -> tuple[str, ...]:
             number = json.loads(body).get("phone_number")
             if isinstance(number, str):
                 return (number.strip(), endpoint)
-    return (endpoint,) if endpoint in ("POST /call", "POST /campaigns") else ()
+    return (endpoint,) if endpoint in SCRIPTED_BY_ENDPOINT else ()
 
 
 def rate_limited(retry_after: float) -> Reply:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from airflow_provider_revox._internal.operators.campaign import (
     RevoxCancelCampaignOperator,
     RevoxCreateCampaignOperator,
-    RevoxLaunchCampaignOperator,
     RevoxPauseCampaignOperator,
     RevoxResumeCampaignOperator,
 )
 from airflow_provider_revox._internal.operators.export import RevoxCallsToStorageOperator
+from airflow_provider_revox._internal.operators.launch import RevoxLaunchCampaignOperator
 from airflow_provider_revox._internal.operators.placement import RevoxPlaceCallOperator
 from airflow_provider_revox._internal.operators.results import RevoxCallResultsOperator
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink

@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_revox.hooks.revox import Call
 from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
+from tests.support.hitl import answer_when_asked
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.airflow
@@ -35,6 +36,7 @@ def test_example_dags_import_without_errors(airflow_db: Path) -> None:
         "revox_call_completion",
         "revox_campaign_export",
         "revox_campaign_from_table",
+        "revox_campaign_with_approval",
         "revox_on_calls_finished",
     }
 
@@ -89,3 +91,39 @@ def test_campaign_export_runs_end_to_end(
         "structured_output.parquet": len(call_ids),
         "transcripts.parquet": len(transcripts),
     }
+
+
+@pytest.mark.parametrize("answer", ["Approve", "Reject"])
+def test_campaign_with_approval_launches_only_once_a_person_approves(
+    fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path, answer: str
+) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        "to_phone_number,first_name\n+33612345601,Ana\n+33612345602,Ben\n0612345678,Cy\n+12125550123,Dee\n"
+    )
+    dag_id = "revox_campaign_with_approval"
+    answered = answer_when_asked(dag_id, "approve_launch", answer)
+    dag_run = run_dag(
+        (EXAMPLES / f"{dag_id}.py").read_text(),
+        dag_id,
+        conf={"contacts_path": contacts.as_uri(), "assistant_id": "asst_example"},
+    )
+    answered.join(timeout=10)
+
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    preview = tis["preview"].xcom_pull(task_ids="preview")
+    assert (preview["calls"], preview["max_attempts"]) == (3, 6)
+    assert sum(preview["left_out"].values()) == 1 and all(
+        r.startswith("rejected: ") for r in preview["left_out"]
+    )
+    assert [row["phone"] for row in preview["sample"]] == ["+33•••••••01", "+33•••••••02", "+12•••••••23"]
+    assert "**3 contacts** will be called" in preview["markdown"]
+    (campaign_id,) = fast_simulator.engine.campaigns.ids()
+    launched = fast_simulator.engine.campaigns.statuses(campaign_id)
+    if answer == "Approve":
+        assert states["launch_campaign"] == states["wait_for_campaign"] == "success", states
+        assert "not_launched" not in launched
+    else:
+        assert states["launch_campaign"] == states["wait_for_campaign"] == "skipped", states
+        assert launched == ["not_launched"] * 3

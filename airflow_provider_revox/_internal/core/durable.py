@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_provider_revox._internal.core import compat
@@ -84,6 +85,36 @@ def idempotency_key(context: Mapping[str, Any], override: str | None = None) -> 
         map_index = -1
     identity = f"{ti.dag_id}\x1f{ti.task_id}\x1f{context['run_id']}\x1f{map_index}"
     return "af-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def scoped_key(base: str, scope: str) -> str:
+    """The task state store key ``base`` for one idempotency key (or campaign): ``"<base>:<digest>"``.
+
+    What a try stores belongs to the key in effect: a task cleared with a new ``idempotency_key``
+    finds nothing under the new one, so it never reattaches to what the old key placed, on every
+    Airflow version whether or not the clear kept the task's state.
+    """
+    return f"{base}:{hashlib.sha256(scope.encode()).hexdigest()[:24]}"
+
+
+def lag_until(uncertain: str | None, now: datetime, lag: timedelta) -> datetime | None:
+    """Until when a search that finds no order proves nothing, or None once it proves absence.
+
+    ``uncertain`` is when (ISO 8601) an earlier try's POST failed after it may have placed the
+    order: a search may lag a placement by up to ``lag``, so until ``uncertain + lag`` not
+    finding the order does not show that it was never placed. None also when nothing was
+    uncertain (or the stored time is unreadable: it is then ignored rather than block forever).
+    """
+    if not uncertain:
+        return None
+    try:
+        at = datetime.fromisoformat(uncertain)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    until = at + lag
+    return until if now < until else None
 
 
 class _Log(Protocol):

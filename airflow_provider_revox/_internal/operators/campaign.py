@@ -1,4 +1,4 @@
-"""Operators that create, launch, pause, resume and cancel Revox campaigns.
+"""Operators that create, pause, resume and cancel Revox campaigns (the launch: ``launch.py``).
 
 Creating a campaign is durable across task retries: the campaign's name carries this task
 instance's idempotency key and the creating task's identity (``"<name> [<key> @ <dag_id>/<task_id>]"``;
@@ -19,7 +19,6 @@ from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 from airflow_provider_revox._internal.core import contacts as reading
 from airflow_provider_revox._internal.core.campaign import (
     Campaign,
-    launch_body,
     validate_campaign_id,
     validate_name,
 )
@@ -30,15 +29,15 @@ from airflow_provider_revox._internal.core.durable import (
     TaskState,
     check_scope,
     idempotency_key,
+    scoped_key,
     task_identity,
 )
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators import gate
-from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError, RevoxPlacementUnknownError
+from airflow_provider_revox.exceptions import RevoxApiError, RevoxPlacementUnknownError
 
-#: Task state keys: the campaign a create made, and the campaign a launch started.
+#: Task state key (scoped by the idempotency key) of the campaign a create made.
 CREATED_KEY = "revox_campaign_id"
-LAUNCHED_KEY = "revox_launched_campaign_id"
 
 #: The most campaigns ``GET /campaigns`` is taken to return: a listing this long may be truncated.
 LIST_LIMIT = 20
@@ -206,8 +205,10 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
         name = tagged_name(self.name, key, None if shared else task_identity(context))
         state = TaskState(context)
         state.note_missing(self.log, f"each try first looks for a campaign named {name!r}, reattaching to it")
+        # Scoped by the key: a clear with a new idempotency_key never reattaches to the old campaign.
+        created_key = scoped_key(CREATED_KEY, name)
         try:
-            stored = state.get(CREATED_KEY)
+            stored = state.get(created_key)
             if stored is not None:
                 campaign = self.hook.get_campaign(stored)
                 self.log.info("Campaign %s was created by an earlier try; reattaching", campaign.id)
@@ -216,7 +217,7 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
             found = self._find(name, context)
             if found is not None:
                 self.log.info("Campaign %s named %r exists already; reattaching", found.id, name)
-                state.set(CREATED_KEY, found.id)
+                state.set(created_key, found.id)
                 gate.write_rejects(self.log, target, sorted_rows.rejects, self.hook.known_secrets())
                 return self._result(found, None, reattached=True)
             screened, rejects_at = self._screen(sorted_rows, target)
@@ -228,7 +229,7 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
                 from_phone_number=self.from_phone_number,
                 max_concurrent_calls=self.max_concurrent_calls,
             )
-            state.set(CREATED_KEY, campaign.id)
+            state.set(created_key, campaign.id)
             self.log.info("Created campaign %s with %d contacts", campaign.id, len(screened.kept))
             result = self._result(campaign, (sorted_rows, rejects_at), reattached=False)
             result.update(contacts=len(screened.kept), skipped=screened.counts())
@@ -279,114 +280,6 @@ class RevoxCreateCampaignOperator(_CampaignOperator):
             "rejects_path": rejects_at,
             "reattached": reattached,
         }
-
-
-class RevoxLaunchCampaignOperator(_CampaignOperator):
-    """Start dialling a campaign's orders (``POST /campaigns/{id}/launch-calls``).
-
-    Launched once per task instance: the task state store remembers the launch, and a retry
-    that finds none (a worker that died before storing it, an Airflow without the store) does
-    not launch a campaign whose rows have left ``not_launched``. ``on_kill`` cancels the
-    campaign (``cancel_on_kill=True``), so a task stopped by hand or by a timeout stops the
-    calls too.
-
-    Returns:
-        ``{"campaign_id", "launched", "skipped"}`` (``launched`` is None on a retry that found
-        the campaign launched already).
-
-    Args:
-        campaign_id: the campaign (templated).
-        mode: ``ai_first`` (default) or ``speed_dial``.
-        filters: selection filters (``statuses``, ``outcomes``, ``results``, ``directions``,
-            ``assignee_ids``, ``query``); default none.
-        call_ids: rows to include (``rows_mode="only"``) or leave out (``"all_except"``, default).
-        rows_mode: ``only`` or ``all_except``.
-        scheduled_at: ISO 8601 time to place the calls at (templated); default now.
-        cancel_on_kill: cancel the campaign when the task is killed.
-        revox_conn_id: the ``revox`` connection (templated).
-    """
-
-    template_fields: Sequence[str] = ("campaign_id", "scheduled_at", "call_ids", "revox_conn_id")
-    ui_color = "#ffd6e7"
-
-    def __init__(
-        self,
-        *,
-        campaign_id: str,
-        mode: str = "ai_first",
-        filters: Mapping[str, Any] | None = None,
-        call_ids: Sequence[str] = (),
-        rows_mode: str = "all_except",
-        scheduled_at: str | None = None,
-        cancel_on_kill: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        # mode, filters and rows_mode are not templated: a wrong one is refused when the DAG is parsed.
-        try:
-            launch_body(mode, filters=filters, rows_mode=rows_mode)
-        except RevoxConfigError as error:
-            raise ValueError(f"{self.task_id}: {error}") from None
-        self.campaign_id = campaign_id
-        self.mode = mode
-        self.filters = dict(filters or {})
-        self.call_ids = call_ids
-        self.rows_mode = rows_mode
-        self.scheduled_at = scheduled_at
-        self.cancel_on_kill = cancel_on_kill
-        self._launching: str | None = None
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Launch the campaign, unless an earlier try of this task did."""
-        campaign_id = validate_campaign_id(self.campaign_id)
-        self._launching = campaign_id
-        state = TaskState(context)
-        state.note_missing(
-            self.log, "a retry reads the campaign's rows, and launches nothing once one has left not_launched"
-        )
-        try:
-            if state.get(LAUNCHED_KEY) == campaign_id or self._launched_before(context, campaign_id):
-                self.log.info("Campaign %s was launched by an earlier try; not launching again", campaign_id)
-                return {"campaign_id": campaign_id, "launched": None, "skipped": None}
-            result = self.hook.launch_campaign(
-                campaign_id,
-                mode=self.mode,
-                filters=self.filters,
-                call_ids=list(self.call_ids),
-                rows_mode=self.rows_mode,
-                scheduled_at=self.scheduled_at,
-            )
-            state.set(LAUNCHED_KEY, campaign_id)
-            self.log.info("Campaign %s launched %d orders", campaign_id, result.launched)
-            return {
-                "campaign_id": campaign_id,
-                "launched": result.launched,
-                "skipped": result.skipped.model_dump(mode="json"),
-            }
-        finally:
-            self.hook.close()
-
-    def _launched_before(self, context: Context, campaign_id: str) -> bool:
-        """On a retry, whether an earlier try's launch reached the server (rows left ``not_launched``).
-
-        Covers a worker that died between the launch and storing it, and Airflow without a task
-        state store: launching again could dial people whose orders already ended.
-        """
-        ti = context.get("ti")
-        if ti is None or getattr(ti, "try_number", 1) <= 1:
-            return False
-        rows = self.hook.get_campaign(campaign_id).row_stats
-        return rows.total > 0 and rows.not_launched < rows.total
-
-    def on_kill(self) -> None:
-        """Cancel the campaign this task launched (``cancel_on_kill``)."""
-        if not self.cancel_on_kill or self._launching is None:
-            return
-        self.log.info("Task killed: cancelling campaign %s", self._launching)
-        try:
-            self.hook.cancel_campaign(self._launching)
-        finally:
-            self.hook.close()
 
 
 class _ActionOperator(_CampaignOperator):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import Context, PokeReturnValue
@@ -19,6 +19,7 @@ from airflow_provider_revox._internal.client.requests import place_call_body
 from airflow_provider_revox._internal.core import compat, durable, statuses
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators import gate
+from airflow_provider_revox._internal.operators.inflight import find_in_flight
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.call import CallWait
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink
@@ -32,8 +33,16 @@ from airflow_provider_revox.exceptions import (
     RevoxTransportError,
 )
 
-#: Where the placed order's id is kept in the task state store (Airflow 3.3+).
+#: Where the placed order's id is kept in the task state store (Airflow 3.3+), per idempotency key.
 STATE_KEY = "revox_call_id"
+#: When (UTC, ISO 8601) a POST that may have placed the order failed, kept per idempotency key.
+UNCERTAIN_KEY = "revox_uncertain_post_at"
+#: How long a search may lag a placement: until then, not finding the order proves nothing.
+SEARCH_LAG = timedelta(minutes=15)
+
+
+def _now() -> datetime:  # replaced by tests: the clock the search lag is measured on
+    return datetime.now(timezone.utc)
 
 
 def ambiguous(error: RevoxError) -> bool:
@@ -180,6 +189,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         # False for an order of another task reattached to under the shared scope: never cancelled.
         self._owned = True
         self._waiting: CallWait | None = None
+        self._state_key = STATE_KEY
+        # The arguments of a POST /call sent and not yet answered (its id unknown).
+        self._in_flight: Mapping[str, Any] | None = None
         self.phone_number = phone_number
         self.assistant_id = assistant_id
         self.assistant = assistant
@@ -267,7 +279,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             "each try first searches the orders to the same number for this task's idempotency key "
             f"{key}, and reattaches to the order it finds",
         )
-        stored = state.get(STATE_KEY)
+        # Scoped by the key: a clear with a new idempotency_key never reattaches to the old order.
+        self._state_key = durable.scoped_key(STATE_KEY, key)
+        stored = state.get(self._state_key)
         if stored:
             self.log.info("Reattaching to call %s, placed by an earlier try of this task", stored)
             return stored
@@ -275,7 +289,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             found = self._find(arguments, key)
             if found is not None:
                 return self._keep(state, found, "found by its idempotency key: reattaching to it")
+            self._check_search_lag(state, key)
         self._gate(arguments["phone_number"])
+        self._in_flight = arguments  # a kill before the answer finds the order by its key
         try:
             call = self.hook.place_call(**arguments)
         except RevoxError as error:
@@ -285,6 +301,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             found = self._find(arguments, key)
             if found is not None:
                 return self._keep(state, found, "placed after all: reattaching to it")
+            state.set(durable.scoped_key(UNCERTAIN_KEY, key), _now().isoformat())
             raise RevoxPlacementUnknownError(
                 f"Placing the call failed after it may have reached Revox ({error}) and no order "
                 f"with idempotency key {key} is visible yet. None is placed again now; the "
@@ -299,9 +316,21 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         for _, _, verdict in screened.skipped:
             raise AirflowSkipException(f"No call placed to {number}: {verdict.reason} ({verdict.detail})")
 
+    def _check_search_lag(self, state: durable.TaskState, key: str) -> None:
+        # An earlier try's POST may have placed the order, and a search may lag a placement.
+        uncertain = state.get(durable.scoped_key(UNCERTAIN_KEY, key))
+        until = durable.lag_until(uncertain, _now(), SEARCH_LAG)
+        if until is not None:
+            raise RevoxPlacementUnknownError(
+                f"An earlier try's POST, at {uncertain}, may have placed the call, and the search does "
+                f"not show an order with idempotency key {key} yet; a search may lag a placement by up "
+                f"to {SEARCH_LAG}. None is placed before {until.isoformat()}; the task's next try "
+                "searches again (give it retries, with retry_exponential_backoff, to span that time)."
+            )
+
     def _keep(self, state: durable.TaskState, call_id: str, how: str) -> str:
         # Stored before any wait, so every later try (or reschedule poke) reattaches to it.
-        state.set(STATE_KEY, call_id)
+        state.set(self._state_key, call_id)
         self.log.info("Call %s %s (idempotency key kept in its metadata)", call_id, how)
         return call_id
 
@@ -375,7 +404,8 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         # A fresh operator resumes the task: the id is in the store, else in the event.
         self._identity = durable.task_identity(context)
         if not self.call_id:
-            stored = durable.TaskState(context).get(STATE_KEY)
+            key = durable.idempotency_key(context, self.idempotency_key)
+            stored = durable.TaskState(context).get(durable.scoped_key(STATE_KEY, key))
             self.call_id = stored or str((event or {}).get("call_id") or "")
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
@@ -444,6 +474,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def on_kill(self) -> None:
         """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""
-        if not self.cancel_on_kill or not self.call_id:
+        if not self.cancel_on_kill:
             return
-        self._cancel("the task was killed")
+        if not self.call_id and self._in_flight is not None:
+            self.call_id = find_in_flight(self.revox_conn_id, self._in_flight, self._identity, self.log)
+        if self.call_id:
+            self._cancel("the task was killed")
