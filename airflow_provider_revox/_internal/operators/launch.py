@@ -14,7 +14,7 @@ from airflow_provider_revox._internal.core.campaign import CampaignRow, launch_b
 from airflow_provider_revox._internal.core.durable import TaskState, scoped_key
 from airflow_provider_revox._internal.core.statuses import NOT_LAUNCHED
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
-from airflow_provider_revox._internal.operators.placement import ambiguous
+from airflow_provider_revox._internal.operators.placed import ambiguous
 from airflow_provider_revox.exceptions import RevoxConfigError, RevoxError, RevoxPlacementUnknownError
 
 #: Task state key (scoped by the campaign id) of the rows this task instance has launched.

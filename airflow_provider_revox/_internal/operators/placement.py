@@ -8,7 +8,6 @@ from typing import Any
 
 from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.exceptions import (
-    AirflowNotFoundException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferralTimeout,
@@ -16,21 +15,22 @@ from airflow.sdk.exceptions import (
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.client.requests import place_call_body
-from airflow_provider_revox._internal.core import compat, durable, statuses
-from airflow_provider_revox._internal.hooks.revox import RevoxHook
+from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.operators import gate
-from airflow_provider_revox._internal.operators.inflight import find_in_flight
+from airflow_provider_revox._internal.operators.placed import (
+    ambiguous,
+    cancel_owned,
+    find_by_key,
+    find_in_flight,
+)
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.call import CallWait
 from airflow_provider_revox._internal.sensors.links import RevoxCallLink
 from airflow_provider_revox._internal.waiting.ids import is_templated
 from airflow_provider_revox.exceptions import (
-    RevoxApiError,
     RevoxError,
     RevoxInvalidRequestError,
     RevoxPlacementUnknownError,
-    RevoxResponseError,
-    RevoxTransportError,
 )
 
 #: Where the placed order's id is kept in the task state store (Airflow 3.3+), per idempotency key.
@@ -43,18 +43,6 @@ SEARCH_LAG = timedelta(minutes=15)
 
 def _now() -> datetime:  # replaced by tests: the clock the search lag is measured on
     return datetime.now(timezone.utc)
-
-
-def ambiguous(error: RevoxError) -> bool:
-    """Whether a failed ``POST /call`` may still have placed the order.
-
-    A timeout or a dropped connection after sending, a 5xx (a gateway may answer it after the
-    order was stored) or an unreadable success body: the order may exist. A 4xx, a refused
-    connection or a run of 429s prove it was not placed.
-    """
-    if isinstance(error, RevoxTransportError | RevoxResponseError):
-        return True
-    return isinstance(error, RevoxApiError) and (error.status_code or 0) >= 500
 
 
 def gave_up(error: BaseException) -> bool:
@@ -286,7 +274,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             self.log.info("Reattaching to call %s, placed by an earlier try of this task", stored)
             return stored
         if not state.available or context["ti"].try_number > 1:
-            found = self._find(arguments, key)
+            found = self._find(arguments)
             if found is not None:
                 return self._keep(state, found, "found by its idempotency key: reattaching to it")
             self._check_search_lag(state, key)
@@ -298,7 +286,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             if not ambiguous(error):
                 raise
             self.log.warning("Placing the call may have reached Revox (%s); looking for it", error)
-            found = self._find(arguments, key)
+            found = self._find(arguments)
             if found is not None:
                 return self._keep(state, found, "placed after all: reattaching to it")
             state.set(durable.scoped_key(UNCERTAIN_KEY, key), _now().isoformat())
@@ -334,37 +322,13 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         self.log.info("Call %s %s (idempotency key kept in its metadata)", call_id, how)
         return call_id
 
-    def _find(self, arguments: Mapping[str, Any], key: str) -> str | None:
-        """The order already placed under ``key``, among the orders to the same number and assistant.
-
-        Raises:
-            RevoxPlacementUnknownError: the search failed, so whether one exists is unknown.
-        """
-        filters: dict[str, Any] = {"to_phone_number": arguments["phone_number"]}
-        if arguments["assistant_id"] is not None:
-            filters["assistant_ids"] = [arguments["assistant_id"]]
-        try:
-            for call in self.hook.iter_calls(**filters):
-                if durable.matches(call.metadata, key, self._identity, self.idempotency_scope):
-                    self._owned = call.metadata.get(durable.OWNER_KEY) == self._identity
-                    return call.id
-                if call.metadata.get(durable.METADATA_KEY) == key:
-                    self.log.warning(
-                        "Call %s carries idempotency key %s but was placed by %r, not this task "
-                        "(%s): not reattaching to it (idempotency_scope=%r)",
-                        call.id,
-                        key,
-                        call.metadata.get(durable.OWNER_KEY),
-                        self._identity,
-                        self.idempotency_scope,
-                    )
-        except RevoxError as error:
-            raise RevoxPlacementUnknownError(
-                f"Cannot tell whether an earlier try already placed this call: the search for "
-                f"idempotency key {key} failed ({error}). No call is placed rather than risk "
-                "calling the person twice; the task's next try searches again."
-            ) from error
-        return None
+    def _find(self, arguments: Mapping[str, Any]) -> str | None:
+        """The order already placed under this task's key (see ``find_by_key``), or None."""
+        found = find_by_key(self.hook, arguments, self._identity, self.idempotency_scope, self.log)
+        if found is None:
+            return None
+        self._owned = found.owned
+        return found.call_id
 
     # -- the wait -----------------------------------------------------------------------------
 
@@ -427,7 +391,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         """This task's order found by its key (no store, no event); "" when the search cannot tell."""
         try:
             arguments = self._request(durable.idempotency_key(context, self.idempotency_key))
-            return self._find(arguments, arguments["metadata"][durable.METADATA_KEY]) or ""
+            return self._find(arguments) or ""
         except RevoxError as error:
             self.log.warning("The order of this task could not be looked up to cancel it: %s", error)
             return ""
@@ -448,29 +412,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def _cancel(self, why: str) -> None:
         """Cancel this task's order, only if it carries this task's identity; failures are logged."""
-        # A hook of its own: the task's hook may be mid-request when a kill arrives.
-        hook = RevoxHook(revox_conn_id=self.revox_conn_id)
-        try:
-            call = hook.get_call(self.call_id)
-            owner = call.metadata.get(durable.OWNER_KEY)
-            if not self._identity or owner != self._identity:
-                self.log.warning(
-                    "Call %s not cancelled although %s: it was placed by %r, not by this task (%s)",
-                    self.call_id,
-                    why,
-                    owner,
-                    self._identity or "unknown",
-                )
-                return
-            if statuses.is_terminal(call.status):
-                self.log.info("Call %s has ended already (%r); nothing to cancel", self.call_id, call.status)
-                return
-            call = hook.cancel_call(self.call_id)
-            self.log.info("Call %s cancelled because %s; it is now %r", self.call_id, why, call.status)
-        except (RevoxError, AirflowNotFoundException) as error:
-            self.log.warning("Call %s could not be cancelled (%s): %s", self.call_id, why, error)
-        finally:
-            hook.close()
+        cancel_owned(self.revox_conn_id, self.call_id, self._identity, why, self.log)
 
     def on_kill(self) -> None:
         """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""
