@@ -31,6 +31,8 @@ from system_tests.redis_server import Redis
 from system_tests.stack import ROOT, Stack
 
 WAITS = 200
+# By its import path, as the provider documents it.
+CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
 #: One mapped placement per number; no other order goes to these numbers.
 PHONES = tuple(f"+336123401{n:02d}" for n in range(20, 24))
 #: How long the simulator holds the first ``POST /call`` to each of :data:`PHONES` before storing it.
@@ -89,9 +91,13 @@ class CeleryStack(Stack):
         env = super()._environment()
         env.update(
             {
-                "AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
+                "AIRFLOW__CORE__EXECUTOR": CELERY_EXECUTOR,
                 "AIRFLOW__CELERY__BROKER_URL": self.redis.url,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "6",
+                # Preloads the provider in each worker (system_tests/celery_config.py), as a
+                # deployment can: every task process is forked with it already imported.
+                "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "system_tests.celery_config.CELERY_CONFIG",
+                "PYTHONPATH": str(ROOT),
                 "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
                 # A message a killed worker had taken is never handed out again within the run
                 # (its ack is late): the scheduler's heartbeat check retries that try instead.
@@ -212,7 +218,7 @@ class Cell:
 
 
 def _placed(cell: Cell) -> dict[str, int]:
-    return dict(Counter(o["phone_number"] for o in cell.search() if o["phone_number"] in PHONES))
+    return dict(Counter(o["to_phone_number"] for o in cell.search() if o["to_phone_number"] in PHONES))
 
 
 def _in_flight(worker: Process, port: int) -> list[psutil.Process]:
