@@ -47,9 +47,10 @@ with DAG(
     max_active_tasks=64,
     doc_md="Many deferrable waits at once, spread over the triggerers.",
 ):
-    RevoxCallSensor.partial(task_id="wait", deferrable=True, poke_interval=5).expand(
-        call_id=from_conf("call_ids")
-    )
+    # A retry covers a try lost to a missed heartbeat on a loaded host (the check counts them).
+    RevoxCallSensor.partial(
+        task_id="wait", deferrable=True, poke_interval=5, retries=1, retry_delay=timedelta(seconds=3)
+    ).expand(call_id=from_conf("call_ids"))
 
 with DAG(
     dag_id="stc_export",
