@@ -4,14 +4,15 @@ The command-line simulator plus two things that command line cannot do:
 
 * ``--slow-post NUMBER=SECONDS``: the first ``POST /call`` to NUMBER is answered after SECONDS
   (the order is stored then), so the harness can kill the worker while that request is in flight;
-* ``--release FILE``: the clock jumps ``--release-days`` ahead once FILE exists, so the waits'
-  orders end only after the harness has seen every one of them deferred, however slowly the
-  machine started them.
+* ``--release FILE``: once FILE exists, the clock jumps to the scenario's last dial time, so the
+  waits' orders end only after the harness has seen every one of them deferred, however slowly
+  the machine started them (and not so far ahead that the waits' derived deadlines pass).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -43,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--slow-post", action="append", default=[], metavar="NUMBER=SECONDS")
     parser.add_argument("--release", required=True, help="jump the clock once this file exists")
-    parser.add_argument("--release-days", type=float, default=30.0)
     args = parser.parse_args(argv)
     faults = Faults(None)
     for entry in args.slow_post:
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     release = Path(args.release)
+    scenario = json.loads(Path(args.scenario).read_text(encoding="utf-8"))
+    last_dial = max(datetime.fromisoformat(call["scheduled_at"]) for call in scenario["calls"])
     with running_simulator(
         api_key=args.api_key, clock=clock, faults=faults, port=args.port, scenario=args.scenario
     ) as sim:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(0.2):
             if clock.offset or not release.exists():
                 continue
-            clock.offset = timedelta(days=args.release_days)
+            clock.offset = max(last_dial - clock.now(), timedelta(0)) + timedelta(seconds=1)
             print(f"released at {time.time():.1f}: clock now {clock.now().isoformat()}", flush=True)
     print("Revox simulator stopped", flush=True)
     return 0

@@ -24,6 +24,9 @@ PHONES = tuple(f"+336123401{n:02d}" for n in range(20, 24))
 SLOW_POST_SECONDS = 20.0
 EXPORT_ASSISTANT = "asst_celery_export"
 EXPORT_FINALS = ("completed", "errored", "completed", "cancelled", "completed", "completed")
+# Slower than the first cell's: a wait's deadline derived from its order (hours after the dial)
+# stays minutes of real time away when the harness releases the orders.
+SIM_SPEED = 60.0
 WORKERS = ("celery-worker-1", "celery-worker-2")
 EXPECTED_DAGS = {"stc_place", "stc_waits", "stc_export"}
 
@@ -137,10 +140,12 @@ class CeleryStack(Stack):
 
     def simulator_argv(self, scenario: Path) -> list[str]:
         """The cell's simulator: slowed first POSTs to :data:`PHONES`, a clock released on demand."""
+        base = super().simulator_argv(scenario)
+        base[base.index("--speed") + 1] = str(SIM_SPEED)
         argv = [
-            *super().simulator_argv(scenario)[:1],
+            base[0],
             str(ROOT / "system_tests" / "celery_sim.py"),
-            *super().simulator_argv(scenario)[3:],
+            *base[3:],
             "--release",
             str(self.release_file),
         ]
