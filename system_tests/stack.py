@@ -181,29 +181,28 @@ class Stack:
         """The simulator with the plan's scenario; its orders are timed from this moment."""
         self.sim_started = (datetime.now(timezone.utc), time.monotonic())
         scenario = self.plan.write(self.home / "scenario.json", SPEED)
-        process = Process(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "airflow_provider_revox.testing",
-                "--port",
-                str(self.sim_port),
-                "--speed",
-                str(SPEED),
-                "--api-key",
-                self.api_key,
-                "--scenario",
-                str(scenario),
-            ],
-            self.env,
-            self.logs,
-        )
+        process = Process("simulator", self.simulator_argv(scenario), self.env, self.logs)
         self.processes.append(process)
         wait_until(lambda: "listening on" in process.output() or not process.alive(), 30, "the simulator")
         if not process.alive():
             raise RuntimeError(f"the simulator did not start:\n{process.tail()}")
         return process
+
+    def simulator_argv(self, scenario: Path) -> list[str]:
+        """The simulator's command line (the test kit's, with the plan's scenario)."""
+        return [
+            sys.executable,
+            "-m",
+            "airflow_provider_revox.testing",
+            "--port",
+            str(self.sim_port),
+            "--speed",
+            str(SPEED),
+            "--api-key",
+            self.api_key,
+            "--scenario",
+            str(scenario),
+        ]
 
     def sim_time(self, ahead: float) -> datetime:
         """The simulator's clock ``ahead`` real seconds from now (it runs at ``SPEED`` from its start)."""
