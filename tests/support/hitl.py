@@ -24,10 +24,15 @@ def _respond_once(dag_id: str, task_id: str, option: str) -> bool:
         getattr(TaskInstanceState, "AWAITING_INPUT", TaskInstanceState.DEFERRED),
     }
     with create_session() as session:
+        # Earlier runs of the same DAG may share the database: only a parked one is asked.
         ti = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
-        ).one_or_none()
-        if ti is None or ti.state not in parked:
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.state.in_(parked),
+            )
+        ).first()
+        if ti is None:
             return False
         detail = session.get(HITLDetail, ti.id)
         if detail is None:
