@@ -73,9 +73,10 @@ def test_installing_the_provider_brings_no_fixture(pytester: pytest.Pytester) ->
 
 def test_the_distribution_registers_no_pytest_plugin_and_no_command() -> None:
     # The provider is installed into Airflow's components: it must change no pytest run there
-    # (a pytest11 entry point loads into every one) and add no command.
+    # (a pytest11 entry point loads into every one) and add no command. Its entry points are the
+    # provider's own and the api-server plugin serving the webhook endpoint.
     groups = {entry.group for entry in metadata.distribution("airflow-provider-revox").entry_points}
-    assert groups == {"apache_airflow_provider"}
+    assert groups == {"apache_airflow_provider", "airflow.plugins"}
 
 
 def test_loading_the_plugin_imports_neither_airflow_nor_the_simulator() -> None:
