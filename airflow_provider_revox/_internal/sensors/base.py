@@ -50,8 +50,8 @@ class RevoxWaitSensor(BaseSensorOperator):
         poke_interval: seconds between polls while an order can change at any moment.
         timeout: an explicit limit (seconds or timedelta) that overrides the derived deadline.
         fail_on_statuses: statuses that fail the wait.
-        start_from_trigger: with ``deferrable=True``, start and end the wait in the triggerer,
-            with no worker run, where Airflow can (3.3+) and the input allows it.
+        start_from_trigger: opt in: with ``deferrable=True``, start and end the wait in the
+            triggerer, with no worker run, where Airflow can (3.3+) and the input allows it.
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``mode``, ``soft_fail``, ...).
     """
 
@@ -67,7 +67,7 @@ class RevoxWaitSensor(BaseSensorOperator):
         poke_interval: float = 30,
         timeout: timedelta | float | None = None,
         fail_on_statuses: Sequence[str] = statuses.DEFAULT_FAIL_ON,
-        start_from_trigger: bool = True,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         self.explicit_timeout = timeout is not None

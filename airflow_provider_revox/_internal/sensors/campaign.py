@@ -38,8 +38,8 @@ class RevoxCampaignSensor(BaseSensorOperator):
             :class:`~airflow_provider_revox.triggers.revox.RevoxCampaignTrigger` instead of
             holding a worker slot (default ``[operators] default_deferrable``).
         poke_interval: seconds between polls (default 60).
-        start_from_trigger: with ``deferrable=True``, start and end the wait in the triggerer,
-            with no worker run, where Airflow can (3.3+).
+        start_from_trigger: opt in: with ``deferrable=True``, start and end the wait in the
+            triggerer, with no worker run, where Airflow can (3.3+).
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``timeout``,
             ``soft_fail``, ``mode``, ...).
     """
@@ -54,7 +54,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
         revox_conn_id: str = RevoxHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
-        start_from_trigger: bool = True,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=validate_poke_interval(poke_interval), **kwargs)
