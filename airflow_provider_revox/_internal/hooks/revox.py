@@ -137,8 +137,11 @@ class RevoxHook(WebhookEndpoints, CampaignEndpoints, HistoryEndpoints, BaseHook)
 
     def _read(self, conn: Any) -> RevoxSettings:
         settings = settings_from_connection(conn, timeout=self._timeout, max_retries=self._max_retries)
-        if settings.api_key not in self._secrets:
-            self._secrets += (settings.api_key,)
+        # A webhook token comes back in every call of an assistant pointed at the endpoint
+        # (its ``webhook_url``), so it is masked like the key.
+        for secret in (settings.api_key, *settings.webhook_tokens):
+            if secret and secret not in self._secrets:
+                self._secrets += (secret,)
         return settings
 
     def _resolve(self) -> RevoxSettings:

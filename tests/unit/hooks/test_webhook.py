@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox._internal.export.tables import call_document
 from airflow_provider_revox._simulator.harness import connection_json
 from airflow_provider_revox._simulator.profile import AttemptDraw
 from airflow_provider_revox._simulator.timeline import OrderScript
@@ -99,3 +100,23 @@ def test_announced_entries_are_dated_by_the_api_and_the_rest_kept(hooked: Any) -
     assert hooked.stats()["by_endpoint"] == {"POST /call/search": 1}  # one search for four ids
     with pytest.raises(RevoxInvalidCallIdError):
         RevoxHook().resolve_announced([{"id": "bad id/../x", "announced": True}])
+
+
+def test_the_token_in_an_assistants_webhook_url_is_masked_in_the_calls_the_hook_reads(hooked: Any) -> None:
+    hook = RevoxHook()
+    url = hook.webhook_url()
+    call_id = str(
+        hooked.place_call(
+            phone_number="+33612345678",
+            assistant={"id": "asst_w", "webhook_url": url},
+            skip_calling_window=True,
+            script=OrderScript(attempts=(AttemptDraw(kind="human", talk_seconds=20),)),
+        )["id"]
+    )
+    hooked.finish()
+    assert TOKEN in hooked.engine.get_call(call_id)["assistant"]["webhook_url"]
+    reader = RevoxHook()
+    # What an export writes as the call's JSON document (calls/<id>.json).
+    document = call_document(reader.get_call(call_id), reader.known_secrets()).decode()
+    assert TOKEN in reader.known_secrets()
+    assert TOKEN not in document and "https://airflow.example.com/revox/webhooks/" in document
