@@ -54,6 +54,7 @@ with DAG(dag_id="bw_place", schedule=None, start_date=START, catchup=False, max_
         wait_for_completion=True,
         deferrable=True,
         poke_interval=2,
+        start_from_trigger=True,  # its wait ends in the triggerer
     )
 """
 

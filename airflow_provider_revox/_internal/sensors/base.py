@@ -117,8 +117,9 @@ class RevoxWaitSensor(BaseSensorOperator):
         self.start_from_trigger = True
 
     def _ends_in_triggerer(self) -> dict[str, Any]:
-        """The trigger kwargs that let a deferred wait end its task there (Airflow 3.3+), or none."""
-        if not compat.has_start_from_trigger():
+        """The trigger kwargs that let a deferred wait end its task there (Airflow 3.3+, with
+        ``start_from_trigger=True``), or none."""
+        if not (self.wants_start_from_trigger and compat.has_start_from_trigger()):
             return {}
         return {"end_task": True, "soft_fail": bool(self.soft_fail)}
 

@@ -65,6 +65,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._last: Campaign | None = None
         self._streak = rounds.FailureStreak()
+        self.wants_start_from_trigger = start_from_trigger
         self.start_from_trigger = False
         literal_id = isinstance(campaign_id, str)
         if start_from_trigger and deferrable and literal_id and compat.has_start_from_trigger():
@@ -93,8 +94,9 @@ class RevoxCampaignSensor(BaseSensorOperator):
         return self.hook.secrets_to_mask()
 
     def _ends_in_triggerer(self) -> dict[str, Any]:
-        """The trigger kwargs that let the wait end its task there (Airflow 3.3+), or none."""
-        if not compat.has_start_from_trigger():
+        """The trigger kwargs that let the wait end its task there (Airflow 3.3+, with
+        ``start_from_trigger=True``), or none."""
+        if not (self.wants_start_from_trigger and compat.has_start_from_trigger()):
             return {}
         return {"end_task": True, "soft_fail": bool(self.soft_fail)}
 
