@@ -30,7 +30,7 @@ from system_tests.celery_stack import (
     WAITS,
     CeleryStack,
 )
-from system_tests.checks import CheckFailed, as_dict, expect
+from system_tests.checks import CheckFailed, as_dict, expect, simulator_search
 from system_tests.processes import Process, wait_until
 
 FOUND = "found by its idempotency key"
@@ -48,17 +48,7 @@ class Cell:
 
     def search(self, **filters: Any) -> list[dict[str, Any]]:
         """The simulator's orders matching ``filters`` (one page of 1,000)."""
-        from airflow_provider_revox._internal.client.requests import SEARCH_FILTERS
-
-        body = {**{name: [] for name in SEARCH_FILTERS}, "page": 0, "page_size": 1000, **filters}
-        response = httpx.post(
-            f"{self.stack.sim_base_url}/call/search",
-            json=body,
-            headers={"Authorization": f"Bearer {self.stack.api_key}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        return list(response.json()["calls"])
+        return simulator_search(self.stack.sim_base_url, self.stack.api_key, **filters)
 
     def posts(self) -> int:
         """How many ``POST /call`` requests the simulator has served."""

@@ -132,16 +132,21 @@ class Context:
 
     def simulator_search(self, **filters: Any) -> list[dict[str, Any]]:
         """Every order the simulator's ``POST /call/search`` returns for ``filters`` (one page of 1,000)."""
-        # The API requires every filter list (an empty one does not filter) and the page.
-        body = {**{name: [] for name in SEARCH_FILTERS}, "page": 0, "page_size": 1000, **filters}
-        response = httpx.post(
-            f"{self.stack.sim_base_url}/call/search",
-            json=body,
-            headers={"Authorization": f"Bearer {self.stack.api_key}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        return list(response.json()["calls"])
+        return simulator_search(self.stack.sim_base_url, self.stack.api_key, **filters)
+
+
+def simulator_search(sim_base_url: str, api_key: str, **filters: Any) -> list[dict[str, Any]]:
+    """Every order a simulator's ``POST /call/search`` returns for ``filters`` (one page of 1,000)."""
+    # The API requires every filter list (an empty one does not filter) and the page.
+    body = {**{name: [] for name in SEARCH_FILTERS}, "page": 0, "page_size": 1000, **filters}
+    response = httpx.post(
+        f"{sim_base_url}/call/search",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return list(response.json()["calls"])
 
 
 def _sensor_ok(ctx: Context, run: str, call_id: str, task_id: str = "wait") -> dict[str, Any]:

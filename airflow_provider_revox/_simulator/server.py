@@ -1,7 +1,6 @@
 """The Revox API over loopback HTTP: a Starlette app served by uvicorn.
 
-Routes under ``/api`` (bearer auth, faults and the account's rate limit apply, counted in the
-stats):
+Routes under ``/api`` (bearer auth; faults and the account's rate limit apply; counted in stats):
 
 * ``GET /auth-status`` -> ``{"authenticated": bool}`` (200 even for a bad key);
 * ``GET /users/me``;
