@@ -142,7 +142,7 @@ async def run(
                 calls = [call for extra in fresh for call in extra["payload"]["calls"]]
                 announced = len({c["id"] for c in calls if c.get("announced")})
                 consumer_requests += -(-announced // 100)
-                resolved = await consumer_hook.aresolve_announced(calls)
+                resolved = await consumer_hook.aresolve_announced(calls, **pace.filters)
                 taken, mark = first_named(mark, resolved)
                 for call_id in taken:
                     exported[call_id] = exported.get(call_id, 0) + 1

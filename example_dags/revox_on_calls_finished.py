@@ -48,9 +48,10 @@ WATCH: dict[str, Any] = {
 #: The state key of the last order exported, in the Asset's state store.
 EXPORTED_MARK = "revox_calls_finished_exported"
 
+WATCHER = RevoxCallEventTrigger(**WATCH)
 CALLS_FINISHED = Asset(
     "revox_calls_finished",
-    watchers=[AssetWatcher(name="revox_calls_finished_watcher", trigger=RevoxCallEventTrigger(**WATCH))],
+    watchers=[AssetWatcher(name="revox_calls_finished_watcher", trigger=WATCHER)],
 )
 
 
@@ -76,9 +77,10 @@ def revox_on_calls_finished() -> None:
             for event in context["triggering_asset_events"].get(CALLS_FINISHED, [])
             for call in ((event.extra or {}).get("payload") or {}).get("calls", [])
         ]
-        # A webhook's event only hints (any order, no trusted time): the API dates those orders,
-        # one search per 100 ids, and the mark keeps them until the poll's events pass them.
-        calls = RevoxHook(WATCH["revox_conn_id"]).resolve_announced(calls)
+        # A webhook's event only hints (any order, no trusted time, any of the assistant's calls):
+        # the API dates those orders, one search per 100 ids under the watcher's own filters, and
+        # the mark keeps them until the poll's events pass them.
+        calls = RevoxHook(WATCH["revox_conn_id"]).resolve_announced(calls, **WATCHER.filters)
         # No asset state store before Airflow 3.3: no mark, every named order is exported.
         stored = (
             asset_state_store[CALLS_FINISHED].get(EXPORTED_MARK) if asset_state_store is not None else None

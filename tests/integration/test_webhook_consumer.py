@@ -15,10 +15,10 @@ from tests.support.paths import ROOT
 from tests.support.versions import needs_asset_state_store
 
 
-def place(simulator: Any) -> str:
+def place(simulator: Any, assistant_id: str = "asst_webhooks") -> str:
     call = simulator.place_call(
         phone_number="+33612345678",
-        assistant={"id": "asst_webhooks"},
+        assistant={"id": assistant_id},
         script=OrderScript(attempts=(AttemptDraw(kind="human", talk_seconds=40),)),
     )
     return str(call["id"])
@@ -34,8 +34,11 @@ def test_the_consumer_exports_webhook_named_orders_once_and_the_poll_only_reconc
     from sqlalchemy import select
 
     sim = revox_simulator
+    # The watcher follows one assistant; a webhook set on another one names its calls too.
+    monkeypatch.setenv("REVOX_CALL_EVENTS_WATCH", json.dumps({"assistant_ids": ["asst_webhooks"]}))
     named = [place(sim) for _ in range(4)]
-    sim.finish(*named)
+    foreign = place(sim, "asst_other")
+    sim.finish(*named, foreign)
     still_open = place(sim)  # placed after the clock moved: it has not ended
     ended = {i: sim.get_call(i)["ended_at"] for i in named}
     named.sort(key=lambda i: (ended[i], i))
@@ -51,10 +54,11 @@ def test_the_consumer_exports_webhook_named_orders_once_and_the_poll_only_reconc
             "payload": {"calls": calls, "count": len(calls), "ended_at": ended[ids[-1]]},
         }
 
-    # Run 1: webhooks out of order, one twice, one for an order still open, one for an unknown id;
-    # a's and c's webhooks are lost. Run 2: the poll names every order, and d's webhook is replayed.
+    # Run 1: webhooks out of order, one twice, one for an order still open, one for an unknown id,
+    # one for another assistant's order; a's and c's webhooks are lost. Run 2: the poll names every
+    # order, and d's webhook is replayed.
     runs = [
-        [webhook(d), webhook(b), webhook(b, still_open), webhook("call_unknown")],
+        [webhook(d), webhook(b), webhook(b, still_open), webhook("call_unknown"), webhook(foreign)],
         [poll(a, b, c, d), webhook(d)],
     ]
     real = dagrun.get_or_create_dagrun
@@ -87,6 +91,6 @@ def test_the_consumer_exports_webhook_named_orders_once_and_the_poll_only_reconc
         rows = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
         exported.append(sorted(row["call_id"] for row in rows))
     assert exported == [sorted([b, d]), sorted([a, c])]
-    assert still_open not in str(exported)
+    assert still_open not in str(exported) and foreign not in str(exported)
     # The announced orders were read by id: one search per run with webhook events (besides the export's).
     assert sim.stats()["by_endpoint"].get("POST /call/search", 0) > searches_before

@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from typing_extensions import Unpack
+
 from airflow_provider_revox._internal.client import responses
 from airflow_provider_revox._internal.client.requests import validate_call_id
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.core.webhook import new_token
-from airflow_provider_revox._internal.hooks.call import CallEndpoints
+from airflow_provider_revox._internal.hooks.call import CallEndpoints, CallFilters
 from airflow_provider_revox.exceptions import RevoxApiError, RevoxConfigError
 
 if TYPE_CHECKING:
@@ -28,9 +30,21 @@ IDS_PER_SEARCH = 100
 WEBHOOK_PATH = "/revox/webhooks/"
 
 
-def announced_entry(call: Call) -> dict[str, Any] | None:
-    """The consumer's entry for a call a webhook named, as the API gives it; None while it has not ended."""
+def announced_entry(call: Call, filters: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The consumer's entry for a call a webhook named, as the API gives it.
+
+    None while it has not ended, or when it visibly fails the watcher's ``statuses`` or
+    ``assistant_ids``: the search applied the filters, but an API that ignored one must not make a
+    webhook export an order the watcher's poll would never name.
+    """
     if not statuses.is_terminal(call.status) or call.ended_at is None:
+        return None
+    wanted = (filters or {}).get("statuses")
+    if wanted and call.status not in wanted:
+        return None
+    assistants = (filters or {}).get("assistant_ids")
+    assistant = call.assistant.id if call.assistant is not None else None
+    if assistants and assistant is not None and assistant not in assistants:
         return None
     return {"id": call.id, "status": call.status, "ended_at": call.ended_at.isoformat(), "announced": True}
 
@@ -101,30 +115,40 @@ class WebhookEndpoints(CallEndpoints):
                 status_code=response.status_code,
             )
 
-    def resolve_announced(self, calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def resolve_announced(
+        self, calls: Sequence[Mapping[str, Any]], **filters: Unpack[CallFilters]
+    ) -> list[dict[str, Any]]:
         """Call event entries with each webhook's hint replaced by what the API says, for ``first_named``.
 
         ``calls`` are the triggering events' entries, in order. An entry marked ``"announced":
         true`` (a webhook named the call) becomes ``{"id", "status", "ended_at", "announced":
         true}`` with ``ended_at`` read from the API, or is dropped when the API does not know the
-        id or the call has not ended (the poll names it when it ends). Other entries are kept as
-        they are. One search per 100 announced ids; none when no entry is announced.
+        id, the call has not ended (the poll names it when it ends) or it does not match
+        ``filters``. Other entries are kept as they are. One search per 100 announced ids; none
+        when no entry is announced.
+
+        A webhook URL set on an assistant announces every call of that assistant, whatever the
+        watcher filters: pass the watcher's filters (``RevoxCallEventTrigger(...).filters``) so a
+        webhook names only the orders its poll would.
 
         Raises:
             RevoxInvalidCallIdError: an unusable announced id (nothing is sent).
+            RevoxConfigError: an unusable filter (nothing is sent).
         """
         read: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(_announced_ids(calls)):
-            page = self.search_calls(chunk, page_size=len(chunk))
-            read.update(_entries(page.calls))
+            page = self.search_calls(chunk, page_size=len(chunk), **filters)
+            read.update(_entries(page.calls, filters))
         return _replaced(calls, read)
 
-    async def aresolve_announced(self, calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    async def aresolve_announced(
+        self, calls: Sequence[Mapping[str, Any]], **filters: Unpack[CallFilters]
+    ) -> list[dict[str, Any]]:
         """Async twin of :meth:`resolve_announced`."""
         read: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(_announced_ids(calls)):
-            page = await self.asearch_calls(chunk, page_size=len(chunk))
-            read.update(_entries(page.calls))
+            page = await self.asearch_calls(chunk, page_size=len(chunk), **filters)
+            read.update(_entries(page.calls, filters))
         return _replaced(calls, read)
 
 
@@ -132,8 +156,9 @@ def _announced_ids(calls: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(call["id"]) for call in calls if call.get("announced")]
 
 
-def _entries(found: Sequence[Call]) -> dict[str, dict[str, Any]]:
-    return {entry["id"]: entry for entry in map(announced_entry, found) if entry is not None}
+def _entries(found: Sequence[Call], filters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    entries = (announced_entry(call, filters) for call in found)
+    return {entry["id"]: entry for entry in entries if entry is not None}
 
 
 def _replaced(calls: Sequence[Mapping[str, Any]], read: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -91,6 +91,9 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         max_poll_interval: the longest sleep while no order known to the trigger can end; an
             order placed during such a sleep is named at most this long after it ends.
         batch_size: the most orders named by one event.
+
+    Its ``filters`` attribute holds the search filters as checked (API names), for the consumer's
+    :meth:`RevoxHook.resolve_announced <airflow_provider_revox.hooks.revox.RevoxHook.resolve_announced>`.
     """
 
     #: Shortest real sleep between polls, in seconds (a fast simulator's clock included); None

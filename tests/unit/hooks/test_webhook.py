@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_revox._internal.core.call import Call
 from airflow_provider_revox._internal.export.tables import call_document
+from airflow_provider_revox._internal.hooks.webhook import announced_entry
 from airflow_provider_revox._simulator.harness import connection_json
 from airflow_provider_revox._simulator.profile import AttemptDraw
 from airflow_provider_revox._simulator.timeline import OrderScript
@@ -120,3 +122,33 @@ def test_the_token_in_an_assistants_webhook_url_is_masked_in_the_calls_the_hook_
     document = call_document(reader.get_call(call_id), reader.known_secrets()).decode()
     assert TOKEN in reader.known_secrets()
     assert TOKEN not in document and "https://airflow.example.com/revox/webhooks/" in document
+
+
+def test_announced_orders_outside_the_watchers_filters_are_dropped(hooked: Any) -> None:
+    ours = place(hooked, "asst_w")
+    other = place(hooked, "asst_other")
+    hooked.finish()
+    calls = [{"id": other, "announced": True}, {"id": ours, "announced": True}]
+    resolved = RevoxHook().resolve_announced(calls, assistant_ids=["asst_w"], statuses=["completed"])
+    assert [entry["id"] for entry in resolved] == [ours]
+    assert [e["id"] for e in RevoxHook().resolve_announced(calls, statuses=["cancelled"])] == []
+    assert [e["id"] for e in RevoxHook().resolve_announced(calls)] == [other, ours]
+
+
+def test_an_api_that_ignores_the_filters_still_names_no_order_outside_them() -> None:
+    ended = {"status": "completed", "ended_at": "2026-01-01T10:00:00Z"}
+    theirs = Call.model_validate({"id": "c1", "assistant": {"id": "asst_other"}, **ended})
+    cancelled = Call.model_validate(
+        {"id": "c2", "assistant": {"id": "asst_w"}, **ended, "status": "cancelled"}
+    )
+    ours = Call.model_validate({"id": "c3", "assistant": {"id": "asst_w"}, **ended})
+    watched = {"assistant_ids": ["asst_w"], "statuses": ["completed"]}
+    assert announced_entry(theirs, watched) is None
+    assert announced_entry(cancelled, watched) is None
+    assert announced_entry(ours, watched) == {
+        "id": "c3",
+        "status": "completed",
+        "ended_at": "2026-01-01T10:00:00+00:00",
+        "announced": True,
+    }
+    assert announced_entry(theirs) is not None  # no filter: every ended order
