@@ -105,7 +105,7 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Webhook base URL",
                         "schema": {"type": ["string", "null"]},
                         "description": "The https URL the Airflow api-server is reached at from the "
-                        "internet; Revox's webhooks go to <this>/revox/webhooks/<token>.",
+                        "internet; Revox's webhooks go to <this>/revox/webhooks?token=<token>.",
                     },
                     "webhook_token": {
                         "label": "Webhook token",

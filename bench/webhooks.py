@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             "/revox", create_app(lambda: [token], lambda calls: asset.record(event_extra(calls)))
         )
         base, server, thread = serve(api_server)
-        url = f"{base}/revox/webhooks/{token}"
+        url = f"{base}/revox/webhooks?token={token}"
         start = sim.clock.now()
         ends: dict[str, dt.datetime] = {}
         for _ in range(ORDERS):

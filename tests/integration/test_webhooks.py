@@ -101,9 +101,34 @@ def test_a_wrong_or_missing_token_gets_401_is_logged_without_it_and_records_noth
         assert httpx.post(f"{endpoint}/{wrong}", json={"call_id": "call_x"}).status_code == 401
         assert httpx.post(endpoint, json={"call_id": "call_x"}).status_code == 401
         assert httpx.post(f"{endpoint}/", json={"call_id": "call_x"}).status_code == 401
+        assert httpx.post(endpoint, params={"token": wrong}, json={"call_id": "call_x"}).status_code == 401
+        assert httpx.post(endpoint, params={"token": ""}, json={"call_id": "call_x"}).status_code == 401
     assert "wrong or missing token" in caplog.text
     assert wrong not in caplog.text and webhook_conn not in caplog.text
     assert len(webhook_events()) == before
+
+
+def test_the_url_the_hook_gives_works_and_airflows_access_log_masks_its_token(
+    endpoint: str, webhook_conn: str
+) -> None:
+    import structlog
+
+    from airflow_provider_revox.hooks.revox import RevoxHook
+
+    url = RevoxHook().webhook_url()
+    assert url == f"https://airflow.example.com/revox/webhooks?token={webhook_conn}"
+    before = len(webhook_events())
+    with structlog.testing.capture_logs() as logs:
+        query = httpx.post(f"{endpoint}?{url.split('?', 1)[1]}", json={"call_id": "call_q"})
+        path = httpx.post(f"{endpoint}/{webhook_conn}", json={"call_id": "call_p"})
+    assert query.status_code == 202 and path.status_code == 202
+    named = [[call["id"] for call in event["payload"]["calls"]] for event in webhook_events()[before:]]
+    assert named == [["call_q"], ["call_p"]]
+    access = {e["query"]: e["path"] for e in logs if e.get("event") == "request finished"}
+    # The query form's token is masked by Airflow's access log; the path form's is written as is.
+    assert access.get("token=%2A%2A%2A") == "/revox/webhooks"
+    assert f"/revox/webhooks/{webhook_conn}" in access.values()
+    assert webhook_conn not in "".join(access)
 
 
 def test_a_body_over_one_mib_is_refused_whole_or_streamed(endpoint: str, webhook_conn: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from typing_extensions import Unpack
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: Ids per search when reading announced calls (the search's page size).
 IDS_PER_SEARCH = 100
 #: Where the provider's Airflow plugin serves webhooks on the api-server.
-WEBHOOK_PATH = "/revox/webhooks/"
+WEBHOOK_PATH = "/revox/webhooks"
 
 
 def announced_entry(call: Call, filters: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
@@ -74,9 +74,10 @@ class WebhookEndpoints(CallEndpoints):
         return new_token()
 
     def webhook_url(self) -> str:
-        """The URL Revox calls: the extra ``webhook_base_url``, the plugin's path and the current token.
+        """The URL Revox calls: the extra ``webhook_base_url``, the plugin's path and ``?token=``.
 
-        It holds the token: treat it as a secret.
+        It holds the token: treat it as a secret. The token is in the query, not the path,
+        because Airflow's access log masks a ``token`` query value but writes paths as they are.
 
         Raises:
             RevoxConfigError: the connection has no ``webhook_base_url`` or no ``webhook_token``.
@@ -87,7 +88,7 @@ class WebhookEndpoints(CallEndpoints):
                 f"Revox connection {settings.conn_id!r}: set the extras 'webhook_base_url' (the https URL "
                 "of the Airflow api-server) and 'webhook_token' (RevoxHook.new_webhook_token()) first"
             )
-        return f"{settings.webhook_base_url}{WEBHOOK_PATH}{settings.webhook_tokens[0]}"
+        return f"{settings.webhook_base_url}{WEBHOOK_PATH}?{urlencode({'token': settings.webhook_tokens[0]})}"
 
     def set_assistant_webhook(self, assistant_id: str, url: str | None = None) -> None:
         """Set an assistant's ``webhook_url`` (``PATCH /assistants/{id}``); by default :meth:`webhook_url`.

@@ -1,4 +1,7 @@
-"""The webhook endpoint: ``POST /revox/webhooks/{token}`` on the Airflow api-server.
+"""The webhook endpoint: ``POST /revox/webhooks?token=...`` on the Airflow api-server.
+
+The token goes in the query, whose ``token`` value Airflow's access log masks; the older path
+form ``POST /revox/webhooks/{token}`` is still served, but the access log writes paths as they are.
 
 The handler checks the token (constant time, against the connection's ``webhook_token`` and
 ``webhook_previous_token``), reads at most :data:`MAX_BODY_BYTES`, takes the call ids the body
@@ -113,13 +116,16 @@ def create_app(
 
     @app.post("/webhooks")
     @app.post("/webhooks/")
-    async def no_token(request: Request) -> JSONResponse:
-        return refuse(request)
+    async def by_query(request: Request, token: str | None = None) -> JSONResponse:
+        return await webhook(token, request)
 
     @app.post("/webhooks/{token}")
-    async def webhook(token: str, request: Request) -> JSONResponse:
+    async def by_path(token: str, request: Request) -> JSONResponse:
+        return await webhook(token, request)
+
+    async def webhook(token: str | None, request: Request) -> JSONResponse:
         # The tokens may be reread from the metadata database: off the event loop.
-        if not token_matches(token, await run_in_threadpool(tokens)):
+        if not token or not token_matches(token, await run_in_threadpool(tokens)):
             return refuse(request)
         body = await _read_body(request, max_body_bytes)
         if body is None:

@@ -46,7 +46,7 @@ def place(sim: Any, assistant_id: str = "asst_w") -> str:
 
 def test_the_webhook_url_is_the_base_url_the_plugins_path_and_the_token(hooked: Any) -> None:
     hook = RevoxHook()
-    assert hook.webhook_url() == f"https://airflow.example.com/revox/webhooks/{TOKEN}"
+    assert hook.webhook_url() == f"https://airflow.example.com/revox/webhooks?token={TOKEN}"
     assert TOKEN not in repr(hook) and TOKEN not in repr(hook.connection_settings())
 
 
@@ -121,7 +121,7 @@ def test_the_token_in_an_assistants_webhook_url_is_masked_in_the_calls_the_hook_
     # What an export writes as the call's JSON document (calls/<id>.json).
     document = call_document(reader.get_call(call_id), reader.known_secrets()).decode()
     assert TOKEN in reader.known_secrets()
-    assert TOKEN not in document and "https://airflow.example.com/revox/webhooks/" in document
+    assert TOKEN not in document and "https://airflow.example.com/revox/webhooks?token=" in document
 
 
 def test_announced_orders_outside_the_watchers_filters_are_dropped(hooked: Any) -> None:
