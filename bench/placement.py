@@ -234,8 +234,10 @@ def worker_main(spec: dict[str, Any]) -> dict[str, Any]:
         dagrun_module.get_or_create_dagrun = keep_run
         SerializedDAG.clear_dags = classmethod(lambda cls, *a, **k: 0)  # type: ignore[assignment,method-assign]
     run = dag.test(logical_date=logical_date, run_after=logical_date)
-    states = Counter(str(ti.state) for ti in run.get_task_instances())
-    return {"run_id": run.run_id, "state": str(run.state), "states": dict(states)}
+    tis = run.get_task_instances()
+    states = Counter(str(ti.state) for ti in tis)
+    tries = {ti.task_id: ti.try_number for ti in tis}
+    return {"run_id": run.run_id, "state": str(run.state), "states": dict(states), "tries": tries}
 
 
 # -- the benchmark --------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ do-not-contact and script faults by key). Cases, in order:
   (``drop_after_commit``), then the search that would find it is refused (503) for two tries:
   the task must not place a second order. (The simulator cannot make a search lag behind the
   POST on cue; a refusal is the uncertain answer it can script.)
+* ``search_lag``: the same lost answer, then a search index that lags the orders by
+  :data:`INDEX_LAG_S` (simulator clock): the first try's search cannot see the stored order; a
+  later try, once the index caught up, reattaches to it. One order either way.
 * ``concurrent_launchers``: a 10-row campaign; launcher ``l2`` (every row but r0) meets a 429
   storm on its first try and fails; launcher ``l1`` launches r0; ``l2``'s next try runs.
 
@@ -43,6 +46,9 @@ ASSISTANT = "asst_chaos"
 SHARED_KEY = "chaos-shared-key"
 KEY_NUMBER = "+33612380000"
 LAG_NUMBER = "+33612380001"
+INDEX_LAG_NUMBER = "+33612380002"
+#: How far the search index lags the orders in ``search_lag``: 10 simulated minutes, 1 s real.
+INDEX_LAG_S = 600.0
 PLACE_NUMBERS = [f"+336123{6}{i:04d}" for i in range(20)]
 CAMPAIGN_NUMBERS = [f"+336123{7}{i:04d}" for i in range(20)]
 #: The launchers' campaign: a block of its own, so its rows are never counted as another case's orders.
@@ -105,6 +111,15 @@ def build():
     RevoxPlaceCallOperator(
         task_id="place", phone_number={lag_number!r}, assistant_id={assistant!r},
         wait_for_completion=False, retries=4, retry_delay=timedelta(seconds=0),
+    )
+build()
+""",
+    "chaos_search_lag": """
+@dag(dag_id="chaos_search_lag", schedule=None, start_date=START, catchup=False)
+def build():
+    RevoxPlaceCallOperator(
+        task_id="place", phone_number={index_lag_number!r}, assistant_id={assistant!r},
+        wait_for_completion=False, retries=8, retry_delay=timedelta(seconds=1),
     )
 build()
 """,
@@ -195,6 +210,7 @@ def run_chaos(work: Path, seed: int) -> dict[str, Any]:
                 "contacts": contacts.as_uri(),
                 "key_number": KEY_NUMBER,
                 "lag_number": LAG_NUMBER,
+                "index_lag_number": INDEX_LAG_NUMBER,
                 "key": SHARED_KEY,
                 "later": later,
                 "campaign_id": launch_id,
@@ -212,6 +228,12 @@ def run_chaos(work: Path, seed: int) -> dict[str, Any]:
         sim.faults.script("POST /call/search", ["503"] * (2 * (MAX_RETRIES + 1)))
         runs["chaos_search_refused"] = _worker(sim, home, "chaos_search_refused", resume=True)
         refused = _progress("search_refused", _refused_figures(sim, before))
+        before = Counter(sim.stats()["by_status"])
+        sim.faults.script(INDEX_LAG_NUMBER, ["drop_after_commit"])
+        sim.faults.lag_index(INDEX_LAG_S)
+        runs["chaos_search_lag"] = _worker(sim, home, "chaos_search_lag", resume=True)
+        sim.faults.lag_index(0)
+        lagged = _progress("search_lag", _lag_figures(sim, before, runs["chaos_search_lag"]))
         before = Counter(sim.stats()["by_status"])
         sim.faults.script(launch_id, ["429:0"] * (MAX_RETRIES + 1))
         runs["chaos_launch_l2"] = _worker(sim, home, "chaos_launch_l2", resume=True)
@@ -231,6 +253,7 @@ def run_chaos(work: Path, seed: int) -> dict[str, Any]:
         "do_not_contact": dnc,
         "shared_key": shared,
         "search_refused": refused,
+        "search_lag": lagged,
         "concurrent_launchers": launchers,
     }
     _assert_stress(cases, history_reads)
@@ -301,10 +324,26 @@ def _refused_figures(sim: SimulatorHandle, before: Counter[str]) -> dict[str, An
     }
 
 
+def _lag_figures(sim: SimulatorHandle, before: Counter[str], run: dict[str, Any]) -> dict[str, Any]:
+    after = Counter(sim.stats()["by_status"])
+    orders = [o for o in _orders(sim) if _number(o) == INDEX_LAG_NUMBER and not o.get("campaign")]
+    return {
+        "orders": len(orders),
+        "duplicates": max(0, len(orders) - 1),
+        "missing": 0 if orders else 1,
+        "dropped_answers": after["drop_after_commit"] - before["drop_after_commit"],
+        "tries": (run.get("tries") or {}).get("place", 0),
+        "task_states": run.get("states"),
+    }
+
+
 def _assert_stress(cases: dict[str, dict[str, Any]], history_reads: int) -> None:
     """The bench fails when its stress did not happen (not when a target is missed)."""
     assert history_reads >= 2, f"the phone history was read {history_reads} times"
     assert cases["shared_key"]["orders_by_task"], "no order was placed under the shared key"
     assert cases["search_refused"]["dropped_answers"] >= 1, "no POST /call answer was dropped"
     assert cases["search_refused"]["refused_searches"] >= 2, "the search was not refused"
+    assert cases["search_lag"]["dropped_answers"] >= 1, "no POST /call answer was dropped (lag)"
+    # One try cannot both miss the order (lag) and find it: a second try proves the lag hid it.
+    assert cases["search_lag"]["tries"] >= 2, "the lagging index hid the order from no try"
     assert cases["concurrent_launchers"]["responses_429_in_storm"] >= MAX_RETRIES + 1, "no 429 storm"

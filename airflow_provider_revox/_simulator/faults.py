@@ -36,6 +36,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_revox._simulator.quota import AccountLimit
@@ -233,6 +234,8 @@ class Faults:
         self._held: set[str] = set()
         self._future: frozenset[str] = frozenset()
         self._lagging = 0
+        #: How far call searches lag the orders, on the simulator's clock (:meth:`lag_index`).
+        self.index_lag = timedelta(0)
 
     def over_account_limit(self) -> float | None:
         """Count one API request against the account's limit: None when admitted, else the
@@ -281,6 +284,15 @@ class Faults:
         """
         with self._lock:
             self._held.update(call_ids)
+
+    def lag_index(self, seconds: float) -> None:
+        """Make call searches lag the orders by ``seconds`` of the simulator's clock (0: no lag).
+
+        An order placed less than that before a search is not listed by it (nor counted in
+        ``total_count``), though ``GET /call/{id}`` already knows it: a search index catching up.
+        """
+        with self._lock:
+            self.index_lag = timedelta(seconds=seconds)
 
     def lag_search(self, searches: int) -> None:
         """Make the next ``searches`` call searches list no order, as an index lagging the orders does."""

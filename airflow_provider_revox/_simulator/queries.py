@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_revox._simulator.errors import InvalidSearch
@@ -54,6 +54,7 @@ class CallQueries:
         at: datetime | None = None,
         hidden: frozenset[str] = frozenset(),
         far_future: frozenset[str] = frozenset(),
+        index_lag: timedelta = timedelta(0),
     ) -> CallSearch:
         """Find orders as the API's ``POST /call/search`` does, every order read at one moment.
 
@@ -82,6 +83,8 @@ class CallQueries:
             hidden: ids no page lists and ``total_count`` does not count (a fault of the search).
             far_future: ids that report a time in 2199 (a fault): sorted by ``updated_at`` or
                 ``ended_at``, they come first descending and last ascending, as that time would.
+            index_lag: how far the search index lags the orders (a fault): an order placed less
+                than this before ``at`` is not listed yet, though ``GET /call/{id}`` knows it.
 
         Raises:
             SimulatorError: a field has the wrong type or an unknown value (also a ``ValueError``);
@@ -113,10 +116,13 @@ class CallQueries:
             else:
                 # Direct lookups: a batch of ids must not cost a scan of every order.
                 candidates = [plan for i in search.call_ids if (plan := self._plans.get(i)) is not None]
+        indexed_until = moment - index_lag
         matched = [
             plan
             for plan in candidates
-            if plan.spec.call_id not in hidden and matches(plan, moment, search, self._rendered)
+            if plan.spec.call_id not in hidden
+            and plan.spec.created_at <= indexed_until
+            and matches(plan, moment, search, self._rendered)
         ]
         matched.sort(key=lambda plan: sort_key(plan, search, self._rank, moment), reverse=search.descending)
         if far_future and search.sort_by in ("updated_at", "ended_at"):

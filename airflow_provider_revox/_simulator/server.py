@@ -359,6 +359,7 @@ class SimulatorServer:
             **{name: payload[name] for name in fields if name in payload},
             hidden=hidden,
             far_future=self.faults.far_future_ids,
+            index_lag=self.faults.index_lag,
         )
         reply = Reply(200, self.engine.search_json(found), wrap_calls=True, listed=found.call_ids)
         if missing:

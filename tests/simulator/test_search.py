@@ -138,6 +138,25 @@ def test_orders_placed_after_now_do_not_exist_yet() -> None:
             assert http.get(f"/call/{late}").status_code == 404
 
 
+def test_a_lagging_index_lists_an_order_only_once_the_lag_has_passed(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.faults.lag_index(90)
+    old = simulator.place_call(phone_number=PARIS, assistant_id="asst_a")["id"]
+    simulator.advance(120)
+    new = simulator.place_call(phone_number=PARIS, assistant_id="asst_a")["id"]
+    assert client.get(f"/call/{new}").status_code == 200  # the order exists ...
+    assert found(search(client)) == [old]  # ... but the index has not caught up
+    assert found(search(client, call_ids=[new, old])) == [old]
+    assert search(client).json()["total_count"] == 1
+    simulator.advance(89)
+    assert found(search(client)) == [old]
+    simulator.advance(1)
+    assert found(search(client)) == [new, old]
+    simulator.faults.lag_index(0)
+    assert found(search(client, call_ids=[new])) == [new]
+
+
 def test_call_ids_skip_unknown_ids_and_duplicates(orders: SimulatorHandle, client: httpx.Client) -> None:
     response = search(client, call_ids=["missing", "c-human", "c-busy", "c-human", "also-missing"])
     assert found(response) == ["c-busy", "c-human"]

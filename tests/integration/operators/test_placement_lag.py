@@ -79,6 +79,32 @@ def test_once_the_lag_has_passed_a_search_finding_nothing_places_the_order(
 
 
 @needs_task_state_store
+def test_an_index_lagging_in_time_hides_the_order_from_the_first_try_and_the_next_reattaches(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A true lag: the search lists an order only 90 s (simulator clock) after it was placed. The
+    # first try's POST is stored but its answer lost, and its search comes too early; the next
+    # try, once the index caught up, finds the order and reattaches: one order, two searches.
+    sim = revox_simulator
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json(max_retries=0))
+    sim.faults.lag_index(90)
+    sim.faults.script("POST /call", ["drop_after_commit"])
+    start = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+
+    def now_then_time_passes() -> datetime:
+        sim.advance(120)  # between the first try's search and the next try's
+        return start
+
+    monkeypatch.setattr(placement, "_now", now_then_time_passes)
+    ti = place(run_dag, "place_index_lag")
+    (call_id,) = sim.engine.call_ids()
+    assert ti.state == "success" and ti.try_number == 2
+    assert ti.xcom_pull(task_ids="call") == call_id
+    endpoints = sim.stats()["by_endpoint"]
+    assert (endpoints["POST /call"], endpoints["POST /call/search"]) == (1, 2)
+
+
+@needs_task_state_store
 def test_within_the_lag_every_try_refuses_to_place(
     lost_answer: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
