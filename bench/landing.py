@@ -15,7 +15,10 @@ the ``calls`` commit), against an API that misbehaves:
   answer is one snapshot, so the runs of the quiet hours are read whole in one request;
 * ``repeat_page``: now and then (a quarter of the reads of a later page) a search answers page 0
   whatever page it asked for;
-* 1% transient faults (429 and 503, half each);
+* 1% transient faults (429 and 503, half each); the incremental read needs so few requests (one
+  in a quiet hour) that the rate alone may serve none in a day, so every run that reads more
+  than one page also gets a 429 on its second request and a 503 on its fourth
+  (``Faults.script`` on the search), while its results move;
 * 3 orders report ``ended_at`` in 2199 (``Faults.far_future``);
 * 3 exports are SIGKILLed inside their publish (Parquet: with the load staged, before its
   folder is renamed in; with the folder in place, before ``_loads.jsonl`` lists it; with the
@@ -83,6 +86,9 @@ KILLS = {
     },
 }
 SHIFTED_PER_RUN = 5
+#: The search's next requests in a run that reads more than one page: faults between page reads.
+SCRIPTED_SEARCH_FAULTS = ("ok", "429:0.05", "ok", "503")
+SEARCH = "POST /call/search"
 #: Hours (from T0) in which orders end at 3.5 times the rate of the others: about 1,200 each.
 PEAK_HOURS = (HOURS // 3, 2 * HOURS // 3)
 PEAK_WEIGHT = 3.5
@@ -608,6 +614,8 @@ def run_hours(sim: Any, exporter: Exporter, phase: dict[str, Any], day: Day) -> 
             # Results move between two page reads: a run that reads one page has none.
             recent = recently_ended(ends, started) if backlog > INCREMENTAL_PAGE_SIZE else []
             sim.faults.shift_pages(recent)
+            if backlog > INCREMENTAL_PAGE_SIZE:
+                sim.faults.script(SEARCH, SCRIPTED_SEARCH_FAULTS)
             before = sim.stats()["requests_total"]
             run = exporter.run(hour)
             run["requests"] = sim.stats()["requests_total"] - before
