@@ -6,8 +6,9 @@ orders of an assistant given a ``webhook_url`` by ``PATCH /assistants/{id}`` are
 two things that command line cannot do:
 
 * ``--delivery-log FILE``: one JSON line per delivery attempt, ``{"at", "call_id", "status"}``
-  (wall-clock seconds; status 0 when no answer came: refused, reset, timed out). Never the URL:
-  its path holds the webhook token.
+  (wall-clock seconds; status 0 when no answer came, with ``error``, the exception's name:
+  ``ConnectError`` when refused, ``ReadTimeout``...). Never the URL: its path holds the webhook
+  token.
 * ``--orders-dir DIR``: a scenario file (``*.json``) written into DIR is placed at once, then
   renamed ``*.placed``: orders with scripted ends, placed while the test runs.
 """
@@ -71,20 +72,21 @@ class DeliveryLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._client = httpx.Client(timeout=5.0)
+        # A sender waits a while for an answer: a busy api-server is slow, not down.
+        self._client = httpx.Client(timeout=30.0)
         self._lock = threading.Lock()
 
     def post(self, url: str, body: dict[str, Any]) -> int:
         """Send one webhook; return its HTTP status, 0 when no answer came."""
+        entry: dict[str, Any] = {"call_id": (body.get("call") or {}).get("id"), "status": 0}
         try:
-            status = self._client.post(url, json=body).status_code
-        except httpx.HTTPError:
-            status = 0
-        call = body.get("call") or {}
-        line = json.dumps({"at": round(time.time(), 3), "call_id": call.get("id"), "status": status})
+            entry["status"] = self._client.post(url, json=body).status_code
+        except httpx.HTTPError as error:
+            entry["error"] = type(error).__name__
+        line = json.dumps({"at": round(time.time(), 3), **entry})
         with self._lock, self.path.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
-        return status
+        return int(entry["status"])
 
 
 def place_dropped_orders(server: SimulatorServer, folder: Path, stop: threading.Event) -> None:
