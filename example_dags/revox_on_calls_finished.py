@@ -16,6 +16,10 @@ after its restart, a webhook may come twice, and the poll names the orders a web
 So the DAG keeps a mark in the Asset's state store, advanced only once an export succeeded, and
 each run exports only the orders named for the first time.
 
+Its tasks have retries: a task runner talks to the Airflow api-server (the execution API), so a
+task running while the api-server restarts can fail. The retry exports the same orders again
+(the mark has not moved) into the same load, which replaces the failed try's: still once.
+
 Per deployment, without editing the file: ``REVOX_CALL_EVENTS_WATCH`` holds the trigger's
 arguments as JSON (filters and pace, e.g. ``{"campaign_ids": ["camp_1"], "poll_interval": 10}``)
 and ``REVOX_CALLS_FINISHED_DESTINATION`` where the exports go.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -61,6 +66,8 @@ CALLS_FINISHED = Asset(
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # runs advance one mark, in order
+    # An api-server restart (or any brief outage) fails the tasks running then: try again.
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=15)},
     params={
         "destination": os.environ.get("REVOX_CALLS_FINISHED_DESTINATION") or "file:///tmp/revox-finished"
     },

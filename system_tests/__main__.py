@@ -41,6 +41,7 @@ from system_tests.checks import (
 )
 from system_tests.place_kill import RUN, check_place_killed, kill_worker_mid_place, place_kill_conf
 from system_tests.stack import Stack
+from system_tests.webhooks import CHECKS as WEBHOOK_CHECKS
 from system_tests.worker_runs import check_sensor_worker_runs
 
 EXPECTED_DAGS = {
@@ -61,6 +62,8 @@ CHECKS = [
     ("k1 call events: no ended order lost, triggerer SIGKILLed twice", check_call_events),
     ("k2 call-events DAG revox_on_calls_finished exported exactly those orders", check_call_events_dag),
     ("w  deferrable sensor waits cost no worker run (start_from_trigger)", check_sensor_worker_runs),
+    # Last: the webhooks phase runs at its first check, its events on the Asset of k1 and k2.
+    *WEBHOOK_CHECKS,
 ]
 RACE = "finished with state success, but the task instance's state attribute is"
 

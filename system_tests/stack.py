@@ -17,6 +17,7 @@ from pathlib import Path
 from system_tests.airflow_api import AirflowApi
 from system_tests.orders import Plan
 from system_tests.processes import Postgres, Process, free_port, wait_until
+from system_tests.webhook_sim import webhook_sim_args
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -40,6 +41,8 @@ class Stack:
         self.api_port = free_port()
         self.sim_port = free_port()
         self.api_key = f"sk_sim_systest_{secrets.token_hex(12)}"
+        # The Revox webhook endpoint's secret (system_tests.webhooks): in the connection only.
+        self.webhook_token = secrets.token_urlsafe(32)
         self.sim_base_url = f"http://127.0.0.1:{self.sim_port}/api"
         self.plan = Plan()
         self.sim_started = (datetime.now(timezone.utc), time.monotonic())
@@ -89,8 +92,15 @@ class Stack:
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "0",
                 "AIRFLOW_CONN_REVOX_DEFAULT": json.dumps(
-                    {"conn_type": "revox", "host": self.sim_base_url, "password": self.api_key}
+                    {
+                        "conn_type": "revox",
+                        "host": self.sim_base_url,
+                        "password": self.api_key,
+                        "extra": {"webhook_base_url": api, "webhook_token": self.webhook_token},
+                    }
                 ),
+                # As the Webhooks guide advises: Airflow's access log would write the token (the path).
+                "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "http.access=WARNING",
                 # revox_on_calls_finished: the watcher's filters and pace, and where its exports go.
                 "REVOX_CALL_EVENTS_WATCH": json.dumps(self.plan.watch()),
                 "REVOX_CALLS_FINISHED_DESTINATION": self.finished_dir.as_uri(),
@@ -136,9 +146,7 @@ class Stack:
             copying = pool.submit(self._copy_dags)
             self._database()
             copying.result()
-        self._airflow(
-            "api-server", "api-server", "--port", str(self.api_port), "--host", "127.0.0.1", "--workers", "1"
-        )
+        self.start_api_server()
         self._airflow("scheduler", "scheduler", "--skip-serve-logs")
         self._airflow("dag-processor", "dag-processor")
         self.start_triggerer("triggerer-1")
@@ -157,6 +165,12 @@ class Stack:
             interval=2.0,
         )
         self._check_alive()
+
+    def start_api_server(self) -> Process:
+        """Start the api-server (again, after a kill: same port, same log file)."""
+        return self._airflow(
+            "api-server", "api-server", "--port", str(self.api_port), "--host", "127.0.0.1", "--workers", "1"
+        )
 
     def _died(self) -> bool:
         return any(not p.alive() for p in self.processes)
@@ -189,11 +203,13 @@ class Stack:
         return process
 
     def simulator_argv(self, scenario: Path) -> list[str]:
-        """The simulator's command line (the test kit's, with the plan's scenario)."""
+        """The simulator's command line (the test kit's, with the plan's scenario and a record of its
+        webhooks: :mod:`system_tests.webhook_sim`)."""
         return [
             sys.executable,
             "-m",
-            "airflow_provider_revox.testing",
+            "system_tests.webhook_sim",
+            *webhook_sim_args(self.home),
             "--port",
             str(self.sim_port),
             "--speed",
@@ -233,8 +249,12 @@ class Stack:
     # -- shutdown --------------------------------------------------------------------------
 
     def output(self, name: str) -> str:
-        """Everything the named process wrote (empty when there is no such process)."""
-        return "".join(p.output() for p in self.processes if p.name == name)
+        """Everything the named process wrote (empty when there is no such process).
+
+        A process started again under its name (the api-server) writes on in the same file: read once.
+        """
+        files = {p.log_path: p for p in self.processes if p.name == name}
+        return "".join(p.output() for p in files.values())
 
     def tails(self) -> str:
         """The last lines of every process's output, for a failure report."""
