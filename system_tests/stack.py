@@ -99,8 +99,6 @@ class Stack:
                         "extra": {"webhook_base_url": api, "webhook_token": self.webhook_token},
                     }
                 ),
-                # As the Webhooks guide advises: Airflow's access log would write the token (the path).
-                "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "http.access=WARNING",
                 # revox_on_calls_finished: the watcher's filters and pace, and where its exports go.
                 "REVOX_CALL_EVENTS_WATCH": json.dumps(self.plan.watch()),
                 "REVOX_CALLS_FINISHED_DESTINATION": self.finished_dir.as_uri(),
