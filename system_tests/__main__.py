@@ -47,7 +47,6 @@ EXPECTED_DAGS = {
     "revox_call_completion",
     "revox_campaign_export",
     "st_call_wait",
-    "st_call_wait_sft",
     "st_call_timeout",
     "st_calls_wait",
     "st_calls_timeout",
@@ -83,8 +82,6 @@ def planned_runs(stack: Stack) -> dict[str, tuple[str, dict[str, Any]]]:
         ),
         RUN: ("st_place_kill", place_kill_conf(stack)),
     }
-    for i in range(1, 4):
-        runs[f"sft_{i}"] = ("st_call_wait_sft", {"call_id": f"sft-{i}"})
     for i in range(1, stack.plan.ha_calls + 1):
         runs[f"ha_{i}"] = ("st_call_wait", {"call_id": f"ha-{i}"})
     return runs
