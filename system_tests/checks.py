@@ -300,8 +300,10 @@ def check_two_triggerers(ctx: Context) -> str:
     for i in range(1, ctx.stack.plan.ha_calls + 1):
         ti = _sensor_ok(ctx, f"ha_{i}", f"ha-{i}")
         expect(ti["try_number"] == 1, f"ha-{i}: try {ti['try_number']}")
-        ended = ends_logged(ctx.api.log(ti), f"ha-{i}")
-        expect(ended == 1, f"ha-{i}: ended {ended} times")
+        log = ctx.api.log(ti)
+        # Each trigger run that ended the task logs it; a wait run twice (see below) may log twice.
+        ended, starts = ends_logged(log, f"ha-{i}"), len(STARTED.findall(log))
+        expect(1 <= ended <= max(starts, 1), f"ha-{i}: ended {ended} times in {starts} trigger runs")
     # A trigger run fires one event. A wait taken over from a triggerer that was (or looked) dead
     # may have run twice, and Airflow then keeps the first event: the task must still end once.
     doubled, rerun = [], 0
@@ -316,7 +318,7 @@ def check_two_triggerers(ctx: Context) -> str:
             )
     expect(not doubled, f"double events: {doubled}")
     return (
-        f"waits held per triggerer job: {dict(served)}; {ctx.stack.plan.ha_calls} tasks ended once each; "
+        f"waits held per triggerer job: {dict(served)}; {ctx.stack.plan.ha_calls} tasks ended on try 1; "
         f"{len(ctx.watch.seen)} deferred tasks, at most one event per trigger run ({rerun} taken over)"
     )
 
