@@ -40,8 +40,7 @@ START = pendulum.datetime(2025, 1, 1, tz="UTC")
 
 with DAG(dag_id="bw_sensor", schedule=None, start_date=START, catchup=False, max_active_runs=16):
     RevoxCallSensor(
-        task_id="wait", call_id="{{ dag_run.conf['call_id'] }}", deferrable=True, poke_interval=2, retries=2,
-        start_from_trigger=True,
+        task_id="wait", call_id="{{ dag_run.conf['call_id'] }}", deferrable=True, poke_interval=2, retries=2
     )
 
 with DAG(dag_id="bw_place", schedule=None, start_date=START, catchup=False, max_active_runs=16):
@@ -54,7 +53,6 @@ with DAG(dag_id="bw_place", schedule=None, start_date=START, catchup=False, max_
         wait_for_completion=True,
         deferrable=True,
         poke_interval=2,
-        start_from_trigger=True,  # its wait ends in the triggerer
     )
 """
 

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from system_tests.orders import ALL_DAY, Plan
-from system_tests.processes import Process, wait_until
+from system_tests.processes import Postgres, Process, wait_until
 from system_tests.redis_server import Redis
 from system_tests.stack import ROOT, Stack
 
 WAITS = 200
+#: Waits per run of ``stc_waits``: its DAG file's ``WAITS_PER_RUN``.
+WAITS_PER_RUN = 10
+#: The database the first cell copies for this one once migrated, in the same PostgreSQL cluster.
+DATABASE = "airflow_celery"
 # By its import path, as the provider documents it.
 CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
 #: One mapped placement per number; no other order goes to these numbers.
@@ -24,9 +28,24 @@ PHONES = tuple(f"+336123401{n:02d}" for n in range(20, 24))
 SLOW_POST_SECONDS = 20.0
 EXPORT_ASSISTANT = "asst_celery_export"
 EXPORT_FINALS = ("completed", "errored", "completed", "cancelled", "completed", "completed")
-# Slower than the first cell's: a wait's deadline derived from its order (hours after the dial)
-# stays minutes of real time away when the harness releases the orders.
-SIM_SPEED = 60.0
+# A wait sleeps at most six simulated hours between polls of an order still to dial: at 1,200x
+# that is 18 real seconds, the longest a wait sleeps through the harness's release. The orders
+# dial 20 simulated days ahead (24 real minutes) unless released.
+SIM_SPEED = 1200.0
+DIAL_AHEAD = timedelta(days=20)
+#: The waits' orders may retry six hours apart (none does: the first attempt completes), so a
+#: wait's derived deadline is about half a day after the dial: a wait that slept through the
+#: release (up to six simulated hours) still looks before giving up.
+SLOW_RETRIES = {
+    **ALL_DAY,
+    "calling_windows": [
+        {
+            "calling_window_start_time": "00:00",
+            "calling_window_end_time": "23:59",
+            "retry_delay_seconds": 21600,
+        }
+    ],
+}
 WORKERS = ("celery-worker-1", "celery-worker-2")
 EXPECTED_DAGS = {"stc_place", "stc_waits", "stc_export"}
 
@@ -37,7 +56,7 @@ class CeleryPlan(Plan):
     orders of one assistant, ended from the start, for the export by search."""
 
     def orders(self, speed: float, now: datetime | None = None) -> list[dict[str, Any]]:
-        """Every order of the cell; the waits' orders are dialled ten simulated days ahead."""
+        """Every order of the cell; the waits' orders are dialled :data:`DIAL_AHEAD`."""
         start = now or datetime.now(timezone.utc)
 
         def order(call_id: str, at: datetime, final: str, **extra: Any) -> dict[str, Any]:
@@ -55,8 +74,11 @@ class CeleryPlan(Plan):
                 entry["structured_output"] = {"confirmed": True, "contact_name": "Ada"}
             return entry
 
-        later = start + timedelta(days=10)
-        calls = [order(f"cw-{i}", later, "completed", assistant_id="asst_plain") for i in range(1, WAITS + 1)]
+        later = start + DIAL_AHEAD
+        calls = [
+            order(f"cw-{i}", later, "completed", assistant_id="asst_plain", call_retry_config=SLOW_RETRIES)
+            for i in range(1, WAITS + 1)
+        ]
         calls += [
             order(f"cx-{i}", start, final, assistant=self.assistant(EXPORT_ASSISTANT))
             for i, final in enumerate(EXPORT_FINALS, start=1)
@@ -67,9 +89,11 @@ class CeleryPlan(Plan):
 class CeleryStack(Stack):
     """A :class:`Stack` on the CeleryExecutor: Redis as the broker, two Celery workers."""
 
-    def __init__(self) -> None:
+    def __init__(self, postgres: Postgres | None = None) -> None:
+        """``postgres``: the first cell's cluster, holding a migrated :data:`DATABASE` (else a
+        cluster of its own, migrated here)."""
         self.redis = Redis()
-        super().__init__("postgres")
+        super().__init__("postgres", postgres=postgres, migrated_copy=DATABASE if postgres else None)
         self.plan = CeleryPlan()
         self.workers: dict[str, Process] = {}
         self.release_file = self.home / "release"
@@ -90,8 +114,6 @@ class CeleryStack(Stack):
                 # (its ack is late): the scheduler's heartbeat check retries that try instead.
                 "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
-                # 200 task starts at once on two cores delay heartbeats past the first cell's 30 s.
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
                 # Room for every wait on the two triggerers, but not on one: both must hold some.
                 "AIRFLOW__TRIGGERER__CAPACITY": str(WAITS * 3 // 4),
                 "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "40",
@@ -109,13 +131,16 @@ class CeleryStack(Stack):
         self.env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{self.env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
 
     def start(self, expected_dags: set[str], timeout: float = 300.0) -> None:
-        """Redis, then the deployment, then two Celery workers; return once both are ready."""
+        """Redis, then the deployment with two Celery workers; return once both are ready."""
         self.redis.start(self.logs)
         super().start(expected_dags, timeout)
-        for name in WORKERS:
-            self.start_worker(name)
         wait_until(lambda: all(self.worker_ready(n) for n in WORKERS) or self._died(), timeout, "two workers")
         self._check_alive()
+
+    def start_more(self) -> None:
+        """The two Celery workers, started with the other components."""
+        for name in WORKERS:
+            self.start_worker(name)
 
     def start_worker(self, name: str) -> Process:
         """One ``airflow celery worker`` with its own name and pid file, serving no logs."""
@@ -158,9 +183,9 @@ class CeleryStack(Stack):
         redis = f"\n--- redis ---\n{self.redis.process.tail(10)}" if self.redis.process else ""
         return super().tails() + redis
 
-    def close(self, keep: bool = False) -> None:
+    def close(self, keep: bool = False, keep_postgres: bool = False) -> None:
         """Stop everything, then Redis."""
         try:
-            super().close(keep)
+            super().close(keep, keep_postgres)
         finally:
             self.redis.stop()

@@ -172,6 +172,13 @@ def _sensor_failed(ctx: Context, run: str, words: tuple[str, ...], where: str = 
     return log
 
 
+def ends_logged(log: str, call_id: str) -> int:
+    """How many lines of a task's log say the wait for ``call_id`` ended: the trigger's when it
+    ended the task, the sensor's on a worker (not the fired event's, which may quote it)."""
+    marker = f"call {call_id} is '"
+    return sum(1 for line in log.splitlines() if marker in line and FIRED not in line)
+
+
 def check_call_completed(ctx: Context) -> str:
     """revox_call_completion: sensor (in the triggerer), results operator and route_lead succeed."""
     ti = _sensor_ok(ctx, "completion", "ok-1", task_id="wait_for_call")
@@ -267,21 +274,21 @@ def check_triggerer_killed(ctx: Context) -> str:
     expect(after and report["killed_job"] not in after, f"no live triggerer took the wait over: {holders}")
     expect(ti["try_number"] == 1, f"try {ti['try_number']}")
     log = ctx.api.log(ti)
-    starts, fired, ended = len(STARTED.findall(log)), log.count(FIRED), log.count("Call kill-1 ended")
+    starts, fired, ended = len(STARTED.findall(log)), log.count(FIRED), ends_logged(log, "kill-1")
     expect(
         starts >= 2,
         f"the trigger started {starts} times: not running when killed, or not restarted "
         f"(saw {report.get('seen')!r})",
     )
-    expect(fired == 1 and ended == 1, f"{fired} events fired, {ended} resumes")
+    expect(fired == 1 and ended == 1, f"{fired} events fired, {ended} ends")
     return (
         f"killed {report['name']} (job {report['killed_job']}) with the order {report['status_at_kill']}; "
-        f"trigger started {starts} times, taken over by job {after[0]}; one event, one resume, try 1"
+        f"trigger started {starts} times, taken over by job {after[0]}; one event, one end, try 1"
     )
 
 
 def check_two_triggerers(ctx: Context) -> str:
-    """Two triggerers share the waits; every deferred task completes once."""
+    """Two triggerers share the waits; every deferred task ends once."""
     ids = ctx.stack.triggerer_jobs
     expect(-1 not in ids.values(), f"triggerer jobs not both known: {ids}")
     served: dict[int, int] = defaultdict(int)
@@ -293,10 +300,12 @@ def check_two_triggerers(ctx: Context) -> str:
     for i in range(1, ctx.stack.plan.ha_calls + 1):
         ti = _sensor_ok(ctx, f"ha_{i}", f"ha-{i}")
         expect(ti["try_number"] == 1, f"ha-{i}: try {ti['try_number']}")
-        ended = ctx.api.log(ti).count(f"Call ha-{i} ended")
-        expect(ended == 1, f"ha-{i}: resumed {ended} times")
+        log = ctx.api.log(ti)
+        # Each trigger run that ended the task logs it; a wait run twice (see below) may log twice.
+        ended, starts = ends_logged(log, f"ha-{i}"), len(STARTED.findall(log))
+        expect(1 <= ended <= max(starts, 1), f"ha-{i}: ended {ended} times in {starts} trigger runs")
     # A trigger run fires one event. A wait taken over from a triggerer that was (or looked) dead
-    # may have run twice, and Airflow then keeps the first event: the task must still resume once.
+    # may have run twice, and Airflow then keeps the first event: the task must still end once.
     doubled, rerun = [], 0
     for dag_id, run_id, task_id, map_index in ctx.watch.seen:
         ti = ctx.api.task_instance(dag_id, run_id, task_id, map_index)
@@ -309,7 +318,7 @@ def check_two_triggerers(ctx: Context) -> str:
             )
     expect(not doubled, f"double events: {doubled}")
     return (
-        f"waits held per triggerer job: {dict(served)}; {ctx.stack.plan.ha_calls} tasks resumed once each; "
+        f"waits held per triggerer job: {dict(served)}; {ctx.stack.plan.ha_calls} tasks ended on try 1; "
         f"{len(ctx.watch.seen)} deferred tasks, at most one event per trigger run ({rerun} taken over)"
     )
 

@@ -156,7 +156,6 @@ class Plan:
             order("never-2", never),
         ]
         calls += [order(f"ha-{i}", self.ha_at + i % 3) for i in range(1, self.ha_calls + 1)]
-        calls += [order(f"sft-{i}", self.basic_at + i) for i in range(1, 4)]
         calls += [
             order(e.call_id, e.at, e.final, assistant=EVENT_ASSISTANT if e.watched_assistant else "")
             for e in self.event_orders()

@@ -135,7 +135,15 @@ class Postgres:
     @property
     def url(self) -> str:
         """The SQLAlchemy URL of the ``airflow`` database."""
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/airflow"
+        return self.url_of("airflow")
+
+    def url_of(self, database: str) -> str:
+        """The SQLAlchemy URL of one database of the cluster."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+    def copy_database(self, source: str, target: str) -> None:
+        """Create ``target`` as a copy of ``source`` (a file copy: nothing may be connected to it)."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-T", source, target)
 
     def _run(self, *argv: str) -> None:
         command = [str(self.bin / argv[0]), *argv[1:]]

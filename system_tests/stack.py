@@ -27,7 +27,18 @@ SPEED = 600.0
 class Stack:
     """Everything the system test starts; :meth:`close` stops all of it, whatever happened."""
 
-    def __init__(self, database: str = "postgres") -> None:
+    def __init__(
+        self,
+        database: str = "postgres",
+        *,
+        postgres: Postgres | None = None,
+        migrated_copy: str | None = None,
+        copy_for_next: str | None = None,
+    ) -> None:
+        """``postgres``: a running cluster to use (not stopped here), with ``migrated_copy`` the
+        already migrated database to use in it; ``copy_for_next``: once migrated, copy the
+        database under that name for the next deployment (a copy takes a second, a migration
+        tens of them)."""
         self.home = Path(tempfile.mkdtemp(prefix="revox-systest-"))
         self.logs = self.home / "process-logs"
         self.logs.mkdir()
@@ -35,7 +46,10 @@ class Stack:
         self.export_dir = self.home / "export"
         self.finished_dir = self.export_dir / "finished"
         self.database = database
-        self.postgres: Postgres | None = None
+        self.postgres: Postgres | None = postgres
+        self.shared_postgres = postgres is not None
+        self.migrated_copy = migrated_copy
+        self.copy_for_next = copy_for_next
         self.processes: list[Process] = []
         self.triggerers: dict[str, Process] = {}
         self.api_port = free_port()
@@ -127,9 +141,14 @@ class Stack:
 
     def _database(self) -> None:
         if self.database == "postgres":
-            self.postgres = Postgres(self.logs)
-            self.postgres.start()
-            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.postgres.url
+            if self.postgres is None:
+                self.postgres = Postgres(self.logs)
+                self.postgres.start()
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.postgres.url_of(
+                self.migrated_copy or "airflow"
+            )
+            if self.migrated_copy:
+                return
         log = self.logs / "db-migrate.log"
         with log.open("wb") as out:
             result = subprocess.run(
@@ -137,6 +156,8 @@ class Stack:
             )
         if result.returncode != 0:
             raise RuntimeError("airflow db migrate failed:\n" + "\n".join(log.read_text().splitlines()[-30:]))
+        if self.postgres is not None and self.copy_for_next:
+            self.postgres.copy_database("airflow", self.copy_for_next)
 
     def start(self, expected_dags: set[str], timeout: float = 300.0) -> None:
         """Database first, then every component at once; return when the DAGs are parsed."""
@@ -148,6 +169,7 @@ class Stack:
         self._airflow("scheduler", "scheduler", "--skip-serve-logs")
         self._airflow("dag-processor", "dag-processor")
         self.start_triggerer("triggerer-1")
+        self.start_more()
         wait_until(self.api.healthy, timeout, "the api-server", interval=1.0)
         first = self.triggerer_job_ids()
         self.start_triggerer("triggerer-2")
@@ -169,6 +191,9 @@ class Stack:
         return self._airflow(
             "api-server", "api-server", "--port", str(self.api_port), "--host", "127.0.0.1", "--workers", "1"
         )
+
+    def start_more(self) -> None:
+        """Start further components along with the others (none here)."""
 
     def _died(self) -> bool:
         return any(not p.alive() for p in self.processes)
@@ -261,15 +286,16 @@ class Stack:
             parts.append(f"--- postgres ---\n{self.postgres.tail(10)}")
         return "\n".join(parts)
 
-    def close(self, keep: bool = False) -> None:
-        """Stop every process (components first, then the simulator and the database)."""
+    def close(self, keep: bool = False, keep_postgres: bool = False) -> None:
+        """Stop every process (components first, then the simulator and the database, unless
+        shared or ``keep_postgres``: the next deployment uses it)."""
         self.api.close()
         components = [p for p in self.processes if p.name != "simulator"]
         with ThreadPoolExecutor(max_workers=max(len(components), 1)) as pool:
             list(pool.map(lambda p: p.stop(grace=10.0), components))
         for process in self.processes:
             process.stop(grace=5.0)
-        if self.postgres is not None:
+        if self.postgres is not None and not (self.shared_postgres or keep_postgres):
             self.postgres.stop()
         if not keep:
             shutil.rmtree(self.home, ignore_errors=True)

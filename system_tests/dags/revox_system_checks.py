@@ -38,14 +38,6 @@ RETRY = {"retries": 1, "retry_delay": timedelta(seconds=5)}
 
 sensor_dag("st_call_wait", RevoxCallSensor, "One order, the derived deadline.", call_id=CALL_ID, **RETRY)
 sensor_dag(
-    "st_call_wait_sft",
-    RevoxCallSensor,
-    "One order, started and ended in the triggerer.",
-    call_id=CALL_ID,
-    start_from_trigger=True,
-    **RETRY,
-)
-sensor_dag(
     "st_call_timeout", RevoxCallSensor, "An order that cannot end in 20 s.", call_id=CALL_ID, timeout=20
 )
 sensor_dag(

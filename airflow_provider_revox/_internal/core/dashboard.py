@@ -5,6 +5,12 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 DEFAULT_DASHBOARD = "https://www.getrevox.com"
+#: Where the task stores the call it worked on (``{"call_id", "url"}``), for the "Revox call" link.
+LINK_XCOM_KEY = "revox_call_link"
+#: Where Airflow 3 keeps the link's resolved URL: a worker's task runner stores it as the task
+#: ends (``_link_<link class>``) and the api-server shows only that. A task the triggerer ends
+#: never runs that step, so its trigger stores the URL there itself.
+RESOLVED_LINK_XCOM_KEY = "_link_RevoxCallLink"
 
 
 def dashboard_origin(base_url: str | None) -> str:

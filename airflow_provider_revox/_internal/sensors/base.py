@@ -50,8 +50,9 @@ class RevoxWaitSensor(BaseSensorOperator):
         poke_interval: seconds between polls while an order can change at any moment.
         timeout: an explicit limit (seconds or timedelta) that overrides the derived deadline.
         fail_on_statuses: statuses that fail the wait.
-        start_from_trigger: opt in: with ``deferrable=True``, start and end the wait in the
-            triggerer, with no worker run, where Airflow can (3.3+) and the input allows it.
+        start_from_trigger: with ``deferrable=True``, start and end the wait in the triggerer,
+            with no worker run, where Airflow can (3.3+) and the input allows it (default);
+            ``False`` starts it on a worker and resumes it on one.
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``mode``, ``soft_fail``, ...).
     """
 
@@ -67,7 +68,7 @@ class RevoxWaitSensor(BaseSensorOperator):
         poke_interval: float = 30,
         timeout: timedelta | float | None = None,
         fail_on_statuses: Sequence[str] = statuses.DEFAULT_FAIL_ON,
-        start_from_trigger: bool = False,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         self.explicit_timeout = timeout is not None
@@ -117,8 +118,8 @@ class RevoxWaitSensor(BaseSensorOperator):
         self.start_from_trigger = True
 
     def _ends_in_triggerer(self) -> dict[str, Any]:
-        """The trigger kwargs that let a deferred wait end its task there (Airflow 3.3+, with
-        ``start_from_trigger=True``), or none."""
+        """The trigger kwargs that let a deferred wait end its task there (Airflow 3.3+, unless
+        ``start_from_trigger=False``), or none."""
         if not (self.wants_start_from_trigger and compat.has_start_from_trigger()):
             return {}
         return {"end_task": True, "soft_fail": bool(self.soft_fail)}

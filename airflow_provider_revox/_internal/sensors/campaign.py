@@ -38,8 +38,9 @@ class RevoxCampaignSensor(BaseSensorOperator):
             :class:`~airflow_provider_revox.triggers.revox.RevoxCampaignTrigger` instead of
             holding a worker slot (default ``[operators] default_deferrable``).
         poke_interval: seconds between polls (default 60).
-        start_from_trigger: opt in: with ``deferrable=True``, start and end the wait in the
-            triggerer, with no worker run, where Airflow can (3.3+).
+        start_from_trigger: with ``deferrable=True``, start and end the wait in the triggerer,
+            with no worker run, where Airflow can (3.3+) (default); ``False`` starts it on a
+            worker and resumes it on one.
         **kwargs: what :class:`~airflow.sdk.BaseSensorOperator` takes (``timeout``,
             ``soft_fail``, ``mode``, ...).
     """
@@ -54,7 +55,7 @@ class RevoxCampaignSensor(BaseSensorOperator):
         revox_conn_id: str = RevoxHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 60,
-        start_from_trigger: bool = False,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=validate_poke_interval(poke_interval), **kwargs)
@@ -94,8 +95,8 @@ class RevoxCampaignSensor(BaseSensorOperator):
         return self.hook.secrets_to_mask()
 
     def _ends_in_triggerer(self) -> dict[str, Any]:
-        """The trigger kwargs that let the wait end its task there (Airflow 3.3+, with
-        ``start_from_trigger=True``), or none."""
+        """The trigger kwargs that let the wait end its task there (Airflow 3.3+, unless
+        ``start_from_trigger=False``), or none."""
         if not (self.wants_start_from_trigger and compat.has_start_from_trigger()):
             return {}
         return {"end_task": True, "soft_fail": bool(self.soft_fail)}

@@ -10,6 +10,7 @@ from airflow.sdk.execution_time.xcom import XCom
 from airflow_provider_revox._internal.core.dashboard import (
     DEFAULT_DASHBOARD as DEFAULT_DASHBOARD,
 )
+from airflow_provider_revox._internal.core.dashboard import LINK_XCOM_KEY, RESOLVED_LINK_XCOM_KEY
 from airflow_provider_revox._internal.core.dashboard import call_dashboard_url as call_dashboard_url
 from airflow_provider_revox._internal.core.dashboard import dashboard_origin as dashboard_origin
 
@@ -26,7 +27,12 @@ class RevoxCallLink(BaseOperatorLink):
     """
 
     name: ClassVar[str] = "Revox call"
-    key: ClassVar[str] = "revox_call_link"
+    key: ClassVar[str] = LINK_XCOM_KEY
+
+    @property
+    def xcom_key(self) -> str:
+        """Where Airflow stores the resolved URL: pinned, as the triggers write it there too."""
+        return RESOLVED_LINK_XCOM_KEY
 
     @classmethod
     def persist(cls, context: Context, *, call_id: str, base_url: str | None) -> str:

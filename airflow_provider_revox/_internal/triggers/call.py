@@ -17,7 +17,11 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_revox._internal.core import statuses
 from airflow_provider_revox._internal.core.call import Call
-from airflow_provider_revox._internal.core.dashboard import call_dashboard_url
+from airflow_provider_revox._internal.core.dashboard import (
+    LINK_XCOM_KEY,
+    RESOLVED_LINK_XCOM_KEY,
+    call_dashboard_url,
+)
 from airflow_provider_revox._internal.core.redact import redact_message
 from airflow_provider_revox._internal.hooks.poller import shared_poller
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
@@ -216,9 +220,10 @@ class RevoxCallTrigger(WaitTrigger):
         )
         resume = kind == EVENT_TIMEOUT and self.resume_on_timeout
         if ends_task(self, self.end_task) and not resume:
-            # The "Revox call" link too: a task started here never ran the sensor's execute.
+            # The "Revox call" link too: a task started here never ran the sensor's execute, and
+            # no worker's task runner resolves the link as the task ends.
             url = call_dashboard_url(self.call_id, self._base_url)
-            link = {"revox_call_link": {"call_id": self.call_id, "url": url}}
+            link = {LINK_XCOM_KEY: {"call_id": self.call_id, "url": url}, RESOLVED_LINK_XCOM_KEY: url}
             ended = task_end_event(self, payload, payload["summary"], self.soft_fail, link)
             if ended is not None:
                 return ended

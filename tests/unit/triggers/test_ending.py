@@ -14,6 +14,7 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 
 from airflow_provider_revox._internal.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook
+from airflow_provider_revox.operators.revox import RevoxCallLink
 from airflow_provider_revox.sensors.revox import RevoxCallSensor, RevoxCallsSensor, RevoxCampaignSensor
 from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle, running_simulator
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger, RevoxCampaignTrigger
@@ -58,9 +59,7 @@ async def events_of(trigger: Any, *, in_triggerer: bool = True) -> list[TriggerE
 
 
 def test_a_deferrable_call_sensor_starts_in_the_triggerer_with_its_trigger_kwargs() -> None:
-    sensor = RevoxCallSensor(
-        task_id="w", call_id="c-1", deferrable=True, start_from_trigger=True, soft_fail=True, poke_interval=15
-    )
+    sensor = RevoxCallSensor(task_id="w", call_id="c-1", deferrable=True, soft_fail=True, poke_interval=15)
     args = sensor.start_trigger_args
     assert sensor.start_from_trigger is True
     assert args is not None
@@ -88,7 +87,7 @@ def test_the_start_survives_dag_serialization() -> None:
     from airflow.serialization.serialized_objects import DagSerialization
 
     with DAG("start_in_triggerer", schedule=None) as dag:
-        RevoxCallSensor(task_id="w", call_id="{{ params.call_id }}", deferrable=True, start_from_trigger=True)
+        RevoxCallSensor(task_id="w", call_id="{{ params.call_id }}", deferrable=True)
     task = DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task("w")
     assert task.start_from_trigger is True
     assert task.start_trigger_args.trigger_cls == PUBLIC + "RevoxCallTrigger"
@@ -100,9 +99,7 @@ def test_the_start_survives_dag_serialization() -> None:
 
 
 def test_the_triggerer_renders_the_sensors_templates_into_the_trigger() -> None:
-    sensor = RevoxCallSensor(
-        task_id="w", call_id="{{ params.call_id }}", deferrable=True, start_from_trigger=True
-    )
+    sensor = RevoxCallSensor(task_id="w", call_id="{{ params.call_id }}", deferrable=True)
     trigger = RevoxCallTrigger(**sensor.start_trigger_args.trigger_kwargs)
     # What the triggerer does before run(): the task instance, then Airflow's own rendering.
     trigger.task_instance = SimpleNamespace(task=sensor, task_id="w")  # type: ignore[assignment]
@@ -112,15 +109,11 @@ def test_the_triggerer_renders_the_sensors_templates_into_the_trigger() -> None:
 
 
 def test_batch_and_campaign_sensors_start_in_the_triggerer() -> None:
-    batch = RevoxCallsSensor(
-        task_id="b", call_ids=["c-1", "c-2", "c-1"], deferrable=True, start_from_trigger=True
-    )
+    batch = RevoxCallsSensor(task_id="b", call_ids=["c-1", "c-2", "c-1"], deferrable=True)
     assert batch.start_from_trigger is True
     assert batch.start_trigger_args.trigger_cls == PUBLIC + "RevoxCallsTrigger"
     assert batch.start_trigger_args.trigger_kwargs["call_ids"] == ["c-1", "c-2"]
-    campaign = RevoxCampaignSensor(
-        task_id="c", campaign_id="camp-1", deferrable=True, start_from_trigger=True, timeout=60
-    )
+    campaign = RevoxCampaignSensor(task_id="c", campaign_id="camp-1", deferrable=True, timeout=60)
     assert campaign.start_from_trigger is True
     assert campaign.start_trigger_args.trigger_cls == PUBLIC + "RevoxCampaignTrigger"
     assert campaign.start_trigger_args.trigger_kwargs == {
@@ -139,21 +132,20 @@ def test_what_a_trigger_cannot_be_given_starts_on_a_worker() -> None:
         deferrable=True,
         max_ids_in_xcom=2,
         ids_path="/tmp/x",
-        start_from_trigger=True,
     )
-    by_default = RevoxCallSensor(task_id="o", call_id="c-1", deferrable=True)  # opt in, for now
-    not_deferred = RevoxCallSensor(task_id="p", call_id="c-1", start_from_trigger=True)
+    opted_out = RevoxCallSensor(task_id="o", call_id="c-1", deferrable=True, start_from_trigger=False)
+    not_deferred = RevoxCallSensor(task_id="p", call_id="c-1")
     # An explicit timeout is turned into the trigger's real-time deadline on a worker.
-    timed = RevoxCallSensor(task_id="t", call_id="c-1", deferrable=True, timeout=600, start_from_trigger=True)
-    sensors = [many, by_default, not_deferred, timed]
+    timed = RevoxCallSensor(task_id="t", call_id="c-1", deferrable=True, timeout=600)
+    sensors = [many, opted_out, not_deferred, timed]
     assert [sensor.start_from_trigger for sensor in sensors] == [False, False, False, False]
 
 
 def test_without_the_feature_every_sensor_starts_on_a_worker(without_start_from_trigger: None) -> None:
     sensors = [
-        RevoxCallSensor(task_id="w", call_id="c-1", deferrable=True, start_from_trigger=True),
-        RevoxCallsSensor(task_id="b", call_ids=["c-1"], deferrable=True, start_from_trigger=True),
-        RevoxCampaignSensor(task_id="c", campaign_id="camp-1", deferrable=True, start_from_trigger=True),
+        RevoxCallSensor(task_id="w", call_id="c-1", deferrable=True),
+        RevoxCallsSensor(task_id="b", call_ids=["c-1"], deferrable=True),
+        RevoxCampaignSensor(task_id="c", campaign_id="camp-1", deferrable=True),
     ]
     assert [sensor.start_from_trigger for sensor in sensors] == [False, False, False]
     assert [sensor.start_trigger_args for sensor in sensors] == [None, None, None]
@@ -172,7 +164,10 @@ async def test_the_call_trigger_ends_the_task_with_the_summary_as_its_xcom(sim: 
     assert ended[0].xcoms == {
         "return_value": plain[0].payload["summary"],
         "revox_call_link": {"call_id": call_id, "url": url},
+        # What the api-server reads for the extra link: no worker's task runner stores it here.
+        "_link_RevoxCallLink": url,
     }
+    assert RevoxCallLink().xcom_key in ended[0].xcoms
     assert ended[0].xcoms["return_value"]["status"] == "completed"
     assert ended[0].xcoms["return_value"]["outcome"] == "interested"
 
@@ -300,5 +295,6 @@ async def test_the_xcoms_go_through_the_triggerers_xcom_channel_as_a_workers_do(
     assert [(key, where) for key, _, where in pushed] == [
         ("return_value", {"dag_id": "d", "task_id": "w", "run_id": "r", "map_index": -1}),
         ("revox_call_link", {"dag_id": "d", "task_id": "w", "run_id": "r", "map_index": -1}),
+        ("_link_RevoxCallLink", {"dag_id": "d", "task_id": "w", "run_id": "r", "map_index": -1}),
     ]
     assert pushed[0][1]["call_id"] == call_id and pushed[0][1]["status"] == "completed"
