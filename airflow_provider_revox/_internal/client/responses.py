@@ -290,9 +290,9 @@ def digest_turn() -> asyncio.Lock:
 
     Handing the loop back between slices is not enough on its own: sixteen searches answered
     together would each run a slice in every turn of the loop, and a timer waits for all of
-    them. Holding this lock across its slices, one page is digested at a time, so a turn of
-    the loop runs one slice, whatever the number of requests in flight. Not reentrant: a
-    holder must not digest another page inside.
+    them. Holding this lock across its slices, one page is read at a time, so a turn of the
+    loop runs one slice of a page read, whatever the number of requests in flight. Not
+    reentrant: a holder must not read another page inside.
     """
     loop = asyncio.get_running_loop()
     lock = _turns.get(loop)
