@@ -271,7 +271,11 @@ async def apage_from(response: httpx.Response, secrets: Sequence[str]) -> CallPa
     Raises:
         RevoxResponseError: the body is not a page of call orders.
     """
-    async with digest_turn():
+    lock, holder = digest_turn(), _TURN_HOLDER.get()
+    held = holder is not None and lock in holder
+    if not held:
+        await lock.acquire()
+    try:
         with collector_paused():
             payload, items = _page_items(response, secrets)
             calls = []
@@ -280,7 +284,16 @@ async def apage_from(response: httpx.Response, secrets: Sequence[str]) -> CallPa
                 if index % PAGE_SLICE == PAGE_SLICE - 1:
                     await asyncio.sleep(0)
             return _page(payload, calls)
+    finally:
+        if holder is None:
+            lock.release()
+        elif not held:
+            holder.append(lock)
 
+
+#: Set by :func:`turn_held` in the current task: the turn a page read takes is given back by the
+#: holder, once the page's orders are handed over, not when the page is read.
+_TURN_HOLDER: ContextVar[list[asyncio.Lock] | None] = ContextVar("revox_turn_holder", default=None)
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -299,6 +312,23 @@ def digest_turn() -> asyncio.Lock:
     if lock is None:
         lock = _turns[loop] = asyncio.Lock()
     return lock
+
+
+@contextmanager
+def turn_held() -> Iterator[None]:
+    """Keep the turn a page read takes (:func:`digest_turn`) inside this block until it ends.
+
+    For a caller that hands the page's orders over right after reading it: no other page is read
+    in between, so pages read do not pile up waiting for their turn while holding their orders.
+    """
+    holder: list[asyncio.Lock] = []
+    token = _TURN_HOLDER.set(holder)
+    try:
+        yield
+    finally:
+        _TURN_HOLDER.reset(token)
+        for lock in holder:
+            lock.release()
 
 
 def _page_items(response: httpx.Response, secrets: Sequence[str]) -> tuple[dict[str, Any], list[Any]]:

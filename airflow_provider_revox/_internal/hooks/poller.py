@@ -188,8 +188,9 @@ class CallPoller:
 
     async def _fetch_chunk(self, ids: list[str], run: _Round) -> None:
         found: dict[str, Call] | None = None
-        # From reading the page to dropping it, no collection: see responses.collector_paused.
-        with responses.collector_held():
+        # From reading the page to dropping it, no collection (see responses.collector_paused)
+        # and no other page read (see responses.digest_turn).
+        with responses.collector_held(), responses.turn_held():
             async with run.gate:
                 if run.rejected is not None:
                     # Every other request would be refused the same way: don't send them.
@@ -208,9 +209,7 @@ class CallPoller:
             if found:
                 # Each order leaves the page as it is handed over, and the loop is handed back
                 # every SETTLE_SLICE orders: digesting a whole page at once held the triggerer's
-                # loop for tens of milliseconds on a busy machine. No wait for a turn here (pages
-                # are read one at a time, see responses.digest_turn): a page read waits for no
-                # one between its reading and its orders being handed over, and is dropped.
+                # loop for tens of milliseconds on a busy machine.
                 for index, call_id in enumerate(list(found)):
                     run.put(call_id, found.pop(call_id))
                     if index % SETTLE_SLICE == SETTLE_SLICE - 1:

@@ -289,6 +289,36 @@ def test_pages_read_together_are_digested_one_at_a_time_one_slice_per_turn_of_th
     ]
 
 
+def test_a_turn_held_keeps_other_page_reads_waiting_until_the_orders_are_handed_over() -> None:
+    import asyncio
+
+    from airflow_provider_revox._internal.client import responses
+
+    body = json.dumps({"calls": [{"id": f"c{i}", "status": "calling"} for i in range(3)]}).encode()
+    events: list[str] = []
+
+    async def holder() -> None:
+        with responses.turn_held():
+            await responses.apage_from(response(body), ())
+            await responses.apage_from(response(body), ())  # a second read in the block: no deadlock
+            events.append("read")
+            for _ in range(5):
+                await asyncio.sleep(0)  # handing the orders over
+            events.append("handed over")
+
+    async def other() -> None:
+        await asyncio.sleep(0)
+        await responses.apage_from(response(body), ())
+        events.append("other read")
+
+    async def both() -> None:
+        await asyncio.gather(holder(), other())
+        assert not responses.digest_turn().locked()
+
+    asyncio.run(both())
+    assert events == ["read", "handed over", "other read"]
+
+
 def test_the_collector_pause_restores_what_it_found() -> None:
     import gc
 
