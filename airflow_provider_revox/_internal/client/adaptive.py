@@ -12,14 +12,12 @@ more, so a fleet converges to the account's limit and to fair shares without a c
   lower of its allowed rate and its measured send rate, so a process that was mostly idle is
   not left with a rate it never used), never below :data:`MIN_RATE`. A 429 answering a request
   sent before the last cut does not cut again: it is the same overload, already answered.
-* Every accepted answer then moves the rate up from the cut rate by an amount that depends only on
-  the time since the cut, the same for every process whatever its rate, up to the ceiling:
-  :data:`ADDITIVE_INCREASE` per :data:`RECOVERY_SECONDS` at first, then faster the longer the API
-  goes on accepting (the pace grows e-fold every :data:`RECOVERY_SECONDS`), so that a process
-  alone against a high limit still finds its way back up within minutes. Growth that does not
-  depend on the rate is what makes unequal shares converge (additive increase, multiplicative
-  decrease: a cut takes more from a large share than from a small one, and both climb back
-  alike); growth in proportion to the rate kept a process that a run of 429s left small behind.
+* Every accepted answer then moves the rate up a straight line from the cut rate, up to the
+  ceiling: in :data:`RECOVERY_SECONDS` it regains what the cut took plus
+  :data:`ADDITIVE_INCREASE`, and goes on at that slope. The part in proportion to the rate lets a
+  process recover as fast from a cut at 500 requests per second as at 5; the part every process
+  shares (the same requests per second for all) is what makes unequal shares converge: a process
+  left with a small share after a run of 429s climbs back at nearly the pace of a large one.
 
 Nothing here reads a clock or sleeps: every moment is passed in (``now``), so the rules are
 tested on invented times. :mod:`airflow_provider_revox._internal.client.ratelimit` holds the
@@ -33,29 +31,16 @@ from collections import deque
 
 #: A 429 multiplies the rate this process was sending by this.
 DECREASE_FACTOR = 0.5
-#: The time scale of the growth after a cut: its pace grows e-fold every this many seconds.
+#: Seconds for the rate to regain what a cut took, plus :data:`ADDITIVE_INCREASE`.
 RECOVERY_SECONDS = 60.0
-#: Requests per second per :data:`RECOVERY_SECONDS` every process regains at first after a cut.
+#: Requests per second every process gains per :data:`RECOVERY_SECONDS` on top of what its cut took.
 ADDITIVE_INCREASE = 6.0
 #: The rate is never cut below this many requests per second (unless the ceiling is lower).
 MIN_RATE = 0.5
-#: Spans of :data:`RECOVERY_SECONDS` past which the growth stops rising (far above any real rate).
-MAX_GROWTH_SPANS = 60.0
 #: Seconds of sends the measured send rate looks back on.
 METER_WINDOW = 2.0
 #: The measured rate of a process younger than this is taken over this span, not a shorter one.
 METER_MIN_SPAN = 0.1
-
-
-def growth(elapsed: float) -> float:
-    """Requests per second a process regains ``elapsed`` seconds after its last cut.
-
-    The same for every process, whatever its rate: :data:`ADDITIVE_INCREASE` per
-    :data:`RECOVERY_SECONDS` at first, the pace growing e-fold every such span.
-    """
-    # Past a few hundred spans the rate is far above any ceiling; capped, exp cannot overflow.
-    span = min(max(0.0, elapsed) / RECOVERY_SECONDS, MAX_GROWTH_SPANS)
-    return ADDITIVE_INCREASE * math.expm1(span)
 
 
 class SendMeter:
@@ -135,11 +120,12 @@ class AdaptiveRate:
         return True
 
     def accepted(self, now: float) -> None:
-        """An answer other than a 429 came at ``now``: move the rate up its curve, up to the ceiling."""
+        """An answer other than a 429 came at ``now``: move the rate up its line, up to the ceiling."""
         if not self.adaptive or self.before_cut is None:
             return
-        low = max(min(MIN_RATE, self.ceiling), self.before_cut * DECREASE_FACTOR)
-        self.rate = min(self.ceiling, max(self.rate, low + growth(now - self.last_cut)))
+        low = self.before_cut * DECREASE_FACTOR
+        slope = (self.before_cut - low + ADDITIVE_INCREASE) / RECOVERY_SECONDS
+        self.rate = min(self.ceiling, max(self.rate, low + slope * max(0.0, now - self.last_cut)))
 
     def __repr__(self) -> str:
         return f"AdaptiveRate(rate={self.rate:g}, ceiling={self.ceiling:g}, adaptive={self.adaptive})"

@@ -66,9 +66,6 @@ class TokenBucket:
         self._tokens = self._current_burst()
         self._updated = clock()
         self._paused_until = -math.inf
-        #: Seconds of pause added so far: a caller already given a slot moves it back by what was
-        #: added since, so the callers queued behind a 429 keep their spacing after the pause.
-        self._shifted = 0.0
 
     def _configure(self, rate: float, burst: float | None) -> None:
         if not (isinstance(rate, int | float) and not math.isnan(rate) and rate > 0):
@@ -123,18 +120,17 @@ class TokenBucket:
             self._tokens = min(self._current_burst(), self._tokens + earned)
         self._updated = max(self._updated, now)
 
-    def _reserve(self) -> tuple[float, float, float]:
-        """Take a slot: (seconds to wait, the slot's moment, the pause added so far)."""
+    def _reserve(self) -> tuple[float, float]:
         with self._lock:
             now = self._clock()
             self._refill(now)
             start = max(now, self._paused_until)
             rate = self._adaptive.rate
             if not math.isfinite(rate):
-                return start - now, start, self._shifted
+                return start - now, self._paused_until
             self._tokens -= 1.0
             owed = -self._tokens / rate if self._tokens < 0 else 0.0
-            return start - now + owed, start + owed, self._shifted
+            return start - now + owed, self._paused_until
 
     def reserve(self) -> float:
         """Take one token now and return how many seconds to wait before using it.
@@ -148,36 +144,33 @@ class TokenBucket:
         with self._lock:
             return max(0.0, self._paused_until - self._clock())
 
-    def _moved(self, slot: float, shifted: float) -> tuple[float, float, float]:
-        # Only pause added after the caller's reservation moves its slot: a pause it already
-        # waited out (or was told to, by a sleep that returns at once) does not. Every queued
-        # caller moves by the same amount, so they do not all go at once when the pause ends
-        # (a burst that met the same overload and was refused again).
+    def _new_pause(self, seen: float) -> tuple[float, float]:
+        # Only a pause imposed after the caller's reservation holds it again: one it already
+        # waited out (or was told to, by a sleep that returns at once) does not.
         with self._lock:
-            if self._shifted == shifted:
-                return 0.0, slot, shifted
-            slot += self._shifted - shifted
-            return max(0.0, slot - self._clock()), slot, self._shifted
+            if self._paused_until <= seen:
+                return 0.0, seen
+            return max(0.0, self._paused_until - self._clock()), self._paused_until
 
     def acquire(self, sleep: Callable[[float], None] = time.sleep) -> float:
         """Block the calling thread until a request may go out; return the seconds waited."""
         waited = 0.0
-        wait, slot, shifted = self._reserve()
+        wait, seen = self._reserve()
         while wait > 0:
             sleep(wait)
             waited += wait
             # A 429 seen by another caller while this one slept holds it too.
-            wait, slot, shifted = self._moved(slot, shifted)
+            wait, seen = self._new_pause(seen)
         return waited
 
     async def aacquire(self, asleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> float:
         """Wait on the running event loop until a request may go out; return the seconds waited."""
         waited = 0.0
-        wait, slot, shifted = self._reserve()
+        wait, seen = self._reserve()
         while wait > 0:
             await asleep(wait)
             waited += wait
-            wait, slot, shifted = self._moved(slot, shifted)
+            wait, seen = self._new_pause(seen)
         return waited
 
     def sent(self) -> float:
@@ -200,10 +193,7 @@ class TokenBucket:
             self._adaptive.throttled(now, now if sent_at is None else sent_at, self._meter.rate(now))
             self._tokens = min(self._tokens, 0.0)
             if retry_after is not None and retry_after > 0:
-                end = now + min(retry_after, MAX_PAUSE_SECONDS)
-                if end > self._paused_until:
-                    self._shifted += end - max(now, self._paused_until)
-                    self._paused_until = end
+                self._paused_until = max(self._paused_until, now + min(retry_after, MAX_PAUSE_SECONDS))
 
     def on_success(self) -> None:
         """Record an answer that was not a 429: let the rate grow back towards the ceiling."""

@@ -154,35 +154,9 @@ def test_the_rate_grows_back_with_time_while_answers_are_accepted() -> None:
         clock.sleep(adaptive.RECOVERY_SECONDS / 2)
         bucket.on_success()
         seen.append(bucket.rate)
-    # It regains the same whatever it was sending, never passing the ceiling.
-    first = 10.0 + adaptive.growth(adaptive.RECOVERY_SECONDS / 2)
-    assert seen == pytest.approx([first, 20.0, 20.0, 20.0, 20.0])
-    assert 10.0 < first < 20.0
-
-
-def test_callers_queued_when_a_pause_comes_keep_their_spacing_after_it() -> None:
-    """Four coroutines of one triggerer queued at 5/s, then a 429 pauses the bucket: after the
-    pause they go one by one as before, not all at once into the same overload."""
-    clock = FakeClock()
-    bucket = TokenBucket(5, burst=1, clock=clock)
-    start = clock.now
-    slots = []
-    for _ in range(4):
-        wait, slot, shifted = bucket._reserve()
-        slots.append((clock.now + wait, slot, shifted))
-    assert [at - start for at, _, _ in slots] == pytest.approx([0.0, 0.2, 0.4, 0.6])
-    clock.sleep(0.1)
-    bucket.on_throttled(retry_after=0.5)
-    moved = []
-    for at, slot, shifted in slots[1:]:
-        clock.now = max(clock.now, at)  # each wakes at its slot and learns of the pause
-        wait, _, _ = bucket._moved(slot, shifted)
-        moved.append(clock.now + wait - start)
-    # Each slot moved by the pause's 0.5 s: still 0.2 s apart.
-    assert moved == pytest.approx([0.7, 0.9, 1.1])
-    # A longer Retry-After while paused moves them by the extension only.
-    bucket.on_throttled(retry_after=1.0)
-    assert bucket.pause_left() == pytest.approx(1.0)
+    # In RECOVERY_SECONDS the rate regains what the cut took plus ADDITIVE_INCREASE, never passing
+    # the ceiling.
+    assert seen == pytest.approx([10.0 + (10.0 + adaptive.ADDITIVE_INCREASE) / 2, 20.0, 20.0, 20.0, 20.0])
 
 
 def test_a_pause_reaches_callers_already_waiting() -> None:
