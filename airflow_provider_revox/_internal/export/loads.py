@@ -50,7 +50,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_revox._internal.export.staging import MANIFEST, SUCCESS_MARKER, Staging, read_published
+from airflow_provider_revox._internal.export.staging import (
+    MANIFEST,
+    SUCCESS_MARKER,
+    Staging,
+    read_published,
+    write_manifest,
+)
 from airflow_provider_revox._internal.waiting.cursor import Watermark, later_mark
 
 if TYPE_CHECKING:
@@ -133,9 +139,17 @@ def _read_table(base: ObjectStoragePath) -> list[dict[str, Any]]:
     return _parse_table(data)
 
 
-def load_entry(manifest: Mapping[str, Any], published_at: str) -> dict[str, Any]:
-    """The line of ``_loads.jsonl`` for a load whose manifest is ``manifest``."""
-    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+def load_entry(
+    manifest: Mapping[str, Any], published_at: str, manifest_sha256: str | None = None
+) -> dict[str, Any]:
+    """The line of ``_loads.jsonl`` for a load whose manifest is ``manifest``.
+
+    ``manifest_sha256`` is the sha256 of the manifest's published bytes when the caller has it
+    (they are not encoded again); otherwise it is computed here.
+    """
+    if manifest_sha256 is None:
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
     files = manifest.get("files", [])
     documents = sum(1 for entry in files if str(entry.get("path", "")).startswith("calls/"))
     marks = {"watermarks": manifest["watermarks"]} if manifest.get("watermarks") else {}
@@ -146,7 +160,7 @@ def load_entry(manifest: Mapping[str, Any], published_at: str) -> dict[str, Any]
         "calls": counted if isinstance(counted := manifest.get("calls"), int) else documents,
         "files": len(files),
         "rows": {str(entry["path"]).rsplit(".", 1)[0]: entry["rows"] for entry in files if "rows" in entry},
-        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "manifest_sha256": manifest_sha256,
     }
 
 
@@ -232,22 +246,24 @@ class LoadStaging(Staging):
             raise RuntimeError("staging used after commit or discard")
         manifest = self.manifest()
         tree = self._tmpdir / "tree"
-        for relative, local in list(self._staged.items()):
-            target = tree / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(local, target)
+        made: set[str] = set()
+        for relative, number in list(self._staged.items()):
+            # Plain strings, and each folder made once: ten thousand call documents share one.
+            folder, _, _ = relative.rpartition("/")
+            if folder not in made:
+                (tree / folder).mkdir(parents=True, exist_ok=True)
+                made.add(folder)
+            os.replace(self._local_file(relative, number), f"{tree}/{relative}")
             del self._staged[relative]
-        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-        (tree / MANIFEST).write_bytes(manifest_bytes)
-        marker = hashlib.sha256(manifest_bytes).hexdigest() + "\n"
-        (tree / SUCCESS_MARKER).write_text(marker, encoding="utf-8")
+        sha256 = write_manifest(manifest, tree / MANIFEST)
+        (tree / SUCCESS_MARKER).write_text(sha256 + "\n", encoding="utf-8")
         final = Path(self.base.path, self.load.name)
         with self._publish_lock():
             if final.exists():
                 # A rerun of this DAG run: its earlier load goes aside, the new one takes its name.
                 os.replace(final, self._tmpdir / "replaced")
             os.replace(tree, final)
-            self._list(manifest)
+            self._list(manifest, sha256)
         self._cleanup()
         return manifest
 
@@ -265,10 +281,10 @@ class LoadStaging(Staging):
         self._list(manifest)
         return manifest
 
-    def _list(self, manifest: Mapping[str, Any]) -> None:
+    def _list(self, manifest: Mapping[str, Any], manifest_sha256: str | None = None) -> None:
         """Put the load's line in ``_loads.jsonl`` (replacing its own earlier line), atomically."""
         entries = [e for e in _read_table(self.base) if e["folder"] != self.load.name]
-        entries.append(load_entry(manifest, _now(self._clock)))
+        entries.append(load_entry(manifest, _now(self._clock), manifest_sha256))
         data = _table_bytes(entries)
         if self._local:
             assert self._tmpdir is not None

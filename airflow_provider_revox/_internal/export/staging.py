@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,8 @@ LEASE_FILE = "lease.json"
 # Marks a staging root this package created (a user's own folder of that name has none).
 _ROOT_MARK = ".created-by-revox-export"
 _HASH_CHUNK = 1 << 20
+#: Characters of a manifest's text encoded, hashed and written at a time.
+_MANIFEST_BLOCK = 1 << 16
 
 
 def storage_uri(path: ObjectStoragePath) -> str:
@@ -82,6 +84,35 @@ def _sha256(path: Path) -> str:
     with path.open("rb") as file:
         while chunk := file.read(_HASH_CHUNK):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(manifest: Mapping[str, Any], path: Path) -> str:
+    """Write ``manifest`` to ``path`` as the set publishes it; return the sha256 of its bytes.
+
+    The bytes are ``json.dumps(manifest, indent=2, sort_keys=True) + "\\n"``, encoded and hashed
+    a block at a time: the whole text of a 10,000-file manifest (and the thousands of pieces
+    the encoder joins it from) never sits in memory beside the manifest itself.
+    """
+    digest = hashlib.sha256()
+    pieces: list[str] = []
+    size = 0
+    with path.open("wb") as file:
+
+        def flush() -> None:
+            data = "".join(pieces).encode()
+            digest.update(data)
+            file.write(data)
+            pieces.clear()
+
+        for piece in json.JSONEncoder(indent=2, sort_keys=True).iterencode(manifest):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= _MANIFEST_BLOCK:
+                flush()
+                size = 0
+        pieces.append("\n")
+        flush()
     return digest.hexdigest()
 
 
@@ -162,7 +193,9 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
         self.destination = destination
         self._local = is_local(destination)
         self._lock = threading.Lock()
-        self._staged: dict[str, Path] = {}
+        #: Each staged relative path and the number of its local file (see :meth:`_local_file`):
+        #: a small int per file, where a Path object cost half a kilobyte per call of an export.
+        self._staged: dict[str, int] = {}
         self._rows: dict[str, int] = {}
         #: Calls the set holds, when it has no call documents to count them by.
         self.calls: int | None = None
@@ -203,12 +236,18 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
                 raise RuntimeError("staging used after commit or discard")
             local = self._tmpdir / f"{self._count}-{parts[-1]}"
             previous = self._staged.pop(relative, None)
-            self._staged[relative] = local
+            self._staged[relative] = self._count
             if self._lease is not None:
                 self._lease.renew(every=self._stale_after / 10)
         if previous is not None:
-            previous.unlink(missing_ok=True)
+            self._local_file(relative, previous).unlink(missing_ok=True)
         return local
+
+    def _local_file(self, relative: str, number: int) -> Path:
+        """The local file of ``relative``, staged as the ``number``-th file."""
+        if self._tmpdir is None:
+            raise RuntimeError("staging used after commit or discard")
+        return self._tmpdir / f"{number}-{PurePosixPath(relative).name}"
 
     def set_rows(self, relative: str, rows: int) -> None:
         """Record the number of rows of a staged table, for the manifest."""
@@ -217,7 +256,8 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
     def manifest(self) -> dict[str, Any]:
         """The manifest of what is staged now: every file, by path (so a rerun writes the same bytes)."""
         files = []
-        for relative, local in sorted(self._staged.items()):
+        for relative, number in sorted(self._staged.items()):
+            local = self._local_file(relative, number)
             entry: dict[str, Any] = {
                 "path": relative,
                 "bytes": local.stat().st_size,
@@ -234,16 +274,13 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
         if self._tmpdir is None:
             raise RuntimeError("staging used after commit or discard")
         manifest = self.manifest()
-        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-        (manifest_local := self._tmpdir / MANIFEST).write_bytes(manifest_bytes)
-        (success_local := self._tmpdir / SUCCESS_MARKER).write_text(
-            hashlib.sha256(manifest_bytes).hexdigest() + "\n", encoding="utf-8"
-        )
+        sha256 = write_manifest(manifest, manifest_local := self._tmpdir / MANIFEST)
+        (success_local := self._tmpdir / SUCCESS_MARKER).write_text(sha256 + "\n", encoding="utf-8")
         with self._publish_lock():
             previous = self._published_paths()
             self._remove(SUCCESS_MARKER)
-            for relative, local in list(self._staged.items()):
-                self._publish(local, relative)
+            for relative, number in list(self._staged.items()):
+                self._publish(self._local_file(relative, number), relative)
                 del self._staged[relative]
             self._publish(manifest_local, MANIFEST)
             listed = {entry["path"] for entry in manifest["files"]}
@@ -322,8 +359,9 @@ class Staging(contextlib.AbstractContextManager["Staging"]):
 
     def discard(self) -> None:
         """Delete every staged file; nothing at the destination changes."""
-        for local in self._staged.values():
-            local.unlink(missing_ok=True)
+        if self._tmpdir is not None:
+            for relative, number in self._staged.items():
+                self._local_file(relative, number).unlink(missing_ok=True)
         self._staged.clear()
         self._cleanup()
 

@@ -144,6 +144,8 @@ class CallEndpoints(HookCore):
 
         def _call_from(self, response: httpx.Response, call_id: str | None = None) -> Call: ...
         def _page_from(self, response: httpx.Response) -> CallPage: ...
+
+        async def _apage_from(self, response: httpx.Response) -> CallPage: ...
         def get_call(self, call_id: str) -> Call: ...
         async def aget_call(self, call_id: str) -> Call: ...
 
@@ -288,7 +290,7 @@ class CallEndpoints(HookCore):
     ) -> CallPage:
         """Async twin of :meth:`search_calls`."""
         kwargs = search_args(call_ids, page, page_size, filters)
-        return self._page_from(await self._arequest("POST", SEARCH_CALLS_ENDPOINT, **kwargs))
+        return await self._apage_from(await self._arequest("POST", SEARCH_CALLS_ENDPOINT, **kwargs))
 
     def iter_calls(
         self, call_ids: Sequence[str] | None = None, *, page_size: int = 100, **filters: Unpack[CallFilters]

@@ -188,8 +188,9 @@ class CallPoller:
 
     async def _fetch_chunk(self, ids: list[str], run: _Round) -> None:
         found: dict[str, Call] | None = None
-        # From reading the page to dropping it, no collection: see responses.collector_paused.
-        with responses.collector_held():
+        # From reading the page to dropping it, no collection (see responses.collector_paused)
+        # and no other page read (see responses.digest_turn).
+        with responses.collector_held(), responses.turn_held():
             async with run.gate:
                 if run.rejected is not None:
                     # Every other request would be refused the same way: don't send them.

@@ -290,6 +290,10 @@ class RevoxHook(WebhookEndpoints, CampaignEndpoints, HistoryEndpoints, BaseHook)
         self._check(response)
         return responses.page_from(response, self._secrets)
 
+    async def _apage_from(self, response: httpx.Response) -> CallPage:
+        self._check(response)
+        return await responses.apage_from(response, self._secrets)
+
     # -- endpoints ------------------------------------------------------------------------
 
     def get_call(self, call_id: str) -> Call:

@@ -346,7 +346,8 @@ class RevoxCallsToStorageOperator(BaseOperator):
         files = manifest["files"]
         count = call_documents(manifest)
         published = manifest.get("load") is not None
-        rows = {entry["path"]: entry.get("rows") for entry in files}
+        # The tables only: a dict over every file would hold an entry per call document.
+        rows = {entry["path"]: entry["rows"] for entry in files if "rows" in entry}
         tables = {name: f"{name}.{self.file_format}" for name in self.tables}
         self.log.info(
             "Wrote %d file(s) for %d call(s) under %s; rows: %s",

@@ -243,11 +243,11 @@ def test_a_retry_after_its_load_was_published_replaces_that_load_instead_of_addi
     real_list = LoadStaging._list
     tries: list[str] = []
 
-    def list_fails_once(self: LoadStaging, manifest: Any) -> None:
+    def list_fails_once(self: LoadStaging, manifest: Any, *more: Any) -> None:
         tries.append(self.load.name)
         if len(tries) == 1:  # the folder is in place; the task dies before it is listed
             raise OSError("the worker went away")
-        real_list(self, manifest)
+        real_list(self, manifest, *more)
 
     monkeypatch.setattr(LoadStaging, "_list", list_fails_once)
     source = export_dag(

@@ -334,3 +334,58 @@ def test_a_folder_of_that_name_we_did_not_create_is_never_deleted(tmp_path: Path
     assert (own / "notes" / "todo.txt").read_text() == "mine"
     assert sorted(p.name for p in own.iterdir()) == ["notes", "plan.txt"]
     assert reader_view(destination) == OLD
+
+
+# -- memory per staged file ------------------------------------------------------------------
+
+
+def test_a_staged_file_costs_the_staging_little_memory_until_it_is_published(tmp_path: Path) -> None:
+    # An export of 10,000 calls stages 10,000 documents: what the staging keeps per file is part
+    # of the export's memory per call (a Path per file was half a kilobyte).
+    import tracemalloc
+
+    destination = ObjectStoragePath(f"file://{tmp_path}/out")
+    with Staging(destination) as staging:
+        names = [f"calls/call-{i:05d}.json" for i in range(3000)]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for name in names:
+                staging.stage(name).touch()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert kept / len(names) < 150
+        staging.stage(names[0]).write_bytes(b"again")  # restaged: the earlier file goes
+        manifest = staging.commit()
+    assert [entry["path"] for entry in manifest["files"]] == sorted(names)
+    assert (tmp_path / "out" / names[0]).read_bytes() == b"again"
+    assert sum(1 for _ in (tmp_path / "out" / "calls").iterdir()) == len(names)
+    assert not (tmp_path / "out" / STAGING_DIR).exists()
+
+
+def test_a_discarded_staging_deletes_its_staged_files(tmp_path: Path) -> None:
+    destination = ObjectStoragePath(f"file://{tmp_path}/out")
+    staging = Staging(destination)
+    local = staging.stage("calls/c1.json")
+    local.write_text("x")
+    staging.discard()
+    assert not local.exists()
+    assert not (tmp_path / "out").joinpath("calls").exists()
+
+
+def test_the_manifest_is_written_as_json_dumps_writes_it_and_its_sha256_is_of_those_bytes(
+    tmp_path: Path,
+) -> None:
+    from airflow_provider_revox._internal.export.staging import write_manifest
+
+    manifest = {
+        "version": 1,
+        "files": [{"path": f"calls/c{i}.json", "bytes": i, "sha256": "ab" * 32} for i in range(5000)],
+        "load": {"folder": "load=x", "note": "é ✓"},
+    }
+    sha256 = write_manifest(manifest, tmp_path / "m.json")
+    data = (tmp_path / "m.json").read_bytes()
+    assert data == (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    assert sha256 == hashlib.sha256(data).hexdigest()
+    assert len(data) > 1 << 16  # written in several blocks

@@ -183,6 +183,142 @@ def test_a_page_of_orders_meets_no_garbage_collection_until_it_is_dropped() -> N
     assert len(page_from(response(body), ()).calls) == 2000 and gc.isenabled()
 
 
+def test_an_async_page_read_hands_the_loop_back_between_slices_and_reads_the_same_page() -> None:
+    # A page validated in one go held a triggerer's loop for tens of milliseconds.
+    import asyncio
+    import gc
+
+    from airflow_provider_revox._internal.client.responses import PAGE_SLICE, apage_from, page_from
+
+    order = {"status": "calling", "attempts": [{"status": "calling", "result": None}], "metadata": {"n": "1"}}
+    calls = [{**order, "id": f"call-{i}"} for i in range(10 * PAGE_SLICE)]
+    body = json.dumps({"calls": calls, "total_count": 5000}).encode()
+    ticks: list[int] = []
+
+    async def read() -> Any:
+        stop = False
+
+        async def ticker() -> None:
+            while not stop:
+                ticks.append(1)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        ticks.clear()
+        page = await apage_from(response(body), ())
+        stop = True
+        await task
+        return page
+
+    page = asyncio.run(read())
+    assert page == page_from(response(body), ())
+    assert page.total_count == 5000 and [c.id for c in page.calls] == [
+        f"call-{i}" for i in range(10 * PAGE_SLICE)
+    ]
+    # Other tasks ran between the slices (once after each, the last one included).
+    assert len(ticks) >= 10
+    assert gc.isenabled()
+    with pytest.raises(RevoxResponseError, match=r"calls\[3\]"):
+        bad = json.dumps({"calls": [*calls[:3], {"id": 5}]}).encode()
+        asyncio.run(apage_from(response(bad), ()))
+    with pytest.raises(RevoxResponseError, match="no 'calls' list"):
+        asyncio.run(apage_from(response(b'{"orders": []}'), ()))
+    assert gc.isenabled()
+
+
+def test_pages_read_together_are_digested_one_at_a_time_one_slice_per_turn_of_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sixteen searches answered together each ran a slice per turn of the loop: a timer waited
+    # for all sixteen. One page at a time, a turn of the loop runs one slice.
+    import asyncio
+
+    from airflow_provider_revox._internal.client import responses
+
+    order = {"status": "calling", "attempts": [{"status": "calling", "result": None}]}
+    bodies = [
+        json.dumps(
+            {"calls": [{**order, "id": f"p{page}-{i}"} for i in range(3 * responses.PAGE_SLICE)]}
+        ).encode()
+        for page in range(4)
+    ]
+    seen: list[str] = []
+    real_call_of = responses._call_of
+
+    def call_of(payload: Any) -> Any:
+        seen.append(payload["id"].split("-")[0])
+        return real_call_of(payload)
+
+    monkeypatch.setattr(responses, "_call_of", call_of)
+
+    async def read_all() -> list[Any]:
+        stop = False
+
+        async def ticker() -> None:
+            while not stop:
+                seen.append("tick")
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        pages = await asyncio.gather(*(responses.apage_from(response(body), ()) for body in bodies))
+        stop = True
+        await task
+        return pages
+
+    pages = asyncio.run(read_all())
+    assert [len(page.calls) for page in pages] == [3 * responses.PAGE_SLICE] * 4
+    runs: list[list[str]] = [[]]
+    for item in seen:
+        if item == "tick":
+            runs.append([])
+        else:
+            runs[-1].append(item)
+    slices = [run for run in runs if run]
+    # Between two turns of the ticker: one slice of one page, never slices of several pages.
+    assert all(len(run) <= responses.PAGE_SLICE and len(set(run)) == 1 for run in slices)
+    assert len(slices) == 4 * 3
+    # And the pages one after the other, not interleaved.
+    order_of_pages = [run[0] for run in slices]
+    assert order_of_pages == sorted(order_of_pages, key=order_of_pages.index)
+    assert [p for i, p in enumerate(order_of_pages) if i == 0 or p != order_of_pages[i - 1]] == [
+        "p0",
+        "p1",
+        "p2",
+        "p3",
+    ]
+
+
+def test_a_turn_held_keeps_other_page_reads_waiting_until_the_orders_are_handed_over() -> None:
+    import asyncio
+
+    from airflow_provider_revox._internal.client import responses
+
+    body = json.dumps({"calls": [{"id": f"c{i}", "status": "calling"} for i in range(3)]}).encode()
+    events: list[str] = []
+
+    async def holder() -> None:
+        with responses.turn_held():
+            await responses.apage_from(response(body), ())
+            await responses.apage_from(response(body), ())  # a second read in the block: no deadlock
+            events.append("read")
+            for _ in range(5):
+                await asyncio.sleep(0)  # handing the orders over
+            events.append("handed over")
+
+    async def other() -> None:
+        await asyncio.sleep(0)
+        await responses.apage_from(response(body), ())
+        events.append("other read")
+
+    async def both() -> None:
+        await asyncio.gather(holder(), other())
+        assert not responses.digest_turn().locked()
+
+    asyncio.run(both())
+    assert events == ["read", "handed over", "other read"]
+
+
 def test_the_collector_pause_restores_what_it_found() -> None:
     import gc
 
