@@ -170,7 +170,8 @@ def run_webhooks(ctx: Context) -> dict[str, Any]:
         report["asset_id"] = asset_id = int(asset["id"])
         report["events_before"] = max((int(e["id"]) for e in asset_events(ctx, asset_id)), default=0)
         report["runs_before"] = [r["dag_run_id"] for r in _consumer_runs(ctx, set())]
-        report["refused_statuses"] = [_post_webhook(ctx, f"{ENDPOINT}?token={_wrong_token(stack.webhook_token)}")]
+        wrong = _wrong_token(stack.webhook_token)
+        report["refused_statuses"] = [_post_webhook(ctx, f"{ENDPOINT}?token={wrong}")]
         report["refused_statuses"].append(_post_webhook(ctx, ENDPOINT))
         report["refused_recorded"] = [
             e["id"] for e in asset_events(ctx, asset_id) if int(e["id"]) > report["events_before"]
