@@ -16,6 +16,9 @@ import pytest
 from tests.support.paths import ROOT
 
 SCRIPT = ROOT / "scripts" / "check-import-cycles"
+# grimp 3.20 needs Python 3.11: make lint runs the check on the project's .venv, not in the test
+# matrix's Python 3.10 cells.
+pytest.importorskip("grimp", reason="grimp (scripts/check-import-cycles) needs Python 3.11 or later")
 
 
 def checker() -> ModuleType:

@@ -299,7 +299,7 @@ def test_every_campaign_endpoint_parses_strictly_and_is_counted(sim: SimulatorHa
 
 
 def test_campaign_life_runs_on_a_scaled_clock() -> None:
-    """At 3,600x real time a campaign of short retries completes within seconds, polled over HTTP."""
+    """At 3,600x real time a campaign of short retries completes within 20 h of its clock, over HTTP."""
     window = {
         "calling_window_start_time": "00:00",
         "calling_window_end_time": "23:59",
@@ -310,12 +310,16 @@ def test_campaign_life_runs_on_a_scaled_clock() -> None:
         campaign = create(client, 3, call_retry_config=anytime)
         url = f"/campaigns/{campaign['id']}"
         client.post(f"{url}/launch-calls", json={"mode": "ai_first", "selection": EVERYONE})
-        deadline = time.monotonic() + 20
-        seen = set()
-        while time.monotonic() < deadline:
+        # A bound on the simulator's own clock: a loaded machine polls less often, and the
+        # campaign's course on that clock is the same (how many polls see it running is not).
+        deadline = sim.clock.now() + timedelta(hours=20)
+        seen: list[str] = []
+        while sim.clock.now() < deadline:
             status = client.get(url).json()["campaign"]["status"]
-            seen.add(status)
+            seen.append(status)
             if status == "completed":
                 break
             time.sleep(0.05)
-    assert seen == {"running", "completed"}
+    assert seen[-1] == "completed"
+    assert set(seen) <= {"running", "completed"}
+    assert seen == sorted(seen, key=["running", "completed"].index)

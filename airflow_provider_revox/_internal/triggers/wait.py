@@ -32,6 +32,8 @@ class WaitTrigger(BaseTrigger):
     pause: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
     #: Shortest sleep, in seconds; None means the provider's minimum (1 s).
     min_sleep: float | None = None
+    #: The real time (UTC) the real-time stop is checked against; tests hand in their own clock.
+    utcnow: Callable[[], datetime] = staticmethod(_utcnow)
 
     def __init__(self, *shared: Any) -> None:
         # The kwargs both triggers take, in their order: see the subclasses' docstrings.
@@ -85,7 +87,7 @@ class WaitTrigger(BaseTrigger):
         lefts = [rounds.real_left(limit, now, clock) if not self.deadline_fixed else None]
         stop = self._real_stop()
         if stop is not None:
-            lefts.append(max((stop - _utcnow()).total_seconds(), 0.0))
+            lefts.append(max((stop - self.utcnow()).total_seconds(), 0.0))
         known = [left for left in lefts if left is not None]
         return min(known) if known else None
 
@@ -103,7 +105,7 @@ class WaitTrigger(BaseTrigger):
     def _passed(self, limit: datetime | None, now: datetime) -> datetime | None:
         """The limit that has passed (real stop first, then the derived deadline), or None."""
         stop = self._real_stop()
-        if stop is not None and _utcnow() >= stop:
+        if stop is not None and self.utcnow() >= stop:
             return stop
         if not self.deadline_fixed and limit is not None and now >= limit:
             return limit

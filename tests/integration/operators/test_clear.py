@@ -1,10 +1,15 @@
-"""What a clear does to a placement, the same on Airflow 3.2, 3.3 and 3.4.
+"""What a clear does to a placement on Airflow 3.2, 3.3 and 3.4: the same outcome on each.
 
 A clear keeps the task's idempotency key unless the DAG gives a new one: with the same key the
 cleared task reattaches to the order its earlier run placed (nobody is called twice); with a
-new ``idempotency_key`` it places a new order, never reattaching to the old one. Airflow 3.3
-keeps the task state store across a clear, 3.4's clear discards it by default (``keep_task_state``
-keeps it): each test runs both ways, and on 3.2 (no store) both are the same.
+new ``idempotency_key`` it places a new order, never reattaching to the old one.
+
+What the cleared try finds in the task state store differs, and each test checks it:
+
+* 3.2 has no store (``none``): the new try finds its order by searching on its key;
+* 3.3's clear keeps the store (``kept``); ``discarded`` drops it as 3.4 does;
+* 3.4's clear archives the try and starts a new one (a row per try), and discards the store
+  unless the clear sets ``keep_task_state`` (``discarded`` is 3.4's default, ``kept`` the option).
 """
 
 from __future__ import annotations
@@ -34,19 +39,20 @@ def build():
 build()
 """
 STATES = ["kept", "discarded"] if compat.has_task_state_store() else ["none"]
-#: On Airflow 3.4 the helper's in-process rerun of a cleared task instance collides with 3.4's
-#: task_instance rows per try (a UNIQUE constraint on try_number): the harness, not the provider.
-pytestmark = pytest.mark.xfail(
-    compat.airflow_version().startswith("3.4"),
-    reason="tests/support/clearing.py cannot yet rerun a cleared task instance on Airflow 3.4",
-    strict=False,
-)
 
 
 def set_key(name: str, value: str) -> None:
     from airflow.models.variable import Variable
 
     Variable.set(name, value)
+
+
+def assert_store_as_cleared(stored: list[str], state: str) -> None:
+    """The cleared try starts with the first try's records when the store is kept, none otherwise."""
+    if state == "kept":
+        assert stored and all(key.startswith("revox_") for key in stored), stored
+    else:
+        assert stored == []
 
 
 def first_run(run_dag: Callable[..., Any], dag_id: str, variable: str) -> tuple[Any, Path]:
@@ -68,8 +74,9 @@ def test_a_clear_with_a_new_key_places_a_new_order_never_the_old_cancelled_one(
         hook.cancel_call(old)
 
     set_key(variable, "confirm-2026-01-05-again")
-    ti = clear_and_rerun(path, dag_id, run.run_id, "call", discard_state=state == "discarded")
+    ti, stored = clear_and_rerun(path, dag_id, run.run_id, "call", discard_state=state == "discarded")
 
+    assert_store_as_cleared(stored, state)
     assert ti.state == "success" and ti.try_number == 2
     new = ti.xcom_pull(task_ids="call") if hasattr(ti, "xcom_pull") else None
     placed = revox_simulator.engine.call_ids()
@@ -91,8 +98,9 @@ def test_a_clear_with_the_same_key_reattaches_to_the_order_it_placed(
     run, path = first_run(run_dag, dag_id, variable)
     (placed,) = revox_simulator.engine.call_ids()
 
-    ti = clear_and_rerun(path, dag_id, run.run_id, "call", discard_state=state == "discarded")
+    ti, stored = clear_and_rerun(path, dag_id, run.run_id, "call", discard_state=state == "discarded")
 
+    assert_store_as_cleared(stored, state)
     assert ti.state == "success" and ti.try_number == 2
     assert revox_simulator.engine.call_ids() == [placed]
     assert revox_simulator.stats()["by_endpoint"]["POST /call"] == 1

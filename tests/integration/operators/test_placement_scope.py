@@ -16,7 +16,7 @@ import pendulum
 import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_revox._internal.core import durable
+from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.operators.placement import STATE_KEY, RevoxPlaceCallOperator
 from airflow_provider_revox.testing import SimulatorHandle
 from tests.integration.operators.test_placement_durable import DictStore, StubTI
@@ -197,6 +197,9 @@ def test_the_sensor_which_placed_nothing_never_cancels(
     assert "POST /call/{id}/cancel" not in endpoints(revox_simulator)
 
 
+@pytest.mark.skipif(
+    not compat.has_task_state_store(), reason=compat.needs_airflow_3_3("The task state store")
+)
 def test_airflows_deferral_timeout_cancels_the_order(revox_conn: SimulatorHandle) -> None:
     # Airflow's own deferral timeout resumes the task with __fail__: no event, the trigger's
     # on_kill skipped. A fresh operator reads the id back from the store and cancels.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from tests.integration.sensors.test_batch import (  # noqa: F401  (fixtures)
     held,
     trigger_runs,
 )
+from tests.support.xcom import stored_xcom
 from tests.unit.export.test_staging import only_load
 
 ORDERS = 1500
@@ -65,16 +65,6 @@ build()
 """
 
 RUN_MODES = {**MODES, "reschedule": {"mode": "reschedule", "poke_interval": 15}}
-
-
-def xcom_text(airflow_db: Path, dag_id: str, task_id: str) -> str:
-    """The return value as the metadata database's ``xcom`` table holds it."""
-    with sqlite3.connect(airflow_db / "airflow.db") as db:
-        (value,) = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = 'return_value'",
-            (dag_id, task_id),
-        ).fetchone()
-    return value if isinstance(value, str) else bytes(value).decode()
 
 
 def place_batch(sim: SimulatorHandle, prefix: str, hold: Callable[[str], str]) -> tuple[list[str], list[str]]:
@@ -138,7 +128,7 @@ def test_a_large_batch_keeps_its_ids_in_a_file_and_the_export_reads_them(
     assert states == ({"wait": "success", "export": "success"} if export else {"wait": "success"})
     assert len(trigger_runs) == (1 if mode == "deferrable" else 0)
     # The XCom as stored: counts, the first hundred failed ids and the file, nothing per order.
-    stored = xcom_text(airflow_db, dag_id, "wait")
+    stored = stored_xcom(dag_id, "wait")
     assert len(stored) < 5000, len(stored)
     value = json.loads(stored)
     failed_sorted = [call_id for call_id in ids if call_id in set(failed)]
@@ -166,7 +156,7 @@ def test_a_large_batch_keeps_its_ids_in_a_file_and_the_export_reads_them(
         assert event["status"] == "success" and len(json.dumps(event)) < 2 * ORDERS
         assert "completed" not in event["result"] and "failed" not in event["result"]
     if export:
-        summary = json.loads(xcom_text(airflow_db, dag_id, "export"))
+        summary = json.loads(stored_xcom(dag_id, "export"))
         assert summary["calls"] == ORDERS
         documents = sorted(path.stem for path in (only_load(tmp_path / "export") / "calls").iterdir())
         assert documents == ids

@@ -3,7 +3,6 @@ an order's fields must not reach XCom, the metadata database, log files or the t
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_revox.testing import SimulatorHandle
+from tests.support.xcom import stored_xcom
 from tests.unit.export.test_staging import only_load
 
 pytestmark = pytest.mark.airflow
@@ -58,12 +58,7 @@ def test_an_echoed_key_and_a_url_password_never_leave_a_wait(
 
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert states == {"poked": "success", "deferred": "success", "errored": "failed", "batch": "success"}
-    with sqlite3.connect(airflow_db / "airflow.db") as db:
-        rows = db.execute(
-            "SELECT task_id, value FROM xcom WHERE dag_id = 'wait_secrets' AND key = 'return_value'"
-        ).fetchall()
-    values = {task_id: str(value) for task_id, value in rows if task_id in ("poked", "deferred")}
-    assert set(values) == {"poked", "deferred"}
+    values = {task_id: stored_xcom("wait_secrets", task_id) for task_id in ("poked", "deferred")}
     for value in values.values():
         assert '"outcome": "***"' in value
         assert "caller said ***" in value
@@ -110,12 +105,7 @@ def test_a_credential_without_a_colon_never_reaches_xcom_or_the_export(
 
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert states == {"wait": "success", "export": "success"}
-    with sqlite3.connect(airflow_db / "airflow.db") as db:
-        (summary,) = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = 'wait_secret_gaps' AND task_id = 'wait' "
-            "AND key = 'return_value'"
-        ).fetchone()
-    summary_text = str(summary)
+    summary_text = stored_xcom("wait_secret_gaps", "wait")
     assert "Authorization token ***" in summary_text and "session=***" in summary_text
     document = (only_load(tmp_path) / "calls" / "leak-no-colon.json").read_text()
     assert "Authorization token ***" in document and "session=***" in document

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_provider_revox._internal.client import servertime
 from airflow_provider_revox._internal.hooks import revox as hook_module
 from airflow_provider_revox.sensors.revox import RevoxCallSensor
 from airflow_provider_revox.testing import SimulatorHandle, running_simulator
@@ -154,19 +155,64 @@ async def test_unknown_call_sends_error_event(sim: SimulatorHandle) -> None:
     assert "no-such-call" in events[0]["message"]
 
 
-async def test_fixed_deadline_in_the_past_sends_timeout(sim: SimulatorHandle) -> None:
+class RealClock:
+    """The triggers' real time, moved only by the sleeps they ask for: no test waits on the machine."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        self.slept: list[float] = []
+
+    def utcnow(self) -> datetime:
+        return self.now
+
+    async def pause(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+async def test_fixed_deadline_sends_timeout_once_it_passes_with_the_last_status_read(
+    sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The simulator's clock stands still: each poll sleeps the frozen clock's pause, 30 s here, so
+    # every request has at least 30 s of the deadline left whatever the machine's load.
+    monkeypatch.setattr(servertime, "_FROZEN_CLOCK_POLL_SECONDS", 30.0)
     placed = sim.place_call(phone_number="+33612345678", assistant_id="asst_test")
     sim.engine.pause(placed["id"])
-    soon = datetime.now(timezone.utc) + timedelta(seconds=0.5)
-    events = await collect(
-        RevoxCallTrigger(
-            call_id=placed["id"], poke_interval=0.05, deadline_at=soon.isoformat(), deadline_fixed=True
-        )
+    real = RealClock()
+    deadline = real.now + timedelta(seconds=90)
+    trigger = RevoxCallTrigger(
+        call_id=placed["id"], poke_interval=30, deadline_at=deadline.isoformat(), deadline_fixed=True
     )
+    trigger.utcnow = real.utcnow  # type: ignore[method-assign]
+    trigger.pause = real.pause  # type: ignore[method-assign]
+    events = await collect(trigger)
+
     assert [e["status"] for e in events] == ["timeout"]
-    expected = f"call {placed['id']} did not finish by {soon.isoformat()} (last status 'paused')"
+    expected = f"call {placed['id']} did not finish by {deadline.isoformat()} (last status 'paused')"
     assert events[0]["message"] == expected
     assert events[0]["summary"]["status"] == "paused"
+    # It polled on its interval until the deadline, never slept past it, and gave up at it.
+    assert real.slept == [30.0, 30.0, 30.0]
+    assert real.now == deadline
+
+
+async def test_fixed_deadline_already_passed_sends_timeout_after_one_read(sim: SimulatorHandle) -> None:
+    placed = sim.place_call(phone_number="+33612345678", assistant_id="asst_test")
+    sim.engine.pause(placed["id"])
+    real = RealClock()
+    passed = real.now - timedelta(seconds=1)
+    trigger = RevoxCallTrigger(
+        call_id=placed["id"], poke_interval=30, deadline_at=passed.isoformat(), deadline_fixed=True
+    )
+    trigger.utcnow = real.utcnow  # type: ignore[method-assign]
+    trigger.pause = real.pause  # type: ignore[method-assign]
+    events = await collect(trigger)
+
+    assert [e["status"] for e in events] == ["timeout"]
+    # No budget left for a request: the wait ends on the deadline without reading the order.
+    expected = f"call {placed['id']} did not finish by {passed.isoformat()} (never read)"
+    assert events[0]["message"] == expected
+    assert real.slept == []
 
 
 def make_sensor(**kwargs: Any) -> RevoxCallSensor:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
+from airflow_provider_revox._internal.core import compat
 from airflow_provider_revox._internal.hooks import revox as hook_module
 from airflow_provider_revox.hooks.revox import RevoxHook
 from airflow_provider_revox.operators.revox import RevoxCallLink
@@ -20,6 +21,11 @@ from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHa
 from airflow_provider_revox.triggers.revox import RevoxCallsTrigger, RevoxCallTrigger, RevoxCampaignTrigger
 
 PUBLIC = "airflow_provider_revox.triggers.revox."
+#: The feature itself, where this Airflow has it; the fallback's tests run on every version.
+NEEDS_3_3 = pytest.mark.skipif(
+    not compat.has_start_from_trigger(),
+    reason=compat.needs_airflow_3_3("Starting and ending a wait in the triggerer"),
+)
 
 
 @pytest.fixture
@@ -58,6 +64,7 @@ async def events_of(trigger: Any, *, in_triggerer: bool = True) -> list[TriggerE
 # -- what the sensors hand the scheduler ------------------------------------------------------
 
 
+@NEEDS_3_3
 def test_a_deferrable_call_sensor_starts_in_the_triggerer_with_its_trigger_kwargs() -> None:
     sensor = RevoxCallSensor(task_id="w", call_id="c-1", deferrable=True, soft_fail=True, poke_interval=15)
     args = sensor.start_trigger_args
@@ -82,6 +89,7 @@ def test_a_deferrable_call_sensor_starts_in_the_triggerer_with_its_trigger_kwarg
     assert trigger.serialize()[0] == PUBLIC + "RevoxCallTrigger"
 
 
+@NEEDS_3_3
 def test_the_start_survives_dag_serialization() -> None:
     from airflow.sdk import DAG
     from airflow.serialization.serialized_objects import DagSerialization
@@ -98,6 +106,7 @@ def test_the_start_survives_dag_serialization() -> None:
     assert kwargs["end_task"] is True
 
 
+@NEEDS_3_3
 def test_the_triggerer_renders_the_sensors_templates_into_the_trigger() -> None:
     sensor = RevoxCallSensor(task_id="w", call_id="{{ params.call_id }}", deferrable=True)
     trigger = RevoxCallTrigger(**sensor.start_trigger_args.trigger_kwargs)
@@ -108,6 +117,7 @@ def test_the_triggerer_renders_the_sensors_templates_into_the_trigger() -> None:
     assert trigger.call_id == "c-77"
 
 
+@NEEDS_3_3
 def test_batch_and_campaign_sensors_start_in_the_triggerer() -> None:
     batch = RevoxCallsSensor(task_id="b", call_ids=["c-1", "c-2", "c-1"], deferrable=True)
     assert batch.start_from_trigger is True
@@ -154,6 +164,7 @@ def test_without_the_feature_every_sensor_starts_on_a_worker(without_start_from_
 # -- what the triggers send --------------------------------------------------------------------
 
 
+@NEEDS_3_3
 async def test_the_call_trigger_ends_the_task_with_the_summary_as_its_xcom(sim: SimulatorHandle) -> None:
     call_id = finished_call(sim, "end-ok", outcome="interested")
     plain = await events_of(RevoxCallTrigger(call_id=call_id), in_triggerer=False)
@@ -172,6 +183,7 @@ async def test_the_call_trigger_ends_the_task_with_the_summary_as_its_xcom(sim: 
     assert ended[0].xcoms["return_value"]["outcome"] == "interested"
 
 
+@NEEDS_3_3
 async def test_a_failed_call_skips_the_task_with_soft_fail_or_resumes_to_fail_without_retries(
     sim: SimulatorHandle,
 ) -> None:
@@ -185,6 +197,7 @@ async def test_a_failed_call_skips_the_task_with_soft_fail_or_resumes_to_fail_wi
     assert "number_non_attributed" in failed[0].payload["message"]
 
 
+@NEEDS_3_3
 async def test_an_error_fails_the_task_with_the_message_in_its_log(
     sim: SimulatorHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -226,6 +239,7 @@ async def test_run_inline_or_without_the_feature_the_trigger_sends_the_plain_eve
     assert inline[0].payload["status"] == older[0].payload["status"] == "success"
 
 
+@NEEDS_3_3
 async def test_the_batch_trigger_ends_the_task_with_the_sensors_result(sim: SimulatorHandle) -> None:
     ids = [finished_call(sim, "end-b1"), finished_call(sim, "end-b2"), errored_call(sim, "end-b3")]
     ended = await events_of(RevoxCallsTrigger(call_ids=ids, min_completed_ratio=0.5, end_task=True))
@@ -240,6 +254,7 @@ async def test_the_batch_trigger_ends_the_task_with_the_sensors_result(sim: Simu
     assert isinstance(short[0], TaskSkippedEvent)
 
 
+@NEEDS_3_3
 async def test_a_rendered_id_that_is_not_one_fails_the_task_before_any_request(sim: SimulatorHandle) -> None:
     sim.reset_stats()
     events = await events_of(RevoxCallTrigger(call_id="['a', 'b']", end_task=True))
@@ -247,6 +262,7 @@ async def test_a_rendered_id_that_is_not_one_fails_the_task_before_any_request(s
     assert sim.stats()["by_endpoint"] == {}
 
 
+@NEEDS_3_3
 async def test_the_campaign_trigger_ends_the_task_with_its_statistics(
     revox_simulator: SimulatorHandle,
 ) -> None:
@@ -271,6 +287,7 @@ async def test_the_campaign_trigger_ends_the_task_with_its_statistics(
     assert "statistics" in xcom
 
 
+@NEEDS_3_3
 async def test_the_xcoms_go_through_the_triggerers_xcom_channel_as_a_workers_do(
     sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
