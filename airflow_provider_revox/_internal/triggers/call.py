@@ -7,7 +7,6 @@ Thin adapters: the schedule, the deadlines, the backoff and the messages come fr
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -29,7 +28,7 @@ from airflow_provider_revox._internal.triggers.call_events import (
     RevoxCallEventTrigger as RevoxCallEventTrigger,
 )
 from airflow_provider_revox._internal.triggers.ending import delivered, ends_task, task_end_event
-from airflow_provider_revox._internal.triggers.wait import WaitTrigger, parse_time
+from airflow_provider_revox._internal.triggers.wait import WaitTrigger, parse_time, within
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.batch import Fleet, validate_concurrency, validate_ratio
 from airflow_provider_revox._internal.waiting.ids import batch_call_ids, one_call_id
@@ -159,10 +158,8 @@ class RevoxCallTrigger(WaitTrigger):
                 call: Call | None = None
                 budget = self._budget(limit, clock.now(), clock)
                 try:
-                    # wait_for rather than asyncio.timeout: the provider supports Python 3.10.
-                    call = await asyncio.wait_for(poller.get_call(self.call_id), budget)
-                except asyncio.TimeoutError:
-                    pass  # the deadline passed mid-request: the check below ends the wait
+                    # Cut at the deadline (then call stays None: the check below ends the wait).
+                    _, call = await within(budget, poller.get_call(self.call_id))
                 except RevoxError as exc:
                     secrets = secrets or poller.hook.secrets_to_mask()
                     if not is_transient(exc):  # a rejected key or an unknown call: final
@@ -321,13 +318,12 @@ class RevoxCallsTrigger(WaitTrigger):
             fallback = self._start_limit(fallback, clock)
             while True:
                 limit = rounds.fleet_limit(fleet, fallback, fixed=self.deadline_fixed)
-                try:
-                    errors = await asyncio.wait_for(
-                        rounds.poll_due(poller, state, max_concurrency=self.max_concurrency),
-                        self._budget(limit, clock.now(), clock),
-                    )
-                except asyncio.TimeoutError:
-                    errors = []  # the deadline passed mid-round: the check below ends the wait
+                in_time, found = await within(
+                    self._budget(limit, clock.now(), clock),
+                    rounds.poll_due(poller, state, max_concurrency=self.max_concurrency),
+                )
+                # Out of time, the deadline passed mid-round: the check below ends the wait.
+                errors = found if in_time and found is not None else []
                 state.secrets = state.secrets or poller.hook.secrets_to_mask()
                 if errors:
                     yield self._event(EVENT_ERROR, fleet, describe_fetch_errors(errors, state.secrets), state)

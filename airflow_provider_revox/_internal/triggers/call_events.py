@@ -32,6 +32,7 @@ from airflow_provider_revox._internal.core import compat, statuses
 from airflow_provider_revox._internal.core.call import Call, Timestamp
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.triggers.call_poll import PAGE_SIZE, CallPoll, summary
+from airflow_provider_revox._internal.triggers.wait import within
 from airflow_provider_revox._internal.waiting import rounds
 from airflow_provider_revox._internal.waiting.cursor import (
     NEWEST_CHANGE_FIRST,
@@ -224,9 +225,8 @@ class RevoxCallEventTrigger(BaseEventTrigger):
         if wakeup is None:
             await asyncio.sleep(seconds)
             return False
-        try:
-            await asyncio.wait_for(wakeup.wait(), seconds)
-        except asyncio.TimeoutError:
+        woken, _ = await within(seconds, wakeup.wait())
+        if not woken:
             return False
         wakeup.clear()
         return True

@@ -6,17 +6,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.core.call import parse_iso
 from airflow_provider_revox._internal.triggers.ending import end_kwargs
 from airflow_provider_revox._internal.waiting import rounds
 
+T = TypeVar("T")
+
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def within(seconds: float | None, awaitable: Awaitable[T]) -> tuple[bool, T | None]:
+    """``(True, result)`` when ``awaitable`` finished within ``seconds`` (None: no bound), else
+    ``(False, None)``, the awaitable cancelled.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation that comes as the
+    awaited work finishes, so a trigger the triggerer stopped went on polling to its end.
+    """
+    with anyio.move_on_after(seconds):
+        return True, await awaitable
+    return False, None
 
 
 def parse_time(value: str | None) -> datetime | None:
