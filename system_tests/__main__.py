@@ -33,14 +33,8 @@ from system_tests.call_events import (
 from system_tests.celery_cell import run_celery_cell
 from system_tests.celery_stack import DATABASE as CELERY_DATABASE
 from system_tests.checks import CHECKS as SENSOR_CHECKS
-from system_tests.checks import (
-    CheckFailed,
-    Context,
-    DeferralWatch,
-    Run,
-    kill_triggerer_mid_wait,
-    write_export_dir,
-)
+from system_tests.checks import kill_triggerer_mid_wait, write_export_dir
+from system_tests.context import CheckFailed, Context, DeferralWatch, Run
 from system_tests.place_kill import RUN, check_place_killed, kill_worker_mid_place, place_kill_conf
 from system_tests.stack import Stack
 from system_tests.webhooks import CHECKS as WEBHOOK_CHECKS

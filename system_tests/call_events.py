@@ -20,7 +20,7 @@ import httpx
 
 from airflow_provider_revox._internal.triggers.call_events import CURSOR_KEY
 from system_tests.airflow_api import TERMINAL_RUN_STATES
-from system_tests.checks import FIRED, CheckFailed, Context, Run, as_dict, expect
+from system_tests.context import FIRED, CheckFailed, Context, Run, as_dict, expect
 from system_tests.orders import EVENT_ASSISTANT, EventOrder
 from system_tests.processes import wait_until
 from system_tests.stack import Stack

@@ -34,7 +34,7 @@ from system_tests.celery_stack import (
     WAITS_PER_RUN,
     CeleryStack,
 )
-from system_tests.checks import CheckFailed, as_dict, expect, simulator_search
+from system_tests.context import CheckFailed, as_dict, expect, simulator_search
 from system_tests.processes import Postgres, Process, wait_until
 from system_tests.worker_runs import worker_runs
 

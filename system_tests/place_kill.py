@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import psutil
 
-from system_tests.checks import CheckFailed, Context, expect
+from system_tests.context import CheckFailed, Context, expect
 from system_tests.processes import wait_until
 from system_tests.stack import Stack
 

@@ -41,7 +41,7 @@ from system_tests.call_events import (
     watched_asset,
     watcher_events,
 )
-from system_tests.checks import CheckFailed, Context, as_dict, expect
+from system_tests.context import CheckFailed, Context, as_dict, expect
 from system_tests.orders import ALL_DAY, EVENT_ASSISTANT, EVENT_STATUSES
 from system_tests.processes import wait_until
 from system_tests.webhook_sim import orders_dir, read_deliveries

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from system_tests.checks import Context, expect
+from system_tests.context import Context, expect
 
 EVENT = re.compile(
     r"Received executor event with state (?P<state>[\w.]+) for task instance "
