@@ -27,7 +27,10 @@ the ``calls`` commit), against an API that misbehaves:
   retried.
 
 After every run a reader compares the landing with the simulator's truth: every order that
-ended before a completed run started must be in ``calls`` exactly once, and no ``attempts`` or
+ended before a completed run started should be in ``calls`` (one that is not is counted
+``late`` if a later run lands it, ``lost`` if none does by the end of the day: an order the API
+hid from the first page and that is newer than that page's head waits for the next run, since
+the read never takes what it cannot place below the watermark), and no ``attempts`` or
 ``transcripts`` row may appear twice (Parquet: every load :func:`read_loads` lists; Delta: each
 table's current version). While exports run, a second reader lists the load folders (Parquet:
 every ``load=*`` folder must hold ``_SUCCESS`` and every file of its manifest; Delta: every call
@@ -211,10 +214,10 @@ def install_kill_point(point: str, marker: str) -> None:
     elif point in ("renamed_before_listed", "listed_before_watermark"):
         original_list = LoadStaging._list
 
-        def listed(self: Any, manifest: Any) -> None:
+        def listed(self: Any, *args: Any, **kwargs: Any) -> None:
             if point == "renamed_before_listed":
                 _pause_here(marker)
-            original_list(self, manifest)
+            original_list(self, *args, **kwargs)
             _pause_here(marker)
 
         LoadStaging._list = listed  # type: ignore[method-assign]
@@ -584,7 +587,8 @@ class Day:
 
     def __init__(self) -> None:
         self.runs: list[dict[str, Any]] = []
-        self.lost_ids: set[str] = set()
+        #: Orders a completed run should have landed and did not (late, or lost if never landed).
+        self.missed_ids: set[str] = set()
         self.most_dups = dict.fromkeys(TABLES, 0)
         self.present: Counter[str] = Counter()
         self.repeated_pages = 0
@@ -626,7 +630,7 @@ def run_hours(sim: Any, exporter: Exporter, phase: dict[str, Any], day: Day) -> 
             if not run["killed"] and run["state"] == "success":
                 owed = [i for i, end in ends.items() if end is not None and end < started]
                 missing = [i for i in owed if day.present[i] == 0]
-                day.lost_ids.update(missing)
+                day.missed_ids.update(missing)
                 run["missing"] = len(missing)
             for name in TABLES:
                 day.most_dups[name] = max(day.most_dups[name], duplicates(keys[name]))
@@ -673,13 +677,17 @@ def run_phase(file_format: str, home: Path, work: Path) -> dict[str, Any]:
     finally:
         server_module.first_page_body = first_page
     runs, present = day.runs, day.present
-    lost_ids, most_dups = day.lost_ids, day.most_dups
+    most_dups = day.most_dups
+    lost_ids = {i for i in day.missed_ids if present[i] == 0}
+    late_ids = day.missed_ids - lost_ids
     exported = len(present)
     faulted = sum(n for status, n in stats["by_status"].items() if status in ("429", "503"))
     far_seen = sum(1 for i in far_future_ids() if present[i] >= 1)
     figures = {
         "lost": len(lost_ids),
         "lost_examples": sorted(lost_ids)[:5],
+        "late": len(late_ids),
+        "late_examples": sorted(late_ids)[:5],
         "duplicated": sum(most_dups.values()),
         "duplicated_rows_by_table": most_dups,
         "reader_saw_partial_load": len(reader.partial),
@@ -803,8 +811,9 @@ def main() -> int:
             print(f"landing {file_format}: did not finish: {f['error']}")
             continue
         print(
-            f"landing {file_format}: lost {f['lost']}, duplicated {f['duplicated']}, partial loads seen "
-            f"{f['reader_saw_partial_load']}, {f['requests_per_exported_call']} requests per call, "
+            f"landing {file_format}: lost {f['lost']}, late {f['late']}, duplicated {f['duplicated']}, "
+            f"partial loads seen {f['reader_saw_partial_load']}, "
+            f"{f['requests_per_exported_call']} requests per call, "
             f"kills {f['kills_done']}, failed runs {f['failed_runs']}, faults {f['faulted_responses']}, "
             f"repeated pages {f['repeated_pages']}, shifted reads {f['shifted_reads']}, "
             f"far-future seen {f['far_future_orders_seen']}; targets met {f['targets_met']}"
