@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Context, PokeReturnValue
@@ -16,6 +16,7 @@ from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_revox._internal.client.requests import place_call_body
 from airflow_provider_revox._internal.core import compat, durable
+from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators import gate
 from airflow_provider_revox._internal.operators.placed import (
     ambiguous,
@@ -37,12 +38,14 @@ from airflow_provider_revox.exceptions import (
 STATE_KEY = "revox_call_id"
 #: When (UTC, ISO 8601) a POST that may have placed the order failed, kept per idempotency key.
 UNCERTAIN_KEY = "revox_uncertain_post_at"
-#: How long a search may lag a placement: until then, not finding the order proves nothing.
+#: How long a search may lag a placement, on the API's clock: until then, not finding the order
+#: proves nothing.
 SEARCH_LAG = timedelta(minutes=15)
 
 
-def _now() -> datetime:  # replaced by tests: the clock the search lag is measured on
-    return datetime.now(timezone.utc)
+def _now(hook: RevoxHook) -> datetime:  # replaced by tests: the clock the search lag is measured on
+    # The API's clock (as its responses report it, else the local one): the lag is the API's.
+    return hook.server_clock.now()
 
 
 def gave_up(error: BaseException) -> bool:
@@ -289,7 +292,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             found = self._find(arguments)
             if found is not None:
                 return self._keep(state, found, "placed after all: reattaching to it")
-            state.set(durable.scoped_key(UNCERTAIN_KEY, key), _now().isoformat())
+            state.set(durable.scoped_key(UNCERTAIN_KEY, key), _now(self.hook).isoformat())
             raise RevoxPlacementUnknownError(
                 f"Placing the call failed after it may have reached Revox ({error}) and no order "
                 f"with idempotency key {key} is visible yet. None is placed again now; the "
@@ -307,7 +310,7 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
     def _check_search_lag(self, state: durable.TaskState, key: str) -> None:
         # An earlier try's POST may have placed the order, and a search may lag a placement.
         uncertain = state.get(durable.scoped_key(UNCERTAIN_KEY, key))
-        until = durable.lag_until(uncertain, _now(), SEARCH_LAG)
+        until = durable.lag_until(uncertain, _now(self.hook), SEARCH_LAG)
         if until is not None:
             raise RevoxPlacementUnknownError(
                 f"An earlier try's POST, at {uncertain}, may have placed the call, and the search does "

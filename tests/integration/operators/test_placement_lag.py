@@ -68,7 +68,7 @@ def test_once_the_lag_has_passed_a_search_finding_nothing_places_the_order(
     # next try, past SEARCH_LAG on the injected clock, still finds nothing and places the order.
     start = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
     clock: Iterator[datetime] = iter([start, start + placement.SEARCH_LAG + timedelta(seconds=1)])
-    monkeypatch.setattr(placement, "_now", lambda: next(clock))
+    monkeypatch.setattr(placement, "_now", lambda hook: next(clock))
     lost_answer.faults.script("POST /call", ["drop"])
     lost_answer.faults.lag_search(1)
     ti = place(run_dag, "place_search_lag_passed")
@@ -91,7 +91,7 @@ def test_an_index_lagging_in_time_hides_the_order_from_the_first_try_and_the_nex
     sim.faults.script("POST /call", ["drop_after_commit"])
     start = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
 
-    def now_then_time_passes() -> datetime:
+    def now_then_time_passes(hook: object) -> datetime:
         sim.advance(120)  # between the first try's search and the next try's
         return start
 
