@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from system_tests.orders import ALL_DAY, Plan
+from system_tests.orders import ALL_DAY, Plan, scripted_order
 from system_tests.processes import Postgres, Process, wait_until
 from system_tests.redis_server import Redis
 from system_tests.stack import ROOT, Stack
@@ -60,16 +60,7 @@ class CeleryPlan(Plan):
         start = now or datetime.now(timezone.utc)
 
         def order(call_id: str, at: datetime, final: str, **extra: Any) -> dict[str, Any]:
-            entry: dict[str, Any] = {
-                "id": call_id,
-                "phone_number": "+33612345678",
-                "scheduled_at": at.isoformat(),
-                "call_retry_config": ALL_DAY,
-                "attempts": [{"result": "human", "duration": 60}],
-                "post_processing_seconds": 20,
-                "final_status": final,
-                **extra,
-            }
+            entry = scripted_order(call_id, at, final, **extra)
             if final == "completed":
                 entry["structured_output"] = {"confirmed": True, "contact_name": "Ada"}
             return entry

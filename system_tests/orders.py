@@ -22,6 +22,22 @@ ALL_DAY = {
     "max_retry_attempts": 3,
     "timezone": "UTC",
 }
+
+
+def scripted_order(call_id: str, at: datetime, final: str, **extra: Any) -> dict[str, Any]:
+    """A scenario order dialled at ``at`` (any hour, any day): a person talks 60 s, it ends ``final``."""
+    return {
+        "id": call_id,
+        "phone_number": "+33612345678",
+        "scheduled_at": at.isoformat(),
+        "call_retry_config": ALL_DAY,
+        "attempts": [{"result": "human", "duration": 60}],
+        "post_processing_seconds": 20,
+        "final_status": final,
+        **extra,
+    }
+
+
 #: What the call-events watcher of ``revox_on_calls_finished`` sees: one assistant, two statuses.
 EVENT_ASSISTANT = "asst_events"
 EVENT_STATUSES = ("completed", "errored")
@@ -117,15 +133,7 @@ class Plan:
         def order(
             call_id: str, at: float, final: str = "completed", planted: bool = False, assistant: str = ""
         ) -> dict[str, Any]:
-            entry: dict[str, Any] = {
-                "id": call_id,
-                "phone_number": "+33612345678",
-                "scheduled_at": (start + timedelta(seconds=at * speed)).isoformat(),
-                "call_retry_config": ALL_DAY,
-                "attempts": [{"result": "human", "duration": 60}],
-                "post_processing_seconds": 20,
-                "final_status": final,
-            }
+            entry = scripted_order(call_id, start + timedelta(seconds=at * speed), final)
             if final == "completed":
                 entry["structured_output"] = {"confirmed": True, "contact_name": "Ada"}
             if assistant:

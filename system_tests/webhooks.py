@@ -42,7 +42,7 @@ from system_tests.call_events import (
     watcher_events,
 )
 from system_tests.context import CheckFailed, Context, as_dict, expect
-from system_tests.orders import ALL_DAY, EVENT_ASSISTANT, EVENT_STATUSES
+from system_tests.orders import EVENT_ASSISTANT, EVENT_STATUSES, scripted_order
 from system_tests.processes import wait_until
 from system_tests.webhook_sim import orders_dir, read_deliveries
 
@@ -58,16 +58,7 @@ PHASE_TIMEOUT = 180.0
 
 
 def _order(call_id: str, at: datetime, final: str) -> dict[str, Any]:
-    return {
-        "id": call_id,
-        "phone_number": "+33612345678",
-        "scheduled_at": at.isoformat(),
-        "call_retry_config": ALL_DAY,
-        "attempts": [{"result": "human", "duration": 60}],
-        "post_processing_seconds": 20,
-        "final_status": final,
-        "assistant_id": EVENT_ASSISTANT,
-    }
+    return scripted_order(call_id, at, final, assistant_id=EVENT_ASSISTANT)
 
 
 def _place(ctx: Context, name: str, ids: list[str], start: float, step: float) -> None:

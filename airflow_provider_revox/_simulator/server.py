@@ -354,10 +354,9 @@ class SimulatorServer:
         if missing and self.engine.strict_search:
             raise InvalidSearch(f"missing required field(s): {', '.join(missing)}")
         fields = (*SEARCH_REQUIRED_FIELDS, *SEARCH_OPTIONAL_FIELDS)
-        hidden = self.faults.hidden(payload.get("page", 0))
         found = self.engine.search_calls(
             **{name: payload[name] for name in fields if name in payload},
-            hidden=hidden,
+            hidden=self.faults.hidden(payload.get("page", 0)),
             far_future=self.faults.far_future_ids,
             index_lag=self.faults.index_lag,
         )

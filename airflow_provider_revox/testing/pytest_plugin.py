@@ -29,7 +29,6 @@ and its test (``test_reminder.py``)::
         (call_id,) = revox_fast_simulator.engine.call_ids()
         call = revox_fast_simulator.get_call(call_id)
         assert call["status"] == "completed"
-        print(call["status"], call["calls_count"], call["created_at"], call["ended_at"])
 
 The fixtures:
 
