@@ -13,11 +13,19 @@ more, so a fleet converges to the account's limit and to fair shares without a c
   not left with a rate it never used), never below :data:`MIN_RATE`. A 429 answering a request
   sent before the last cut does not cut again: it is the same overload, already answered.
 * Every accepted answer then moves the rate up a straight line from the cut rate, up to the
-  ceiling: in :data:`RECOVERY_SECONDS` it regains what the cut took plus
-  :data:`ADDITIVE_INCREASE`, and goes on at that slope. The part in proportion to the rate lets a
-  process recover as fast from a cut at 500 requests per second as at 5; the part every process
-  shares (the same requests per second for all) is what makes unequal shares converge: a process
-  left with a small share after a run of 429s climbs back at nearly the pace of a large one.
+  ceiling: in :data:`RECOVERY_SECONDS` it regains :data:`RECOVERED_SHARE` of what the cut took
+  plus :data:`ADDITIVE_INCREASE`, and goes on at that slope. The part in proportion to the rate
+  lets a process recover as fast from a cut at 500 requests per second as at 5; the part every
+  process shares (the same requests per second for all) is what makes unequal shares converge: a
+  process left with a small share after a run of 429s climbs back at nearly the pace of a large
+  one. The proportional part is kept to half because it preserves whatever inequality a run of
+  429s left (a process recovers in proportion to what it had); measured in ``bench/fleet.py``,
+  the shared part is what brings ten processes to within a factor of two of each other.
+
+Which process a 429 reaches is chance (the one whose request found the account's bucket empty),
+so over a short span the shares differ by luck alone: a process learns its share only from its
+own 429s, and at a 429 share of 2 % ten processes on a 50-per-second account each receive about
+one every ten seconds. Shares even out over minutes, not seconds.
 
 Nothing here reads a clock or sleeps: every moment is passed in (``now``), so the rules are
 tested on invented times. :mod:`airflow_provider_revox._internal.client.ratelimit` holds the
@@ -31,10 +39,12 @@ from collections import deque
 
 #: A 429 multiplies the rate this process was sending by this.
 DECREASE_FACTOR = 0.5
-#: Seconds for the rate to regain what a cut took, plus :data:`ADDITIVE_INCREASE`.
+#: Seconds for the rate to regain :data:`RECOVERED_SHARE` of what a cut took, plus :data:`ADDITIVE_INCREASE`.
 RECOVERY_SECONDS = 60.0
-#: Requests per second every process gains per :data:`RECOVERY_SECONDS` on top of what its cut took.
-ADDITIVE_INCREASE = 6.0
+#: The share of what a cut took that the rate regains in :data:`RECOVERY_SECONDS`.
+RECOVERED_SHARE = 0.5
+#: Requests per second every process gains per :data:`RECOVERY_SECONDS`, whatever its rate.
+ADDITIVE_INCREASE = 12.0
 #: The rate is never cut below this many requests per second (unless the ceiling is lower).
 MIN_RATE = 0.5
 #: Seconds of sends the measured send rate looks back on.
@@ -124,7 +134,7 @@ class AdaptiveRate:
         if not self.adaptive or self.before_cut is None:
             return
         low = self.before_cut * DECREASE_FACTOR
-        slope = (self.before_cut - low + ADDITIVE_INCREASE) / RECOVERY_SECONDS
+        slope = (RECOVERED_SHARE * (self.before_cut - low) + ADDITIVE_INCREASE) / RECOVERY_SECONDS
         self.rate = min(self.ceiling, max(self.rate, low + slope * max(0.0, now - self.last_cut)))
 
     def __repr__(self) -> str:

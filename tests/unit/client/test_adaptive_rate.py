@@ -19,6 +19,7 @@ from airflow_provider_revox._internal.client.adaptive import (
     ADDITIVE_INCREASE,
     DECREASE_FACTOR,
     MIN_RATE,
+    RECOVERED_SHARE,
     RECOVERY_SECONDS,
     AdaptiveRate,
     SendMeter,
@@ -77,9 +78,10 @@ def test_the_rate_grows_while_accepted_back_past_the_cut_up_to_the_ceiling() -> 
     for elapsed in (0, RECOVERY_SECONDS / 2, RECOVERY_SECONDS, 2 * RECOVERY_SECONDS, 10 * RECOVERY_SECONDS):
         rate.accepted(100.0 + elapsed)
         seen.append(rate.rate)
-    # In RECOVERY_SECONDS the rate regains what the cut took (10/s) plus ADDITIVE_INCREASE, and
-    # goes on at that slope up to the ceiling.
-    regained = 10.0 + ADDITIVE_INCREASE
+    # In RECOVERY_SECONDS the rate regains RECOVERED_SHARE of what the cut took (10/s) plus
+    # ADDITIVE_INCREASE, and goes on at that slope up to the ceiling.
+    regained = RECOVERED_SHARE * 10.0 + ADDITIVE_INCREASE
+    assert 10.0 + 2 * regained >= 30.0  # two recovery spans reach the ceiling
     assert seen == pytest.approx([10.0, 10.0 + regained / 2, 10.0 + regained, 30.0, 30.0])
 
 

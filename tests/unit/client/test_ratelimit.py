@@ -170,9 +170,11 @@ def test_the_rate_grows_back_with_time_while_answers_are_accepted() -> None:
         clock.sleep(adaptive.RECOVERY_SECONDS / 2)
         bucket.on_success()
         seen.append(bucket.rate)
-    # In RECOVERY_SECONDS the rate regains what the cut took plus ADDITIVE_INCREASE, never passing
-    # the ceiling.
-    assert seen == pytest.approx([10.0 + (10.0 + adaptive.ADDITIVE_INCREASE) / 2, 20.0, 20.0, 20.0, 20.0])
+    # In RECOVERY_SECONDS the rate regains RECOVERED_SHARE of what the cut took plus
+    # ADDITIVE_INCREASE, never passing the ceiling.
+    half_way = 10.0 + (adaptive.RECOVERED_SHARE * 10.0 + adaptive.ADDITIVE_INCREASE) / 2
+    assert half_way < 20.0
+    assert seen == pytest.approx([half_way, 20.0, 20.0, 20.0, 20.0])
 
 
 def test_a_pause_reaches_callers_already_waiting() -> None:
