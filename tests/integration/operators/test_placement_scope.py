@@ -10,6 +10,7 @@ event.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -24,6 +25,7 @@ from tests.integration.operators.test_placement_durable import DictStore, StubTI
 PARIS = "+33612345678"
 
 DAG_TEMPLATE = """
+import datetime
 import pendulum
 from datetime import timedelta
 from airflow.sdk import dag
@@ -184,14 +186,52 @@ def test_without_cancel_on_timeout_the_order_is_left_and_the_log_says_so(
     assert f"The wait for call {call_id} gave up; the order is left as it is" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_execution_timeout_in_poke_mode_cancels_its_order(
+    cancel_on_kill: bool,
+    revox_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No wait timeout: Airflow's execution_timeout ends the task while it sleeps between pokes,
+    # then calls on_kill. cancel_on_timeout cancels, whether cancel_on_kill is on or not.
+    ti = run_task(run_dag, f"exec_timeout_{cancel_on_kill}", phone_number=PARIS, assistant_id="asst_later",
+                  mode="poke", scheduled_at=tomorrow(), poke_interval=1, cancel_on_kill=cancel_on_kill,
+                  execution_timeout=timedelta(seconds=2))  # fmt: skip
+    (call_id,) = revox_simulator.engine.call_ids()
+    assert ti.state == "failed"
+    assert revox_simulator.get_call(call_id)["status"] == "cancelled"
+    assert endpoints(revox_simulator)["POST /call/{id}/cancel"] == 1
+    assert (
+        f"Call {call_id} cancelled because the task ran past its execution_timeout (cancel_on_timeout)"
+        in capsys.readouterr().out
+    )
+
+
+def test_without_cancel_on_timeout_execution_timeout_leaves_the_order(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cancel_on_kill stays on: the on_kill Airflow calls after execution_timeout must not cancel.
+    ti = run_task(run_dag, "exec_timeout_kept", phone_number=PARIS, assistant_id="asst_later", mode="poke",
+                  scheduled_at=tomorrow(), poke_interval=1, cancel_on_timeout=False,
+                  execution_timeout=timedelta(seconds=2))  # fmt: skip
+    (call_id,) = revox_simulator.engine.call_ids()
+    assert ti.state == "failed"
+    assert revox_simulator.get_call(call_id)["status"] == "scheduled"
+    assert "POST /call/{id}/cancel" not in endpoints(revox_simulator)
+    assert f"The wait for call {call_id} gave up; the order is left as it is" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limit", ["timeout", "execution_timeout"])
 def test_the_sensor_which_placed_nothing_never_cancels(
-    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+    limit: str, revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
     call_id = revox_simulator.place_call(
         phone_number=PARIS, assistant_id="asst_later", scheduled_at=tomorrow()
     )["id"]
-    ti = run_task(run_dag, "timeout_sensor", operator="RevoxCallSensor", call_id=call_id, mode="poke",
-                  timeout=2, poke_interval=1)  # fmt: skip
+    limits = {"timeout": 2} if limit == "timeout" else {"execution_timeout": timedelta(seconds=2)}
+    ti = run_task(run_dag, f"timeout_sensor_{limit}", operator="RevoxCallSensor", call_id=call_id,
+                  mode="poke", poke_interval=1, **limits)  # fmt: skip
     assert ti.state == "failed"
     assert revox_simulator.get_call(call_id)["status"] == "scheduled"
     assert "POST /call/{id}/cancel" not in endpoints(revox_simulator)
