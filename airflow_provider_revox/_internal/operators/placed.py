@@ -3,6 +3,7 @@ it by its idempotency key, and cancelling it only when this task placed it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -23,6 +24,12 @@ from airflow_provider_revox.exceptions import (
     RevoxResponseError,
     RevoxTransportError,
 )
+
+#: Guards what a kill and the placing code both read and write: the order's id, the POST in flight,
+#: and which of them cancels. Reentrant: Airflow's SIGTERM handler calls ``on_kill`` on the very
+#: thread it interrupts, maybe inside this lock; elsewhere the kill comes from another thread.
+#: Module-level: an operator is deep-copied, and a lock is not.
+KILL_LOCK = threading.RLock()
 
 
 class Log(Protocol):

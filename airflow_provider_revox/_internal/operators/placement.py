@@ -20,6 +20,7 @@ from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators import gate
 from airflow_provider_revox._internal.operators.placed import (
+    KILL_LOCK,
     ambiguous,
     cancel_owned,
     check_search_lag,
@@ -74,7 +75,8 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     **Cancelled on kill and on timeout.** With ``cancel_on_kill`` (the default) a killed task
     cancels the order it placed, in the worker (``on_kill``) and, when deferred, in the triggerer
-    (Airflow 3.3). With ``cancel_on_timeout`` (the default) a wait
+    (Airflow 3.3); a kill while the ``POST`` is unanswered looks for the order by its key, and
+    cancels it when the answer arrives after all. With ``cancel_on_timeout`` (the default) a wait
     that gives up (``timeout``, the derived deadline, the deferral's timeout) or a task that runs
     past its ``execution_timeout`` cancels the order before the task fails, so no one is dialled
     for a task that no longer waits; ``cancel_on_timeout=False`` leaves the order to ring, also on
@@ -177,8 +179,8 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         self._state_key = STATE_KEY
         # The arguments of a POST /call sent and not yet answered (its id unknown).
         self._in_flight: Mapping[str, Any] | None = None
-        # Ended by execution_timeout: cancel_on_timeout decided, not the on_kill Airflow calls next.
-        self._timed_out = False
+        # Killed; a cancel for the kill claimed (once); ended by execution_timeout (see on_kill).
+        self._killed = self._kill_cancel_claimed = self._timed_out = False
         self.phone_number = phone_number
         self.assistant_id = assistant_id
         self.assistant = assistant
@@ -316,7 +318,10 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         # Stored before any wait, so every later try (or reschedule poke) reattaches to it.
         state.set(self._state_key, call_id)
         self.log.info("Call %s %s (idempotency key kept in its metadata)", call_id, how)
-        self.call_id, self._in_flight = call_id, None
+        with KILL_LOCK:
+            self.call_id, self._in_flight, killed = call_id, None, self._killed
+        if killed:  # the kill came while the POST was unanswered: its id is known only now
+            self._cancel_for_kill(call_id, "the task was killed while the order was being placed")
         return call_id
 
     def _find(self, arguments: Mapping[str, Any]) -> str | None:
@@ -397,8 +402,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def _ran_out(self) -> None:
         """``execution_timeout`` ended the task: cancel its order under ``cancel_on_timeout``."""
-        self._timed_out = True
-        in_flight = self._in_flight if not self.call_id else None
+        with KILL_LOCK:
+            self._timed_out = True
+            in_flight = self._in_flight if not self.call_id else None
         if in_flight is not None and self.cancel_on_timeout:  # the POST cut short: search by key
             self.call_id = find_in_flight(self.revox_conn_id, in_flight, self._identity, self.log)
         self._cancel_on_timeout("the task ran past its execution_timeout (cancel_on_timeout)")
@@ -415,14 +421,28 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             return
         cancel_owned(self.revox_conn_id, self.call_id, self._identity, why, self.log)
 
+    def _cancel_for_kill(self, call_id: str, why: str) -> None:
+        # Once: the kill and the POST's late answer may both learn the id.
+        with KILL_LOCK:
+            claimed = self.cancel_on_kill and not self._kill_cancel_claimed
+            self._kill_cancel_claimed = self._kill_cancel_claimed or claimed
+        if claimed:  # only an order carrying this task's identity; a failure is only logged
+            cancel_owned(self.revox_conn_id, call_id, self._identity, why, self.log)
+
     def on_kill(self) -> None:
         """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged.
 
         After ``execution_timeout`` (Airflow then calls this) ``cancel_on_timeout`` has decided.
+        A kill while the ``POST`` is unanswered finds the order by its key, or cancels on the answer.
         """
+        with KILL_LOCK:
+            self._killed = True
+            call_id, in_flight = self.call_id, self._in_flight
         if not self.cancel_on_kill or self._timed_out:
             return
-        if not self.call_id and self._in_flight is not None:
-            self.call_id = find_in_flight(self.revox_conn_id, self._in_flight, self._identity, self.log)
-        if self.call_id:
-            cancel_owned(self.revox_conn_id, self.call_id, self._identity, "the task was killed", self.log)
+        if not call_id and in_flight is not None:
+            found = find_in_flight(self.revox_conn_id, in_flight, self._identity, self.log)
+            with KILL_LOCK:
+                self.call_id = call_id = self.call_id or found
+        if call_id:
+            self._cancel_for_kill(call_id, "the task was killed")
