@@ -3,13 +3,14 @@ own order when its wait gives up.
 
 Through a real Airflow (dag.test) and real HTTP against the simulator: two DAGs placing under the
 same idempotency key, number and assistant; the opt-in shared scope; a wait that times out in
-poke and deferrable mode; Airflow's own deferral timeout, which reaches the operator without an
-event.
+poke and deferrable mode, by its ``timeout``, by the deadline it derives from the order (a
+transcript analysis that stalls past it) and by Airflow's ``execution_timeout``; Airflow's own
+deferral timeout, which reaches the operator without an event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,12 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.operators.placement import STATE_KEY, RevoxPlaceCallOperator
-from airflow_provider_revox.testing import SimulatorHandle
+from airflow_provider_revox.testing import (
+    ALWAYS_OPEN_RETRY_CONFIG,
+    Profile,
+    SimulatorHandle,
+    running_simulator,
+)
 from tests.integration.operators.test_placement_durable import DictStore, StubTI
 
 PARIS = "+33612345678"
@@ -184,6 +190,46 @@ def test_without_cancel_on_timeout_the_order_is_left_and_the_log_says_so(
     assert revox_simulator.get_call(call_id)["status"] == "scheduled"
     assert "POST /call/{id}/cancel" not in endpoints(revox_simulator)
     assert f"The wait for call {call_id} gave up; the order is left as it is" in capsys.readouterr().out
+
+
+@pytest.fixture
+def stalled_analysis(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
+    """A simulator at 3,000x real time where a person always answers and the transcript analysis
+    then stalls for ten hours: far past the deadline the wait derives for a post-processing order
+    (its last attempt's end, plus the grace and the margin: an hour and a half, 1.8 real seconds)."""
+    profile = Profile(outcome_weights={"human": 1.0}, post_processing_seconds=(36000.0, 36000.0, 36000.0))
+    with running_simulator(seed=21, speed=3000, profile=profile) as sim:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
+        yield sim
+
+
+@pytest.mark.parametrize(
+    ("mode", "cancel_on_timeout"),
+    [({"mode": "poke"}, True), ({"deferrable": True}, True), ({"mode": "poke"}, False)],
+)
+def test_the_derived_deadline_cancels_its_order(
+    mode: dict[str, Any],
+    cancel_on_timeout: bool,
+    stalled_analysis: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No timeout, no execution_timeout: only the deadline derived from the order ends the wait.
+    assistant = {"prompt": "Confirm the appointment", "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG}
+    name = f"derived_deadline_{'poke' if 'mode' in mode else 'deferrable'}_{cancel_on_timeout}"
+    ti = run_task(run_dag, name, phone_number=PARIS, assistant=assistant, poke_interval=5,
+                  cancel_on_timeout=cancel_on_timeout, **mode)  # fmt: skip
+    (call_id,) = stalled_analysis.engine.call_ids()
+    assert ti.state == "failed"
+    out = capsys.readouterr().out
+    assert f"call {call_id} did not finish by" in out
+    if cancel_on_timeout:
+        assert stalled_analysis.get_call(call_id)["status"] == "cancelled"
+        assert endpoints(stalled_analysis)["POST /call/{id}/cancel"] == 1
+        assert f"Call {call_id} cancelled because the wait for it gave up (cancel_on_timeout)" in out
+    else:
+        assert stalled_analysis.get_call(call_id)["status"] == "post_processing"
+        assert "POST /call/{id}/cancel" not in endpoints(stalled_analysis)
 
 
 @pytest.mark.parametrize("cancel_on_kill", [True, False])
