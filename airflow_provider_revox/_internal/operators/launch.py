@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowNotFoundException, AirflowTaskTimeout
 
 from airflow_provider_revox._internal.core import launch as rows_owed
 from airflow_provider_revox._internal.core.campaign import CampaignRow, launch_body, validate_campaign_id
@@ -37,8 +38,11 @@ class RevoxLaunchCampaignOperator(BaseOperator):
     its next try launches exactly those still waiting. The rows launched are recorded in the
     task state store (Airflow 3.3+), per campaign.
 
-    ``on_kill`` cancels the campaign (``cancel_on_kill=True``), so a task stopped by hand or by
-    a timeout stops the calls too.
+    **No orphan dials.** A task that runs past its ``execution_timeout`` cancels the campaign
+    (``cancel_on_timeout=True``, the default), and so does a task that is killed
+    (``cancel_on_kill=True``, the default): nobody is dialled for a launch that gave up half way.
+    ``cancel_on_timeout=False`` leaves the campaign as it is on ``execution_timeout``, whatever
+    ``cancel_on_kill`` says; the log says which happened.
 
     Returns:
         ``{"campaign_id", "launched", "skipped", "already_started", "not_matched",
@@ -56,6 +60,7 @@ class RevoxLaunchCampaignOperator(BaseOperator):
         rows_mode: ``only`` or ``all_except``.
         scheduled_at: ISO 8601 time to place the calls at (templated); default now.
         cancel_on_kill: cancel the campaign when the task is killed.
+        cancel_on_timeout: cancel the campaign when the task runs past its ``execution_timeout``.
         revox_conn_id: the ``revox`` connection (templated).
     """
 
@@ -72,6 +77,7 @@ class RevoxLaunchCampaignOperator(BaseOperator):
         rows_mode: str = "all_except",
         scheduled_at: str | None = None,
         cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
         revox_conn_id: str = RevoxHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -96,7 +102,10 @@ class RevoxLaunchCampaignOperator(BaseOperator):
         self.rows_mode = rows_mode
         self.scheduled_at = scheduled_at
         self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
         self._launching: str | None = None
+        # Set when execution_timeout ended the task: cancel_on_timeout decided, not on_kill.
+        self._timed_out = False
 
     @cached_property
     def hook(self) -> RevoxHook:
@@ -105,6 +114,21 @@ class RevoxLaunchCampaignOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Launch the selected rows still ``not_launched``, then check the API shows them started."""
+        try:
+            return self._launch_owed(context)
+        except AirflowTaskTimeout:
+            self._timed_out = True
+            if self.cancel_on_timeout:
+                self._cancel("the task ran past its execution_timeout (cancel_on_timeout)")
+            elif self._launching is not None:
+                self.log.warning(
+                    "Campaign %s: the task ran past its execution_timeout; the campaign is left as it "
+                    "is (cancel_on_timeout=False)",
+                    self._launching,
+                )
+            raise
+
+    def _launch_owed(self, context: Context) -> dict[str, Any]:
         campaign_id = validate_campaign_id(self.campaign_id)
         if isinstance(self.call_ids, str):
             raise RevoxConfigError("call_ids must be a list of call ids, not one string")
@@ -222,11 +246,22 @@ class RevoxLaunchCampaignOperator(BaseOperator):
         return [str(i) for i in found] if isinstance(found, list) else []
 
     def on_kill(self) -> None:
-        """Cancel the campaign this task launched (``cancel_on_kill``)."""
-        if not self.cancel_on_kill or self._launching is None:
+        """Cancel the campaign this task launched (``cancel_on_kill``); a failure is only logged.
+
+        After ``execution_timeout`` (Airflow then calls this) ``cancel_on_timeout`` has decided.
+        """
+        if self.cancel_on_kill and not self._timed_out:
+            self._cancel("the task was killed")
+
+    def _cancel(self, why: str) -> None:
+        if self._launching is None:
             return
-        self.log.info("Task killed: cancelling campaign %s", self._launching)
+        # A hook of its own: the task's hook may be mid-request when the kill or the timeout comes.
+        hook = RevoxHook(revox_conn_id=self.revox_conn_id)
         try:
-            self.hook.cancel_campaign(self._launching)
+            hook.cancel_campaign(self._launching)
+            self.log.info("Campaign %s cancelled because %s", self._launching, why)
+        except (RevoxError, AirflowNotFoundException) as error:
+            self.log.warning("Campaign %s could not be cancelled (%s): %s", self._launching, why, error)
         finally:
-            self.hook.close()
+            hook.close()

@@ -3,10 +3,17 @@ it by its idempotency key, and cancelling it only when this task placed it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.exceptions import (
+    AirflowNotFoundException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferralTimeout,
+)
 
 from airflow_provider_revox._internal.core import durable, statuses
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
@@ -17,6 +24,12 @@ from airflow_provider_revox.exceptions import (
     RevoxResponseError,
     RevoxTransportError,
 )
+
+#: Guards what a kill and the placing code both read and write: the order's id, the POST in flight,
+#: and which of them cancels. Reentrant: Airflow's SIGTERM handler calls ``on_kill`` on the very
+#: thread it interrupts, maybe inside this lock; elsewhere the kill comes from another thread.
+#: Module-level: an operator is deep-copied, and a lock is not.
+KILL_LOCK = threading.RLock()
 
 
 class Log(Protocol):
@@ -129,3 +142,30 @@ def cancel_owned(conn_id: str, call_id: str, identity: str, why: str, log: Log) 
         log.warning("Call %s could not be cancelled (%s): %s", call_id, why, error)
     finally:
         hook.close()
+
+
+def gave_up(error: BaseException) -> bool:
+    """Whether ``error`` ends a wait that timed out, also as the skip ``soft_fail`` makes of it."""
+    timeouts = (AirflowSensorTimeout, TaskDeferralTimeout)
+    if isinstance(error, timeouts):
+        return True
+    # soft_fail turns a timeout into a skip: raised from it, or (an explicit timeout) with this text.
+    return isinstance(error, AirflowSkipException) and (
+        isinstance(error.__cause__, timeouts) or str(error).startswith("Sensor has timed out")
+    )
+
+
+def check_search_lag(uncertain: str | None, now: datetime, lag: timedelta, key: str) -> None:
+    """Refuse to place while a search may still lag the POST that an earlier try left uncertain.
+
+    Raises:
+        RevoxPlacementUnknownError: the POST at ``uncertain`` is less than ``lag`` before ``now``.
+    """
+    until = durable.lag_until(uncertain, now, lag)
+    if until is not None:
+        raise RevoxPlacementUnknownError(
+            f"An earlier try's POST, at {uncertain}, may have placed the call, and the search does "
+            f"not show an order with idempotency key {key} yet; a search may lag a placement by up "
+            f"to {lag}. None is placed before {until.isoformat()}; the task's next try "
+            "searches again (give it retries, with retry_exponential_backoff, to span that time)."
+        )

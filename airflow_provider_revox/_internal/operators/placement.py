@@ -10,6 +10,7 @@ from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.exceptions import (
     AirflowSensorTimeout,
     AirflowSkipException,
+    AirflowTaskTimeout,
     TaskDeferralTimeout,
 )
 from airflow.triggers.base import BaseTrigger
@@ -19,10 +20,13 @@ from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.hooks.revox import RevoxHook
 from airflow_provider_revox._internal.operators import gate
 from airflow_provider_revox._internal.operators.placed import (
+    KILL_LOCK,
     ambiguous,
     cancel_owned,
+    check_search_lag,
     find_by_key,
     find_in_flight,
+    gave_up,
 )
 from airflow_provider_revox._internal.sensors.base import RevoxWaitSensor
 from airflow_provider_revox._internal.sensors.call import CallWait
@@ -48,17 +52,6 @@ def _now(hook: RevoxHook) -> datetime:  # replaced by tests: the clock the searc
     return hook.server_clock.now()
 
 
-def gave_up(error: BaseException) -> bool:
-    """Whether ``error`` ends a wait that timed out, also as the skip ``soft_fail`` makes of it."""
-    timeouts = (AirflowSensorTimeout, TaskDeferralTimeout)
-    if isinstance(error, timeouts):
-        return True
-    # soft_fail turns a timeout into a skip: raised from it, or (an explicit timeout) with this text.
-    return isinstance(error, AirflowSkipException) and (
-        isinstance(error.__cause__, timeouts) or str(error).startswith("Sensor has timed out")
-    )
-
-
 class RevoxPlaceCallOperator(RevoxWaitSensor):
     """Place one Revox call order, then (by default) wait for it exactly as ``RevoxCallSensor``.
 
@@ -82,10 +75,12 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     **Cancelled on kill and on timeout.** With ``cancel_on_kill`` (the default) a killed task
     cancels the order it placed, in the worker (``on_kill``) and, when deferred, in the triggerer
-    (Airflow 3.3). With ``cancel_on_timeout`` (the default) a wait that gives up (``timeout``, the
-    derived deadline, the deferral's timeout) cancels the order before the task fails, so no one
-    is dialled for a task that no longer waits. Only an order carrying this task's identity is
-    ever cancelled.
+    (Airflow 3.3); a kill while the ``POST`` is unanswered looks for the order by its key, and
+    cancels it when the answer arrives after all. With ``cancel_on_timeout`` (the default) a wait
+    that gives up (``timeout``, the derived deadline, the deferral's timeout) or a task that runs
+    past its ``execution_timeout`` cancels the order before the task fails, so no one is dialled
+    for a task that no longer waits; ``cancel_on_timeout=False`` leaves the order to ring, also on
+    ``execution_timeout``. Only an order carrying this task's identity is ever cancelled.
 
     **Do-not-contact gate.** Before placing, the task reads the organisation's phone history once
     (``GET /calls/phone-history``, streamed). A number marked ``do_not_contact`` is never dialled
@@ -117,7 +112,8 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             reattaches to the same order.
         wait_for_completion: wait for the order to end (default); False returns its id at once.
         cancel_on_kill: cancel the order when the task is killed.
-        cancel_on_timeout: cancel the order when the wait gives up.
+        cancel_on_timeout: cancel the order when the wait gives up or ``execution_timeout`` ends
+            the task.
         dial_do_not_contact: dial the number even when it is marked do-not-contact.
         skip_reached_human_within_days: skip a number a person answered within this many days.
         skip_called_within_hours: skip a number called within this many hours.
@@ -183,6 +179,8 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         self._state_key = STATE_KEY
         # The arguments of a POST /call sent and not yet answered (its id unknown).
         self._in_flight: Mapping[str, Any] | None = None
+        # Killed; a cancel for the kill claimed (once); ended by execution_timeout (see on_kill).
+        self._killed = self._kill_cancel_claimed = self._timed_out = False
         self.phone_number = phone_number
         self.assistant_id = assistant_id
         self.assistant = assistant
@@ -236,6 +234,13 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
 
     def execute(self, context: Context) -> Any:
         """Make sure the order is placed (once), then wait for it, or return its id."""
+        try:
+            return self._execute(context)
+        except AirflowTaskTimeout:
+            self._ran_out()
+            raise
+
+    def _execute(self, context: Context) -> Any:
         self._identity = durable.task_identity(context)
         arguments = self._request(durable.idempotency_key(context, self.idempotency_key))
         try:
@@ -280,7 +285,9 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
             found = self._find(arguments)
             if found is not None:
                 return self._keep(state, found, "found by its idempotency key: reattaching to it")
-            self._check_search_lag(state, key)
+            # An earlier try's POST may have placed the order, and a search may lag a placement.
+            uncertain = state.get(durable.scoped_key(UNCERTAIN_KEY, key))
+            check_search_lag(uncertain, _now(self.hook), SEARCH_LAG, key)
         self._gate(arguments["phone_number"])
         self._in_flight = arguments  # a kill before the answer finds the order by its key
         try:
@@ -307,22 +314,14 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         for _, _, verdict in screened.skipped:
             raise AirflowSkipException(f"No call placed to {number}: {verdict.reason} ({verdict.detail})")
 
-    def _check_search_lag(self, state: durable.TaskState, key: str) -> None:
-        # An earlier try's POST may have placed the order, and a search may lag a placement.
-        uncertain = state.get(durable.scoped_key(UNCERTAIN_KEY, key))
-        until = durable.lag_until(uncertain, _now(self.hook), SEARCH_LAG)
-        if until is not None:
-            raise RevoxPlacementUnknownError(
-                f"An earlier try's POST, at {uncertain}, may have placed the call, and the search does "
-                f"not show an order with idempotency key {key} yet; a search may lag a placement by up "
-                f"to {SEARCH_LAG}. None is placed before {until.isoformat()}; the task's next try "
-                "searches again (give it retries, with retry_exponential_backoff, to span that time)."
-            )
-
     def _keep(self, state: durable.TaskState, call_id: str, how: str) -> str:
         # Stored before any wait, so every later try (or reschedule poke) reattaches to it.
         state.set(self._state_key, call_id)
         self.log.info("Call %s %s (idempotency key kept in its metadata)", call_id, how)
+        with KILL_LOCK:
+            self.call_id, self._in_flight, killed = call_id, None, self._killed
+        if killed:  # the kill came while the POST was unanswered: its id is known only now
+            self._cancel_for_kill(call_id, "the task was killed while the order was being placed")
         return call_id
 
     def _find(self, arguments: Mapping[str, Any]) -> str | None:
@@ -401,7 +400,16 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         finally:
             self.hook.close()
 
-    def _cancel_on_timeout(self) -> None:
+    def _ran_out(self) -> None:
+        """``execution_timeout`` ended the task: cancel its order under ``cancel_on_timeout``."""
+        with KILL_LOCK:
+            self._timed_out = True
+            in_flight = self._in_flight if not self.call_id else None
+        if in_flight is not None and self.cancel_on_timeout:  # the POST cut short: search by key
+            self.call_id = find_in_flight(self.revox_conn_id, in_flight, self._identity, self.log)
+        self._cancel_on_timeout("the task ran past its execution_timeout (cancel_on_timeout)")
+
+    def _cancel_on_timeout(self, why: str = "the wait for it gave up (cancel_on_timeout)") -> None:
         if not self.cancel_on_timeout:
             self.log.warning(
                 "The wait for call %s gave up; the order is left as it is (cancel_on_timeout=False)",
@@ -411,17 +419,30 @@ class RevoxPlaceCallOperator(RevoxWaitSensor):
         if not self.call_id:
             self.log.warning("The wait gave up, but the id of the order is unknown: nothing cancelled")
             return
-        self._cancel("the wait for it gave up (cancel_on_timeout)")
-
-    def _cancel(self, why: str) -> None:
-        """Cancel this task's order, only if it carries this task's identity; failures are logged."""
         cancel_owned(self.revox_conn_id, self.call_id, self._identity, why, self.log)
 
+    def _cancel_for_kill(self, call_id: str, why: str) -> None:
+        # Once: the kill and the POST's late answer may both learn the id.
+        with KILL_LOCK:
+            claimed = self.cancel_on_kill and not self._kill_cancel_claimed
+            self._kill_cancel_claimed = self._kill_cancel_claimed or claimed
+        if claimed:  # only an order carrying this task's identity; a failure is only logged
+            cancel_owned(self.revox_conn_id, call_id, self._identity, why, self.log)
+
     def on_kill(self) -> None:
-        """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged."""
-        if not self.cancel_on_kill:
+        """Cancel the order this task placed (with ``cancel_on_kill``); a failure is only logged.
+
+        After ``execution_timeout`` (Airflow then calls this) ``cancel_on_timeout`` has decided.
+        A kill while the ``POST`` is unanswered finds the order by its key, or cancels on the answer.
+        """
+        with KILL_LOCK:
+            self._killed = True
+            call_id, in_flight = self.call_id, self._in_flight
+        if not self.cancel_on_kill or self._timed_out:
             return
-        if not self.call_id and self._in_flight is not None:
-            self.call_id = find_in_flight(self.revox_conn_id, self._in_flight, self._identity, self.log)
-        if self.call_id:
-            self._cancel("the task was killed")
+        if not call_id and in_flight is not None:
+            found = find_in_flight(self.revox_conn_id, in_flight, self._identity, self.log)
+            with KILL_LOCK:
+                self.call_id = call_id = self.call_id or found
+        if call_id:
+            self._cancel_for_kill(call_id, "the task was killed")

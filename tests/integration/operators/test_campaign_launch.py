@@ -2,12 +2,15 @@
 
 Through a real Airflow (``dag.test()``, which runs the task's retries) and real HTTP against the
 simulator, with its faults: two launchers sharing a campaign, one of them meeting a run of 429s;
-a launch whose answer is lost; a launch that cannot be checked.
+a launch whose answer is lost; a launch that cannot be checked; a launch still unanswered when
+the task's ``execution_timeout`` ends it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from airflow_provider_revox.operators.revox import RevoxLaunchCampaignOperator
 from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 
 LAUNCH_DAG = """
+import datetime
 import pendulum
 from datetime import timedelta
 from airflow.sdk import dag
@@ -126,6 +130,65 @@ def test_a_second_launcher_of_the_same_rows_launches_nothing_and_says_so(
     assert (first["launched"], first["already_started"]) == (3, 0)
     assert (second["launched"], second["already_started"]) == (0, 3)
     assert revox_simulator.stats()["by_endpoint"]["POST /campaigns/{id}/launch-calls"] == 1
+
+
+def answered(sim: SimulatorHandle, endpoint: str) -> int:
+    """Requests to ``endpoint`` the simulator has answered, once a delayed one is answered too."""
+    for _ in range(200):  # a slow fault's delay is a few seconds: wait for its answer, not a time
+        count = sim.stats()["by_endpoint"].get(endpoint, 0)
+        if count:
+            return int(count)
+        time.sleep(0.05)
+    return 0
+
+
+LAUNCH = "POST /campaigns/{id}/launch-calls"
+
+
+def test_execution_timeout_while_the_launch_is_unanswered_cancels_the_campaign(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The rows are read, then the launch's answer is held past the task's execution_timeout:
+    # Airflow ends the task (and calls on_kill); the campaign must not go on dialling alone.
+    campaign_id, _ = new_campaign(3)
+    revox_simulator.faults.script(campaign_id, ["ok", "slow:3"])
+    ti = run_launch(run_dag, "launch_timeout", campaign_id, execution_timeout=timedelta(seconds=1))
+
+    assert ti.state == "failed"
+    assert revox_simulator.engine.campaigns.campaign(campaign_id).cancelled
+    assert revox_simulator.stats()["by_endpoint"]["POST /campaigns/{id}/cancel"] == 1
+    out = capsys.readouterr().out
+    assert (
+        f"Campaign {campaign_id} cancelled because the task ran past its execution_timeout "
+        "(cancel_on_timeout)" in out
+    )
+    # The held launch reaches a cancelled campaign: refused, no row dialled.
+    assert answered(revox_simulator, LAUNCH) == 1
+    assert revox_simulator.stats()["by_status"]["409"] == 1
+    assert statuses(revox_simulator, campaign_id) == ["cancelled"] * 3
+
+
+def test_without_cancel_on_timeout_execution_timeout_leaves_the_campaign_and_says_so(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cancel_on_kill stays on: the on_kill Airflow calls after the timeout leaves the decision to
+    # cancel_on_timeout.
+    campaign_id, _ = new_campaign(3)
+    revox_simulator.faults.script(campaign_id, ["ok", "slow:2"])
+    ti = run_launch(
+        run_dag, "launch_timeout_kept", campaign_id, execution_timeout=timedelta(seconds=1),
+        cancel_on_timeout=False,
+    )  # fmt: skip
+
+    assert ti.state == "failed"
+    assert not revox_simulator.engine.campaigns.campaign(campaign_id).cancelled
+    assert "POST /campaigns/{id}/cancel" not in revox_simulator.stats()["by_endpoint"]
+    assert (
+        f"Campaign {campaign_id}: the task ran past its execution_timeout; the campaign is left as "
+        "it is (cancel_on_timeout=False)" in capsys.readouterr().out
+    )
+    assert answered(revox_simulator, LAUNCH) == 1
+    assert "not_launched" not in statuses(revox_simulator, campaign_id)
 
 
 def test_a_statuses_filter_that_would_dial_rows_again_is_refused_when_the_dag_is_parsed() -> None:

@@ -2,12 +2,17 @@
 
 Real HTTP against the simulator: the POST is stored and its answer lost, and the search right
 after it fails, so the operator never learns the id; the kill that follows finds the order by
-its idempotency key and this task's identity, and cancels it. Another DAG's order under the same
-key is never touched.
+its idempotency key and this task's identity, and cancels it. A kill that comes while the POST is
+held (the order not stored yet, so no search can find it) cancels the order once the answer brings
+its id. Another DAG's order under the same key is never touched.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +101,62 @@ def test_without_cancel_on_kill_a_kill_mid_post_looks_for_nothing(
     (call_id,) = revox_simulator.engine.call_ids()
     assert revox_simulator.get_call(call_id)["status"] != "cancelled"
     assert revox_simulator.stats()["by_endpoint"]["POST /call/search"] == searches
+
+
+def held_post(sim: SimulatorHandle) -> bool:
+    """Wait until the simulator holds the POST /call (its scripted fault taken), nothing stored yet."""
+    for _ in range(400):
+        if sim.faults.pending(PARIS) == 0:
+            break
+        time.sleep(0.01)
+    return sim.faults.pending(PARIS) == 0 and sim.engine.call_ids() == []
+
+
+@pytest.mark.parametrize("kill", ["signal", "thread"])
+def test_a_kill_while_the_post_is_held_cancels_the_order_once_its_answer_arrives(
+    kill: str,
+    revox_simulator: SimulatorHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The POST is held before the order is stored: the kill's search finds nothing, so only the
+    # answer, when it comes, can tell which order to cancel. "signal": as Airflow's SIGTERM
+    # handler does, on_kill runs on the thread that is placing, interrupting its wait for the
+    # answer; "thread": on_kill runs on another thread.
+    monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", revox_simulator.connection_json(max_retries=0))
+    revox_simulator.faults.script(PARIS, ["slow:3"])
+    operator = RevoxPlaceCallOperator(
+        task_id="call", phone_number=PARIS, assistant_id="asst_kill", scheduled_at=TOMORROW,
+        wait_for_completion=False, idempotency_key="held-key",
+    )  # fmt: skip
+    placed: list[Any] = []
+    if kill == "signal":
+        held: list[bool] = []
+        previous = signal.signal(signal.SIGUSR1, lambda *_: operator.on_kill())
+        killer = threading.Thread(target=lambda: (held.append(held_post(revox_simulator)),
+                                                  os.kill(os.getpid(), signal.SIGUSR1)))  # fmt: skip
+        killer.start()
+        try:
+            placed.append(operator.execute(context("dag_held")))  # type: ignore[arg-type]
+        finally:
+            killer.join(timeout=30)
+            signal.signal(signal.SIGUSR1, previous)
+        assert held == [True]
+    else:
+        worker = threading.Thread(target=lambda: placed.append(operator.execute(context("dag_held"))))  # type: ignore[arg-type]
+        worker.start()
+        assert held_post(revox_simulator)
+        operator.on_kill()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+
+    (call_id,) = revox_simulator.engine.call_ids()
+    assert placed == [call_id]
+    assert revox_simulator.get_call(call_id)["status"] == "cancelled"
+    endpoints = revox_simulator.stats()["by_endpoint"]
+    assert endpoints["POST /call"] == 1
+    assert endpoints["POST /call/{id}/cancel"] == 1
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "no order with idempotency key held-key is visible" in logged
+    assert f"Call {call_id} cancelled because the task was killed while the order was being placed" in logged

@@ -3,13 +3,15 @@ own order when its wait gives up.
 
 Through a real Airflow (dag.test) and real HTTP against the simulator: two DAGs placing under the
 same idempotency key, number and assistant; the opt-in shared scope; a wait that times out in
-poke and deferrable mode; Airflow's own deferral timeout, which reaches the operator without an
-event.
+poke and deferrable mode, by its ``timeout``, by the deadline it derives from the order (a
+transcript analysis that stalls past it) and by Airflow's ``execution_timeout``; Airflow's own
+deferral timeout, which reaches the operator without an event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -18,12 +20,18 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_revox._internal.core import compat, durable
 from airflow_provider_revox._internal.operators.placement import STATE_KEY, RevoxPlaceCallOperator
-from airflow_provider_revox.testing import SimulatorHandle
+from airflow_provider_revox.testing import (
+    ALWAYS_OPEN_RETRY_CONFIG,
+    Profile,
+    SimulatorHandle,
+    running_simulator,
+)
 from tests.integration.operators.test_placement_durable import DictStore, StubTI
 
 PARIS = "+33612345678"
 
 DAG_TEMPLATE = """
+import datetime
 import pendulum
 from datetime import timedelta
 from airflow.sdk import dag
@@ -184,14 +192,92 @@ def test_without_cancel_on_timeout_the_order_is_left_and_the_log_says_so(
     assert f"The wait for call {call_id} gave up; the order is left as it is" in capsys.readouterr().out
 
 
+@pytest.fixture
+def stalled_analysis(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorHandle]:
+    """A simulator at 3,000x real time where a person always answers and the transcript analysis
+    then stalls for ten hours: far past the deadline the wait derives for a post-processing order
+    (its last attempt's end, plus the grace and the margin: an hour and a half, 1.8 real seconds)."""
+    profile = Profile(outcome_weights={"human": 1.0}, post_processing_seconds=(36000.0, 36000.0, 36000.0))
+    with running_simulator(seed=21, speed=3000, profile=profile) as sim:
+        monkeypatch.setenv("AIRFLOW_CONN_REVOX_DEFAULT", sim.connection_json())
+        yield sim
+
+
+@pytest.mark.parametrize(
+    ("mode", "cancel_on_timeout"),
+    [({"mode": "poke"}, True), ({"deferrable": True}, True), ({"mode": "poke"}, False)],
+)
+def test_the_derived_deadline_cancels_its_order(
+    mode: dict[str, Any],
+    cancel_on_timeout: bool,
+    stalled_analysis: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No timeout, no execution_timeout: only the deadline derived from the order ends the wait.
+    assistant = {"prompt": "Confirm the appointment", "call_retry_config": ALWAYS_OPEN_RETRY_CONFIG}
+    name = f"derived_deadline_{'poke' if 'mode' in mode else 'deferrable'}_{cancel_on_timeout}"
+    ti = run_task(run_dag, name, phone_number=PARIS, assistant=assistant, poke_interval=5,
+                  cancel_on_timeout=cancel_on_timeout, **mode)  # fmt: skip
+    (call_id,) = stalled_analysis.engine.call_ids()
+    assert ti.state == "failed"
+    out = capsys.readouterr().out
+    assert f"call {call_id} did not finish by" in out
+    if cancel_on_timeout:
+        assert stalled_analysis.get_call(call_id)["status"] == "cancelled"
+        assert endpoints(stalled_analysis)["POST /call/{id}/cancel"] == 1
+        assert f"Call {call_id} cancelled because the wait for it gave up (cancel_on_timeout)" in out
+    else:
+        assert stalled_analysis.get_call(call_id)["status"] == "post_processing"
+        assert "POST /call/{id}/cancel" not in endpoints(stalled_analysis)
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_execution_timeout_in_poke_mode_cancels_its_order(
+    cancel_on_kill: bool,
+    revox_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No wait timeout: Airflow's execution_timeout ends the task while it sleeps between pokes,
+    # then calls on_kill. cancel_on_timeout cancels, whether cancel_on_kill is on or not.
+    ti = run_task(run_dag, f"exec_timeout_{cancel_on_kill}", phone_number=PARIS, assistant_id="asst_later",
+                  mode="poke", scheduled_at=tomorrow(), poke_interval=1, cancel_on_kill=cancel_on_kill,
+                  execution_timeout=timedelta(seconds=2))  # fmt: skip
+    (call_id,) = revox_simulator.engine.call_ids()
+    assert ti.state == "failed"
+    assert revox_simulator.get_call(call_id)["status"] == "cancelled"
+    assert endpoints(revox_simulator)["POST /call/{id}/cancel"] == 1
+    assert (
+        f"Call {call_id} cancelled because the task ran past its execution_timeout (cancel_on_timeout)"
+        in capsys.readouterr().out
+    )
+
+
+def test_without_cancel_on_timeout_execution_timeout_leaves_the_order(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cancel_on_kill stays on: the on_kill Airflow calls after execution_timeout must not cancel.
+    ti = run_task(run_dag, "exec_timeout_kept", phone_number=PARIS, assistant_id="asst_later", mode="poke",
+                  scheduled_at=tomorrow(), poke_interval=1, cancel_on_timeout=False,
+                  execution_timeout=timedelta(seconds=2))  # fmt: skip
+    (call_id,) = revox_simulator.engine.call_ids()
+    assert ti.state == "failed"
+    assert revox_simulator.get_call(call_id)["status"] == "scheduled"
+    assert "POST /call/{id}/cancel" not in endpoints(revox_simulator)
+    assert f"The wait for call {call_id} gave up; the order is left as it is" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limit", ["timeout", "execution_timeout"])
 def test_the_sensor_which_placed_nothing_never_cancels(
-    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
+    limit: str, revox_simulator: SimulatorHandle, run_dag: Callable[..., Any]
 ) -> None:
     call_id = revox_simulator.place_call(
         phone_number=PARIS, assistant_id="asst_later", scheduled_at=tomorrow()
     )["id"]
-    ti = run_task(run_dag, "timeout_sensor", operator="RevoxCallSensor", call_id=call_id, mode="poke",
-                  timeout=2, poke_interval=1)  # fmt: skip
+    limits = {"timeout": 2} if limit == "timeout" else {"execution_timeout": timedelta(seconds=2)}
+    ti = run_task(run_dag, f"timeout_sensor_{limit}", operator="RevoxCallSensor", call_id=call_id,
+                  mode="poke", poke_interval=1, **limits)  # fmt: skip
     assert ti.state == "failed"
     assert revox_simulator.get_call(call_id)["status"] == "scheduled"
     assert "POST /call/{id}/cancel" not in endpoints(revox_simulator)
