@@ -367,6 +367,35 @@ def test_a_large_file_is_streamed_and_stops_at_the_reject_limit(
     assert revox_simulator.stats()["campaigns"] == 0
 
 
+def test_a_long_read_logs_its_progress_with_counts(
+    revox_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    logs: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_revox._internal.core import contacts as reading
+
+    # A report every 1,000 rows instead of 100,000: the same lines, from a file that reads in seconds.
+    monkeypatch.setattr(reading, "PROGRESS_EVERY", 1_000)
+    source = tmp_path / "contacts.csv"
+    with source.open("w") as out:
+        out.write("to_phone_number,first_name\n")
+        for row in range(1, 2_501):
+            out.write(f"{'0612' if row % 500 == 0 else f'+336{10_000_000 + row}'},n{row}\n")
+    logs()
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=5)
+    assert ti.state == "success"
+    assert ti.xcom_pull(task_ids="create")["contacts"] == 2_495
+    reports = [line for line in logs().splitlines() if "contact rows" in line and "Read " in line]
+    counts = [line[line.index("Read ") :].split(" [")[0].strip() for line in reports]
+    assert counts == [
+        "Read 1000 contact rows: 998 contacts, 2 rejected",
+        "Read 2000 contact rows: 1996 contacts, 4 rejected",
+        "Read 2500 contact rows: 2495 contacts, 5 rejected",
+    ]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
