@@ -315,6 +315,37 @@ def test_rejects_mask_credential_columns(
     assert "4321" not in text and "998877" not in text and "s-abc-123" not in text
 
 
+CREDENTIAL_COLUMNS = ("pin", "otp", "session", "key", "api_key")
+
+
+def test_rejects_mask_every_credential_column_of_every_kind_of_reject(
+    revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Three rejects, each through its own path: a bad number, a duplicate (a checked contact) and a
+    # do-not-contact number the gate skips (its columns are prompt variables by then).
+    numbers = ["+33612345601", "0612", "+33612345601", "+33612345603"]
+    raw = {(row, column): f"raw-{column}-{row}" for row in range(1, 5) for column in CREDENTIAL_COLUMNS}
+    source = tmp_path / "contacts.csv"
+    lines = [["to_phone_number", "first_name", *CREDENTIAL_COLUMNS]] + [
+        [number, "Ana", *(raw[(row, c)] for c in CREDENTIAL_COLUMNS)]
+        for row, number in enumerate(numbers, start=1)
+    ]
+    source.write_text("".join(",".join(line) + "\n" for line in lines))
+    revox_simulator.engine.phone_book.mark(["+33612345603"])
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=2)
+    assert ti.state == "success"
+    text = Path(str(source) + ".rejects.jsonl").read_text()
+    rejects = [json.loads(line) for line in text.splitlines()]
+    assert [(r["row"], r.get("skipped")) for r in rejects] == [(2, None), (3, None), (4, "do_not_contact")]
+    shown = [rejects[0]["input"], rejects[1]["input"], rejects[2]["input"]["prompt_variables"]]
+    assert [{c: values[c] for c in CREDENTIAL_COLUMNS} for values in shown] == [
+        dict.fromkeys(CREDENTIAL_COLUMNS, "***")
+    ] * 3
+    assert [values["first_name"] for values in shown] == ["Ana"] * 3  # only credentials are masked
+    leaked = [value for value in raw.values() if value in text]
+    assert leaked == []
+
+
 def test_a_large_file_is_streamed_and_stops_at_the_reject_limit(
     revox_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path, logs: Callable[[], str]
 ) -> None:
@@ -334,6 +365,35 @@ def test_a_large_file_is_streamed_and_stops_at_the_reject_limit(
     text = logs()
     assert "the read stopped at row 10011" in text
     assert revox_simulator.stats()["campaigns"] == 0
+
+
+def test_a_long_read_logs_its_progress_with_counts(
+    revox_simulator: SimulatorHandle,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    logs: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_revox._internal.core import contacts as reading
+
+    # A report every 1,000 rows instead of 100,000: the same lines, from a file that reads in seconds.
+    monkeypatch.setattr(reading, "PROGRESS_EVERY", 1_000)
+    source = tmp_path / "contacts.csv"
+    with source.open("w") as out:
+        out.write("to_phone_number,first_name\n")
+        for row in range(1, 2_501):
+            out.write(f"{'0612' if row % 500 == 0 else f'+336{10_000_000 + row}'},n{row}\n")
+    logs()
+    ti = create_dag(run_dag, contacts_path=source.as_uri(), max_rejected_rows=5)
+    assert ti.state == "success"
+    assert ti.xcom_pull(task_ids="create")["contacts"] == 2_495
+    reports = [line for line in logs().splitlines() if "contact rows" in line and "Read " in line]
+    counts = [line[line.index("Read ") :].split(" [")[0].strip() for line in reports]
+    assert counts == [
+        "Read 1000 contact rows: 998 contacts, 2 rejected",
+        "Read 2000 contact rows: 1996 contacts, 4 rejected",
+        "Read 2500 contact rows: 2495 contacts, 5 rejected",
+    ]
 
 
 @pytest.mark.parametrize(

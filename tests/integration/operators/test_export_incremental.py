@@ -260,3 +260,70 @@ def test_a_run_killed_after_publishing_before_storing_its_mark_is_not_exported_a
     assert task_state(again, "export") == "success"
     # The next run starts from the mark the published load carries: the first calls once only.
     assert exported(destination) == [sorted(first), sorted(second)]
+
+
+@pytest.mark.airflow
+@needs_asset_state_store
+def test_a_search_that_repeats_pages_loses_no_order_and_lands_none_twice_across_runs(
+    simulator: Any,
+    run_dag: Callable[..., Any],
+    tmp_path: Path,
+    task_logs: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_revox._internal.export import search
+
+    # Pages of 100: a few hundred orders span pages, and a repeated page hides a whole one.
+    monkeypatch.setattr(search, "INCREMENTAL_PAGE_SIZE", 100)
+    destination = tmp_path / "out"
+    dag_id = "revox_incremental_repeated_page"
+
+    def ended(count: int) -> list[str]:
+        """``count`` orders ending 50 at a time, each fifty later than the last: a page the read
+        misses holds orders older than the ones it read, which a watermark moved past would lose."""
+        ids = []
+        for _ in range(0, count, 50):
+            batch = [place(simulator, GOOD_OUTPUT) for _ in range(min(50, count - len(ids)))]
+            simulator.finish(*batch)
+            ids += batch
+        return ids
+
+    def run() -> Any:
+        return run_dag(incremental_source(dag_id, str(destination)), dag_id)
+
+    first = ended(2)
+    assert task_state(run(), "export") == "success"
+
+    # Page 1 answers page 0 once: the read goes on past it and reads again from the head.
+    second = ended(250)
+    simulator.faults.script("POST /call/search", ["ok", "repeat_page"])
+    run2 = run()
+    assert task_state(run2, "export") == "success"
+    assert xcoms(run2, "export")["return_value"]["calls"] == 250
+
+    # Every page answers page 0: the read cannot reach the watermark; the run fails, adds no
+    # load and leaves the watermark where it was.
+    third = ended(150)
+    simulator.faults.set_rates("repeat_page=1")
+    task_logs()
+    run3 = run()
+    assert task_state(run3, "export") == "failed"
+    mark = xcoms(run2, "export")["return_value"]["watermark"]
+    assert (
+        "RevoxIncompleteReadError: Revox incremental search incomplete: read 100 distinct call(s) in 3 "
+        f"pass(es) of POST /call/search: the results kept moving, or the pages never reached the "
+        f"watermark; the watermark stays at {mark}"
+    ) in task_logs()
+    assert len(exported(destination)) == 2
+
+    # The API pages again (but for one repeat); more orders ended meanwhile: the next run owes both.
+    simulator.faults.clear()
+    fourth = ended(50)
+    simulator.faults.script("POST /call/search", ["ok", "repeat_page"])
+    run4 = run()
+    assert task_state(run4, "export") == "success"
+
+    loads = exported(destination)
+    assert loads == [sorted(first), sorted(second), sorted(third + fourth)]
+    landed = [call_id for load in loads for call_id in load]
+    assert len(landed) == len(set(landed)) == 452  # every order once: none lost, none twice
