@@ -6,7 +6,9 @@ call, rejected or skipped rows by reason, a sample of rows (numbers masked), and
 attempts the launch may make. ``ApprovalOperator`` (Airflow's human-in-the-loop operators, in
 ``apache-airflow-providers-standard``) then waits for a person in the Airflow UI ("Required
 actions"): "Approve" launches the campaign, "Reject", or no answer within a day, skips the
-launch and the wait::
+launch and the wait. Runs on Airflow 3.2 and later with a scheduler and a triggerer; under
+``dag.test()`` it needs Airflow 3.3, whose ``dag.test()`` waits for the answer (3.2's runs the
+approval's trigger in-process, where it cannot read the answer, and the approval fails)::
 
     airflow dags trigger revox_campaign_with_approval --conf '{
         "contacts_path": "s3://bucket/contacts.csv", "assistant_id": "asst_..."}'

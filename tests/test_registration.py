@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 import airflow_provider_revox
-from airflow_provider_revox._internal.core import compat
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -144,7 +143,4 @@ def test_every_module_imports_without_warnings() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     failures = json.loads(result.stdout.strip().splitlines()[-1])
-    if not compat.has_acknowledged_streams():  # Airflow 3.2: that module says what it needs
-        message = failures.pop("airflow_provider_revox._internal.triggers.call_event_stream", "")
-        assert "An acknowledged shared stream needs Airflow 3.3 or later" in message
     assert failures == {}

@@ -13,6 +13,7 @@ from airflow_provider_revox.hooks.revox import Call
 from airflow_provider_revox.testing import ALWAYS_OPEN_RETRY_CONFIG, SimulatorHandle
 from tests.support.hitl import answer_when_asked
 from tests.support.paths import ROOT
+from tests.support.versions import needs_awaiting_input
 
 pytestmark = pytest.mark.airflow
 
@@ -93,6 +94,7 @@ def test_campaign_export_runs_end_to_end(
     }
 
 
+@needs_awaiting_input
 @pytest.mark.parametrize("answer", ["Approve", "Reject"])
 def test_campaign_with_approval_launches_only_once_a_person_approves(
     fast_simulator: SimulatorHandle, run_dag: Callable[..., Any], tmp_path: Path, answer: str

@@ -39,6 +39,7 @@ from tests.integration.operators.test_results_and_export import (
     task_state,
     xcoms,
 )
+from tests.support.versions import needs_asset_state_store
 from tests.unit.export.test_staging import only_load
 from tests.unit.triggers.test_call_events import FAST, Store, fast_sleeps, next_event, until_saved, watcher
 
@@ -170,6 +171,7 @@ def test_orders_placed_while_an_export_reads_page_zero_hide_no_call(
 # -- an incremental export -----------------------------------------------------------------------
 
 
+@needs_asset_state_store
 @pytest.mark.airflow
 def test_orders_ending_while_a_page_is_read_lose_no_order_across_runs(
     simulator: Any, run_dag: Callable[..., Any], tmp_path: Path
@@ -191,6 +193,7 @@ def test_orders_ending_while_a_page_is_read_lose_no_order_across_runs(
     assert sorted(names) == sorted(older + newer + during)  # each once, none lost
 
 
+@needs_asset_state_store
 @pytest.mark.airflow
 def test_an_order_claiming_it_ended_in_2199_does_not_stop_the_feed(
     simulator: Any, run_dag: Callable[..., Any], tmp_path: Path, task_logs: Callable[[], str]
@@ -264,6 +267,7 @@ def test_the_watch_loop_logs_that_error_and_keeps_polling(
     assert "RevoxIncompleteReadError: Revox call event poll incomplete: read 100 distinct" in caplog.text
 
 
+@needs_asset_state_store
 def test_a_watcher_names_an_order_from_2199_once_and_keeps_naming_later_ones(simulator: Any) -> None:
     store = Store()
 

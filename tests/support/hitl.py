@@ -3,7 +3,8 @@
 ``dag.test()`` never answers a human-in-the-loop task itself: it waits for a response recorded
 in the metadata database. This writes one, the way the REST API's response handler does: the
 chosen option on the task's ``hitl_detail`` row, then (Airflow 3.3+, a task parked in
-``awaiting_input``) the resume event; on older versions the trigger polling the row resumes it.
+``awaiting_input``) the resume event; a deferred task (Airflow 3.2) is resumed by its trigger
+polling the row, which 3.2's ``dag.test()`` cannot run (``tests.support.versions.needs_awaiting_input``).
 """
 
 from __future__ import annotations

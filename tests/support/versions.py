@@ -25,4 +25,16 @@ needs_task_state_store = _needs(compat.has_task_state_store, "The task state sto
 #: For tests of a watermark or cursor kept in the asset state store.
 needs_asset_state_store = _needs(compat.has_asset_state_store, "The asset state store")
 
-__all__ = ["needs_asset_state_store", "needs_task_state_store"]
+
+def _parks_awaiting_input() -> bool:
+    from airflow.utils.state import TaskInstanceState
+
+    return hasattr(TaskInstanceState, "AWAITING_INPUT")
+
+
+#: For ``dag.test()`` runs of a human-in-the-loop task. From 3.3 such a task waits in
+#: ``awaiting_input`` for an answer recorded in the database; 3.2 defers it, and ``dag.test()``
+#: runs its trigger in-process, where the trigger's read of the answer is an unhandled request.
+needs_awaiting_input = _needs(_parks_awaiting_input, "A human-in-the-loop task under dag.test()")
+
+__all__ = ["needs_asset_state_store", "needs_awaiting_input", "needs_task_state_store"]

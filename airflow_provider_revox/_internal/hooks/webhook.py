@@ -76,8 +76,8 @@ class WebhookEndpoints(CallEndpoints):
     def webhook_url(self) -> str:
         """The URL Revox calls: the extra ``webhook_base_url``, the plugin's path and ``?token=``.
 
-        It holds the token: treat it as a secret. The token is in the query, not the path,
-        because Airflow's access log masks a ``token`` query value but writes paths as they are.
+        It holds the token: treat it as a secret. The token is in the query, not the path: a
+        reverse proxy's access log is more often told to drop query strings than paths.
 
         Raises:
             RevoxConfigError: the connection has no ``webhook_base_url`` or no ``webhook_token``.

@@ -10,23 +10,24 @@ it had after batch ``n``. A triggerer killed before that resumes from the previo
 names those orders again: delivery is at least once, never lost; a repeat needs a kill in the
 milliseconds between the store and the cursor's save.
 
-Imported only by :meth:`RevoxCallEventTrigger.create_shared_stream_producer`, which only an
-Airflow with ack mode calls.
+Used only by :meth:`RevoxCallEventTrigger.create_shared_stream_producer`, which only an Airflow
+with ack mode calls. On Airflow 3.2 the module still imports (every module of the package does),
+but its stream refuses to be made.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_revox._internal.core import compat
 from airflow_provider_revox._internal.waiting.cursor import SEQ, STORED
 
-try:
+if TYPE_CHECKING or compat.has_acknowledged_streams():
     from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
-except ImportError as error:  # Airflow 3.2: nothing here is ever called there
-    raise ImportError(compat.needs_airflow_3_3("An acknowledged shared stream")) from error
+else:  # Airflow 3.2: no such module; the class below is defined but never made there
+    SharedStreamProducer = object
 
 
 class BatchPoll(Protocol):
@@ -51,7 +52,13 @@ class CallEventStream(SharedStreamProducer):
     """
 
     def __init__(self, trigger_class: BatchPoll, kwargs: dict[str, Any]) -> None:
-        """Nothing is opened until :meth:`open_stream`."""
+        """Nothing is opened until :meth:`open_stream`.
+
+        Raises:
+            RuntimeError: on an Airflow without acknowledged shared streams (3.2).
+        """
+        if not compat.has_acknowledged_streams():
+            raise RuntimeError(compat.needs_airflow_3_3("An acknowledged shared stream"))
         self.trigger_class = trigger_class
         self.kwargs = kwargs
         self.sent = 0

@@ -1,7 +1,10 @@
 """The webhook endpoint: ``POST /revox/webhooks?token=...`` on the Airflow api-server.
 
-The token goes in the query, whose ``token`` value Airflow's access log masks; the older path
-form ``POST /revox/webhooks/{token}`` is still served, but the access log writes paths as they are.
+The token goes in the query; the older path form ``POST /revox/webhooks/{token}`` is still
+served. Either way the app masks the token in the request's ASGI scope once it has read it
+(:class:`_MaskTokenInScope`), so the access logs that read the request after the app (Airflow's
+``http.access``, which masks a ``token`` query value only from Airflow 3.3, and uvicorn's) write
+``***`` in its place.
 
 The handler checks the token (constant time, against the connection's ``webhook_token`` and
 ``webhook_previous_token``), reads at most :data:`MAX_BODY_BYTES`, takes the call ids the body
@@ -20,10 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_revox._internal.core.webhook import announced_calls, shape_of, token_matches
 
@@ -77,6 +82,57 @@ class CachedTokens:
             return self._tokens
 
 
+#: What stands for a token in the request once the app has read it.
+MASK = "***"
+
+
+def _masked_path(path: str) -> str:
+    """``path`` with the segment after ``/webhooks/`` (the path form's token) replaced by :data:`MASK`."""
+    head, sep, tail = path.rpartition("/webhooks/")
+    return head + sep + MASK if sep and tail.strip("/") else path
+
+
+def _mask_token(scope: Scope) -> None:
+    """Put :data:`MASK` for the token in ``scope``'s query (``token=``) and path (``/webhooks/<token>``)."""
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    if any(key == "token" for key, _ in pairs):
+        masked = [(key, MASK if key == "token" else value) for key, value in pairs]
+        scope["query_string"] = urlencode(masked).encode("latin-1")
+    scope["path"] = _masked_path(scope.get("path", ""))
+    if scope.get("raw_path"):
+        scope["raw_path"] = _masked_path(scope["raw_path"].decode("latin-1")).encode("latin-1")
+
+
+class _MaskTokenInScope:
+    """Masks the token in the request's scope once the app has read it, before it answers.
+
+    An ASGI scope is one dict from the server through Airflow's middlewares and mounts down to
+    this app: the access logs read its path and query after the app (and uvicorn's when the
+    answer starts), so they find the mask. Routing and the handler, which need the token, run
+    before.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap ``app``."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request; mask the token as the answer starts, and in any case once served."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def masking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _mask_token(scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, masking_send)
+        finally:
+            _mask_token(scope)
+
+
 async def _read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
     declared = request.headers.get("content-length")
@@ -106,6 +162,7 @@ def create_app(
         max_body_bytes: the largest body read.
     """
     app = FastAPI(title="Revox webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_MaskTokenInScope)
     once = _Once()
 
     def refuse(request: Request) -> JSONResponse:

@@ -174,6 +174,13 @@ def test_without_an_asset_state_store_a_watcher_says_so_and_starts_again_from_it
     assert text.count(warning) == 2  # once per start
 
 
+def test_an_airflow_without_ack_mode_gets_no_acknowledged_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow 3.2 has no ack mode and never asks for the stream; the module still imports there.
+    monkeypatch.setattr(compat, "has_acknowledged_streams", lambda: False)
+    with pytest.raises(RuntimeError, match=r"An acknowledged shared stream needs Airflow 3\.3 or later"):
+        RevoxCallEventTrigger.create_shared_stream_producer(watcher(Store()).serialize()[1])
+
+
 def test_watchers_of_one_filter_set_share_one_poll_and_each_gets_every_event(revox_simulator: Any) -> None:
     sim = revox_simulator
     left, right, other = watcher(Store()), watcher(Store()), watcher(Store(), campaign_ids=["c-1"])
