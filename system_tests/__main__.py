@@ -36,6 +36,8 @@ from system_tests.checks import CHECKS as SENSOR_CHECKS
 from system_tests.checks import kill_triggerer_mid_wait, write_export_dir
 from system_tests.context import CheckFailed, Context, DeferralWatch, Run
 from system_tests.place_kill import RUN, check_place_killed, kill_worker_mid_place, place_kill_conf
+from system_tests.place_timeout import RUN as TIMEOUT_RUN
+from system_tests.place_timeout import check_place_timed_out, place_timeout_conf
 from system_tests.stack import Stack
 from system_tests.webhooks import CHECKS as WEBHOOK_CHECKS
 from system_tests.worker_runs import check_sensor_worker_runs
@@ -48,12 +50,14 @@ EXPECTED_DAGS = {
     "st_calls_wait",
     "st_calls_timeout",
     "st_place_kill",
+    "st_place_timeout",
     "revox_on_calls_finished",
 }
 BUDGET_SECONDS = 600.0
 CHECKS = [
     *SENSOR_CHECKS,
     ("j  place-call worker SIGKILLed mid-wait, one order", check_place_killed),
+    ("j2 a deferred placement that gives up cancels its order", check_place_timed_out),
     ("k1 call events: no ended order lost, triggerer SIGKILLed twice", check_call_events),
     ("k2 call-events DAG revox_on_calls_finished exported exactly those orders", check_call_events_dag),
     ("w  deferrable sensor waits cost no worker run (start_from_trigger)", check_sensor_worker_runs),
@@ -80,6 +84,7 @@ def planned_runs(stack: Stack) -> dict[str, tuple[str, dict[str, Any]]]:
             {"call_ids": ["exp-1", "exp-2", "exp-3"], "destination": write_export_dir(stack.export_dir)},
         ),
         RUN: ("st_place_kill", place_kill_conf(stack)),
+        TIMEOUT_RUN: ("st_place_timeout", place_timeout_conf(stack)),
     }
     for i in range(1, stack.plan.ha_calls + 1):
         runs[f"ha_{i}"] = ("st_call_wait", {"call_id": f"ha-{i}"})

@@ -1,5 +1,5 @@
 """DAGs of the system test: the deferrable sensors on a conf-given order, connection and timeout,
-and one placement whose worker the harness kills."""
+one placement whose worker the harness kills, and one deferred placement that gives up."""
 
 from __future__ import annotations
 
@@ -74,4 +74,21 @@ with DAG(
         poke_interval=3,
         retries=2,
         retry_delay=timedelta(seconds=5),
+    )
+
+with DAG(
+    dag_id="st_place_timeout",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    doc_md="One order dialled days ahead, waited for in a triggerer for 20 s: the task gives up.",
+):
+    RevoxPlaceCallOperator(
+        task_id="place",
+        phone_number="{{ dag_run.conf['phone'] }}",
+        assistant_id="asst_plain",
+        scheduled_at="{{ dag_run.conf['scheduled_at'] }}",
+        skip_calling_window=True,
+        deferrable=True,
+        timeout=20,  # system_tests.place_timeout.TIMEOUT_SECONDS; cancel_on_timeout is on by default
     )
