@@ -52,43 +52,38 @@ sensor_dag(
     "st_calls_timeout", RevoxCallsSensor, "A batch that cannot end in 20 s.", call_ids=CALL_IDS, timeout=20
 )
 
-with DAG(
-    dag_id="st_place_kill",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    doc_md="One order placed and waited for on a worker; the harness SIGKILLs that worker mid-wait.",
-):
-    RevoxPlaceCallOperator(
-        task_id="place",
-        phone_number="{{ dag_run.conf['phone'] }}",
-        assistant_id="asst_plain",
-        # Dialled after the retry has reattached, on the simulator's clock (given by the harness).
-        scheduled_at="{{ dag_run.conf['scheduled_at'] }}",
-        skip_calling_window=True,
-        # The simulator draws the order's outcome: any end is fine, the check is on the placing.
-        fail_on_statuses=[],
-        wait_for_completion=True,
-        deferrable=False,
-        mode="poke",
-        poke_interval=3,
-        retries=2,
-        retry_delay=timedelta(seconds=5),
-    )
 
-with DAG(
-    dag_id="st_place_timeout",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    doc_md="One order dialled days ahead, waited for in a triggerer for 20 s: the task gives up.",
-):
-    RevoxPlaceCallOperator(
-        task_id="place",
-        phone_number="{{ dag_run.conf['phone'] }}",
-        assistant_id="asst_plain",
-        scheduled_at="{{ dag_run.conf['scheduled_at'] }}",
-        skip_calling_window=True,
-        deferrable=True,
-        timeout=20,  # system_tests.place_timeout.TIMEOUT_SECONDS; cancel_on_timeout is on by default
-    )
+def placement_dag(dag_id: str, doc: str, **kwargs: Any) -> DAG:
+    """One DAG with one ``place`` task: the run's conf gives the number and the dial time (the
+    simulator's clock, given by the harness), dialled whatever the calling window."""
+    with DAG(dag_id=dag_id, schedule=None, start_date=START, catchup=False, doc_md=doc) as dag:
+        RevoxPlaceCallOperator(
+            task_id="place",
+            phone_number="{{ dag_run.conf['phone'] }}",
+            assistant_id="asst_plain",
+            scheduled_at="{{ dag_run.conf['scheduled_at'] }}",
+            skip_calling_window=True,
+            **kwargs,
+        )
+    return dag
+
+
+placement_dag(
+    "st_place_kill",
+    "One order placed and waited for on a worker; the harness SIGKILLs that worker mid-wait.",
+    # Dialled after the retry has reattached. The simulator draws the order's outcome: any end is
+    # fine, the check is on the placing.
+    fail_on_statuses=[],
+    wait_for_completion=True,
+    deferrable=False,
+    mode="poke",
+    poke_interval=3,
+    retries=2,
+    retry_delay=timedelta(seconds=5),
+)
+placement_dag(
+    "st_place_timeout",
+    "One order dialled days ahead, waited for in a triggerer for 20 s: the task gives up.",
+    deferrable=True,
+    timeout=20,  # system_tests.place_timeout.TIMEOUT_SECONDS; cancel_on_timeout is on by default
+)
