@@ -359,11 +359,11 @@ def test_a_staged_file_costs_the_staging_little_memory_until_it_is_published(tmp
             after = tracemalloc.take_snapshot()
         finally:
             tracemalloc.stop()
-        # Only what this loop allocated, and not the interpreter's own tables: tracemalloc traces
-        # the whole process, and other threads of a test worker allocate meanwhile. pathlib interns
-        # every path part, and the process-wide table of interned strings grows by one block when
-        # the loop crosses its threshold (one block of 7.7 MB, in 4 full runs of 4 on Airflow 3.4).
-        # What a staging keeps per file is small blocks by the thousand, never a megabyte in one.
+        # Not the interpreter's own tables: pathlib interns every path part, and the process-wide
+        # table of interned strings grows by one block when the loop crosses its threshold (one
+        # block of 7.7 MB, in 4 full runs of 4 on Airflow 3.4). What a staging keeps per file is
+        # small blocks by the thousand, never a megabyte in one. Only allocations under this
+        # test's frames count: tracemalloc traces every thread of the worker's process.
         mine = [tracemalloc.Filter(True, __file__, all_frames=True)]
         stats = after.filter_traces(mine).compare_to(before.filter_traces(mine), "traceback")
         kept = sum(stat.size_diff for stat in stats if stat.size_diff < MEGABYTE * max(stat.count_diff, 1))

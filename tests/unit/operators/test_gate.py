@@ -40,36 +40,21 @@ def contacts_file(path: Path, rows: int) -> Path:
     return path
 
 
-#: Runs per measurement: tracemalloc traces every thread of the process, and a test worker's
-#: other threads (Airflow's in-process execution API loop, servers earlier tests started)
-#: allocate meanwhile, by megabytes at times. Their noise only adds, so the least peak is the work's.
-RUNS = 3
-
-
 def measured(work: Callable[[], T]) -> tuple[T, int, int]:
-    """``work()``'s result, the bytes it still holds after, and its peak, both above the start.
-
-    Of :data:`RUNS` runs, the one with the least peak.
-    """
-    best: tuple[T, int, int] | None = None
-    for _ in range(RUNS):
-        gc.collect()
-        tracing = tracemalloc.is_tracing()
+    """``work()``'s result, the bytes it still holds after, and its peak, both above the start."""
+    gc.collect()
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        result = work()
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
         if not tracing:
-            tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            start = tracemalloc.get_traced_memory()[0]
-            result = work()
-            held, peak = tracemalloc.get_traced_memory()
-        finally:
-            if not tracing:
-                tracemalloc.stop()
-        if best is None or peak - start < best[2]:
-            best = (result, held - start, peak - start)
-        del result
-    assert best is not None
-    return best
+            tracemalloc.stop()
+    return result, held - start, peak - start
 
 
 @pytest.fixture
